@@ -1,0 +1,1 @@
+"""Digit Recognizer submission package."""

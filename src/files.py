@@ -1,0 +1,45 @@
+"""Writing files atomically, and fingerprinting them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(temporary_path)`, then move the result onto `path`.
+
+    The temporary file sits beside `path`, so the final rename is atomic: a
+    reader sees the old file or the new one, never half of one. If `write`
+    raises (a failed check, Ctrl-C), the temporary file is removed and `path`
+    is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write `payload` as indented JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

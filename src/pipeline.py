@@ -1,0 +1,94 @@
+"""The whole job: read the data, train, predict, write the submission and its record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .data import as_features, check_labels, read_test, read_train
+from .files import sha256, write_json
+from .prediction import predict_labels, predict_probabilities
+from .record import build_record
+from .submission import write_submission
+from .training import TrainingResult, train
+
+
+@dataclass
+class Datasets:
+    """Arrays that stand in for `train.csv` and `test.csv` (a test seam)."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+
+
+@dataclass
+class RunResult:
+    submission_path: Path
+    record_path: Path
+    record: dict
+    training: TrainingResult
+    test_probabilities: np.ndarray
+
+
+def record_path_for(submission_path: str | Path) -> Path:
+    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
+    return Path(submission_path).with_suffix(".json")
+
+
+def load_datasets(data_dir: str | Path) -> tuple[Datasets, dict]:
+    """Read and validate `train.csv` and `test.csv`; also describe the files."""
+    train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
+    train_images, train_labels = read_train(train_path)
+    test_images = read_test(test_path)
+    inputs = {
+        "train": {"path": str(train_path), "sha256": sha256(train_path), "rows": len(train_labels)},
+        "test": {"path": str(test_path), "sha256": sha256(test_path), "rows": len(test_images)},
+    }
+    return Datasets(train_images, train_labels, test_images), inputs
+
+
+def run(
+    config: Config,
+    data_dir: str | Path,
+    out_path: str | Path,
+    datasets_override: Datasets | None = None,
+    verbose: int = 2,
+) -> RunResult:
+    """Train as `config` says and write `out_path` and its JSON record.
+
+    Args:
+        config: The run's settings.
+        data_dir: Folder holding `train.csv` and `test.csv`.
+        out_path: The submission file to write.
+        datasets_override: Arrays to use instead of reading `data_dir`.
+        verbose: 0 silent, 1 progress bars, 2 a line per epoch.
+    """
+    timings = {}
+    started = time.perf_counter()
+    if datasets_override is None:
+        datasets, inputs = load_datasets(data_dir)
+    else:
+        datasets, inputs = datasets_override, {"train": {"rows": len(datasets_override.train_labels)}}
+    check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
+    timings["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    training = train(config, datasets.train_images, datasets.train_labels, verbose=verbose)
+    timings["train"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling))
+    timings["predict"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    submission_path = write_submission(predict_labels(test_probabilities), out_path)
+    timings["write"] = time.perf_counter() - started
+
+    record = build_record(config, inputs, training, datasets.train_labels, timings, submission_path)
+    record_path = write_json(record_path_for(submission_path), record)
+    return RunResult(submission_path, record_path, record, training, test_probabilities)

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny Kaggle-format datasets, and the real data where present."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import write_dataset
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_ZIP = REPO_ROOT.parent / "shared" / "data" / "digit-recognizer.zip"
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """A folder holding an 80-row train.csv and a 20-row test.csv."""
+    return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def real_data(tmp_path_factory) -> Path:
+    """The 42,000-row competition files, unzipped from ../shared, or a skip."""
+    if not SHARED_ZIP.is_file():
+        pytest.skip(f"real data not available: {SHARED_ZIP} is absent (it is only beside the team's checkouts)")
+    directory = tmp_path_factory.mktemp("digit-recognizer")
+    with zipfile.ZipFile(SHARED_ZIP) as archive:
+        archive.extractall(directory)
+    return directory

@@ -1,0 +1,63 @@
+"""Splits, training and ensembling on a tiny dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from src.config import Config
+from src.prediction import predict_labels, predict_probabilities
+from src.training import split_rows, train
+from tests.synthetic import make_arrays
+
+
+def test_single_split_holds_out_the_last_rows_like_keras():
+    splits = split_rows(Config(validation_split=0.2), np.arange(103) % 10)
+    ((train_rows, validation_rows),) = splits
+    # Keras' fit(validation_split=0.2) trains on rows [:floor(0.8 * n)].
+    np.testing.assert_array_equal(train_rows, np.arange(82))
+    np.testing.assert_array_equal(validation_rows, np.arange(82, 103))
+
+
+def test_folds_are_stratified_disjoint_and_cover_every_row_once():
+    labels = np.repeat(np.arange(10), [30, 31, 32, 33, 34, 35, 36, 37, 38, 39])
+    splits = split_rows(Config(folds=5, seed=3), labels)
+    assert len(splits) == 5
+    validation = np.concatenate([validation_rows for _, validation_rows in splits])
+    np.testing.assert_array_equal(np.sort(validation), np.arange(len(labels)))
+    overall = np.bincount(labels) / len(labels)
+    for train_rows, validation_rows in splits:
+        assert not set(train_rows) & set(validation_rows)
+        assert len(train_rows) + len(validation_rows) == len(labels)
+        share = np.bincount(labels[validation_rows], minlength=10) / len(validation_rows)
+        np.testing.assert_allclose(share, overall, atol=0.02)
+
+
+def test_folds_depend_on_the_seed():
+    labels = np.arange(200) % 10
+    first = split_rows(Config(folds=4, seed=1), labels)[0][1]
+    assert np.array_equal(first, split_rows(Config(folds=4, seed=1), labels)[0][1])
+    assert not np.array_equal(first, split_rows(Config(folds=4, seed=2), labels)[0][1])
+
+
+def test_ensemble_trains_one_member_per_fold():
+    images, labels, test_images = make_arrays(n_per_class=9)
+    config = Config(folds=3, epochs=3, scaling="unit")
+    result = train(config, images, labels, verbose=0)
+    assert len(result.members) == 3
+    for member in result.members:
+        assert len(member.history["loss"]) == 3
+        assert member.validation_probabilities.shape == (len(member.validation_rows), 10)
+    assert sorted(result.validation_rows()) == list(range(len(labels)))
+    assert 0.0 <= result.validation_accuracy(labels) <= 1.0
+
+    probabilities = predict_probabilities(result.models, test_images / 255.0)
+    each = [model.predict(test_images / 255.0, verbose=0) for model in result.models]
+    np.testing.assert_allclose(probabilities, np.mean(each, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert predict_labels(probabilities).tolist() == probabilities.argmax(axis=1).tolist()
+
+
+def test_training_learns_the_tiny_dataset():
+    images, labels, _ = make_arrays(n_per_class=30)
+    result = train(Config(epochs=20, scaling="unit", batch_size=32), images, labels, verbose=0)
+    assert result.validation_accuracy(labels) >= 0.9

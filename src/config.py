@@ -33,6 +33,8 @@ class Config:
         scaling: "none" feeds raw 0..255 pixels; "unit" divides them by 255.
         folds: 1 trains one model; K >= 2 trains a stratified K-fold ensemble.
         seed: Seeds Python, NumPy and TensorFlow, and the fold split.
+        plain: Train with Keras' plain `model.fit`, one model after another,
+            instead of the compiled loop that trains every member at once.
     """
 
     hidden_units: tuple[int, ...] = (20, 15)
@@ -44,6 +46,7 @@ class Config:
     scaling: str = "none"
     folds: int = 1
     seed: int = 42
+    plain: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_units", tuple(self.hidden_units))

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .data import as_features, check_labels, read_test, read_train
+from .cache import cached_arrays, default_cache_dir
+from .config import Config, UserError
+from .data import DOWNLOAD_HINT, as_features, check_labels, read_test, read_train
 from .files import sha256, write_json
 from .prediction import predict_labels, predict_probabilities
 from .record import build_record
 from .submission import write_submission
 from .training import TrainingResult, train
+
+# Stands for "the default cache folder" (None means no cache).
+CACHE_DEFAULT = object()
 
 
 @dataclass
@@ -40,16 +44,37 @@ def record_path_for(submission_path: str | Path) -> Path:
     return Path(submission_path).with_suffix(".json")
 
 
-def load_datasets(data_dir: str | Path) -> tuple[Datasets, dict]:
-    """Read and validate `train.csv` and `test.csv`; also describe the files."""
+def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEFAULT) -> tuple[Datasets, dict]:
+    """Read and validate `train.csv` and `test.csv`; also describe the files.
+
+    Args:
+        data_dir: Folder holding the two files.
+        cache_dir: Where parsed arrays are cached by the files' sha256 (see
+            `src.cache`); None reads the CSVs every time. Default:
+            `default_cache_dir()`.
+    """
+    cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
     train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
-    train_images, train_labels = read_train(train_path)
-    test_images = read_test(test_path)
+    train_digest, test_digest = file_digest(train_path), file_digest(test_path)
+
+    def parse_train():
+        images, labels = read_train(train_path)
+        return {"images": images, "labels": labels}
+
+    train_arrays = cached_arrays(cache_dir, "train", train_digest, parse_train)
+    test_arrays = cached_arrays(cache_dir, "test", test_digest, lambda: {"images": read_test(test_path)})
     inputs = {
-        "train": {"path": str(train_path), "sha256": sha256(train_path), "rows": len(train_labels)},
-        "test": {"path": str(test_path), "sha256": sha256(test_path), "rows": len(test_images)},
+        "train": {"path": str(train_path), "sha256": train_digest, "rows": len(train_arrays["labels"])},
+        "test": {"path": str(test_path), "sha256": test_digest, "rows": len(test_arrays["images"])},
     }
-    return Datasets(train_images, train_labels, test_images), inputs
+    return Datasets(train_arrays["images"], train_arrays["labels"], test_arrays["images"]), inputs
+
+
+def file_digest(path: Path) -> str:
+    """The file's sha256; a missing file is reported as the parser reports it."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; {DOWNLOAD_HINT}")
+    return sha256(path)
 
 
 def run(

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scaling", choices=SCALINGS, help="pixel scaling: none (raw 0..255, default) or unit (0..1)"
     )
     settings.add_argument("--seed", type=int, help="seed for weights, shuffling and folds (default 42)")
+    settings.add_argument(
+        "--plain",
+        action="store_true",
+        default=None,
+        help="train with Keras' plain model.fit, one model after another (slower; for comparison)",
+    )
     return parser
 
 
@@ -88,6 +94,7 @@ def config_from_args(args: argparse.Namespace):
         validation_split=args.validation_split,
         scaling=args.scaling,
         seed=args.seed,
+        plain=args.plain,
     )
 
 

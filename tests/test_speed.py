@@ -1,0 +1,195 @@
+"""The fast path trains what the plain path trains; the CSV cache is never stale.
+
+Correctness only: no timings here (scripts/benchmark.py measures speed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from src import pipeline
+from src.cache import cache_entry
+from src.config import Config
+from src.data import as_features
+from src.files import sha256
+from src.model import build_model
+from src.training import StackedDense, epoch_batches, seed_everything, split_rows, stacked_weights, train
+from tests.synthetic import make_arrays, write_dataset
+
+
+def weights_of(result):
+    return [model.get_weights() for model in result.models]
+
+
+def test_stacked_members_train_only_on_their_own_training_rows(monkeypatch):
+    images, labels, _ = make_arrays(n_per_class=10)
+    config = Config(folds=3, epochs=3, batch_size=16, scaling="unit")
+    splits = split_rows(config, labels)
+    seen = []
+
+    def recording_epoch_batches(*args):
+        rows, mask = epoch_batches(*args)
+        seen.append((rows, mask))
+        return rows, mask
+
+    monkeypatch.setattr("src.training.epoch_batches", recording_epoch_batches)
+    train(config, images, labels, verbose=0)
+    assert len(seen) == config.epochs
+    for rows, mask in seen:
+        for member, (train_rows, validation_rows) in enumerate(splits):
+            used = rows[:, member][mask[:, member] == 1]
+            # Every training row exactly once per epoch, and no row of its own fold.
+            np.testing.assert_array_equal(np.sort(used), np.sort(train_rows))
+            assert not set(used) & set(validation_rows)
+
+
+def test_epoch_batches_shuffle_and_end_with_a_partial_batch():
+    train_rows = [np.arange(10, 50), np.arange(100, 125)]
+    rows, mask = epoch_batches(np.random.default_rng(0), train_rows, 16)
+    assert rows.shape == mask.shape == (3, 2, 16)  # ceil(40 / 16) steps
+    np.testing.assert_array_equal(mask[:, 0].sum(axis=1), [16, 16, 8])
+    np.testing.assert_array_equal(mask[:, 1].sum(axis=1), [16, 9, 0])  # member 2 is done after 2 steps
+    assert not np.array_equal(rows[0, 0], np.arange(10, 26))
+    again, _ = epoch_batches(np.random.default_rng(1), train_rows, 16)
+    assert not np.array_equal(rows, again)
+
+
+def stacked_network(member_weights, images, labels, **settings):
+    config = Config(scaling="unit", **settings)
+    return StackedDense(config, stacked_weights(member_weights), as_features(images, "unit"), labels)
+
+
+def test_a_stacked_member_trains_as_a_separate_model_would():
+    """Three members of unequal sizes side by side vs member 2 alone: same batches, same weights."""
+    images, labels, _ = make_arrays(n_per_class=15)
+    seed_everything(0)
+    models = [build_model(Config()) for _ in range(3)]
+    train_rows = [np.arange(0, 140), np.arange(20, 84), np.arange(50, 150)]  # 5, 3 and 4 steps of 32
+    together = stacked_network(models, images, labels)
+    alone = stacked_network(models[1:2], images, labels)
+    validation_rows, validation_mask = np.array([[0], [1], [2]]), np.ones((3, 1), np.float32)
+    shuffler = np.random.default_rng(0)
+    for _ in range(3):
+        rows, mask = epoch_batches(shuffler, train_rows, 32)
+        together.run_epoch(rows, mask, validation_rows, validation_mask)
+        own_steps = mask[:, 1].sum(axis=1) > 0
+        alone.run_epoch(rows[own_steps][:, 1:2], mask[own_steps][:, 1:2], validation_rows[1:2], validation_mask[1:2])
+    for stacked, single in zip(together.member_weights(1), alone.member_weights(0), strict=True):
+        np.testing.assert_allclose(stacked, single, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together.member_weights(0)[0], together.member_weights(1)[0])
+
+
+def test_the_stacked_loop_takes_the_same_steps_as_keras():
+    """Keras' own train_on_batch (its loss, L2 penalty and Adam) on the same batches gives the same weights."""
+    images, labels, _ = make_arrays(n_per_class=10)
+    seed_everything(0)
+    model = build_model(Config())
+    network = stacked_network([model], images, labels)
+    features, targets = as_features(images, "unit"), np.eye(10)[labels]
+    rows, mask = epoch_batches(np.random.default_rng(0), [np.arange(70)], 32)  # 32, 32, then 6 rows
+    for _ in range(2):
+        network.run_epoch(rows, mask, np.array([[70]]), np.ones((1, 1), np.float32))
+        for step in range(len(rows)):
+            batch = rows[step, 0][mask[step, 0] == 1]
+            model.train_on_batch(features[batch], targets[batch])
+    for stacked, keras_weight in zip(network.member_weights(0), model.get_weights(), strict=True):
+        np.testing.assert_allclose(stacked, keras_weight, rtol=1e-4, atol=1e-5)
+
+
+def test_plain_and_fast_paths_agree():
+    # One batch holds every training row, so the shuffle order cannot matter.
+    images, labels, _ = make_arrays(n_per_class=8)
+    config = Config(epochs=6, scaling="unit", batch_size=128)
+    fast = train(config, images, labels, verbose=0)
+    plain = train(config.replace(plain=True), images, labels, verbose=0)
+    for fast_weight, plain_weight in zip(weights_of(fast)[0], weights_of(plain)[0], strict=True):
+        np.testing.assert_allclose(fast_weight, plain_weight, rtol=1e-4, atol=1e-5)
+    fast_history, plain_history = fast.members[0].history, plain.members[0].history
+    assert sorted(fast_history) == sorted(plain_history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    for name in plain_history:
+        np.testing.assert_allclose(fast_history[name], plain_history[name], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(fast.validation_rows(), plain.validation_rows())
+    np.testing.assert_allclose(fast.validation_probabilities(), plain.validation_probabilities(), atol=1e-4)
+
+
+def test_fast_path_is_reproducible():
+    images, labels, _ = make_arrays(n_per_class=9)
+    config = Config(folds=3, epochs=3, batch_size=16, scaling="unit", seed=5)
+    first, second = (train(config, images, labels, verbose=0) for _ in range(2))
+    for first_weights, second_weights in zip(weights_of(first), weights_of(second), strict=True):
+        for a, b in zip(first_weights, second_weights, strict=True):
+            assert a.tobytes() == b.tobytes()
+    assert [m.history for m in first.members] == [m.history for m in second.members]
+    other = train(config.replace(seed=6), images, labels, verbose=0)
+    assert not np.array_equal(weights_of(other)[0][0], weights_of(first)[0][0])
+
+
+def test_cache_hit_returns_the_same_arrays_without_parsing(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    cache = tmp_path / "cache"
+    parsed, parsed_inputs = pipeline.load_datasets(data, cache_dir=cache)
+    assert cache_entry(cache, "train", sha256(data / "train.csv")).is_file()
+
+    def no_parsing(path):
+        raise AssertionError(f"{path} was parsed on a cache hit")
+
+    monkeypatch.setattr(pipeline, "read_train", no_parsing)
+    monkeypatch.setattr(pipeline, "read_test", no_parsing)
+    cached, cached_inputs = pipeline.load_datasets(data, cache_dir=cache)
+    assert cached_inputs == parsed_inputs
+    for name in ("train_images", "train_labels", "test_images"):
+        expected, found = getattr(parsed, name), getattr(cached, name)
+        assert found.dtype == expected.dtype and found.shape == expected.shape
+        np.testing.assert_array_equal(found, expected)
+
+
+def test_cache_is_invalidated_when_a_file_changes(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    cache = tmp_path / "cache"
+    before, _ = pipeline.load_datasets(data, cache_dir=cache)
+    lines = (data / "train.csv").read_text().splitlines()
+    first_row = lines[1].split(",")
+    first_row[0] = str((int(first_row[0]) + 1) % 10)  # relabel row 1
+    first_row[5] = "7"
+    (data / "train.csv").write_text("\n".join([lines[0], ",".join(first_row), *lines[2:]]) + "\n")
+    after, inputs = pipeline.load_datasets(data, cache_dir=cache)
+    assert after.train_labels[0] == (before.train_labels[0] + 1) % 10
+    assert after.train_images[0, 4] == 7
+    np.testing.assert_array_equal(after.train_labels[1:], before.train_labels[1:])
+    assert inputs["train"]["sha256"] == sha256(data / "train.csv")
+
+
+def test_changed_file_is_validated_again(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    cache = tmp_path / "cache"
+    pipeline.load_datasets(data, cache_dir=cache)
+    text = (data / "test.csv").read_text().splitlines()
+    text[3] = "300" + text[3][text[3].index(",") :]
+    (data / "test.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(ValueError, match="line 4, column pixel0: expected a pixel 0..255, found 300"):
+        pipeline.load_datasets(data, cache_dir=cache)
+
+
+def test_an_unusable_cache_never_fails_the_load(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    expected, _ = pipeline.load_datasets(data, cache_dir=None)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where the cache folder should be")
+    loaded, _ = pipeline.load_datasets(data, cache_dir=not_a_folder)
+    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
+
+    cache = tmp_path / "cache"
+    pipeline.load_datasets(data, cache_dir=cache)
+    entry = cache_entry(cache, "train", sha256(data / "train.csv"))
+    entry.write_bytes(b"damaged")
+    loaded, _ = pipeline.load_datasets(data, cache_dir=cache)
+    np.testing.assert_array_equal(loaded.train_labels, expected.train_labels)
+    assert entry.stat().st_size > len(b"damaged")  # parsed and stored again
+
+
+def test_plain_flag_selects_the_plain_path():
+    from src.submit import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args(["--plain"])).plain is True
+    assert config_from_args(build_parser().parse_args([])).plain is False

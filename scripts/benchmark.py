@@ -1,0 +1,211 @@
+"""Time the tutorial's code against `python -m src.submit`, side by side, and print a table.
+
+python scripts/benchmark.py                                    # data/, 50 epochs, once
+python scripts/benchmark.py --data ../shared/data/digit-recognizer.zip --repeats 3
+python scripts/benchmark.py --epochs 5                         # a quick look
+
+Each run is its own process, timed from start to exit:
+  reference       the tutorial's code as written (scripts/tutorial_reference.py)
+  single model    python -m src.submit
+  K-fold          python -m src.submit --folds K
+For each: wall time, peak resident memory, training steps per second,
+validation (out-of-fold for the ensemble) accuracy and the wall-time ratio to
+the reference; the median over --repeats. The package's runs find their CSVs
+in the parse cache (warmed first); loading with and without it is timed
+separately. Writes OUT.md and OUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
+BATCH_SIZE = 128
+DATA_FILES = ("train.csv", "test.csv")
+CACHE_TIMING = """
+import json, sys, time
+from src.pipeline import load_datasets
+seconds = []
+for _ in range(2):
+    started = time.perf_counter()
+    load_datasets(sys.argv[1], cache_dir=sys.argv[2])
+    seconds.append(time.perf_counter() - started)
+print(json.dumps({"first": seconds[0], "cached": seconds[1]}))
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", type=Path, default=Path("data"), help="folder with train.csv and test.csv, or a zip of them"
+    )
+    parser.add_argument("--epochs", type=int, default=50, help="epochs for every run (default 50)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each kind; the table gives medians")
+    parser.add_argument("--folds", type=int, default=5, help="K of the ensemble run (default 5)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/benchmark"), help="writes OUT.md and OUT.json")
+    return parser
+
+
+def data_folder(path: Path, scratch: Path) -> Path:
+    """`path` itself, or the zip's CSVs extracted into `scratch`."""
+    if path.is_dir():
+        missing = [name for name in DATA_FILES if not (path / name).is_file()]
+        if missing:
+            raise SystemExit(f"error: {path}: no {', '.join(missing)} there")
+        return path
+    if not zipfile.is_zipfile(path):
+        raise SystemExit(f"error: {path}: expected a folder with train.csv and test.csv, or a zip of them")
+    with zipfile.ZipFile(path) as archive:
+        for name in DATA_FILES:
+            if name not in archive.namelist():
+                raise SystemExit(f"error: {path}: the zip holds no {name}")
+            archive.extract(name, scratch)
+    return scratch
+
+
+def timed_process(command: list[str], env: dict) -> dict:
+    """Run `command` to completion; its wall time and peak resident memory."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{stderr.decode()[-2000:]}")
+    # ru_maxrss is in kilobytes on Linux.
+    return {"wall_seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def reference_run(data: Path, epochs: int, scratch: Path, env: dict) -> dict:
+    result_path = scratch / "reference.json"
+    measured = timed_process([sys.executable, str(REFERENCE_SCRIPT), str(data), str(epochs), str(result_path)], env)
+    result = json.loads(result_path.read_text())
+    n_train = math.floor(result["rows"] * 0.8)
+    steps = epochs * math.ceil(n_train / BATCH_SIZE)
+    return {**measured, "train_seconds": result["train_seconds"], "steps": steps, "accuracy": result["accuracy"]}
+
+
+def package_run(data: Path, epochs: int, folds: int, scratch: Path, env: dict) -> dict:
+    out = scratch / f"submission-f{folds}.csv"
+    command = [sys.executable, "-m", "src.submit", "--data", str(data), "--out", str(out), "--epochs", str(epochs)]
+    measured = timed_process([*command, "--folds", str(folds)], env)
+    record = json.loads(out.with_suffix(".json").read_text())
+    n_rows = record["inputs"]["train"]["rows"]
+    members = record["validation"]["members"]
+    steps = sum(epochs * math.ceil((n_rows - member["validation_rows"]) / BATCH_SIZE) for member in members)
+    return {
+        **measured,
+        "train_seconds": record["timings"]["train"],
+        "steps": steps,
+        "accuracy": record["validation"]["accuracy"],
+    }
+
+
+def cache_timing(data: Path, cache_dir: Path, env: dict) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-c", CACHE_TIMING, str(data), str(cache_dir)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def median_row(name: str, runs: list[dict]) -> dict:
+    train_seconds = statistics.median(run["train_seconds"] for run in runs)
+    return {
+        "run": name,
+        "wall_seconds": statistics.median(run["wall_seconds"] for run in runs),
+        "peak_rss_mb": statistics.median(run["peak_rss_mb"] for run in runs),
+        "train_seconds": train_seconds,
+        "steps_per_second": statistics.median(run["steps"] / run["train_seconds"] for run in runs),
+        "accuracy": statistics.median(run["accuracy"] for run in runs),
+        "runs": runs,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "| run | wall s | x reference | peak RSS MB | training s | steps/s | accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['run']} | {row['wall_seconds']:.1f} | {row['ratio_to_reference']:.2f} | "
+            f"{row['peak_rss_mb']:.0f} | {row['train_seconds']:.1f} | {row['steps_per_second']:.0f} | "
+            f"{row['accuracy']:.4f} |"
+        )
+    load = report["load"]
+    lines += [
+        "",
+        f"Loading train.csv and test.csv: {load['first']:.2f} s parsed, {load['cached']:.2f} s from the cache "
+        f"({load['cached'] / load['first']:.2f} x).",
+        f"{report['rows_in_train']} training rows, {report['epochs']} epochs, median of {report['repeats']} run(s); "
+        f"{report['machine']}; {report['created']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.epochs < 1 or args.repeats < 1 or args.folds < 2:
+        raise SystemExit("error: --epochs and --repeats must be >= 1, --folds >= 2")
+    with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
+        scratch = Path(scratch_name)
+        data = data_folder(args.data.resolve(), scratch / "data")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DIGIT_RECOGNIZER_CACHE": str(scratch / "cache")}
+        load = cache_timing(data, scratch / "cache", env)
+        runs = {"reference": [], "single": [], "folds": []}
+        for repeat in range(1, args.repeats + 1):
+            print(f"repeat {repeat}/{args.repeats}: reference ...", flush=True)
+            runs["reference"].append(reference_run(data, args.epochs, scratch, env))
+            print(f"repeat {repeat}/{args.repeats}: python -m src.submit ...", flush=True)
+            runs["single"].append(package_run(data, args.epochs, 1, scratch, env))
+            print(f"repeat {repeat}/{args.repeats}: python -m src.submit --folds {args.folds} ...", flush=True)
+            runs["folds"].append(package_run(data, args.epochs, args.folds, scratch, env))
+        rows_in_train = json.loads((scratch / "submission-f1.json").read_text())["inputs"]["train"]["rows"]
+
+    rows = [
+        median_row("reference: tutorial code, `model.fit`", runs["reference"]),
+        median_row("`python -m src.submit`", runs["single"]),
+        median_row(f"`python -m src.submit --folds {args.folds}` (out-of-fold)", runs["folds"]),
+    ]
+    for row in rows:
+        row["ratio_to_reference"] = row["wall_seconds"] / rows[0]["wall_seconds"]
+    report = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "data": str(args.data),
+        "rows_in_train": rows_in_train,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "load": load,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table = markdown(report)
+    args.out.with_suffix(".md").write_text(table)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(table, end="")
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

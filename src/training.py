@@ -177,7 +177,7 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
         for member_callbacks in callbacks:
             member_callbacks.on_epoch_begin(epoch)
         batch_rows, batch_mask = epoch_batches(shuffler, train_rows, config.batch_size)
-        loss, accuracy, val_loss, val_accuracy = network.run_epoch(
+        loss, accuracy, val_loss, val_accuracy, val_probabilities = network.run_epoch(
             batch_rows, batch_mask, validation_rows, validation_mask
         )
         logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
@@ -191,7 +191,8 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
     result = TrainingResult()
     for member, (model, (_, rows)) in enumerate(zip(models, splits, strict=True)):
         model.set_weights(network.member_weights(member))
-        probabilities = predict_probabilities([model], features[rows])
+        # The last epoch scored the validation rows with the final weights already.
+        probabilities = val_probabilities[member, : len(rows)].numpy()
         result.members.append(Member(model, model.history.history, rows, probabilities, seconds))
     return result
 
@@ -283,7 +284,7 @@ class StackedDense(tf.Module):
         return outputs
 
     def losses(self, rows, mask):
-        """Each member's loss on its (masked) rows; also its correct predictions and row count."""
+        """Each member's loss on its (masked) rows; also its correct predictions, row count and logits."""
         weights = self.weights(self.parameters)
         logits = self.logits(weights, tf.gather(self.features, rows))
         targets = tf.gather(self.targets, rows)
@@ -293,11 +294,11 @@ class StackedDense(tf.Module):
         kernels = weights[0::2]
         penalty = self.l2 * tf.add_n([tf.reduce_sum(tf.square(kernel), axis=[1, 2]) for kernel in kernels])
         hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), tf.argmax(targets, axis=-1)), tf.float32)
-        return mean_cross_entropy + penalty, tf.reduce_sum(hits * mask, axis=1), counts
+        return mean_cross_entropy + penalty, tf.reduce_sum(hits * mask, axis=1), counts, logits
 
     def train_step(self, rows, mask):
         with tf.GradientTape() as tape:
-            losses, correct, counts = self.losses(rows, mask)
+            losses, correct, counts, _ = self.losses(rows, mask)
             # Members share no weights, so the gradient of the sum is each member's own.
             total = tf.reduce_sum(losses)
         self.apply_adam(tape.gradient(total, self.parameters), counts > 0)
@@ -321,7 +322,8 @@ class StackedDense(tf.Module):
         """One epoch: train on (n_steps, K, batch) rows, then score the (K, rows) validation rows.
 
         Returns:
-            Each member's loss, accuracy, val_loss and val_accuracy, as `fit` logs them.
+            Each member's loss, accuracy, val_loss and val_accuracy, as `fit` logs
+            them, and its softmax output on its validation rows.
         """
         loss_sum = tf.zeros(self.n_members)
         correct_sum = tf.zeros(self.n_members)
@@ -331,5 +333,6 @@ class StackedDense(tf.Module):
             loss_sum += losses
             correct_sum += correct
             count_sum += counts
-        val_losses, val_correct, val_counts = self.losses(validation_rows, validation_mask)
-        return loss_sum / count_sum, correct_sum / count_sum, val_losses, val_correct / val_counts
+        val_losses, val_correct, val_counts, val_logits = self.losses(validation_rows, validation_mask)
+        val_accuracy = val_correct / val_counts
+        return loss_sum / count_sum, correct_sum / count_sum, val_losses, val_accuracy, tf.nn.softmax(val_logits)

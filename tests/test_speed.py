@@ -121,6 +121,9 @@ def test_fast_path_is_reproducible():
         for a, b in zip(first_weights, second_weights, strict=True):
             assert a.tobytes() == b.tobytes()
     assert [m.history for m in first.members] == [m.history for m in second.members]
+    for member in first.members:  # each Keras model holds its member's final weights
+        predicted = member.model.predict(as_features(images, "unit")[member.validation_rows], verbose=0)
+        np.testing.assert_allclose(member.validation_probabilities, predicted, atol=1e-5)
     other = train(config.replace(seed=6), images, labels, verbose=0)
     assert not np.array_equal(weights_of(other)[0][0], weights_of(first)[0][0])
 

@@ -181,6 +181,7 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
             batch_rows, batch_mask, validation_rows, validation_mask
         )
         logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
+        logs = {name: values.numpy() for name, values in logs.items()}
         for member, member_callbacks in enumerate(callbacks):
             member_callbacks.on_epoch_end(epoch, {name: float(values[member]) for name, values in logs.items()})
     for member_callbacks in callbacks:

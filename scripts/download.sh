@@ -33,9 +33,11 @@ directory="$(absolute_path "${directory:-data}")"
 cd "$REPO_ROOT"
 
 if [[ "$force" == 0 ]]; then
-  if "$PYTHON" -m src.kaggle_io check "$directory" 2>/dev/null; then
+  if problem="$("$PYTHON" -m src.kaggle_io check "$directory" 2>&1)"; then
     echo "$directory already holds train.csv, test.csv and sample_submission.csv; nothing to do (--force downloads again)"
     exit 0
+  elif [[ -d "$directory" ]]; then
+    echo "${problem#error: }: downloading the files again"
   fi
 fi
 

@@ -23,7 +23,7 @@ ZIP_PATH = "/files/digit-recognizer.zip"
 UPLOAD_PATH = "/upload/submission-token"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 # The failure modes a test can switch on; "ok" serves every call.
-MODES = ("ok", "rules", "error", "corrupt")
+MODES = ("ok", "rules", "error", "corrupt", "kernel-error")
 
 
 @dataclass
@@ -43,7 +43,8 @@ class FakeKaggle:
     Attributes:
         zip_bytes: The competition's `digit-recognizer.zip`.
         mode: "ok"; "rules" answers every call 403 as for unaccepted rules;
-            "error" answers every call 500; "corrupt" serves a truncated zip.
+            "error" answers every call 500; "corrupt" serves a truncated zip;
+            "kernel-error" answers SaveKernel 200 with an `error` field.
         requests: Every request received, in order.
     """
 
@@ -142,6 +143,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
                 return self._json({"message": "Successfully submitted to Digit Recognizer", "ref": 4242})
             if request.path == COMPETITIONS + "GetSubmissionLimits":
                 return self._json({})
+            if request.path == KERNELS + "SaveKernel" and fake.mode == "kernel-error":
+                return self._json({"error": "Notebook title is already in use"})
             if request.path == KERNELS + "SaveKernel":
                 slug = request.json()["slug"]
                 return self._json(

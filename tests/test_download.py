@@ -80,7 +80,7 @@ def test_download_into_an_empty_directory(competition_zip, competition_files, tm
     assert [request.method for request in fake.requests] == ["POST", "GET"]
 
 
-def test_second_run_skips_and_force_downloads_again(competition_zip, tmp_path):
+def test_second_run_skips_force_downloads_again_and_bad_files_are_replaced(competition_zip, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         assert download(fake.url, tmp_path, "data").returncode == 0
         again = download(fake.url, tmp_path, "data")
@@ -88,10 +88,16 @@ def test_second_run_skips_and_force_downloads_again(competition_zip, tmp_path):
         assert "nothing to do (--force downloads again)" in again.stdout
         assert len(fake.requests) == 2
 
-        (tmp_path / "data" / "test.csv").write_text("stale\n")
         forced = download(fake.url, tmp_path, "--force", "data")
-    assert forced.returncode == 0, forced.stderr
-    assert len(fake.calls("DownloadDataFiles")) == 2
+        assert forced.returncode == 0, forced.stderr
+        assert len(fake.calls("DownloadDataFiles")) == 2
+
+        (tmp_path / "data" / "test.csv").write_text("stale\n")
+        repaired = download(fake.url, tmp_path, "data")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "test.csv: line 1: expected the header 'pixel0,pixel1" in repaired.stdout
+    assert "downloading the files again" in repaired.stdout
+    assert len(fake.calls("DownloadDataFiles")) == 3
     check_competition_files(tmp_path / "data")
 
 

@@ -211,11 +211,18 @@ def test_push_kernel_sends_the_built_script(tmp_path):
     assert sent["isPrivate"] is True and sent.get("enableInternet", False) is False
 
 
-def test_push_kernel_refused(tmp_path):
-    with FakeKaggle(mode="rules") as fake:
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [
+        ("rules", "Kaggle refused to push the kernel (HTTP 403"),
+        ("kernel-error", "Kernel push error: Notebook title is already in use"),
+    ],
+)
+def test_push_kernel_refused(mode, problem, tmp_path):
+    with FakeKaggle(mode=mode) as fake:
         result = push(fake.url, tmp_path)
     assert result.returncode == 1
-    assert "Kaggle refused to push the kernel (HTTP 403" in error_line(result)
+    assert problem in error_line(result)
 
 
 def test_push_kernel_without_credentials(tmp_path):

@@ -175,7 +175,7 @@ def submit_file(path: str | Path, message: str, n_rows: int | None = None) -> st
         # The client prints progress and some errors on stdout; keep them out of ours.
         with contextlib.redirect_stdout(noise):
             response = api.competition_submit(str(path), message, COMPETITION, quiet=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+    except Exception as error:  # every failure of the client becomes one line
         raise explain_error(error, "submit") from None
     answer = getattr(response, "message", "") or ""
     if answer == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
@@ -186,7 +186,7 @@ def submit_file(path: str | Path, message: str, n_rows: int | None = None) -> st
 
 def _authenticated_api():
     """A `KaggleApi` ready to call, or a `UserError` when credentials are missing."""
-    require_credentials()
+    source = require_credentials()
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             # Importing `kaggle` authenticates and prints help when it cannot.
@@ -197,7 +197,11 @@ def _authenticated_api():
         try:
             api.authenticate()
         except SystemExit:
-            raise UserError(NO_CREDENTIALS) from None
+            raise UserError(
+                f"Kaggle did not accept the credentials in {source}; create a new token at {TOKEN_URL}"
+            ) from None
+        except Exception as error:  # a token is checked online, which can fail
+            raise explain_error(error, "sign in") from None
     return api
 
 
@@ -250,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             require_credentials()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error.filename or argv[-1]}: {error.strerror or error}", file=sys.stderr)
         return 2
     return 0
 

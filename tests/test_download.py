@@ -14,7 +14,7 @@ import pytest
 
 from src.config import UserError
 from src.kaggle_io import RULES_URL, check_competition_files, install_competition_zip
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_ZIP
 from tests.fake_kaggle import FakeKaggle, kaggle_env
 from tests.synthetic import write_dataset
 
@@ -197,6 +197,14 @@ def test_install_refuses_a_bad_crc(competition_zip, tmp_path):
     with pytest.raises(UserError, match="corrupt"):
         install_competition_zip(tmp_path / "c.zip", tmp_path / "data")
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_install_accepts_the_real_competition_zip(tmp_path):
+    if not SHARED_ZIP.is_file():
+        pytest.skip(f"real data not available: {SHARED_ZIP} is absent (it is only beside the team's checkouts)")
+    installed = install_competition_zip(SHARED_ZIP, tmp_path / "data")
+    assert [path.name for path in installed] == list(NAMES)
+    check_competition_files(tmp_path / "data")
 
 
 @pytest.mark.skipif(

@@ -16,8 +16,9 @@ from tests.test_download import FAKE_KEY, closed_port_url, error_line
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
 
 
-def python_module(module, proxy_url, tmp_path, *args, credentials=True):
+def python_module(module, proxy_url, tmp_path, *args, credentials=True, extra=None):
     env = kaggle_env(os.environ, proxy_url, tmp_path / "home", credentials=credentials)
+    env.update(extra or {})
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     result = subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
@@ -89,6 +90,19 @@ def test_upload_without_credentials(good_file, tmp_path):
     assert result.returncode == 2
     assert "no Kaggle credentials found" in error_line(result) and "KAGGLE_API_TOKEN" in error_line(result)
     assert fake.requests == []
+
+
+def test_upload_with_a_rejected_token(good_file, tmp_path):
+    with FakeKaggle() as fake:
+        env_token = {"KAGGLE_API_TOKEN": "fake-token-0123"}
+        result = python_module(
+            "src.upload", fake.url, tmp_path, good_file, "-m", "x", credentials=False, extra=env_token
+        )
+    assert result.returncode == 2
+    assert "Kaggle did not accept the credentials in KAGGLE_API_TOKEN" in error_line(result)
+    assert "fake-token-0123" not in result.stderr
+    # The token is checked online (by `import kaggle` and by our sign-in); nothing is submitted.
+    assert {request.path.rsplit("/", 1)[-1] for request in fake.requests} == {"IntrospectToken"}
 
 
 @pytest.mark.parametrize(

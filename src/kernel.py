@@ -202,6 +202,8 @@ def module_body(module: Module) -> str:
             replace(node, None if node in body else " " * node.col_offset + "pass")
         elif isinstance(node, ast.Import | ast.ImportFrom) and node in body:
             replace(node, None)  # hoisted to the top of the script by `hoisted_imports`
+        elif node in body and _is_main_guard(node):
+            replace(node, None)  # in one script every module is __main__: only the trailer's guard stays
     lines = []
     for number, line in enumerate(module.text.splitlines()):
         if number in removed:
@@ -212,8 +214,13 @@ def module_body(module: Module) -> str:
             continue
         lines.append(line)
     code = re.sub(r"\n{4,}", "\n\n\n", "\n".join(lines).strip("\n"))
-    summary = (docstring or "").splitlines()[0] if docstring else ""
+    summary = docstring.splitlines()[0] if docstring else ""
     return f"# ---- {module.path.parent.name}/{module.path.name}: {summary}\n\n{code}\n"
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":`"""
+    return isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"'
 
 
 def hoisted_imports(modules: list[Module]) -> str:

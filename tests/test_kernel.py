@@ -146,12 +146,12 @@ def test_modules_come_after_what_they_import_and_lazy_imports_are_inlined(tmp_pa
             "entry": "from .middle import double\n\ndef main():\n    from .late import LATE\n    return double(LATE)\n",
             "middle": '"""Doubling."""\nfrom .base import BASE\n\ndef double(x):\n    return 2 * x + BASE\n',
             "base": "import math\n\nBASE = int(math.sqrt(100))\n",
-            "late": "from .base import BASE\n\nLATE = BASE + 1\n",
+            "late": "from .base import BASE\n\nLATE = BASE + 1\n\nif __name__ == '__main__':\n    LATE = 0\n",
         },
     )
     code, names = inline_modules(package, "entry", trailer="\nRESULT = main()\n")
     assert names == ["base", "middle", "entry", "late"]
-    assert "from ." not in code and "    pass" in code
+    assert "from ." not in code and "    pass" in code and "__main__" not in code
     namespace: dict = {}
     exec(compile(code, "kernel", "exec"), namespace)
     assert namespace["RESULT"] == 2 * 11 + 10

@@ -119,9 +119,14 @@ def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) ->
     return _save_figure(figure, path)
 
 
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """A 10x10 table: rows are the true digit, columns the predicted one."""
+    return confusion_matrix(labels, predicted, labels=DIGITS)
+
+
 def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
     """Counts of (true, predicted) digits; mistakes shaded on their own scale so they stand out."""
-    counts = confusion_matrix(labels, predicted, labels=DIGITS)
+    counts = confusion_counts(labels, predicted)
     recall = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
     is_diagonal = np.eye(N_CLASSES, dtype=bool)
     mistakes = np.where(is_diagonal, 0, counts)

@@ -178,7 +178,7 @@ def plot_test_gallery(arrays: RunArrays, path: Path) -> Path:
     figure = Figure(figsize=(15, 1.6 * _grid_rows(len(titles)) + 0.8), dpi=FIGURE_DPI, layout="constrained")
     gallery, distribution = figure.subfigures(1, 2, width_ratios=[1.25, 1])
     _draw_digit_grid(gallery, arrays.gallery_images, titles)
-    gallery.suptitle(f"{len(titles)} random test images: predicted digit (probability)")
+    gallery.suptitle(f"{len(titles)} random test images, #ImageId: predicted digit (probability)")
 
     n_test = len(arrays.test_probabilities)
     predicted_share = np.bincount(arrays.test_probabilities.argmax(axis=1), minlength=N_CLASSES) / max(n_test, 1)

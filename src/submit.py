@@ -3,6 +3,7 @@
 python -m src.submit                       # the tutorial's network on data/
 python -m src.submit --sample              # no download, no Kaggle account
 python -m src.submit --folds 5 --seed 1    # a 5-fold ensemble
+python -m src.submit --no-report           # skip the figures and report.html
 python -m src.submit --submit -m "tutorial" # train, then upload to Kaggle
 """
 
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(0, 1, 2),
         default=2,
         help="0 quiet, 1 progress bars, 2 a line per epoch (default)",
+    )
+    io.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the figures and report.html (the run folder still keeps the arrays to draw them later)",
     )
 
     kaggle = parser.add_argument_group("Kaggle")
@@ -134,14 +140,20 @@ def upload(path: Path, message: str, n_rows: int) -> int:
 
 
 def summarize(result, config, seconds: float) -> str:
+    # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
+    from .report import format_per_class
+
     record = result.record
     validation = record["validation"]
     rows = f"{record['inputs']['train']['rows']} training rows, {len(result.test_probabilities)} test rows"
     kind = "single model" if config.folds == 1 else f"{config.folds}-fold ensemble"
     accuracy_name = "validation accuracy" if config.folds == 1 else "out-of-fold accuracy"
+    report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     return (
+        f"per class, on the held-out rows:\n{format_per_class(record['per_class'])}\n"
         f"done: {rows}; {kind}; {accuracy_name} {validation['accuracy']:.4f}; {seconds:.1f} s\n"
-        f"wrote {result.submission_path} (record: {result.record_path})"
+        f"wrote {result.submission_path} (record: {result.record_path})\n"
+        f"{report}"
     )
 
 
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 from .data import write_sample
 
                 data_dir = write_sample(sample_dir)
-            result = run(config, data_dir, out, verbose=args.verbose)
+            result = run(config, data_dir, out, verbose=args.verbose, report=not args.no_report)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

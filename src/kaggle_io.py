@@ -179,7 +179,9 @@ def submit_file(path: str | Path, message: str, n_rows: int | None = None) -> st
         raise explain_error(error, "submit") from None
     answer = getattr(response, "message", "") or ""
     if answer == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
-        raise UserError(f"Kaggle did not accept the upload of {path}: {answer}; try again later")
+        printed = noise.getvalue().strip().splitlines()
+        reason = f" ({printed[-1][:200]})" if printed else ""
+        raise UserError(f"Kaggle did not accept the upload of {path}: {answer}{reason}; try again later")
     reference = getattr(response, "ref", None)
     return f"{answer} (submission {reference})" if reference else answer
 

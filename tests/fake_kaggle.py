@@ -23,7 +23,7 @@ ZIP_PATH = "/files/digit-recognizer.zip"
 UPLOAD_PATH = "/upload/submission-token"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 # The failure modes a test can switch on; "ok" serves every call.
-MODES = ("ok", "rules", "error", "corrupt", "kernel-error")
+MODES = ("ok", "rules", "error", "corrupt", "kernel-error", "upload-error")
 
 
 @dataclass
@@ -44,7 +44,8 @@ class FakeKaggle:
         zip_bytes: The competition's `digit-recognizer.zip`.
         mode: "ok"; "rules" answers every call 403 as for unaccepted rules;
             "error" answers every call 500; "corrupt" serves a truncated zip;
-            "kernel-error" answers SaveKernel 200 with an `error` field.
+            "kernel-error" answers SaveKernel 200 with an `error` field;
+            "upload-error" answers the PUT of a submission's bytes 500.
         requests: Every request received, in order.
     """
 
@@ -163,6 +164,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             request = self._record()
             status = 200 if request.path == UPLOAD_PATH else 404
+            if fake.mode == "upload-error":
+                status = 500
             self._reply(status, b"", "text/plain")
 
     return Handler

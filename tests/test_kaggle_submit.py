@@ -118,6 +118,14 @@ def test_upload_refused_by_the_service(mode, problem, good_file, tmp_path):
         assert RULES_URL in error_line(result)
 
 
+def test_upload_whose_bytes_are_refused(good_file, tmp_path):
+    with FakeKaggle(mode="upload-error") as fake:
+        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "x")
+    assert result.returncode == 2
+    assert "Kaggle did not accept the upload of" in error_line(result)
+    assert len(fake.uploads()) == 1 and fake.calls("CreateSubmission") == []
+
+
 def test_upload_with_the_network_down(good_file, tmp_path):
     result = python_module("src.upload", closed_port_url(), tmp_path, good_file, "-m", "x")
     assert result.returncode == 2

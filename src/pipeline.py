@@ -14,6 +14,8 @@ from .data import DOWNLOAD_HINT, as_features, check_labels, read_test, read_trai
 from .files import sha256, write_json
 from .prediction import predict_labels, predict_probabilities
 from .record import build_record
+from .report import make_report, per_class_scores
+from .runs import RUNS_FOLDER, collect_run_arrays, create_run_dir, save_run
 from .submission import write_submission
 from .training import TrainingResult, train
 
@@ -37,6 +39,8 @@ class RunResult:
     record: dict
     training: TrainingResult
     test_probabilities: np.ndarray
+    run_dir: Path | None = None
+    report_path: Path | None = None
 
 
 def record_path_for(submission_path: str | Path) -> Path:
@@ -83,8 +87,14 @@ def run(
     out_path: str | Path,
     datasets_override: Datasets | None = None,
     verbose: int = 2,
+    report: bool = True,
 ) -> RunResult:
-    """Train as `config` says and write `out_path` and its JSON record.
+    """Train as `config` says and write `out_path`, its JSON record and a run folder.
+
+    The run folder, `runs/<timestamp>-<config.short_name()>/` beside `out_path`,
+    keeps a copy of the submission and record and the arrays the report is
+    drawn from (see `src/runs.py`); with `report`, also the figures and
+    `report.html` (see `src/report.py`).
 
     Args:
         config: The run's settings.
@@ -92,6 +102,7 @@ def run(
         out_path: The submission file to write.
         datasets_override: Arrays to use instead of reading `data_dir`.
         verbose: 0 silent, 1 progress bars, 2 a line per epoch.
+        report: Draw the figures and `report.html`; False saves only the arrays.
     """
     timings = {}
     started = time.perf_counter()
@@ -114,6 +125,29 @@ def run(
     submission_path = write_submission(predict_labels(test_probabilities), out_path)
     timings["write"] = time.perf_counter() - started
 
+    validation_rows = training.validation_rows()
+    validation_probabilities = training.validation_probabilities()
     record = build_record(config, inputs, training, datasets.train_labels, timings, submission_path)
+    record["per_class"] = per_class_scores(
+        datasets.train_labels[validation_rows], validation_probabilities.argmax(axis=1)
+    )
+    run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, config.short_name())
+    record["run_dir"] = str(run_dir)
     record_path = write_json(record_path_for(submission_path), record)
-    return RunResult(submission_path, record_path, record, training, test_probabilities)
+
+    members = np.concatenate(
+        [np.full(len(member.validation_rows), index) for index, member in enumerate(training.members)]
+    )
+    arrays = collect_run_arrays(
+        validation_rows,
+        validation_probabilities,
+        members,
+        [member.history for member in training.members],
+        datasets.train_images,
+        datasets.train_labels,
+        datasets.test_images,
+        test_probabilities,
+    )
+    save_run(run_dir, arrays, record, submission_path)
+    report_path = make_report(run_dir) if report else None
+    return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)

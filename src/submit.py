@@ -3,6 +3,8 @@
 python -m src.submit                       # the tutorial's network on data/
 python -m src.submit --sample              # no download, no Kaggle account
 python -m src.submit --folds 5 --seed 1    # a 5-fold ensemble
+python -m src.submit --no-report           # skip the figures and report.html
+python -m src.submit --submit -m "tutorial" # train, then upload to Kaggle
 """
 
 from __future__ import annotations
@@ -54,7 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="0 quiet, 1 progress bars, 2 a line per epoch (default)",
     )
+    io.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the figures and report.html (the run folder still keeps the arrays to draw them later)",
+    )
 
+    kaggle = parser.add_argument_group("Kaggle")
+    kaggle.add_argument(
+        "--submit", action="store_true", help="after the run, upload the submission to the competition (needs -m)"
+    )
+    kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    add_settings_arguments(parser)
+    return parser
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that set `Config` fields; `python -m src.kernel` takes the same ones."""
     settings = parser.add_argument_group("model and training")
     settings.add_argument(
         "--preset", choices=sorted(PRESETS), default="tutorial", help="named starting settings (default: tutorial)"
@@ -80,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train with Keras' plain model.fit, one model after another (slower; for comparison)",
     )
-    return parser
 
 
 def config_from_args(args: argparse.Namespace):
@@ -98,15 +115,52 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def check_submit_flags(args: argparse.Namespace) -> None:
+    """Refuse a `--submit` that cannot succeed before any training starts."""
+    from .kaggle_io import require_credentials
+
+    if not args.submit:
+        raise UserError("-m/--message is the Kaggle submission's description: add --submit to send the file")
+    if not (args.message or "").strip():
+        raise UserError("--submit needs a message for Kaggle: add -m/--message TEXT")
+    if args.sample:
+        raise UserError("--submit with --sample would send predictions for the embedded sample, not the test set")
+    require_credentials()
+
+
+def upload(path: Path, message: str, n_rows: int) -> int:
+    """Send the submission just written; on failure say how to send it later."""
+    from .kaggle_io import submit_file
+
+    try:
+        answer = submit_file(path, message, n_rows=n_rows)
+    except UserError as error:
+        print(
+            f"error: {error}; {path} is kept: send it later with python -m src.upload {path} -m TEXT", file=sys.stderr
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {path} is kept; check on Kaggle whether it arrived", file=sys.stderr)
+        return 130
+    print(f"submitted {path}; Kaggle says: {answer}", flush=True)
+    return 0
+
+
 def summarize(result, config, seconds: float) -> str:
+    # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
+    from .report import format_per_class
+
     record = result.record
     validation = record["validation"]
     rows = f"{record['inputs']['train']['rows']} training rows, {len(result.test_probabilities)} test rows"
     kind = "single model" if config.folds == 1 else f"{config.folds}-fold ensemble"
     accuracy_name = "validation accuracy" if config.folds == 1 else "out-of-fold accuracy"
+    report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     return (
+        f"per class, on the held-out rows:\n{format_per_class(record['per_class'])}\n"
         f"done: {rows}; {kind}; {accuracy_name} {validation['accuracy']:.4f}; {seconds:.1f} s\n"
-        f"wrote {result.submission_path} (record: {result.record_path})"
+        f"wrote {result.submission_path} (record: {result.record_path})\n"
+        f"{report}"
     )
 
 
@@ -116,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
     try:
         config = config_from_args(args)
+        if args.submit or args.message:
+            check_submit_flags(args)
         # Quiet TensorFlow's start-up chatter; imported only once the flags are known good.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from .pipeline import run
@@ -126,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 from .data import write_sample
 
                 data_dir = write_sample(sample_dir)
-            result = run(config, data_dir, out, verbose=args.verbose)
+            result = run(config, data_dir, out, verbose=args.verbose, report=not args.no_report)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -134,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {out} was left as it was", file=sys.stderr)
         return 130
     print(summarize(result, config, time.perf_counter() - started), flush=True)
+    if args.submit:
+        return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))
     return 0
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,11 @@ def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
     assert record["validation"]["members"][0]["validation_rows"] == 16  # the last 20% of 80 rows
     assert set(record["timings"]) == {"load", "train", "predict", "write"}
     assert record["versions"]["tensorflow"]
+    # The per-class table is printed, and the run keeps its own folder with the report.
+    assert "per class, on the held-out rows:" in result.stdout
+    run_dir = out.parent / "runs" / Path(record["run_dir"]).name
+    assert f"report: {run_dir / 'report.html'}" in result.stdout
+    assert (run_dir / "submission.csv").read_bytes() == out.read_bytes()
 
 
 def test_fold_ensemble_run(tiny_data, tmp_path):

@@ -60,3 +60,10 @@ def test_settings_change_the_network():
 def test_invalid_settings_are_rejected(changes):
     with pytest.raises(UserError):
         Config(**changes)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds(name):
+    config = PRESETS[name]
+    model = build_model(config)
+    assert [layer.units for layer in model.layers] == [*config.hidden_units, 10]

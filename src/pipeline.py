@@ -125,22 +125,26 @@ def run(
     submission_path = write_submission(predict_labels(test_probabilities), out_path)
     timings["write"] = time.perf_counter() - started
 
-    validation_rows = training.validation_rows()
-    validation_probabilities = training.validation_probabilities()
     record = build_record(config, inputs, training, datasets.train_labels, timings, submission_path)
-    record["per_class"] = per_class_scores(
-        datasets.train_labels[validation_rows], validation_probabilities.argmax(axis=1)
-    )
+    predicted = training.validation_probabilities().argmax(axis=1)
+    record["per_class"] = per_class_scores(datasets.train_labels[training.validation_rows()], predicted)
     run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, config.short_name())
     record["run_dir"] = str(run_dir)
     record_path = write_json(record_path_for(submission_path), record)
 
+    save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path)
+    report_path = make_report(run_dir) if report else None
+    return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)
+
+
+def run_arrays(training: TrainingResult, datasets: Datasets, test_probabilities: np.ndarray) -> dict:
+    """The arrays a run folder keeps, to draw the report from (see `src.runs`)."""
     members = np.concatenate(
         [np.full(len(member.validation_rows), index) for index, member in enumerate(training.members)]
     )
-    arrays = collect_run_arrays(
-        validation_rows,
-        validation_probabilities,
+    return collect_run_arrays(
+        training.validation_rows(),
+        training.validation_probabilities(),
         members,
         [member.history for member in training.members],
         datasets.train_images,
@@ -148,6 +152,3 @@ def run(
         datasets.test_images,
         test_probabilities,
     )
-    save_run(run_dir, arrays, record, submission_path)
-    report_path = make_report(run_dir) if report else None
-    return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)

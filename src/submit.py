@@ -16,21 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import PRESETS, SCALINGS, UserError
+from .config import UserError, add_settings_arguments, config_from_args
 
 DEFAULT_DATA = Path("data")
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
-
-
-def parse_hidden_units(text: str) -> tuple[int, ...]:
-    try:
-        units = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,15, got {text!r}") from None
-    if not units or min(units) < 1:
-        raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive, got {text!r}")
-    return units
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,50 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
     add_settings_arguments(parser)
     return parser
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that set `Config` fields; `python -m src.kernel` takes the same ones."""
-    settings = parser.add_argument_group("model and training")
-    settings.add_argument(
-        "--preset", choices=sorted(PRESETS), default="tutorial", help="named starting settings (default: tutorial)"
-    )
-    settings.add_argument(
-        "--folds", type=int, help="K >= 2 trains a stratified K-fold ensemble; 1 a single model (default 1)"
-    )
-    settings.add_argument("--epochs", type=int, help="passes over the training rows (default 50)")
-    settings.add_argument("--batch-size", type=int, help="rows per training step (default 128)")
-    settings.add_argument("--hidden-units", type=parse_hidden_units, help="hidden layer widths, e.g. 20,15 (default)")
-    settings.add_argument("--l2", type=float, help="L2 factor on every kernel (default 1e-2)")
-    settings.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 1e-3)")
-    settings.add_argument(
-        "--validation-split", type=float, help="share of rows held out by a single model (default 0.2)"
-    )
-    settings.add_argument(
-        "--scaling", choices=SCALINGS, help="pixel scaling: none (raw 0..255, default) or unit (0..1)"
-    )
-    settings.add_argument("--seed", type=int, help="seed for weights, shuffling and folds (default 42)")
-    settings.add_argument(
-        "--plain",
-        action="store_true",
-        default=None,
-        help="train with Keras' plain model.fit, one model after another (slower; for comparison)",
-    )
-
-
-def config_from_args(args: argparse.Namespace):
-    return PRESETS[args.preset].replace(
-        folds=args.folds,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        hidden_units=args.hidden_units,
-        l2=args.l2,
-        learning_rate=args.learning_rate,
-        validation_split=args.validation_split,
-        scaling=args.scaling,
-        seed=args.seed,
-        plain=args.plain,
-    )
 
 
 def check_submit_flags(args: argparse.Namespace) -> None:
@@ -164,10 +110,20 @@ def summarize(result, config, seconds: float) -> str:
     )
 
 
+def file_state(path: Path) -> tuple[int, int] | None:
+    """What tells whether `path` was replaced: its size and modification time."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
+    previous = file_state(out)
     try:
         config = config_from_args(args)
         if args.submit or args.message:
@@ -187,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: {out} was left as it was", file=sys.stderr)
+        if file_state(out) == previous:
+            print(f"interrupted: {out} was left as it was", file=sys.stderr)
+        else:
+            print(f"interrupted after writing {out}: its run folder may lack the report", file=sys.stderr)
         return 130
     print(summarize(result, config, time.perf_counter() - started), flush=True)
     if args.submit:

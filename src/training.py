@@ -149,27 +149,26 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
     """Train every member at once in one compiled program; see `StackedDense`.
 
     Each member starts from a fresh `build_model(config)` model's weights, draws
-    its own shuffled batches from its own training rows every epoch, and reports
-    Keras-style logs (loss, accuracy, val_loss, val_accuracy) through its own
-    `keras.callbacks.CallbackList`, so History and the progress display work as
-    under `fit`. At the end each member's weights go back into its Keras model.
+    its own shuffled batches from its own training rows every epoch, and keeps
+    Keras-style logs (loss, accuracy, val_loss, val_accuracy) in its own History;
+    Keras' progress display prints one line per epoch for the whole ensemble.
+    At the end each member's weights go back into its Keras model.
     """
     started = time.perf_counter()
     models = [build_model(config) for _ in splits]
     network = StackedDense(config, stacked_weights(models), features, labels)
     train_rows = [rows for rows, _ in splits]
     validation_rows, validation_mask = padded_rows([rows for _, rows in splits])
-    callbacks = [
-        keras.callbacks.CallbackList(
-            add_history=True,
-            add_progbar=verbose != 0,
-            model=model,
-            verbose=verbose,
-            epochs=config.epochs,
-            steps=math.ceil(len(rows) / config.batch_size),
-        )
-        for model, rows in zip(models, train_rows, strict=True)
+    n_steps = math.ceil(max(len(rows) for rows in train_rows) / config.batch_size)
+    # Each member keeps its own History; one progress display speaks for them all.
+    histories = [
+        keras.callbacks.CallbackList(add_history=True, model=model, epochs=config.epochs, steps=n_steps)
+        for model in models
     ]
+    progress = keras.callbacks.CallbackList(
+        add_progbar=verbose != 0, model=models[0], verbose=verbose, epochs=config.epochs, steps=n_steps
+    )
+    callbacks = [*histories, progress]
     shuffler = np.random.default_rng(config.seed)
     for member_callbacks in callbacks:
         member_callbacks.on_train_begin()
@@ -182,8 +181,9 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
         )
         logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
         logs = {name: values.numpy() for name, values in logs.items()}
-        for member, member_callbacks in enumerate(callbacks):
+        for member, member_callbacks in enumerate(histories):
             member_callbacks.on_epoch_end(epoch, {name: float(values[member]) for name, values in logs.items()})
+        progress.on_epoch_end(epoch, ensemble_logs(logs))
     for member_callbacks in callbacks:
         member_callbacks.on_train_end()
 
@@ -196,6 +196,15 @@ def train_stacked(config: Config, features, labels, splits, verbose: int) -> Tra
         probabilities = val_probabilities[member, : len(rows)].numpy()
         result.members.append(Member(model, model.history.history, rows, probabilities, seconds))
     return result
+
+
+def ensemble_logs(logs: dict[str, np.ndarray]) -> dict[str, float]:
+    """One epoch's logs for the progress line: one member's own, or the members' means and each one's val_accuracy."""
+    if len(logs["loss"]) == 1:
+        return {name: float(values[0]) for name, values in logs.items()}
+    means = {f"mean_{name}": float(np.mean(values)) for name, values in logs.items()}
+    folds = {f"fold{member}_val_accuracy": float(value) for member, value in enumerate(logs["val_accuracy"], start=1)}
+    return {**means, **folds}
 
 
 def stacked_weights(models: list[keras.Model]) -> list[np.ndarray]:

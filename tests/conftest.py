@@ -31,3 +31,15 @@ def real_data(tmp_path_factory) -> Path:
     with zipfile.ZipFile(SHARED_ZIP) as archive:
         archive.extractall(directory)
     return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep the parsed-CSV cache of every run (subprocesses too) out of the user's home."""
+    previous = os.environ.get("DIGIT_RECOGNIZER_CACHE")
+    os.environ["DIGIT_RECOGNIZER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DIGIT_RECOGNIZER_CACHE")
+    else:
+        os.environ["DIGIT_RECOGNIZER_CACHE"] = previous

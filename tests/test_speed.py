@@ -192,7 +192,8 @@ def test_an_unusable_cache_never_fails_the_load(tmp_path):
 
 
 def test_plain_flag_selects_the_plain_path():
-    from src.submit import build_parser, config_from_args
+    from src.config import config_from_args
+    from src.submit import build_parser
 
     assert config_from_args(build_parser().parse_args(["--plain"])).plain is True
     assert config_from_args(build_parser().parse_args([])).plain is False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -55,3 +58,12 @@ def test_an_interrupted_write_leaves_the_previous_file(tmp_path, monkeypatch):
         write_submission(np.array([4, 5, 6]), path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = write_submission(np.array([1, 2]), tmp_path / "submission.csv")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -38,7 +38,7 @@ BATCH_SIZE = 128
 DATA_FILES = ("train.csv", "test.csv")
 CACHE_TIMING = """
 import json, sys, time
-from src.pipeline import load_datasets
+from src.data import load_datasets
 seconds = []
 for _ in range(2):
     started = time.perf_counter()

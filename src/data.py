@@ -3,17 +3,71 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .cache import cached_arrays, default_cache_dir
 from .config import N_CLASSES, N_PIXELS, UserError
+from .files import sha256
 
 PIXEL_COLUMNS = [f"pixel{index}" for index in range(N_PIXELS)]
 TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
 TEST_HEADER = PIXEL_COLUMNS
 DOWNLOAD_HINT = "run scripts/download.sh, or try the embedded data with --sample"
+
+
+# Stands for "the default cache folder" (None means no cache).
+CACHE_DEFAULT = object()
+
+
+@dataclass
+class Datasets:
+    """The arrays of `train.csv` and `test.csv`, and where they came from.
+
+    `inputs` describes the files (path, sha256, rows) for the run record; it
+    is empty for arrays built in memory.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    inputs: dict = field(default_factory=dict)
+
+
+def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEFAULT) -> Datasets:
+    """Read and validate `train.csv` and `test.csv`, through the parsed-array cache.
+
+    Args:
+        data_dir: Folder holding the two files.
+        cache_dir: Where parsed arrays are cached by the files' sha256 (see
+            `src.cache`); None reads the CSVs every time. Default:
+            `default_cache_dir()`.
+    """
+    cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
+    train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
+    train_digest, test_digest = file_digest(train_path), file_digest(test_path)
+
+    def parse_train():
+        images, labels = read_train(train_path)
+        return {"images": images, "labels": labels}
+
+    train_arrays = cached_arrays(cache_dir, "train", train_digest, parse_train)
+    test_arrays = cached_arrays(cache_dir, "test", test_digest, lambda: {"images": read_test(test_path)})
+    inputs = {
+        "train": {"path": str(train_path), "sha256": train_digest, "rows": len(train_arrays["labels"])},
+        "test": {"path": str(test_path), "sha256": test_digest, "rows": len(test_arrays["images"])},
+    }
+    return Datasets(train_arrays["images"], train_arrays["labels"], test_arrays["images"], inputs)
+
+
+def file_digest(path: Path) -> str:
+    """The file's sha256; a missing file is reported as the parser reports it."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; {DOWNLOAD_HINT}")
+    return sha256(path)
 
 
 def read_train(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -8,28 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cached_arrays, default_cache_dir
-from .config import Config, UserError
-from .data import DOWNLOAD_HINT, as_features, check_labels, read_test, read_train
-from .files import sha256, write_json
+from .config import Config
+from .data import Datasets, as_features, check_labels, load_datasets
+from .files import write_json
 from .prediction import predict_labels, predict_probabilities
 from .record import build_record
 from .report import make_report, per_class_scores
 from .runs import RUNS_FOLDER, collect_run_arrays, create_run_dir, save_run
 from .submission import write_submission
 from .training import TrainingResult, train
-
-# Stands for "the default cache folder" (None means no cache).
-CACHE_DEFAULT = object()
-
-
-@dataclass
-class Datasets:
-    """Arrays that stand in for `train.csv` and `test.csv` (a test seam)."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
 
 
 @dataclass
@@ -46,39 +33,6 @@ class RunResult:
 def record_path_for(submission_path: str | Path) -> Path:
     """The record sits beside the submission: `submission.csv` -> `submission.json`."""
     return Path(submission_path).with_suffix(".json")
-
-
-def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEFAULT) -> tuple[Datasets, dict]:
-    """Read and validate `train.csv` and `test.csv`; also describe the files.
-
-    Args:
-        data_dir: Folder holding the two files.
-        cache_dir: Where parsed arrays are cached by the files' sha256 (see
-            `src.cache`); None reads the CSVs every time. Default:
-            `default_cache_dir()`.
-    """
-    cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
-    train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
-    train_digest, test_digest = file_digest(train_path), file_digest(test_path)
-
-    def parse_train():
-        images, labels = read_train(train_path)
-        return {"images": images, "labels": labels}
-
-    train_arrays = cached_arrays(cache_dir, "train", train_digest, parse_train)
-    test_arrays = cached_arrays(cache_dir, "test", test_digest, lambda: {"images": read_test(test_path)})
-    inputs = {
-        "train": {"path": str(train_path), "sha256": train_digest, "rows": len(train_arrays["labels"])},
-        "test": {"path": str(test_path), "sha256": test_digest, "rows": len(test_arrays["images"])},
-    }
-    return Datasets(train_arrays["images"], train_arrays["labels"], test_arrays["images"]), inputs
-
-
-def file_digest(path: Path) -> str:
-    """The file's sha256; a missing file is reported as the parser reports it."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; {DOWNLOAD_HINT}")
-    return sha256(path)
 
 
 def run(
@@ -100,16 +54,15 @@ def run(
         config: The run's settings.
         data_dir: Folder holding `train.csv` and `test.csv`.
         out_path: The submission file to write.
-        datasets_override: Arrays to use instead of reading `data_dir`.
+        datasets_override: Datasets to use instead of reading `data_dir`
+            (already loaded, or built in memory by a test).
         verbose: 0 silent, 1 progress bars, 2 a line per epoch.
         report: Draw the figures and `report.html`; False saves only the arrays.
     """
     timings = {}
     started = time.perf_counter()
-    if datasets_override is None:
-        datasets, inputs = load_datasets(data_dir)
-    else:
-        datasets, inputs = datasets_override, {"train": {"rows": len(datasets_override.train_labels)}}
+    datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
+    inputs = datasets.inputs or {"train": {"rows": len(datasets.train_labels)}}
     check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
     timings["load"] = time.perf_counter() - started
 

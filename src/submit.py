@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .config import UserError, add_settings_arguments, config_from_args
+from .data import check_labels, load_datasets, write_sample
 
 DEFAULT_DATA = Path("data")
 DEFAULT_OUT = Path("submissions/submission.csv")
@@ -128,17 +129,17 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
-        # Quiet TensorFlow's start-up chatter; imported only once the flags are known good.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from .pipeline import run
-
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
-            data_dir = args.data
-            if args.sample:
-                from .data import write_sample
+            data_dir = write_sample(sample_dir) if args.sample else args.data
+            # Bad files are reported before TensorFlow loads (and prints its start-up lines).
+            datasets = load_datasets(data_dir)
+            check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            from .pipeline import run
 
-                data_dir = write_sample(sample_dir)
-            result = run(config, data_dir, out, verbose=args.verbose, report=not args.no_report)
+            result = run(
+                config, data_dir, out, datasets_override=datasets, verbose=args.verbose, report=not args.no_report
+            )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src import pipeline
+from src import data as data_module
 from src.cache import cache_entry
 from src.config import Config
 from src.data import as_features
@@ -131,16 +131,16 @@ def test_fast_path_is_reproducible():
 def test_cache_hit_returns_the_same_arrays_without_parsing(tmp_path, monkeypatch):
     data = write_dataset(tmp_path / "data")
     cache = tmp_path / "cache"
-    parsed, parsed_inputs = pipeline.load_datasets(data, cache_dir=cache)
+    parsed = data_module.load_datasets(data, cache_dir=cache)
     assert cache_entry(cache, "train", sha256(data / "train.csv")).is_file()
 
     def no_parsing(path):
         raise AssertionError(f"{path} was parsed on a cache hit")
 
-    monkeypatch.setattr(pipeline, "read_train", no_parsing)
-    monkeypatch.setattr(pipeline, "read_test", no_parsing)
-    cached, cached_inputs = pipeline.load_datasets(data, cache_dir=cache)
-    assert cached_inputs == parsed_inputs
+    monkeypatch.setattr(data_module, "read_train", no_parsing)
+    monkeypatch.setattr(data_module, "read_test", no_parsing)
+    cached = data_module.load_datasets(data, cache_dir=cache)
+    assert cached.inputs == parsed.inputs
     for name in ("train_images", "train_labels", "test_images"):
         expected, found = getattr(parsed, name), getattr(cached, name)
         assert found.dtype == expected.dtype and found.shape == expected.shape
@@ -150,43 +150,43 @@ def test_cache_hit_returns_the_same_arrays_without_parsing(tmp_path, monkeypatch
 def test_cache_is_invalidated_when_a_file_changes(tmp_path):
     data = write_dataset(tmp_path / "data")
     cache = tmp_path / "cache"
-    before, _ = pipeline.load_datasets(data, cache_dir=cache)
+    before = data_module.load_datasets(data, cache_dir=cache)
     lines = (data / "train.csv").read_text().splitlines()
     first_row = lines[1].split(",")
     first_row[0] = str((int(first_row[0]) + 1) % 10)  # relabel row 1
     first_row[5] = "7"
     (data / "train.csv").write_text("\n".join([lines[0], ",".join(first_row), *lines[2:]]) + "\n")
-    after, inputs = pipeline.load_datasets(data, cache_dir=cache)
+    after = data_module.load_datasets(data, cache_dir=cache)
     assert after.train_labels[0] == (before.train_labels[0] + 1) % 10
     assert after.train_images[0, 4] == 7
     np.testing.assert_array_equal(after.train_labels[1:], before.train_labels[1:])
-    assert inputs["train"]["sha256"] == sha256(data / "train.csv")
+    assert after.inputs["train"]["sha256"] == sha256(data / "train.csv")
 
 
 def test_changed_file_is_validated_again(tmp_path):
     data = write_dataset(tmp_path / "data")
     cache = tmp_path / "cache"
-    pipeline.load_datasets(data, cache_dir=cache)
+    data_module.load_datasets(data, cache_dir=cache)
     text = (data / "test.csv").read_text().splitlines()
     text[3] = "300" + text[3][text[3].index(",") :]
     (data / "test.csv").write_text("\n".join(text) + "\n")
     with pytest.raises(ValueError, match="line 4, column pixel0: expected a pixel 0..255, found 300"):
-        pipeline.load_datasets(data, cache_dir=cache)
+        data_module.load_datasets(data, cache_dir=cache)
 
 
 def test_an_unusable_cache_never_fails_the_load(tmp_path):
     data = write_dataset(tmp_path / "data")
-    expected, _ = pipeline.load_datasets(data, cache_dir=None)
+    expected = data_module.load_datasets(data, cache_dir=None)
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("a file where the cache folder should be")
-    loaded, _ = pipeline.load_datasets(data, cache_dir=not_a_folder)
+    loaded = data_module.load_datasets(data, cache_dir=not_a_folder)
     np.testing.assert_array_equal(loaded.train_images, expected.train_images)
 
     cache = tmp_path / "cache"
-    pipeline.load_datasets(data, cache_dir=cache)
+    data_module.load_datasets(data, cache_dir=cache)
     entry = cache_entry(cache, "train", sha256(data / "train.csv"))
     entry.write_bytes(b"damaged")
-    loaded, _ = pipeline.load_datasets(data, cache_dir=cache)
+    loaded = data_module.load_datasets(data, cache_dir=cache)
     np.testing.assert_array_equal(loaded.train_labels, expected.train_labels)
     assert entry.stat().st_size > len(b"damaged")  # parsed and stored again
 

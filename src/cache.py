@@ -75,6 +75,8 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def prune_cache(cache_dir: Path, keep: int = MAX_CACHE_ENTRIES) -> None:
     """Remove all but the `keep` most recently written entries."""
-    entries = sorted(cache_dir.glob("*.npz"), key=lambda path: path.stat().st_mtime, reverse=True)
+    # Only this cache's own entries: the folder may be shared with other files.
+    own_entries = cache_dir.glob(cache_entry(cache_dir, "*", "*").name)
+    entries = sorted(own_entries, key=lambda path: path.stat().st_mtime, reverse=True)
     for stale in entries[keep:]:
         stale.unlink(missing_ok=True)

@@ -15,6 +15,18 @@ class UserError(ValueError):
     """A problem the user can fix (bad input file, bad flag); shown as one line."""
 
 
+# What a command line catches and prints as one line: the user's problems, and the
+# file system's (a folder given as --out, a full disk, a file without read permission).
+USER_ERRORS = (UserError, OSError)
+
+
+def user_error_message(error: Exception) -> str:
+    """The one line a command line prints for one of `USER_ERRORS`."""
+    if isinstance(error, OSError) and error.filename:
+        return f"error: {error.filename}: {error.strerror or error}"
+    return f"error: {error}"
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one training run.
@@ -67,6 +79,8 @@ class Config:
             raise UserError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
         if self.folds < 1:
             raise UserError(f"folds must be >= 1, got {self.folds}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"seed must be in 0..{2**32 - 1} (NumPy's range), got {self.seed}")
 
     def replace(self, **changes) -> Config:
         """A copy with `changes` applied; `None` values are ignored."""

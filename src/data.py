@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from .files import sha256
 PIXEL_COLUMNS = [f"pixel{index}" for index in range(N_PIXELS)]
 TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
 TEST_HEADER = PIXEL_COLUMNS
+# Where scripts/download.sh puts the competition's files.
+DEFAULT_DATA_DIR = Path("data")
+INTEGER_PATTERN = r"\s*[+-]?\d+\s*"
 DOWNLOAD_HINT = "run scripts/download.sh, or try the embedded data with --sample"
 
 
@@ -27,14 +31,16 @@ CACHE_DEFAULT = object()
 class Datasets:
     """The arrays of `train.csv` and `test.csv`, and where they came from.
 
-    `inputs` describes the files (path, sha256, rows) for the run record; it
-    is empty for arrays built in memory.
+    `inputs` describes the files (path, sha256, rows) for the run record and
+    `load_seconds` how long reading them took; for arrays built in memory they
+    are empty and 0.
     """
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     inputs: dict = field(default_factory=dict)
+    load_seconds: float = 0.0
 
 
 def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEFAULT) -> Datasets:
@@ -46,6 +52,7 @@ def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEF
             `src.cache`); None reads the CSVs every time. Default:
             `default_cache_dir()`.
     """
+    started = time.perf_counter()
     cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
     train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
     train_digest, test_digest = file_digest(train_path), file_digest(test_path)
@@ -60,7 +67,8 @@ def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEF
         "train": {"path": str(train_path), "sha256": train_digest, "rows": len(train_arrays["labels"])},
         "test": {"path": str(test_path), "sha256": test_digest, "rows": len(test_arrays["images"])},
     }
-    return Datasets(train_arrays["images"], train_arrays["labels"], test_arrays["images"], inputs)
+    images, labels, test_images = train_arrays["images"], train_arrays["labels"], test_arrays["images"]
+    return Datasets(images, labels, test_images, inputs, load_seconds=time.perf_counter() - started)
 
 
 def file_digest(path: Path) -> str:
@@ -148,10 +156,13 @@ def _read_table(path: Path, header: list[str], other_header: list[str]) -> np.nd
         raise UserError(f"{path}: has a header but no data rows")
     _check_field_counts(path, lines, len(header))
 
-    table = pd.read_csv(io.BytesIO(raw))
+    try:
+        table = pd.read_csv(io.BytesIO(raw))
+    except UnicodeDecodeError:
+        _raise_first_undecodable_line(path, lines)
     bad_columns = [name for name, dtype in table.dtypes.items() if not pd.api.types.is_integer_dtype(dtype)]
     if bad_columns:
-        _raise_first_bad_cell(path, lines, table, bad_columns, header)
+        _raise_first_bad_cell(path, raw, bad_columns, header)
     return table.to_numpy(dtype=np.int64)
 
 
@@ -178,22 +189,33 @@ def _check_field_counts(path: Path, lines: list[bytes], n_fields: int) -> None:
             raise UserError(f"{path}: line {number}: expected {n_fields} comma-separated fields, found {found}")
 
 
-def _raise_first_bad_cell(path, lines, table, bad_columns, header) -> None:
+def _raise_first_undecodable_line(path: Path, lines: list[bytes]) -> None:
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: line {number}: not UTF-8 text; expected comma-separated integers") from None
+
+
+def _raise_first_bad_cell(path: Path, raw: bytes, bad_columns: list[str], header: list[str]) -> None:
+    """Find, in the text itself, the first cell of `bad_columns` that is not an integer."""
+    text = pd.read_csv(io.BytesIO(raw), usecols=bad_columns, dtype=str, keep_default_na=False)
     first = None
     for name in bad_columns:
-        numbers = pd.to_numeric(table[name], errors="coerce")
-        bad = numbers.isna() | (numbers != np.round(numbers))
-        row = int(np.argmax(bad.to_numpy()))
-        candidate = (row, header.index(name))
-        first = candidate if first is None or candidate < first else first
+        bad = ~text[name].str.fullmatch(INTEGER_PATTERN).to_numpy()
+        if bad.any():
+            candidate = (int(np.argmax(bad)), header.index(name))
+            first = candidate if first is None else min(first, candidate)
+    if first is None:  # integers, but too large for pandas to read as int64
+        raise UserError(f"{path}: column {bad_columns[0]}: expected integers 0..255, found values beyond int64")
     row, column = first
-    text = lines[row + 1].split(b",")[column].decode("utf-8", errors="replace").strip()
-    found = f"{text!r}" if text else "an empty value"
+    value = text[header[column]][row].strip()
+    found = f"{value!r}" if value else "an empty value"
     expected = "a label 0..9" if header[column] == "label" else "an integer pixel 0..255"
     raise UserError(f"{path}: line {row + 2}, column {header[column]}: expected {expected}, found {found}")
 
 
-def _check_range(path, values, names, high, what) -> None:
+def _check_range(path: Path, values: np.ndarray, names: list[str], high: int, what: str) -> None:
     bad = (values < 0) | (values > high)
     if bad.any():
         row, column = np.argwhere(bad)[0]

@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .config import UserError
+from .config import USER_ERRORS, UserError, user_error_message
 from .data import TEST_HEADER, TRAIN_HEADER
 from .submission import HEADER as SUBMISSION_HEADER
 from .submission import validate_submission
@@ -124,12 +124,18 @@ def install_competition_zip(zip_path: str | Path, directory: str | Path) -> list
     zip_path, directory = Path(zip_path), Path(directory)
     if not zip_path.is_file():
         raise UserError(f"{zip_path}: not found; the kaggle CLI did not save the competition's zip")
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as temporary:
-        _unpack(zip_path, Path(temporary))
-        check_competition_files(temporary)
-        for name in COMPETITION_FILES:
-            os.replace(Path(temporary) / name, directory / name)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as temporary:
+            _unpack(zip_path, Path(temporary))
+            check_competition_files(temporary)
+            for name in COMPETITION_FILES:
+                os.replace(Path(temporary) / name, directory / name)
+    except BaseException:
+        if created:
+            directory.rmdir()  # a folder made for a failed download goes too
+        raise
     return [directory / name for name in COMPETITION_FILES]
 
 
@@ -254,11 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path}: {count_rows(path)} rows")
         else:
             require_credentials()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or argv[-1]}: {error.strerror or error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     return 0
 

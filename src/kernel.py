@@ -21,7 +21,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, UserError, add_settings_arguments, config_from_args
+from .config import USER_ERRORS, Config, UserError, add_settings_arguments, config_from_args, user_error_message
 from .files import atomic_write, write_json
 from .kaggle_io import COMPETITION, kaggle_username
 
@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                 "no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json"
             )
         metadata = write_kernel(config, username, args.out_dir, args.title, args.gpu, args.public)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     print(f"wrote {args.out_dir / CODE_FILE} and {args.out_dir / METADATA_FILE} (id {metadata['id']})")
     print(f"next: kaggle kernels push -p {args.out_dir}")

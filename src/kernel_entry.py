@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import Config, UserError
+from .config import USER_ERRORS, Config, UserError, user_error_message
 from .pipeline import run
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -47,8 +47,8 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         data_dir = find_competition_dir(args.input)
         print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
         result = run(config, data_dir, args.output / SUBMISSION_NAME)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     accuracy = result.record["validation"]["accuracy"]
     print(f"validation accuracy {accuracy:.4f}; wrote {result.submission_path}", flush=True)

@@ -15,7 +15,7 @@ from .prediction import predict_labels, predict_probabilities
 from .record import build_record
 from .report import make_report, per_class_scores
 from .runs import RUNS_FOLDER, collect_run_arrays, create_run_dir, save_run
-from .submission import write_submission
+from .submission import check_submission_path, write_submission
 from .training import TrainingResult, train
 
 
@@ -59,12 +59,11 @@ def run(
         verbose: 0 silent, 1 progress bars, 2 a line per epoch.
         report: Draw the figures and `report.html`; False saves only the arrays.
     """
-    timings = {}
-    started = time.perf_counter()
+    check_submission_path(out_path)
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
-    inputs = datasets.inputs or {"train": {"rows": len(datasets.train_labels)}}
     check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
-    timings["load"] = time.perf_counter() - started
+    inputs = datasets.inputs or {"train": {"rows": len(datasets.train_labels)}}
+    timings = {"load": datasets.load_seconds}
 
     started = time.perf_counter()
     training = train(config, datasets.train_images, datasets.train_labels, verbose=verbose)
@@ -74,15 +73,15 @@ def run(
     test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling))
     timings["predict"] = time.perf_counter() - started
 
+    # Everything the record needs comes first, so the submission and its record are replaced back to back.
+    predicted = training.validation_probabilities().argmax(axis=1)
+    per_class = per_class_scores(datasets.train_labels[training.validation_rows()], predicted)
+    run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, config.short_name())
     started = time.perf_counter()
     submission_path = write_submission(predict_labels(test_probabilities), out_path)
     timings["write"] = time.perf_counter() - started
-
     record = build_record(config, inputs, training, datasets.train_labels, timings, submission_path)
-    predicted = training.validation_probabilities().argmax(axis=1)
-    record["per_class"] = per_class_scores(datasets.train_labels[training.validation_rows()], predicted)
-    run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, config.short_name())
-    record["run_dir"] = str(run_dir)
+    record.update(per_class=per_class, run_dir=str(run_dir))
     record_path = write_json(record_path_for(submission_path), record)
 
     save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path)

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn")
+
+
+def command_line() -> str:
+    """How this process was started, e.g. `python -m src.submit --folds 5`."""
+    program = Path(sys.argv[0])
+    if program.parent.name == "src" and program.suffix == ".py":
+        start = f"python -m src.{program.stem}"
+    else:
+        start = f"python {program.name}"
+    return " ".join([start, *map(shlex.quote, sys.argv[1:])])
 
 
 def package_versions() -> dict[str, str]:
@@ -41,7 +53,7 @@ def build_record(config, inputs, training, labels, timings, submission_path) -> 
     ]
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:],
+        "command": command_line(),
         "config": config.to_dict(),
         "versions": package_versions(),
         "inputs": inputs,

@@ -13,7 +13,6 @@ import argparse
 import base64
 import html
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report, confusion_matrix
 
-from .config import N_CLASSES, UserError
+from .config import N_CLASSES, USER_ERRORS, user_error_message
 from .files import atomic_write
-from .runs import RUN_RECORD_NAME, RunArrays, load_run
+from .runs import RunArrays, load_run, read_run_record
 
 DIGITS = list(range(N_CLASSES))
 IMAGE_SIDE = 28
@@ -216,7 +215,7 @@ def report_html(title: str, record: dict, scores: dict, figures: list[Path]) -> 
     inputs = record.get("inputs", {})
     summary = {
         "created": record.get("created", ""),
-        "command": " ".join(["python -m src.submit", *record.get("argv", [])]),
+        "command": record.get("command", ""),
         "validation": validation["scheme"],
         "validation accuracy": f"{validation['accuracy']:.4f}",
         "training rows": inputs.get("train", {}).get("rows", ""),
@@ -262,11 +261,8 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     """A text table of runs side by side: settings that differ, accuracy and seconds."""
     names, records = [], []
     for run_dir in run_dirs:
-        record_path = Path(run_dir) / RUN_RECORD_NAME
-        if not record_path.is_file():
-            raise UserError(f"{run_dir}: no {RUN_RECORD_NAME}; expected a run folder such as submissions/runs/<name>")
         names.append(Path(run_dir).name)
-        records.append(_read_record(record_path))
+        records.append(read_run_record(run_dir))
     keys = list(dict.fromkeys(key for record in records for key in record["config"]))
     differing = [key for key in keys if len({repr(record["config"].get(key)) for record in records}) > 1]
     rows = [[key, *[_format_value(record["config"].get(key)) for record in records]] for key in differing]
@@ -299,8 +295,8 @@ def report_main(argv: list[str] | None = None) -> int:
         else:
             for run_dir in args.run_dirs:
                 print(f"wrote {make_report(run_dir)}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     return 0
 
@@ -380,13 +376,6 @@ def _format_value(value) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(item) for item in value)
     return str(value)
-
-
-def _read_record(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise UserError(f"{path}: not valid JSON: {error}") from None
 
 
 if __name__ == "__main__":

@@ -155,7 +155,24 @@ def load_run(run_dir: str | Path) -> tuple[RunArrays, dict]:
     try:
         values = {name: np.load(run_dir / f"{name}.npy", allow_pickle=False) for name in RUN_ARRAY_NAMES}
         histories = json.loads((run_dir / HISTORIES_NAME).read_text())
-        record = json.loads((run_dir / RUN_RECORD_NAME).read_text())
     except (ValueError, OSError) as error:
         raise UserError(f"{run_dir}: unreadable run file: {error}") from None
-    return RunArrays(histories=histories, **values), record
+    return RunArrays(histories=histories, **values), read_run_record(run_dir)
+
+
+def read_run_record(run_dir: str | Path) -> dict:
+    """A run folder's `record.json`, checked for what the report reads from it."""
+    path = Path(run_dir) / RUN_RECORD_NAME
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {RUN_RECORD_NAME}; expected a run folder such as submissions/runs/<name>")
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path}: unreadable: {error}") from None
+    sections = {"config": dict, "validation": dict, "timings": dict}
+    for key, kind in sections.items():
+        if not isinstance(record, dict) or not isinstance(record.get(key), kind):
+            raise UserError(f"{path}: not a run record; expected a JSON object with {', '.join(sections)}")
+    if not {"scheme", "accuracy"} <= record["validation"].keys():
+        raise UserError(f"{path}: not a run record; its validation lacks scheme and accuracy")
+    return record

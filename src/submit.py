@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import UserError, add_settings_arguments, config_from_args
-from .data import check_labels, load_datasets, write_sample
+from .config import USER_ERRORS, UserError, add_settings_arguments, config_from_args, user_error_message
+from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+from .submission import check_submission_path
 
-DEFAULT_DATA = Path("data")
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io = parser.add_argument_group("data and output")
     io.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="folder with train.csv and test.csv (default: data/)"
+        "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with train.csv and test.csv (default: data/)"
     )
     io.add_argument("--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})")
     io.add_argument(
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
+        check_submission_path(out)
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
             data_dir = write_sample(sample_dir) if args.sample else args.data
             # Bad files are reported before TensorFlow loads (and prints its start-up lines).
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run(
                 config, data_dir, out, datasets_override=datasets, verbose=args.verbose, report=not args.no_report
             )
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if file_state(out) == previous:

@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import UserError
+from .config import USER_ERRORS, user_error_message
+from .data import DEFAULT_DATA_DIR
 from .kaggle_io import COMPETITION, count_rows, submit_file
-
-DEFAULT_DATA = Path("data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         type=Path,
-        default=DEFAULT_DATA,
+        default=DEFAULT_DATA_DIR,
         help="folder whose test.csv gives the expected row count (default: data/; skipped when absent)",
     )
     return parser
@@ -42,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         if n_rows is None:
             print(f"note: {test_path} not found, so the row count is not checked", file=sys.stderr)
         answer = submit_file(args.file, args.message, n_rows=n_rows)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: check on Kaggle whether {args.file} arrived", file=sys.stderr)

@@ -45,6 +45,7 @@ def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
 
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["config"]["epochs"] == 3 and record["config"]["hidden_units"] == [20, 15]
+    assert record["command"].startswith("python -m src.submit --data ")
     assert record["inputs"]["train"]["sha256"] == sha256(tiny_data / "train.csv")
     assert record["inputs"]["test"]["rows"] == 20
     assert record["validation"]["members"][0]["validation_rows"] == 16  # the last 20% of 80 rows
@@ -110,6 +111,9 @@ def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path):
 
 def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
     assert_one_line_error(submit("--data", tiny_data, "--epochs", "0"), "epochs must be >= 1")
+    assert_one_line_error(submit("--data", tiny_data, "--seed", "-1"), "seed must be in 0..4294967295")
+    assert_one_line_error(submit("--data", tiny_data, "--out", tmp_path / "s.json"), "must not be a .json file")
+    assert_one_line_error(submit("--data", tiny_data, "--out", tmp_path), "is a folder")
     assert_one_line_error(submit("--data", tiny_data, "--folds", "9", *FAST), "9 folds need at least 9 rows")
 
 
@@ -142,18 +146,8 @@ def test_help_lists_every_setting():
     result = submit("--help")
     assert result.returncode == 0
     for flag in (
-        "--data",
-        "--out",
-        "--folds",
-        "--epochs",
-        "--seed",
-        "--sample",
-        "--hidden-units",
-        "--l2",
-        "--learning-rate",
-        "--batch-size",
-        "--validation-split",
-        "--scaling",
-        "--preset",
-    ):
+        "--data", "--out", "--folds", "--epochs", "--seed", "--sample", "--hidden-units", "--l2", "--learning-rate",
+        "--batch-size", "--validation-split", "--scaling", "--preset", "--plain", "--verbose", "--no-report",
+        "--submit", "--message",
+    ):  # fmt: skip
         assert flag in result.stdout

@@ -72,7 +72,7 @@ def test_wrong_number_of_fields(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "found"),
-    [("abc", "'abc'"), ("", "an empty value"), ("NaN", "'NaN'"), ("1.5", "'1.5'")],
+    [("abc", "'abc'"), ("", "an empty value"), ("NaN", "'NaN'"), ("1.5", "'1.5'"), ("3.0", "'3.0'")],
 )
 def test_non_integer_pixel(tmp_path, value, found):
     pixels = ["0"] * 784
@@ -81,6 +81,13 @@ def test_non_integer_pixel(tmp_path, value, found):
     expected = rf"train\.csv: line 3, column pixel10: expected an integer pixel 0\.\.255, found {found}"
     with pytest.raises(UserError, match=expected):
         read_train(write(tmp_path, text))
+
+
+def test_non_utf8_bytes(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(("\n".join([HEADER, row(), row()]) + "\n").encode() + b"3,\xff" + b",0" * 783 + b"\n")
+    with pytest.raises(UserError, match=r"train\.csv: line 4: not UTF-8 text"):
+        read_train(path)
 
 
 def test_pixel_out_of_range(tmp_path):

@@ -180,6 +180,11 @@ def test_a_bad_run_folder_is_a_one_line_error(runs, tmp_path):
     assert result.returncode == 2 and "missing histories.json" in result.stderr
     result = python("-m", "src.report", "--compare", runs[0][1].run_dir, tmp_path)
     assert result.returncode == 2 and "no record.json" in result.stderr
+    for text in ('{"config": {}}', "[1]"):
+        (incomplete / "record.json").write_text(text)
+        result = python("-m", "src.report", "--compare", runs[0][1].run_dir, incomplete)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "record.json: not a run record" in result.stderr
 
 
 def test_confident_mistakes_are_the_wrong_rows_most_confident_first():

@@ -5,11 +5,13 @@ Correctness only: no timings here (scripts/benchmark.py measures speed).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from src import data as data_module
-from src.cache import cache_entry
+from src.cache import MAX_CACHE_ENTRIES, cache_entry, prune_cache
 from src.config import Config
 from src.data import as_features
 from src.files import sha256
@@ -197,3 +199,18 @@ def test_plain_flag_selects_the_plain_path():
 
     assert config_from_args(build_parser().parse_args(["--plain"])).plain is True
     assert config_from_args(build_parser().parse_args([])).plain is False
+
+
+def test_pruning_keeps_the_newest_entries_and_never_touches_other_files(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    foreign = [cache / f"user-file-{index}.npz" for index in range(3)]
+    for path in foreign:
+        path.write_bytes(b"not ours")
+    entries = [cache_entry(cache, "train", f"{index:064x}") for index in range(MAX_CACHE_ENTRIES + 2)]
+    for age, path in enumerate(entries):  # entries[0] is the newest
+        path.write_bytes(b"entry")
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    prune_cache(cache)
+    assert all(path.exists() for path in foreign)
+    assert [path.exists() for path in entries] == [True] * MAX_CACHE_ENTRIES + [False, False]

@@ -48,7 +48,6 @@ def test_ensemble_trains_one_member_per_fold():
         assert len(member.history["loss"]) == 3
         assert member.validation_probabilities.shape == (len(member.validation_rows), 10)
     assert sorted(result.validation_rows()) == list(range(len(labels)))
-    assert 0.0 <= result.validation_accuracy(labels) <= 1.0
 
     probabilities = predict_probabilities(result.models, test_images / 255.0)
     each = [model.predict(test_images / 255.0, verbose=0) for model in result.models]

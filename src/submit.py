@@ -30,24 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the dense network (or a k-fold ensemble of it) and write an ImageId,Label submission.",
         epilog="Settings left unset come from the preset (default: the tutorial's network).",
     )
-    io = parser.add_argument_group("data and output")
-    io.add_argument(
+    files = parser.add_argument_group("data and output")
+    files.add_argument(
         "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with train.csv and test.csv (default: data/)"
     )
-    io.add_argument("--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})")
-    io.add_argument(
+    files.add_argument(
+        "--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})"
+    )
+    files.add_argument(
         "--sample",
         action="store_true",
         help="use a small embedded dataset (scikit-learn's digits at 28x28) instead of --data",
     )
-    io.add_argument(
+    files.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
         default=2,
         help="0 quiet, 1 progress bars, 2 a line per epoch (default)",
     )
-    io.add_argument(
+    files.add_argument(
         "--no-report",
         action="store_true",
         help="skip the figures and report.html (the run folder still keeps the arrays to draw them later)",

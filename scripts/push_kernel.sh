@@ -12,7 +12,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/kaggle_cli.sh"
 
 for argument in "$@"; do
-  [[ "$argument" != --out-dir* ]] || fail "set KERNEL_DIR=DIR instead of passing --out-dir"
+  case "$argument" in
+    -h | --help)
+      echo "usage: scripts/push_kernel.sh [python -m src.kernel flags]  (KERNEL_DIR sets the folder, default kernel/)"
+      cd "$REPO_ROOT" && exec "$PYTHON" -m src.kernel --help
+      ;;
+    --out-dir*) fail "set KERNEL_DIR=DIR instead of passing --out-dir" ;;
+  esac
 done
 kernel_dir="$(absolute_path "${KERNEL_DIR:-kernel}")"
 cd "$REPO_ROOT"

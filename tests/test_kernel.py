@@ -230,3 +230,11 @@ def test_push_kernel_without_credentials(tmp_path):
         result = push(fake.url, tmp_path, credentials=False)
     assert result.returncode == 2 and "no Kaggle credentials found" in error_line(result)
     assert fake.requests == [] and not (tmp_path / "kernel").exists()
+
+
+def test_push_kernel_help_needs_no_credentials(tmp_path):
+    with FakeKaggle() as fake:
+        result = push(fake.url, tmp_path, "--help", credentials=False)
+    assert result.returncode == 0
+    assert "usage: scripts/push_kernel.sh" in result.stdout and "--folds" in result.stdout
+    assert fake.requests == [] and not (tmp_path / "kernel").exists()

@@ -8,6 +8,7 @@ arrays: it simply misses and is parsed (and validated) again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from collections.abc import Callable
@@ -22,6 +23,8 @@ CACHE_DISABLED = ("", "off")
 # Bump when the parsed arrays change meaning, so old entries are ignored.
 CACHE_VERSION = 1
 MAX_CACHE_ENTRIES = 8
+# What np.load raises for an absent, truncated or damaged entry.
+UNREADABLE_ENTRY = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 def default_cache_dir() -> Path | None:
@@ -53,17 +56,14 @@ def cached_arrays(
     if cache_dir is None:
         return parse()
     entry = cache_entry(cache_dir, kind, digest)
-    try:
-        with np.load(entry, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # absent or damaged: parse it again
+    # An absent or damaged entry is parsed again.
+    with contextlib.suppress(*UNREADABLE_ENTRY), np.load(entry, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
     arrays = parse()
-    try:
+    # A cache we cannot write only costs time.
+    with contextlib.suppress(OSError):
         atomic_write(entry, lambda temporary: save_arrays(temporary, arrays))
         prune_cache(Path(cache_dir))
-    except OSError:
-        pass  # a cache we cannot write only costs time
     return arrays
 
 

@@ -91,13 +91,10 @@ def run(
 
 def run_arrays(training: TrainingResult, datasets: Datasets, test_probabilities: np.ndarray) -> dict:
     """The arrays a run folder keeps, to draw the report from (see `src.runs`)."""
-    members = np.concatenate(
-        [np.full(len(member.validation_rows), index) for index, member in enumerate(training.members)]
-    )
     return collect_run_arrays(
         training.validation_rows(),
         training.validation_probabilities(),
-        members,
+        training.validation_members(),
         [member.history for member in training.members],
         datasets.train_images,
         datasets.train_labels,

@@ -56,6 +56,11 @@ class TrainingResult:
     def validation_probabilities(self) -> np.ndarray:
         return np.concatenate([member.validation_probabilities for member in self.members])
 
+    def validation_members(self) -> np.ndarray:
+        """Which member predicted each of `validation_rows()`."""
+        sizes = [len(member.validation_rows) for member in self.members]
+        return np.repeat(np.arange(len(sizes)), sizes)
+
     def validation_accuracy(self, labels: np.ndarray) -> float:
         """Accuracy on the held-out rows (out-of-fold for an ensemble)."""
         predicted = self.validation_probabilities().argmax(axis=1)

@@ -6,13 +6,11 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import UserError
+
 N_PIXELS = 784
 N_CLASSES = 10
 SCALINGS = ("none", "unit")
-
-
-class UserError(ValueError):
-    """A problem the user can fix (bad input file, bad flag); shown as one line."""
 
 
 # What a command line catches and prints as one line: the user's problems, and the

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +16,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ZIP = REPO_ROOT.parent / "shared" / "data" / "digit-recognizer.zip"
+
+
+def run_command(*args, env=None, cwd=REPO_ROOT, timeout=600, python=True) -> subprocess.CompletedProcess:
+    """Run a command as a user would, in a subprocess; `python -m src.submit ...` when `python`.
+
+    `args` are turned into strings; `env` is added to (not instead of) this
+    process's environment. The output is text, captured.
+    """
+    command = [sys.executable, *map(str, args)] if python else list(map(str, args))
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
+    """The command failed with `exit_code` and one `error:` line naming every fragment; no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == exit_code, output
+    assert "Traceback" not in output, output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.fixture

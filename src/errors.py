@@ -1,0 +1,68 @@
+"""The package's errors and the exit code of each kind of failure.
+
+Every command line ends the same way (see `src.cli`): success exits 0; a
+`UserError` prints its one line and exits with its kind's code; Ctrl-C exits
+130 and SIGTERM 143. The README's exit-code table is this one.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1  # a bug: Python's own traceback and exit status
+EXIT_USER = 2  # bad input file, flag, setting or output path
+EXIT_KAGGLE_CREDENTIALS = 3  # no Kaggle credentials, or Kaggle rejected them (HTTP 401)
+EXIT_KAGGLE_REFUSED = 4  # Kaggle refused the request (rules not accepted, HTTP 403 or another 4xx)
+EXIT_KAGGLE_UNAVAILABLE = 5  # Kaggle unreachable or failing (network down, HTTP 5xx)
+EXIT_KAGGLE_FAILED = 6  # Kaggle accepted the job, then it failed (a scoring or kernel error)
+EXIT_TIMED_OUT = 7  # waited for Kaggle longer than the time-out allows
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_UNEXPECTED: "unexpected error (a bug: please report the traceback)",
+    EXIT_USER: "bad input file, flag, setting or output path",
+    EXIT_KAGGLE_CREDENTIALS: "no Kaggle credentials, or Kaggle rejected them (HTTP 401)",
+    EXIT_KAGGLE_REFUSED: "Kaggle refused the request (competition rules not accepted, HTTP 403 or another 4xx)",
+    EXIT_KAGGLE_UNAVAILABLE: "Kaggle unreachable or failing (network down, HTTP 5xx)",
+    EXIT_KAGGLE_FAILED: "Kaggle accepted the job, then it failed (a scoring error, a kernel error)",
+    EXIT_TIMED_OUT: "waited for Kaggle longer than the time-out",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
+}
+
+
+class UserError(ValueError):
+    """A problem the user can fix (bad input file, flag, output path); shown as one line."""
+
+    exit_code = EXIT_USER
+
+
+class KaggleCredentialsError(UserError):
+    """No Kaggle credentials, or Kaggle rejected them."""
+
+    exit_code = EXIT_KAGGLE_CREDENTIALS
+
+
+class KaggleRefusedError(UserError):
+    """Kaggle answered, and said no."""
+
+    exit_code = EXIT_KAGGLE_REFUSED
+
+
+class KaggleUnavailableError(UserError):
+    """Kaggle could not be reached, or failed on its side."""
+
+    exit_code = EXIT_KAGGLE_UNAVAILABLE
+
+
+class KaggleJobFailedError(UserError):
+    """Kaggle took the submission or kernel, then it failed there."""
+
+    exit_code = EXIT_KAGGLE_FAILED
+
+
+class KaggleTimeoutError(UserError):
+    """Kaggle did not finish within the time-out."""
+
+    exit_code = EXIT_TIMED_OUT

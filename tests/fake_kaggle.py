@@ -131,6 +131,13 @@ def run_with_fake(*args, url: str, home: Path, credentials: bool = True, extra: 
     return result
 
 
+def error_line(result) -> str:
+    """The one `error:` line a failed command printed on stderr."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def closed_port_url() -> str:
     """A loopback URL where nothing listens: the network, as a client sees it when it is down."""
     with socket.socket() as probe:

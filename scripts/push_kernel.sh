@@ -27,5 +27,7 @@ kernel_dir="${KERNEL_DIR:-kernel}"
 [[ "$kernel_dir" == /* ]] || kernel_dir="$PWD/$kernel_dir"
 
 cd "$repo_root"
+# Credentials first: a build that cannot be pushed is not worth waiting for.
+"$python" -m src.kaggle credentials >/dev/null
 "$python" -m src.kernel --out-dir "$kernel_dir" "$@"
 exec "$python" -m src.kaggle push-kernel "$kernel_dir"

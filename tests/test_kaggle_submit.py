@@ -280,3 +280,11 @@ def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):
     with FakeKaggle(mode=mode) as fake:
         result = kaggle_command(fake.url, tmp_path, "push-kernel", folder)
     assert_one_line_error(result, exit_code, problem)
+
+
+def test_credentials_are_named_never_shown(tmp_path):
+    with FakeKaggle() as fake:
+        result = kaggle_command(fake.url, tmp_path, "credentials")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Kaggle credentials: KAGGLE_USERNAME/KAGGLE_KEY\n"
+    assert fake.requests == []

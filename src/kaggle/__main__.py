@@ -1,5 +1,6 @@
 """Command line: `python -m src.kaggle <subcommand>`, the Kaggle steps that scripts/*.sh run.
 
+python -m src.kaggle credentials                # which credentials the client will use (never their value)
 python -m src.kaggle download [DIR] [--force]   # the competition's files into DIR (default data/)
 python -m src.kaggle push-kernel DIR            # push a kernel built by python -m src.kernel
 python -m src.kaggle submissions                # your submissions and their public scores
@@ -20,6 +21,7 @@ from ..config import user_error_message
 from ..errors import EXIT_INTERRUPTED, EXIT_USER, UserError
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
+from .credentials import require_credentials
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -72,6 +74,7 @@ def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("credentials", help="say which Kaggle credentials will be used, or what to set")
     fetch = commands.add_parser("download", help="download, check and install the competition's files")
     fetch.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DATA_DIR, help="default: data/")
     fetch.add_argument("--force", action="store_true", help="download again even when the files are valid")
@@ -89,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "download":
+        if args.command == "credentials":
+            print(f"Kaggle credentials: {require_credentials()}")
+        elif args.command == "download":
             download(args.directory, args.force)
         elif args.command == "push-kernel":
             push_kernel(args.folder)

@@ -79,12 +79,12 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 def upload(path: Path, message: str, n_rows: int) -> int:
     """Send the submission just written; the exit code of the outcome."""
-    from .kaggle.upload import interrupted_line, submitted_line, upload_submission
+    from .kaggle.upload import interrupted_line, kept_line, submitted_line, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}; {kept_line(path)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(interrupted_line(path), file=sys.stderr)

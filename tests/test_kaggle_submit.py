@@ -110,7 +110,7 @@ def test_upload_with_a_rejected_key_is_one_line(good_file, tiny_data, tmp_path):
 def test_upload_refused_or_failed_by_the_service(mode, exit_code, problem, good_file, tiny_data, tmp_path):
     with FakeKaggle(mode=mode) as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data)
-    line = assert_one_line_error(result, exit_code, problem, f"send it later with python -m src.upload {good_file}")
+    line = assert_one_line_error(result, exit_code, problem)
     if mode == "rules":
         assert RULES_URL in line
     assert fake.calls("CreateSubmission") == []
@@ -140,7 +140,9 @@ def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path)
         ]
     for result in results:
         assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "HTTP 403", RULES_URL)
-    assert out.is_file() and fake.uploads() == []  # the trained file is kept, unsent
+    # The trained file is kept, unsent, and the line says how to send it later.
+    assert f"{out} is kept: send it later with python -m src.upload {out}" in results[-1].stderr
+    assert out.is_file() and fake.uploads() == []
 
 
 def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):

@@ -138,7 +138,8 @@ def push_kernel(folder: str | Path) -> PushedKernel:
     if response.error:
         raise KaggleRefusedError(f"Kaggle refused the kernel in {folder}: {_first_line(response.error)}")
     metadata = json.loads((Path(folder) / api.KERNEL_METADATA_FILE).read_text(encoding="utf-8"))
-    return PushedKernel(kernel_id=metadata["id"], version=response.version_number, url=response.url)
+    kernel_id = metadata.get("id") or str(metadata.get("id_no"))  # the client accepts either
+    return PushedKernel(kernel_id=kernel_id, version=response.version_number, url=response.url)
 
 
 def kernel_status(kernel_id: str) -> KernelStatus:

@@ -1,7 +1,6 @@
 """The one way a submission reaches Kaggle, behind `python -m src.submit --submit` and `python -m src.upload`.
 
-The file is validated first, so an invalid file is never sent; a failed upload
-says how to send the same file again later.
+The file is validated first, so an invalid file is never sent.
 """
 
 from __future__ import annotations
@@ -23,22 +22,23 @@ def upload_submission(path: str | Path, message: str, expected_rows: int) -> cli
 
     Raises:
         UserError: The message is empty or the file invalid (nothing is sent), or
-            one of the Kaggle errors, whose line says how to send the file later.
+            one of the Kaggle errors.
     """
     if not message.strip():
         raise UserError("a submission needs a message: pass -m/--message TEXT")
     validate_submission(path, n_rows=expected_rows)
-    try:
-        return client.submit(path, message)
-    except UserError as error:
-        later = f"{path} was not sent: send it later with python -m src.upload {path} -m TEXT"
-        raise type(error)(f"{error}; {later}") from None
+    return client.submit(path, message)
 
 
 def submitted_line(path: str | Path, result: client.SubmitResult) -> str:
     """What a command prints when Kaggle has taken the file."""
     reference = f" (submission {result.ref})" if result.ref else ""
     return f"submitted {path}; Kaggle says: {result.message}{reference}"
+
+
+def kept_line(path: str | Path) -> str:
+    """What follows a failed upload of a file just trained: it is kept, and how to send it later."""
+    return f"{path} is kept: send it later with python -m src.upload {path} -m TEXT"
 
 
 def interrupted_line(path: str | Path) -> str:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .config import USER_ERRORS, Config, UserError, add_settings_arguments, config_from_args, user_error_message
 from .files import atomic_write, write_json
-from .kaggle_io import COMPETITION, kaggle_username
+from .kaggle.competition import COMPETITION
+from .kaggle.credentials import kaggle_username
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY_MODULE = "kernel_entry"

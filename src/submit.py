@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_submit_flags(args: argparse.Namespace) -> None:
     """Refuse a `--submit` that cannot succeed before any training starts."""
-    from .kaggle_io import require_credentials
+    from .kaggle.credentials import require_credentials
 
     if not args.submit:
         raise UserError("-m/--message is the Kaggle submission's description: add --submit to send the file")
@@ -78,20 +78,18 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 
 def upload(path: Path, message: str, n_rows: int) -> int:
-    """Send the submission just written; on failure say how to send it later."""
-    from .kaggle_io import submit_file
+    """Send the submission just written; the exit code of the outcome."""
+    from .kaggle.upload import interrupted_line, kept_line, submitted_line, upload_submission
 
     try:
-        answer = submit_file(path, message, n_rows=n_rows)
+        result = upload_submission(path, message, expected_rows=n_rows)
     except UserError as error:
-        print(
-            f"error: {error}; {path} is kept: send it later with python -m src.upload {path} -m TEXT", file=sys.stderr
-        )
-        return 2
+        print(f"error: {error}; {kept_line(path)}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
-        print(f"interrupted: {path} is kept; check on Kaggle whether it arrived", file=sys.stderr)
+        print(interrupted_line(path), file=sys.stderr)
         return 130
-    print(f"submitted {path}; Kaggle says: {answer}", flush=True)
+    print(submitted_line(path, result), flush=True)
     return 0
 
 
@@ -145,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except USER_ERRORS as error:
         print(user_error_message(error), file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
         if file_state(out) == previous:
             print(f"interrupted: {out} was left as it was", file=sys.stderr)

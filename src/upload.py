@@ -3,7 +3,8 @@
 python -m src.upload submissions/submission.csv -m "tutorial network, 50 epochs"
 
 The file is validated first (header, ImageId 1..N, labels 0..9, and one row per
-line of `test.csv` when `--data` holds it); an invalid file is never sent.
+test image: the competition's 28,000, or as many as `--data`'s test.csv has);
+an invalid file is never sent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from .config import USER_ERRORS, user_error_message
 from .data import DEFAULT_DATA_DIR
-from .kaggle_io import COMPETITION, count_rows, submit_file
+from .kaggle.competition import COMPETITION, TEST_ROWS, count_rows
+from .kaggle.upload import interrupted_line, submitted_line, upload_submission
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,26 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=DEFAULT_DATA_DIR,
-        help="folder whose test.csv gives the expected row count (default: data/; skipped when absent)",
+        help=f"folder whose test.csv gives the expected row count (default: data/; without it: {TEST_ROWS:,})",
     )
     return parser
 
 
+def expected_rows(data_dir: Path) -> int:
+    """Rows the submission must have: one per line of `data_dir`'s test.csv, else the competition's test set."""
+    test_path = data_dir / "test.csv"
+    return count_rows(test_path) if test_path.is_file() else TEST_ROWS
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    test_path = args.data / "test.csv"
     try:
-        n_rows = count_rows(test_path) if test_path.is_file() else None
-        if n_rows is None:
-            print(f"note: {test_path} not found, so the row count is not checked", file=sys.stderr)
-        answer = submit_file(args.file, args.message, n_rows=n_rows)
+        result = upload_submission(args.file, args.message, expected_rows(args.data))
     except USER_ERRORS as error:
         print(user_error_message(error), file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
-        print(f"interrupted: check on Kaggle whether {args.file} arrived", file=sys.stderr)
+        print(interrupted_line(args.file), file=sys.stderr)
         return 130
-    print(f"submitted {args.file}; Kaggle says: {answer}")
+    print(submitted_line(args.file, result))
     return 0
 
 

@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.conftest import run_command
+
 COMPETITIONS = "/api/v1/competitions.CompetitionApiService/"
 KERNELS = "/api/v1/kernels.KernelsApiService/"
 ZIP_PATH = "/files/digit-recognizer.zip"
 UPLOAD_PATH = "/upload/submission-token"
+KERNEL_OUTPUT_PATH = "/kernel-output/"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 # The failure modes a test can switch on; "ok" serves every call.
-MODES = ("ok", "rules", "error", "corrupt", "kernel-error", "upload-error")
+MODES = ("ok", "rules", "unauthorized", "error", "corrupt", "kernel-error", "upload-error")
+# Credentials every test process gets: recognisable, so a test can search its output for them.
+FAKE_USER = "fake-user"
+FAKE_KEY = "fake-secret-key-0123"
+FAKE_TOKEN = "fake-api-token-4567"
 
 
 @dataclass
@@ -43,14 +52,26 @@ class FakeKaggle:
     Attributes:
         zip_bytes: The competition's `digit-recognizer.zip`.
         mode: "ok"; "rules" answers every call 403 as for unaccepted rules;
+            "unauthorized" answers every call 401 as for a revoked key;
             "error" answers every call 500; "corrupt" serves a truncated zip;
             "kernel-error" answers SaveKernel 200 with an `error` field;
             "upload-error" answers the PUT of a submission's bytes 500.
+        submissions: What ListSubmissions answers, as Kaggle's JSON (`ApiSubmission`).
+        kernel_states: What successive GetKernelSessionStatus calls answer, e.g.
+            ["QUEUED", "RUNNING", "COMPLETE"]; the last one repeats.
+        kernel_failure: The failure message sent with the kernel's status.
+        kernel_files: The kernel's output files, by name, for ListKernelSessionOutput.
+        kernel_log: The kernel's log, sent with its output.
         requests: Every request received, in order.
     """
 
     zip_bytes: bytes = b""
     mode: str = "ok"
+    submissions: list[dict] = field(default_factory=list)
+    kernel_states: list[str] = field(default_factory=lambda: ["COMPLETE"])
+    kernel_failure: str = ""
+    kernel_files: dict[str, bytes] = field(default_factory=dict)
+    kernel_log: str = ""
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self):
@@ -86,7 +107,8 @@ def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True)
     HOME and KAGGLE_CONFIG_DIR are fresh folders under `home`, so no real
     credentials are seen; `credentials` adds a fake KAGGLE_USERNAME/KAGGLE_KEY.
     """
-    env = {k: v for k, v in base.items() if not k.startswith("KAGGLE_") and k.lower() not in _PROXY_NAMES}
+    # Blank (not drop) what could reach the real Kaggle: `run_command` adds this to its own environment.
+    env = {**base, **{k: "" for k in base if k.startswith("KAGGLE_") or k.lower() in _PROXY_NAMES}}
     (home / ".kaggle").mkdir(parents=True, exist_ok=True)
     env.update(
         HOME=str(home),
@@ -96,8 +118,39 @@ def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True)
         http_proxy=proxy_url,
     )
     if credentials:
-        env.update(KAGGLE_USERNAME="fake-user", KAGGLE_KEY="fake-secret-key-0123")
+        env.update(KAGGLE_USERNAME=FAKE_USER, KAGGLE_KEY=FAKE_KEY)
     return env
+
+
+def run_with_fake(*args, url: str, home: Path, credentials: bool = True, extra: dict | None = None, **options):
+    """`conftest.run_command` with a fresh HOME, talking only to the fake at `url`; checks no secret leaks."""
+    env = {**kaggle_env(os.environ, url, home, credentials=credentials), **(extra or {})}
+    result = run_command(*args, env=env, timeout=300, **options)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert_no_secret(result)
+    return result
+
+
+def error_line(result) -> str:
+    """The one `error:` line a failed command printed on stderr."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: the network, as a client sees it when it is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def assert_no_secret(result) -> None:
+    """No fake credential appears in what the process printed."""
+    output = result.stdout + result.stderr
+    for secret in (FAKE_KEY, FAKE_TOKEN):
+        assert secret not in output, output
 
 
 _PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
@@ -130,6 +183,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             request = self._record()
             if fake.mode == "rules":
                 return self._json({"code": 403, "message": RULES_MESSAGE}, status=403)
+            if fake.mode == "unauthorized":
+                return self._json({"code": 401, "message": "Unauthenticated"}, status=401)
             if fake.mode == "error":
                 return self._json({"code": 500, "message": "Internal server error"}, status=500)
             method = request.path.rsplit("/", 1)[-1]
@@ -144,6 +199,17 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
                 return self._json({"message": "Successfully submitted to Digit Recognizer", "ref": 4242})
             if request.path == COMPETITIONS + "GetSubmissionLimits":
                 return self._json({})
+            if request.path == COMPETITIONS + "ListSubmissions":
+                return self._json({"submissions": fake.submissions})
+            if request.path == KERNELS + "GetKernelSessionStatus":
+                state = fake.kernel_states.pop(0) if len(fake.kernel_states) > 1 else fake.kernel_states[0]
+                return self._json({"status": state, "failureMessage": fake.kernel_failure or None})
+            if request.path == KERNELS + "ListKernelSessionOutput":
+                files = [
+                    {"url": "http://localhost" + KERNEL_OUTPUT_PATH + name, "fileName": name}
+                    for name in fake.kernel_files
+                ]
+                return self._json({"files": files, "log": fake.kernel_log or None})
             if request.path == KERNELS + "SaveKernel" and fake.mode == "kernel-error":
                 return self._json({"error": "Notebook title is already in use"})
             if request.path == KERNELS + "SaveKernel":
@@ -155,6 +221,9 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             request = self._record()
+            name = request.path.removeprefix(KERNEL_OUTPUT_PATH)
+            if request.path.startswith(KERNEL_OUTPUT_PATH) and name in fake.kernel_files:
+                return self._reply(200, fake.kernel_files[name], "application/octet-stream")
             if request.path != ZIP_PATH:
                 return self._reply(404, b"not found", "text/plain")
             payload = fake.zip_bytes[: len(fake.zip_bytes) // 2] if fake.mode == "corrupt" else fake.zip_bytes

@@ -1,25 +1,23 @@
-"""`scripts/download.sh` with the real kaggle CLI against the loopback fake Kaggle."""
+"""`scripts/download.sh` (`python -m src.kaggle download`) with the real kaggle client against the fake Kaggle."""
 
 from __future__ import annotations
 
 import io
-import os
+import json
 import shutil
-import socket
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
-from src.config import UserError
-from src.kaggle_io import RULES_URL, check_competition_files, install_competition_zip
-from tests.conftest import REPO_ROOT, SHARED_ZIP
-from tests.fake_kaggle import FakeKaggle, kaggle_env
+from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
+from src.kaggle.competition import RULES_URL, check_competition_files, install_competition_zip
+from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error
+from tests.fake_kaggle import FAKE_USER, FakeKaggle, closed_port_url, run_with_fake
 from tests.synthetic import write_dataset
 
 SCRIPT = REPO_ROOT / "scripts" / "download.sh"
-FAKE_KEY = "fake-secret-key-0123"
 NAMES = ("train.csv", "test.csv", "sample_submission.csv")
 
 
@@ -41,38 +39,25 @@ def competition_zip(competition_files) -> bytes:
     return buffer.getvalue()
 
 
-def download(proxy_url, tmp_path, *args, credentials=True, path=None):
+def download(url, tmp_path, *args, credentials=True, extra=None):
     """Run the script from `tmp_path`, as a user would, with HOME inside it."""
-    env = kaggle_env(os.environ, proxy_url, tmp_path / "home", credentials=credentials)
-    env["PYTHON"] = sys.executable
-    if path is not None:
-        env["PATH"] = path
-    result = subprocess.run(
-        [str(SCRIPT), *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    return run_with_fake(
+        SCRIPT,
+        *args,
+        url=url,
+        home=tmp_path / "home",
+        credentials=credentials,
+        extra={"PYTHON": sys.executable, **(extra or {})},
+        cwd=tmp_path,
+        python=False,
     )
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output and FAKE_KEY not in output
-    return result
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def test_download_into_an_empty_directory(competition_zip, competition_files, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         result = download(fake.url, tmp_path, "data")
     assert result.returncode == 0, result.stderr
-    assert "done: the competition's files are in" in result.stdout
+    assert "done: the competition's files are in data" in result.stdout
     for name in NAMES:
         assert (tmp_path / "data" / name).read_bytes() == (competition_files / name).read_bytes()
     assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
@@ -112,20 +97,50 @@ def test_default_directory_is_data(competition_zip, tmp_path):
 def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         result = download(fake.url, tmp_path, "data", credentials=False)
-    assert result.returncode == 2
-    line = error_line(result)
-    for hint in ("~/.kaggle/kaggle.json", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
-        assert hint in line
+    hints = ("no Kaggle credentials found", "~/.kaggle/kaggle.json", "KAGGLE_USERNAME", "KAGGLE_API_TOKEN")
+    assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, *hints)
     assert fake.requests == []
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [('{"username": "fake-user", "key": ', "not JSON: line 1 column 34"), ('["fake-user"]', "expected {")],
+)
+def test_malformed_kaggle_json_is_named(content, reason, competition_zip, tmp_path):
+    (tmp_path / "home" / ".kaggle").mkdir(parents=True)
+    config = tmp_path / "home" / ".kaggle" / "kaggle.json"
+    config.write_text(content)
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path, "data", credentials=False)
+    assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, f"malformed kaggle.json at {config} ({reason}")
+    assert "no Kaggle credentials found" not in result.stderr
+    assert fake.requests == []
+
+
+def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):
+    (tmp_path / "home" / ".kaggle").mkdir(parents=True)
+    (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": FAKE_USER, "key": "k" * 32}))
+    with FakeKaggle(competition_zip) as fake:
+        result = download(fake.url, tmp_path, "data", credentials=False)
+    assert result.returncode == 0, result.stderr
+    assert "k" * 32 not in result.stdout + result.stderr
 
 
 def test_rules_not_accepted(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="rules") as fake:
         result = download(fake.url, tmp_path, "data")
-    assert result.returncode == 1
-    line = error_line(result)
-    assert "HTTP 403" in line and "You must accept this competition's rules" in line and RULES_URL in line
+    assert_one_line_error(
+        result, EXIT_KAGGLE_REFUSED, "HTTP 403", "You must accept this competition's rules", RULES_URL
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_rejected_key_is_one_line(competition_zip, tmp_path):
+    with FakeKaggle(competition_zip, mode="unauthorized") as fake:
+        result = download(fake.url, tmp_path, "data")
+    line = assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, "did not accept your credentials", "HTTP 401")
+    assert result.stderr.splitlines()[0] == line  # the first line says it, not a traceback's
     assert not (tmp_path / "data").exists()
 
 
@@ -133,8 +148,7 @@ def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition
     shutil.copytree(competition_files, tmp_path / "data")
     with FakeKaggle(competition_zip, mode="corrupt") as fake:
         result = download(fake.url, tmp_path, "data", "--force")
-    assert result.returncode == 2
-    assert "corrupt or truncated zip" in error_line(result)
+    assert_one_line_error(result, EXIT_USER, "corrupt or truncated zip")
     assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
     check_competition_files(tmp_path / "data")
 
@@ -142,30 +156,18 @@ def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition
 def test_service_down(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="error") as fake:
         result = download(fake.url, tmp_path, "data")
-    assert result.returncode == 1
-    line = error_line(result)
-    assert "Kaggle's service failed" in line and "try again later" in line
+    assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "Kaggle's service failed", "HTTP 500", "try again later")
 
 
 def test_network_down(tmp_path):
     result = download(closed_port_url(), tmp_path, "data")
-    assert result.returncode == 1
-    assert "could not reach Kaggle" in error_line(result)
+    assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle")
     assert not (tmp_path / "data").exists()
-
-
-def test_kaggle_cli_not_installed(competition_zip, tmp_path):
-    assert shutil.which("kaggle", path="/usr/bin:/bin") is None
-    with FakeKaggle(competition_zip) as fake:
-        result = download(fake.url, tmp_path, "data", path="/usr/bin:/bin")
-    assert result.returncode == 1
-    assert "kaggle CLI is not installed" in error_line(result) and "pip install kaggle" in error_line(result)
-    assert fake.requests == []
 
 
 def test_unknown_option(tmp_path):
     result = download(closed_port_url(), tmp_path, "--fast")
-    assert result.returncode == 1 and "unknown option --fast" in error_line(result)
+    assert result.returncode == EXIT_USER and "unrecognized arguments: --fast" in result.stderr
 
 
 def make_zip(path, files: dict[str, str]):

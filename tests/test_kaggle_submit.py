@@ -1,36 +1,20 @@
-"""Submitting through the kaggle client against the loopback fake Kaggle."""
+"""Submitting, listing submissions and following kernels with the real kaggle client against the fake Kaggle."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import json
 import sys
 
 import pytest
 
-from src.kaggle_io import RULES_URL
-from tests.conftest import REPO_ROOT
-from tests.fake_kaggle import FakeKaggle, kaggle_env
-from tests.test_download import FAKE_KEY, closed_port_url, error_line
+from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER
+from src.kaggle.client import state_name
+from src.kaggle.competition import RULES_URL
+from tests.conftest import REPO_ROOT, assert_one_line_error
+from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, run_with_fake
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
-
-
-def python_module(module, proxy_url, tmp_path, *args, credentials=True, extra=None):
-    env = kaggle_env(os.environ, proxy_url, tmp_path / "home", credentials=credentials)
-    env.update(extra or {})
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    result = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output and FAKE_KEY not in output
-    return result
+KERNEL_ID = "fake-user/digit-recognizer-dense-network"
 
 
 @pytest.fixture
@@ -40,9 +24,13 @@ def good_file(tmp_path):
     return path
 
 
+def upload(url, tmp_path, *args, **options):
+    return run_with_fake("-m", "src.upload", *args, url=url, home=tmp_path / "home", **options)
+
+
 def test_upload_sends_the_file_and_prints_the_answer(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
-        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "first try", "--data", tiny_data)
+        result = upload(fake.url, tmp_path, good_file, "-m", "first try", "--data", tiny_data)
     assert result.returncode == 0, result.stderr
     assert "Kaggle says: Successfully submitted to Digit Recognizer (submission 4242)" in result.stdout
     assert fake.uploads() == [good_file.read_bytes()]
@@ -70,73 +58,98 @@ def test_upload_refuses_an_invalid_file_before_sending(text, problem, tiny_data,
     path = tmp_path / "submission.csv"
     path.write_text(text)
     with FakeKaggle() as fake:
-        result = python_module("src.upload", fake.url, tmp_path, path, "-m", "x", "--data", tiny_data)
-    assert result.returncode == 2
-    assert problem in error_line(result)
+        result = upload(fake.url, tmp_path, path, "-m", "x", "--data", tiny_data)
+    assert_one_line_error(result, EXIT_USER, problem)
     assert fake.requests == []
 
 
-def test_upload_without_test_csv_checks_the_format_only(good_file, tmp_path):
+def test_upload_without_test_csv_expects_the_competitions_28000_rows(good_file, tmp_path):
     with FakeKaggle() as fake:
-        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "x", "--data", tmp_path / "none")
-    assert result.returncode == 0, result.stderr
-    assert "row count is not checked" in result.stderr
-    assert fake.uploads() == [good_file.read_bytes()]
-
-
-def test_upload_without_credentials(good_file, tmp_path):
-    with FakeKaggle() as fake:
-        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "x", credentials=False)
-    assert result.returncode == 2
-    assert "no Kaggle credentials found" in error_line(result) and "KAGGLE_API_TOKEN" in error_line(result)
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tmp_path / "none")
+    assert_one_line_error(result, EXIT_USER, "has 20 rows, expected 28000")
     assert fake.requests == []
 
 
-def test_upload_with_a_rejected_token(good_file, tmp_path):
+def test_upload_without_credentials(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
-        env_token = {"KAGGLE_API_TOKEN": "fake-token-0123"}
-        result = python_module(
-            "src.upload", fake.url, tmp_path, good_file, "-m", "x", credentials=False, extra=env_token
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, credentials=False)
+    assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, "no Kaggle credentials found", "KAGGLE_API_TOKEN")
+    assert fake.requests == []
+
+
+def test_upload_with_a_rejected_token(good_file, tiny_data, tmp_path):
+    with FakeKaggle() as fake:
+        result = upload(
+            fake.url,
+            tmp_path,
+            *(good_file, "-m", "x", "--data", tiny_data),
+            credentials=False,
+            extra={"KAGGLE_API_TOKEN": FAKE_TOKEN},
         )
-    assert result.returncode == 2
-    assert "Kaggle did not accept the credentials in KAGGLE_API_TOKEN" in error_line(result)
-    assert "fake-token-0123" not in result.stderr
+    assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, "Kaggle did not accept the credentials in KAGGLE_API_TOKEN")
     # The token is checked online (by `import kaggle` and by our sign-in); nothing is submitted.
     assert {request.path.rsplit("/", 1)[-1] for request in fake.requests} == {"IntrospectToken"}
 
 
+def test_upload_with_a_rejected_key_is_one_line(good_file, tiny_data, tmp_path):
+    with FakeKaggle(mode="unauthorized") as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data)
+    line = assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, "did not accept your credentials", "HTTP 401")
+    assert result.stderr.splitlines()[0] == line
+    assert fake.uploads() == []
+
+
 @pytest.mark.parametrize(
-    ("mode", "problem"),
-    [("rules", "HTTP 403: You must accept this competition's rules"), ("error", "Kaggle's service failed (HTTP 500")],
+    ("mode", "exit_code", "problem"),
+    [
+        ("rules", EXIT_KAGGLE_REFUSED, "HTTP 403: You must accept this competition's rules"),
+        ("error", EXIT_KAGGLE_UNAVAILABLE, "Kaggle's service failed to submit (HTTP 500"),
+        ("upload-error", EXIT_KAGGLE_UNAVAILABLE, "Kaggle did not accept the upload of"),
+    ],
 )
-def test_upload_refused_by_the_service(mode, problem, good_file, tmp_path):
+def test_upload_refused_or_failed_by_the_service(mode, exit_code, problem, good_file, tiny_data, tmp_path):
     with FakeKaggle(mode=mode) as fake:
-        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "x")
-    assert result.returncode == 2
-    assert problem in error_line(result)
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data)
+    line = assert_one_line_error(result, exit_code, problem)
     if mode == "rules":
-        assert RULES_URL in error_line(result)
+        assert RULES_URL in line
+    assert fake.calls("CreateSubmission") == []
 
 
-def test_upload_whose_bytes_are_refused(good_file, tmp_path):
-    with FakeKaggle(mode="upload-error") as fake:
-        result = python_module("src.upload", fake.url, tmp_path, good_file, "-m", "x")
-    assert result.returncode == 2
-    assert "Kaggle did not accept the upload of" in error_line(result)
-    assert len(fake.uploads()) == 1 and fake.calls("CreateSubmission") == []
+def test_upload_with_the_network_down(good_file, tiny_data, tmp_path):
+    result = upload(closed_port_url(), tmp_path, good_file, "-m", "x", "--data", tiny_data)
+    assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle to submit")
 
 
-def test_upload_with_the_network_down(good_file, tmp_path):
-    result = python_module("src.upload", closed_port_url(), tmp_path, good_file, "-m", "x")
-    assert result.returncode == 2
-    assert "could not reach Kaggle to submit" in error_line(result)
+def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path):
+    """download.sh, src.upload and src.submit --submit: one kind of failure, one exit code."""
+    out = tmp_path / "out" / "submission.csv"
+    train = ("--data", tiny_data, "--out", out, "--epochs", "1", "--verbose", "0", "--no-report")
+    with FakeKaggle(mode="rules") as fake:
+        results = [
+            run_with_fake(
+                REPO_ROOT / "scripts" / "download.sh",
+                tmp_path / "data",
+                url=fake.url,
+                home=tmp_path / "home",
+                extra={"PYTHON": sys.executable},
+                python=False,
+            ),
+            upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data),
+            run_with_fake("-m", "src.submit", *train, "--submit", "-m", "x", url=fake.url, home=tmp_path / "home"),
+        ]
+    for result in results:
+        assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "HTTP 403", RULES_URL)
+    # The trained file is kept, unsent, and the line says how to send it later.
+    assert f"{out} is kept: send it later with python -m src.upload {out}" in results[-1].stderr
+    assert out.is_file() and fake.uploads() == []
 
 
 def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
     out = tmp_path / "out" / "submission.csv"
     args = ["--data", tiny_data, "--out", out, "--epochs", "2", "--verbose", "0", "--submit", "-m", "2 epochs"]
     with FakeKaggle() as fake:
-        result = python_module("src.submit", fake.url, tmp_path, *args)
+        result = run_with_fake("-m", "src.submit", *args, url=fake.url, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert f"submitted {out}; Kaggle says: Successfully submitted" in result.stdout
     assert fake.uploads() == [out.read_bytes()]
@@ -144,30 +157,136 @@ def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flags", "credentials", "problem"),
+    ("flags", "credentials", "exit_code", "problem"),
     [
-        (["--submit"], True, "--submit needs a message"),
-        (["-m", "x"], True, "add --submit"),
-        (["--submit", "-m", "x", "--sample"], True, "not the test set"),
-        (["--submit", "-m", "x"], False, "no Kaggle credentials found"),
+        (["--submit"], True, EXIT_USER, "--submit needs a message"),
+        (["-m", "x"], True, EXIT_USER, "add --submit"),
+        (["--submit", "-m", "x", "--sample"], True, EXIT_USER, "not the test set"),
+        (["--submit", "-m", "x"], False, EXIT_KAGGLE_CREDENTIALS, "no Kaggle credentials found"),
     ],
 )
-def test_submit_flag_problems_stop_before_training(flags, credentials, problem, tiny_data, tmp_path):
+def test_submit_flag_problems_stop_before_training(flags, credentials, exit_code, problem, tiny_data, tmp_path):
     out = tmp_path / "submission.csv"
     with FakeKaggle() as fake:
-        result = python_module(
-            "src.submit", fake.url, tmp_path, "--data", tiny_data, "--out", out, *flags, credentials=credentials
+        result = run_with_fake(
+            *("-m", "src.submit", "--data", tiny_data, "--out", out, *flags),
+            url=fake.url,
+            home=tmp_path / "home",
+            credentials=credentials,
         )
-    assert result.returncode == 2
-    assert problem in error_line(result)
+    assert_one_line_error(result, exit_code, problem)
     assert not out.exists() and fake.requests == []
 
 
-def test_failed_upload_keeps_the_new_file(tiny_data, tmp_path):
-    out = tmp_path / "submission.csv"
-    args = ["--data", tiny_data, "--out", out, "--epochs", "2", "--verbose", "0", "--submit", "-m", "x"]
+def kaggle_command(url, tmp_path, *args):
+    return run_with_fake("-m", "src.kaggle", *args, url=url, home=tmp_path / "home")
+
+
+def test_submissions_list(tmp_path):
+    listed = [
+        {
+            "ref": 4243,
+            "date": "2026-11-30T01:02:03.456Z",
+            "description": "wide, 5 folds",
+            "status": "COMPLETE",
+            "publicScore": "0.97400",
+        },
+        {"ref": 4242, "date": "2026-11-29T08:00:00Z", "description": "tutorial", "status": "PENDING"},
+    ]
+    with FakeKaggle(submissions=listed) as fake:
+        result = kaggle_command(fake.url, tmp_path, "submissions")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "4243\t2026-11-30 01:02\tcomplete\t0.97400\twide, 5 folds",
+        "4242\t2026-11-29 08:00\tpending\t-\ttutorial",
+    ]
+    assert fake.calls("ListSubmissions")[0].json()["competitionName"] == "digit-recognizer"
+
+
+def test_kernel_status_follows_the_run_and_reports_a_failure(tmp_path):
+    with FakeKaggle(kernel_states=["QUEUED", "RUNNING", "ERROR"], kernel_failure="Your notebook hit an error") as fake:
+        states = [kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID) for _ in range(3)]
+    assert [result.stdout.strip() for result in states] == [
+        f"{KERNEL_ID}: queued: Your notebook hit an error",
+        f"{KERNEL_ID}: running: Your notebook hit an error",
+        f"{KERNEL_ID}: error: Your notebook hit an error",
+    ]
+    sent = fake.calls("GetKernelSessionStatus")[0].json()
+    assert sent == {"userName": "fake-user", "kernelSlug": "digit-recognizer-dense-network"}
+
+
+@pytest.mark.parametrize(
+    ("printed", "state"),
+    [
+        ("KernelWorkerStatus.COMPLETE", "complete"),
+        ("complete", "complete"),
+        ("cancelAcknowledged", "cancel_acknowledged"),
+    ],
+)
+def test_kernel_states_from_kaggle_2_and_1_6_read_the_same(printed, state):
+    assert state_name(printed) == state
+
+
+def test_kernel_output_downloads_files_and_log(tmp_path):
+    files = {"submission.csv": ("ImageId,Label\n" + GOOD_ROWS).encode(), "submission.json": b'{"seed": 7}'}
+    with FakeKaggle(kernel_files=files, kernel_log="epoch 1/2\nepoch 2/2\n") as fake:
+        result = kaggle_command(fake.url, tmp_path, "kernel-output", KERNEL_ID, tmp_path / "output")
+    assert result.returncode == 0, result.stderr
+    for name, content in files.items():
+        assert (tmp_path / "output" / name).read_bytes() == content
+    assert (tmp_path / "output" / "digit-recognizer-dense-network.log").read_text() == "epoch 1/2\nepoch 2/2\n"
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_kernel_of_another_account_is_refused(tmp_path):
     with FakeKaggle(mode="rules") as fake:
-        result = python_module("src.submit", fake.url, tmp_path, *args)
-    assert result.returncode == 2
-    assert "HTTP 403" in error_line(result) and f"python -m src.upload {out}" in error_line(result)
-    assert out.is_file() and fake.uploads() == []
+        result = kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID)
+    assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "no such kernel, or it is private")
+
+
+def write_kernel(folder, title="Digit Recognizer Dense Network"):
+    folder.mkdir()
+    (folder / "digit_recognizer.py").write_text("print('hello')\n")
+    metadata = {
+        "id": KERNEL_ID,
+        "title": title,
+        "code_file": "digit_recognizer.py",
+        "language": "python",
+        "kernel_type": "script",
+        "competition_sources": ["digit-recognizer"],
+    }
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def test_push_kernel(tmp_path):
+    folder = write_kernel(tmp_path / "kernel")
+    with FakeKaggle() as fake:
+        result = kaggle_command(fake.url, tmp_path, "push-kernel", folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"pushed {KERNEL_ID} version 3: https://www.kaggle.com/code/{KERNEL_ID}"
+    sent = fake.calls("SaveKernel")[0].json()
+    assert sent["slug"] == KERNEL_ID and sent["text"] == "print('hello')\n"
+
+
+@pytest.mark.parametrize(
+    ("mode", "title", "exit_code", "problem"),
+    [
+        ("rules", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Kaggle refused to push the kernel (HTTP 403"),
+        ("kernel-error", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Notebook title is already in use"),
+        ("ok", "Dig", EXIT_USER, "Title must be at least five characters"),
+    ],
+)
+def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):
+    folder = write_kernel(tmp_path / "kernel", title=title)
+    with FakeKaggle(mode=mode) as fake:
+        result = kaggle_command(fake.url, tmp_path, "push-kernel", folder)
+    assert_one_line_error(result, exit_code, problem)
+
+
+def test_credentials_are_named_never_shown(tmp_path):
+    with FakeKaggle() as fake:
+        result = kaggle_command(fake.url, tmp_path, "credentials")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Kaggle credentials: KAGGLE_USERNAME/KAGGLE_KEY\n"
+    assert fake.requests == []

@@ -17,9 +17,8 @@ from src.kernel import CODE_FILE, METADATA_FILE, inline_modules
 from src.kernel_entry import find_competition_dir
 from src.submission import validate_submission
 from tests.conftest import REPO_ROOT
-from tests.fake_kaggle import FakeKaggle, kaggle_env
+from tests.fake_kaggle import FAKE_KEY, FakeKaggle, error_line, kaggle_env
 from tests.synthetic import write_dataset
-from tests.test_download import FAKE_KEY, error_line
 
 BUILD_FLAGS = ["--epochs", "2", "--hidden-units", "16,8", "--scaling", "unit", "--seed", "7"]
 
@@ -198,9 +197,9 @@ def test_push_kernel_sends_the_built_script(tmp_path):
     with FakeKaggle() as fake:
         result = push(fake.url, tmp_path, "--epochs", "3")
     assert result.returncode == 0, result.stderr
-    assert "Kernel version 3 successfully pushed" in result.stdout
+    assert "pushed fake-user/digit-recognizer-dense-network version 3" in result.stdout
     assert "does not resolve to the specified id" not in result.stdout
-    assert "kaggle kernels output fake-user/digit-recognizer-dense-network -p submissions/kernel" in result.stdout
+    assert "kernel-output fake-user/digit-recognizer-dense-network submissions/kernel" in result.stdout
     sent = fake.calls("SaveKernel")[0].json()
     assert sent["slug"] == "fake-user/digit-recognizer-dense-network"
     assert sent["newTitle"] == "Digit Recognizer Dense Network"
@@ -215,20 +214,20 @@ def test_push_kernel_sends_the_built_script(tmp_path):
     ("mode", "problem"),
     [
         ("rules", "Kaggle refused to push the kernel (HTTP 403"),
-        ("kernel-error", "Kernel push error: Notebook title is already in use"),
+        ("kernel-error", "Kaggle refused the kernel in"),
     ],
 )
 def test_push_kernel_refused(mode, problem, tmp_path):
     with FakeKaggle(mode=mode) as fake:
         result = push(fake.url, tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert problem in error_line(result)
 
 
 def test_push_kernel_without_credentials(tmp_path):
     with FakeKaggle() as fake:
         result = push(fake.url, tmp_path, credentials=False)
-    assert result.returncode == 2 and "no Kaggle credentials found" in error_line(result)
+    assert result.returncode == 3 and "no Kaggle credentials found" in error_line(result)
     assert fake.requests == [] and not (tmp_path / "kernel").exists()
 
 

@@ -1,0 +1,88 @@
+"""Which Kaggle credentials the official client will use, found without printing them.
+
+The client itself ignores a `kaggle.json` it cannot parse and then reports "no
+credentials"; reading the file here first names the real problem instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import KaggleCredentialsError
+
+TOKEN_URL = "https://www.kaggle.com/settings/api"
+TOKEN_FILES = ("access_token", "access_token.txt", "credentials.json")
+NO_CREDENTIALS = (
+    f"no Kaggle credentials found: create an API token at {TOKEN_URL}, then either save the downloaded "
+    "kaggle.json as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY, "
+    "or set KAGGLE_API_TOKEN"
+)
+
+
+def config_dir() -> Path:
+    """Where the kaggle client looks for `kaggle.json` (the same rule as kaggle 2.x)."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    legacy = Path.home() / ".kaggle"
+    if legacy.exists() or not sys.platform.startswith("linux"):
+        return legacy
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+
+
+def read_kaggle_json() -> dict[str, str]:
+    """The user name and key stored in `kaggle.json`; empty when there is no such file.
+
+    Raises:
+        KaggleCredentialsError: The file exists but is not a JSON object of strings.
+    """
+    path = config_dir() / "kaggle.json"
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise _malformed(path, type(error).__name__) from None
+    except json.JSONDecodeError as error:
+        # The position only: the message must not quote the file, which holds the key.
+        raise _malformed(path, f"not JSON: line {error.lineno} column {error.colno}") from None
+    if not isinstance(values, dict) or not all(isinstance(value, str) for value in values.values()):
+        raise _malformed(path, 'expected {"username": "...", "key": "..."}')
+    return values
+
+
+def _malformed(path: Path, reason: str) -> KaggleCredentialsError:
+    return KaggleCredentialsError(f"malformed kaggle.json at {path} ({reason}); download a new token at {TOKEN_URL}")
+
+
+def find_credentials() -> str | None:
+    """Name the credentials the kaggle client will use (never their value), or None."""
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    for name in TOKEN_FILES:
+        path = Path.home() / ".kaggle" / name
+        if path.is_file() and path.read_text().strip():
+            return str(path)
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    stored = read_kaggle_json()
+    if (os.environ.get("KAGGLE_USERNAME") or stored.get("username")) and (
+        os.environ.get("KAGGLE_KEY") or stored.get("key")
+    ):
+        return str(config_dir() / "kaggle.json")
+    return None
+
+
+def require_credentials() -> str:
+    """The credentials' source, or a `KaggleCredentialsError` saying what to set."""
+    source = find_credentials()
+    if source is None:
+        raise KaggleCredentialsError(NO_CREDENTIALS)
+    return source
+
+
+def kaggle_username() -> str | None:
+    """The Kaggle user name from KAGGLE_USERNAME or `kaggle.json`, if set."""
+    return os.environ.get("KAGGLE_USERNAME") or read_kaggle_json().get("username") or None

@@ -12,7 +12,7 @@ import pytest
 from tensorflow import keras
 
 from src import data as data_module
-from src.cache import MAX_CACHE_ENTRIES, cache_entry, prune_cache
+from src.cache import CACHE_ENV, MAX_CACHE_ENTRIES, cache_entry, prune_cache
 from src.config import PRESETS, Config
 from src.data import as_features
 from src.files import sha256
@@ -303,3 +303,33 @@ def test_pruning_keeps_the_newest_entries_and_never_touches_other_files(tmp_path
     prune_cache(cache)
     assert all(path.exists() for path in foreign)
     assert [path.exists() for path in entries] == [True] * MAX_CACHE_ENTRIES + [False, False]
+
+
+def test_cache_off_writes_no_cache_file(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.setenv(CACHE_ENV, "off")
+    expected = data_module.load_datasets(data, cache_dir=None)
+    loaded = data_module.load_datasets(data)
+    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
+    assert not home.exists() and not xdg.exists()
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["test.csv", "train.csv"]
+
+
+def test_xdg_cache_home_holds_the_cache(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.delenv(CACHE_ENV)
+    data_module.load_datasets(data)
+    cache = xdg / "digit-recognizer"
+    for kind, name in (("train", "train.csv"), ("test", "test.csv")):
+        assert cache_entry(cache, kind, sha256(data / name)).is_file()
+    assert not home.exists()
+    # Without XDG_CACHE_HOME it is the user's ~/.cache.
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    data_module.load_datasets(data)
+    assert cache_entry(home / ".cache" / "digit-recognizer", "train", sha256(data / "train.csv")).is_file()

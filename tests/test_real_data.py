@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from src.config import Config
 from src.pipeline import run
 from src.submission import validate_submission
@@ -9,6 +11,7 @@ from src.submission import validate_submission
 REAL_EPOCHS = 20
 
 
+@pytest.mark.slow
 def test_default_model_on_the_real_data(real_data, tmp_path):
     result = run(Config(epochs=REAL_EPOCHS), real_data, tmp_path / "submission.csv", verbose=0)
     assert result.record["inputs"]["train"]["rows"] == 42_000

@@ -148,23 +148,19 @@ def check_header(path: str | Path, line: bytes, header: list[str], other_headers
             raise UserError(
                 f"{path}: line 1: this header belongs to {name}, not {Path(path).name}; were the two files swapped?"
             )
+    message_start = f"{path}: line 1: expected the header {describe_header(header)!r}"
     if len(found) == 1 and any(separator in text for separator in OTHER_SEPARATORS):
-        raise UserError(f"{path}: line 1: fields must be separated by commas; found {quoted(text)}")
+        raise UserError(f"{message_start}, comma-separated; found {quoted(text)}")
     for column, (expected, actual) in enumerate(zip(header, found, strict=False), start=1):
         if actual == expected:
             continue
         if actual.strip().strip('"').strip() == expected:
             raise UserError(
-                f"{path}: line 1, column {column}: found {quoted(actual)}; write header names without quotes or spaces"
+                f"{message_start}; column {column} is {quoted(actual)}: write names without quotes or spaces"
             )
-        raise UserError(
-            f"{path}: line 1, column {column}: expected header {expected!r}, found {quoted(actual)} "
-            f"(the header must be {describe_header(header)})"
-        )
+        raise UserError(f"{message_start}; column {column} is {quoted(actual)}, not {expected!r}")
     extra = f": extra {quoted(','.join(found[len(header) :]))}" if len(found) > len(header) else ""
-    raise UserError(
-        f"{path}: line 1: expected {len(header)} header fields ({describe_header(header)}), found {len(found)}{extra}"
-    )
+    raise UserError(f"{message_start} ({len(header)} fields), found {len(found)} fields{extra}")
 
 
 def check_rows(path: str | Path, lines: list[bytes], header: list[str], expected_cell: Callable[[str], str]) -> None:

@@ -25,7 +25,7 @@ def test_writes_the_competition_format(tmp_path):
     [
         (
             "Id,Label\n1,3\n",
-            r"line 1, column 1: expected header 'ImageId', found 'Id' \(the header must be ImageId,Label\)",
+            r"line 1: expected the header 'ImageId,Label'; column 1 is 'Id', not 'ImageId'",
         ),
         ("ImageId,Label\n", r"has a header but no data rows"),
         ("ImageId,Label\n1,3\n3,4\n", r"line 3, column ImageId: expected 2 \(ImageId runs 1\.\.N\), found 3"),
@@ -34,7 +34,7 @@ def test_writes_the_competition_format(tmp_path):
         ("ImageId,Label\n1,3\n2,4\n", r"has 2 rows, expected 3 \(one per test image\)"),
         (
             "ImageId,Label,Confidence\n1,3,0.9\n",
-            r"line 1: expected 2 header fields \(ImageId,Label\), found 3: extra 'Co",
+            r"line 1: expected the header 'ImageId,Label' \(2 fields\), found 3 fields: extra 'Confidence'",
         ),
         ("ImageId,Label\n1,3\n2,4,5\n3,1\n", r"line 3: expected 2 comma-separated fields, found 3"),
         ("ImageId,Label\n1,3.0\n", r"line 2, column Label: expected a digit 0\.\.9, found '3\.0'"),
@@ -43,10 +43,19 @@ def test_writes_the_competition_format(tmp_path):
         ("ImageId,Label\n 1,3\n", r"line 2, column ImageId: expected an integer ImageId 1\.\.N, found ' 1'"),
         ("ImageId,Label\n1,-3\n", r"line 2, column Label: expected a digit 0\.\.9, found '-3'"),
         ("ImageId,Label\n1,\n", r"line 2, column Label: expected a digit 0\.\.9, found an empty value"),
-        ("ImageId, Label\n1,3\n", r"line 1, column 2: found ' Label'; write header names without quotes or spaces"),
-        ('"ImageId","Label"\n1,3\n', r"line 1, column 1: found '\"ImageId\"'; write header names without"),
-        ("imageid,label\n1,3\n", r"line 1, column 1: expected header 'ImageId', found 'imageid'"),
-        ("ImageId;Label\n1;3\n", r"line 1: fields must be separated by commas; found 'ImageId;Label'"),
+        (
+            "ImageId, Label\n1,3\n",
+            r"line 1: expected the header 'ImageId,Label'; column 2 is ' Label': write names without quotes or spaces",
+        ),
+        (
+            '"ImageId","Label"\n1,3\n',
+            r"line 1: expected the header 'ImageId,Label'; column 1 is '\"ImageId\"': write names without",
+        ),
+        ("imageid,label\n1,3\n", r"line 1: expected the header 'ImageId,Label'; column 1 is 'imageid', not 'ImageId'"),
+        (
+            "ImageId;Label\n1;3\n",
+            r"line 1: expected the header 'ImageId,Label', comma-separated; found 'ImageId;Label'",
+        ),
         ("ImageId,Label\n1,3\n\n2,4\n", r"line 3: empty line"),
         ("", r"file is empty"),
     ],
@@ -109,7 +118,11 @@ def test_upload_refuses_a_bad_file_in_one_line(tmp_path):
     result = run_command(
         "-m", "src.upload", path, "-m", "test", "--data", tmp_path, env={"KAGGLE_CONFIG_DIR": str(tmp_path)}
     )
-    assert_one_line_error(result, 2, "submission.csv: line 1: expected 2 header fields (ImageId,Label), found 3")
+    assert_one_line_error(
+        result,
+        2,
+        "submission.csv: line 1: expected the header 'ImageId,Label' (2 fields), found 3 fields: extra 'Extra'",
+    )
 
 
 def test_invalid_labels_never_replace_a_good_submission(tmp_path):

@@ -33,7 +33,7 @@ from .errors import UserError
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 PLAIN_INTEGER = re.compile(r"[0-9]+")
-# A data line of plain integers holds only these bytes (besides its line end).
+# A data line of plain integers holds only these bytes (besides its line end); empty cells are found by parsing.
 DATA_LINE_BYTES = b"0123456789,"
 OTHER_SEPARATORS = (";", "\t", "|")
 LONGEST_QUOTE = 40
@@ -109,7 +109,7 @@ def read_integer_table(
         if lines[-1] == b"":  # the last line's end
             lines.pop()
         check_rows(path, lines, header, expected_cell)
-        return parse_integers(path, text)
+        return parse_integers(path, text, lines, header, expected_cell)
     except MemoryError:
         raise UserError(f"{path}: ran out of memory reading this {format_size(size)} file") from None
 
@@ -173,7 +173,7 @@ def check_rows(path: str | Path, lines: list[bytes], header: list[str], expected
         if fields != len(header):
             raise UserError(f"{path}: line {number}: expected {len(header)} comma-separated fields, found {fields}")
         # Fast in C for the 42,000 good lines; the slow search runs on a bad one only.
-        if line.translate(None, DATA_LINE_BYTES) or b",," in line or line.startswith(b",") or line.endswith(b","):
+        if line.translate(None, DATA_LINE_BYTES):
             raise_bad_cell(path, number, line, header, expected_cell)
 
 
@@ -186,12 +186,18 @@ def raise_bad_cell(
             raise UserError(f"{path}: line {number}, column {name}: expected {expected_cell(name)}, found {found}")
 
 
-def parse_integers(path: str | Path, text: bytes) -> np.ndarray:
-    """Parse checked text: every cell is already known to be a plain integer."""
-    try:
+def parse_integers(
+    path: str | Path, text: bytes, lines: list[bytes], header: list[str], expected_cell: Callable[[str], str]
+) -> np.ndarray:
+    """Parse text whose rows hold only digits and commas; an empty cell or a huge number fails here."""
+    with contextlib.suppress(ValueError, OverflowError):
         return pd.read_csv(io.BytesIO(text), dtype=np.int64).to_numpy()
-    except (ValueError, OverflowError):
-        raise UserError(f"{path}: a value has too many digits for a 64-bit integer") from None
+    # Rare, so searched for only now, line by line.
+    for number, line_with_end in enumerate(lines[1:], start=2):
+        line = line_with_end.removesuffix(b"\r")
+        if b",," in line or line.startswith(b",") or line.endswith(b","):
+            raise_bad_cell(path, number, line, header, expected_cell)
+    raise UserError(f"{path}: a value has too many digits for a 64-bit integer")
 
 
 def decode_line(path: str | Path, number: int, line: bytes) -> str:

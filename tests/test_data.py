@@ -327,3 +327,19 @@ def test_data_submissions_and_the_download_check_agree_on_a_file(tmp_path, chang
         except UserError:
             outcomes.append(False)
     assert outcomes == [accepted] * len(checks)
+
+
+def test_a_long_bad_value_is_cut_short(tmp_path):
+    pixels = ["0"] * 784
+    pixels[2] = "x" * 5000
+    with pytest.raises(
+        UserError, match=r"column pixel2: expected an integer pixel 0\.\.255, found 'x{40}'\.\.\. \(5,000 c"
+    ):
+        read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))
+
+
+def test_a_number_beyond_64_bits(tmp_path):
+    pixels = ["0"] * 784
+    pixels[2] = "9" * 30
+    with pytest.raises(UserError, match=r"train\.csv: a value has too many digits for a 64-bit integer$"):
+        read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))

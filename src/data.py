@@ -20,6 +20,9 @@ TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
 TEST_HEADER = PIXEL_COLUMNS
 # Where scripts/download.sh puts the competition's files.
 DEFAULT_DATA_DIR = Path("data")
+# The other file's header, by its name: found in this file, the two were swapped.
+SWAPPED_WITH_TRAIN = {"test.csv": TEST_HEADER}
+SWAPPED_WITH_TEST = {"train.csv": TRAIN_HEADER}
 DOWNLOAD_HINT = "run scripts/download.sh, or try the embedded data with --sample"
 
 
@@ -56,8 +59,8 @@ def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEF
     cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
     train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
     # Both files are checked (kind, header, size) before the slow hashing and parsing.
-    train_size = check_csv_start(train_path, TRAIN_HEADER, DOWNLOAD_HINT, {"test.csv": TEST_HEADER})
-    test_size = check_csv_start(test_path, TEST_HEADER, DOWNLOAD_HINT, {"train.csv": TRAIN_HEADER})
+    train_size = check_csv_start(train_path, TRAIN_HEADER, DOWNLOAD_HINT, SWAPPED_WITH_TRAIN)
+    test_size = check_csv_start(test_path, TEST_HEADER, DOWNLOAD_HINT, SWAPPED_WITH_TEST)
     check_memory(train_path, train_size)
     check_memory(test_path, test_size)
     train_source = CacheSource("train", sha256(train_path), train_size)
@@ -79,7 +82,7 @@ def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEF
 
 def read_train(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read `train.csv`: returns `(images, labels)`, uint8 (n, 784) and int64 (n,)."""
-    values = read_integer_table(path, TRAIN_HEADER, expected_train_cell, DOWNLOAD_HINT, {"test.csv": TEST_HEADER})
+    values = read_integer_table(path, TRAIN_HEADER, expected_data_cell, DOWNLOAD_HINT, SWAPPED_WITH_TRAIN)
     labels, images = values[:, 0], values[:, 1:]
     _check_range(Path(path), images, TRAIN_HEADER[1:], high=255, what="a pixel")
     _check_range(Path(path), labels[:, None], TRAIN_HEADER[:1], high=N_CLASSES - 1, what="a label")
@@ -88,12 +91,12 @@ def read_train(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_test(path: str | Path) -> np.ndarray:
     """Read `test.csv`: returns uint8 images of shape (n, 784)."""
-    images = read_integer_table(path, TEST_HEADER, expected_train_cell, DOWNLOAD_HINT, {"train.csv": TRAIN_HEADER})
+    images = read_integer_table(path, TEST_HEADER, expected_data_cell, DOWNLOAD_HINT, SWAPPED_WITH_TEST)
     _check_range(Path(path), images, TEST_HEADER, high=255, what="a pixel")
     return images.astype(np.uint8)
 
 
-def expected_train_cell(column: str) -> str:
+def expected_data_cell(column: str) -> str:
     return "a label 0..9" if column == "label" else "an integer pixel 0..255"
 
 

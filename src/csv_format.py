@@ -33,6 +33,8 @@ from .errors import UserError
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 PLAIN_INTEGER = re.compile(r"[0-9]+")
+# An int64 holds every number of 18 digits; from 19 on, some do not fit.
+LONG_NUMBER = re.compile(rb"[0-9]{19,}")
 # A data line of plain integers holds only these bytes (besides its line end); empty cells are found by parsing.
 DATA_LINE_BYTES = b"0123456789,"
 OTHER_SEPARATORS = (";", "\t", "|")
@@ -190,14 +192,24 @@ def parse_integers(
     path: str | Path, text: bytes, lines: list[bytes], header: list[str], expected_cell: Callable[[str], str]
 ) -> np.ndarray:
     """Parse text whose rows hold only digits and commas; an empty cell or a huge number fails here."""
-    with contextlib.suppress(ValueError, OverflowError):
+    try:
         return pd.read_csv(io.BytesIO(text), dtype=np.int64).to_numpy()
-    # Rare, so searched for only now, line by line.
+    except (ValueError, OverflowError) as error:
+        failure = error
+    # Rare, so searched for only now: an empty cell, a number beyond 64 bits, or the parser out of memory.
     for number, line_with_end in enumerate(lines[1:], start=2):
         line = line_with_end.removesuffix(b"\r")
         if b",," in line or line.startswith(b",") or line.endswith(b","):
             raise_bad_cell(path, number, line, header, expected_cell)
-    raise UserError(f"{path}: a value has too many digits for a 64-bit integer")
+    for long_number in LONG_NUMBER.finditer(text):
+        if int(long_number.group()) > np.iinfo(np.int64).max:
+            start = long_number.start()
+            number, column = text.count(b"\n", 0, start) + 1, text.count(b",", text.rfind(b"\n", 0, start) + 1, start)
+            value = quoted(long_number.group().decode())
+            raise UserError(f"{path}: line {number}, column {header[column]}: {value} is beyond 64-bit integers")
+    if "out of memory" in str(failure):
+        raise MemoryError(str(failure))
+    raise UserError(f"{path}: cannot be parsed: {quoted(str(failure), LONGEST_QUOTE * 2)}")
 
 
 def decode_line(path: str | Path, number: int, line: bytes) -> str:

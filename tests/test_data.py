@@ -341,5 +341,29 @@ def test_a_long_bad_value_is_cut_short(tmp_path):
 def test_a_number_beyond_64_bits(tmp_path):
     pixels = ["0"] * 784
     pixels[2] = "9" * 30
-    with pytest.raises(UserError, match=r"train\.csv: a value has too many digits for a 64-bit integer$"):
+    message = r"train\.csv: line 2, column pixel2: '9{30}' is beyond 64-bit integers$"
+    with pytest.raises(UserError, match=message):
         read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))
+
+
+# Caps this process's address space a little above what it has loaded, then reads the file.
+READ_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+from src.data import read_train
+from src.errors import UserError
+with open("/proc/self/status") as status:
+    loaded = int(next(line for line in status if line.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (loaded + 40_000_000, loaded + 40_000_000))
+try:
+    read_train(sys.argv[1])
+except UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_running_out_of_memory_while_parsing_is_one_line(tmp_path):
+    # The size check passes (the machine has the memory), the process limit does not.
+    path = write(tmp_path, "\n".join([HEADER, *[row()] * 8000]) + "\n")
+    result = run_command("-c", READ_UNDER_A_MEMORY_LIMIT, path, timeout=120)
+    assert_one_line_error(result, 2, "train.csv: ran out of memory reading this 12.6 MB file")

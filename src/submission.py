@@ -95,7 +95,7 @@ def check_predictions(probabilities: np.ndarray) -> None:
             "training diverged; lower --learning-rate"
         )
     check_not_one_class(
-        probabilities.argmax(axis=1), f"every one of the {len(probabilities):,} test images is predicted as"
+        probabilities.argmax(axis=1), f"every one of the {len(probabilities):,} test images is predicted as digit"
     )
 
 
@@ -103,6 +103,6 @@ def check_not_one_class(labels: np.ndarray, saying: str) -> None:
     """Refuse labels that are all one digit, when there are enough for that to mean a broken model."""
     if len(labels) >= MIN_ROWS_FOR_ONE_CLASS_CHECK and (labels == labels[0]).all():
         raise UserError(
-            f"{saying} digit {labels[0]}: a worthless submission (training diverged or collapsed); "
+            f"{saying} {labels[0]}: a worthless submission (training diverged or collapsed); "
             "check the settings and the validation accuracy"
         )

@@ -84,7 +84,7 @@ def test_one_label_for_every_row_is_refused(tmp_path):
     rows = submission.MIN_ROWS_FOR_ONE_CLASS_CHECK
     path = tmp_path / "submission.csv"
     path.write_text("ImageId,Label\n" + "".join(f"{image_id},0\n" for image_id in range(1, rows + 1)))
-    with pytest.raises(UserError, match=rf"every one of the {rows:,} rows has Label digit 0: a worthless submission"):
+    with pytest.raises(UserError, match=rf"every one of the {rows:,} rows has Label 0: a worthless submission"):
         validate_submission(path)
     # One row of another digit, or fewer rows than that, is a submission.
     path.write_text("ImageId,Label\n" + "".join(f"{image_id},0\n" for image_id in range(1, rows)) + f"{rows},1\n")

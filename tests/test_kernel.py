@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from src.config import Config
+from src.errors import UserError
 from src.files import sha256
-from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE
+from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
 from src.kaggle.kernel_entry import find_competition_dir
 from src.submission import validate_submission
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
@@ -260,3 +262,19 @@ def test_username_comes_from_the_kaggle_configuration(tmp_path):
     metadata = json.loads((tmp_path / "c" / METADATA_FILE).read_text())
     assert metadata["id"] == "from-env/my-digits" and metadata["is_private"] is False
     assert FAKE_KEY not in (tmp_path / "c" / CODE_FILE).read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"id": "tester/another-name"}, "does not match its title"),
+        ({"id": "digit-recognizer-dense-network"}, "the kernel id must be USER/SLUG"),
+        ({"competition_sources": []}, "competition_sources must include digit-recognizer"),
+        ({"machine_shape": "NvidiaTeslaK80"}, "unknown machine_shape 'NvidiaTeslaK80'"),
+    ],
+)
+def test_metadata_check_refuses_what_kaggle_would_not_push_as_named(change, problem):
+    metadata = kernel_metadata("tester")
+    check_metadata(metadata)
+    with pytest.raises(UserError, match=re.escape(problem)):
+        check_metadata({**metadata, **change})

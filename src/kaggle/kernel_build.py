@@ -251,17 +251,18 @@ def kernel_metadata(
 def check_metadata(metadata: dict) -> None:
     """Refuse metadata that Kaggle would reject or push under another name than its id."""
     title = str(metadata.get("title") or "")
-    username, _, slug = str(metadata.get("id") or "").partition("/")
-    if not re.fullmatch(USERNAME_PATTERN, username) or not slug:
-        raise UserError(
-            f"the kernel id must be USER/SLUG, with a user name of letters, digits, '-' or '_', got {username!r}"
-        )
     if len(title.strip()) < MIN_TITLE_LENGTH or not slugify(title):
         raise UserError(
             f"the kernel title needs at least {MIN_TITLE_LENGTH} characters and a letter or digit, got {title!r}"
         )
+    kernel_id = str(metadata.get("id") or "")
+    username, _, slug = kernel_id.partition("/")
+    if not re.fullmatch(USERNAME_PATTERN, username) or not slug:
+        raise UserError(
+            f"the kernel id must be USER/SLUG, with a user name of letters, digits, '-' or '_', got {kernel_id!r}"
+        )
     if slug != slugify(title):
-        raise UserError(f"the kernel id {metadata['id']} does not match its title {title!r} (slug {slugify(title)})")
+        raise UserError(f"the kernel id {kernel_id} does not match its title {title!r} (slug {slugify(title)})")
     if COMPETITION not in metadata.get("competition_sources", []):
         raise UserError(f"the kernel's competition_sources must include {COMPETITION}")
     shape = metadata.get("machine_shape")

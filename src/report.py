@@ -287,7 +287,7 @@ def build_report_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def report_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_report_parser().parse_args(argv)
     try:
         if args.compare:
@@ -379,4 +379,4 @@ def _format_value(value) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(report_main())
+    sys.exit(main())

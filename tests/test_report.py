@@ -142,7 +142,7 @@ def test_the_report_regenerates_without_tensorflow(runs, tmp_path):
     for name in (*FIGURES, REPORT_HTML):
         (copy / name).unlink()
     check = (
-        "import sys; from src.report import report_main; code = report_main([sys.argv[1]]); "
+        "import sys; from src.report import main; code = main([sys.argv[1]]); "
         "assert not {'tensorflow', 'keras'} & set(sys.modules), 'TensorFlow was imported'; sys.exit(code)"
     )
     regenerated = python("-c", check, copy)

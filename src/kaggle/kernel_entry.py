@@ -1,7 +1,7 @@
 """What the Kaggle kernel runs: find the competition's files, train, write submission.csv.
 
-`python -m src.kernel` inlines this module, and every `src` module it needs,
-into one script and appends `CONFIG = Config(...)` and a call to `main(CONFIG)`.
+The script that `python -m src.kernel` builds carries the `src` package as a
+zip, imports it from there, and calls `main(Config(**SETTINGS))`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import USER_ERRORS, Config, UserError, user_error_message
-from .pipeline import run
+from ..config import USER_ERRORS, Config, UserError, user_error_message
+from ..pipeline import run
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")

@@ -201,7 +201,8 @@ def parse_hidden_units(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,15, got {text!r}") from None
 
 
-def _format_default(value) -> str:
+def format_default(value) -> str:
+    """A value as `--help` and the README show it: `20,15`, `on`, `0.2`."""
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     if isinstance(value, bool):
@@ -237,7 +238,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
         help=f"named starting settings (default: {DEFAULT_PRESET})",
     )
     for setting in SETTINGS:
-        help_text = f"{setting.help} (default: {_format_default(getattr(preset, setting.name))})"
+        help_text = f"{setting.help} (default: {format_default(getattr(preset, setting.name))})"
         if setting.kind is bool:
             settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
@@ -296,7 +297,7 @@ def check_memory(config: Config, available: int | None = None) -> None:
     needed = training_bytes(config)
     if available is not None and needed > available:
         raise UserError(
-            f"hidden_units {_format_default(config.hidden_units)}, batch_size {config.batch_size} and "
+            f"hidden_units {format_default(config.hidden_units)}, batch_size {config.batch_size} and "
             f"{config.folds} member(s) need about {needed / 2**30:.1f} GiB to train, "
             f"but {available / 2**30:.1f} GiB of memory is available"
         )

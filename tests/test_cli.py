@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from src.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
+from src.cli import run_command as cli_run_command
+from src.errors import KaggleRefusedError, UserError
 from src.files import sha256
 from src.submission import validate_submission
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
@@ -233,3 +236,56 @@ def test_help_lists_every_setting():
         "--submit", "--message",
     ):  # fmt: skip
         assert flag in result.stdout
+
+
+def boundary_of(failure: BaseException):
+    def main(argv):
+        raise failure
+
+    return main
+
+
+@pytest.mark.parametrize(
+    "failure, exit_code, line",
+    [
+        (UserError("bad thing"), 2, "error: bad thing"),
+        (KaggleRefusedError("rules not accepted"), 4, "error: rules not accepted"),
+        (IsADirectoryError(21, "Is a directory", "out/s.csv"), 2, "error: out/s.csv: Is a directory"),
+        (KeyboardInterrupt(), 130, "interrupted: nothing was finished"),
+        (Terminated("s.csv was left as it was"), 143, "terminated: s.csv was left as it was"),
+        (UserError("x" * 5000), 2, "error: " + "x" * (MAX_MESSAGE_CHARS - len("error: ") - 3) + "..."),
+    ],
+)
+def test_the_boundary_ends_each_failure_with_its_code_and_one_line(capsys, failure, exit_code, line):
+    assert cli_run_command(boundary_of(failure)) == exit_code
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_sigterm_inside_the_boundary_runs_cleanups_and_exits_143(capsys):
+    cleaned = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+        finally:
+            cleaned.append(True)
+        return 0
+
+    assert cli_run_command(main) == 143
+    assert cleaned == [True] and capsys.readouterr().err == "terminated: nothing was finished\n"
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_tensorflow_noise_pattern_matches_only_its_start_up_lines():
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796003010.245378    7338 port.cc:153] oneDNN custom operations are on.",
+        "E0000 00:00:1796003015.463651    7338 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow",
+    ]
+    assert all(TENSORFLOW_NOISE.match(line) for line in noise)
+    assert not TENSORFLOW_NOISE.match("error: data/train.csv: file not found")
+    assert not TENSORFLOW_NOISE.match("ImportError: libcudart.so.12: cannot open shared object file")

@@ -108,10 +108,8 @@ def quiet_tensorflow_logs() -> None:
     lines; the lines written before the level applies are `import_tensorflow`'s job.
     """
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    # `tf.function retracing` and other notices go through the "tensorflow" logger.
+    # `tf.function retracing` (with --plain --folds 5) and other notices go through this logger.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def import_tensorflow():
@@ -134,9 +132,8 @@ def import_tensorflow():
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
             captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines() if line.strip()]
-            for line in kept:
-                if not TENSORFLOW_NOISE.match(line):
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not TENSORFLOW_NOISE.match(line):
                     print(line, file=sys.stderr)
     tensorflow.get_logger().setLevel(logging.ERROR)
     return tensorflow

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, UserError, add_settings_arguments, config_from_args, user_error_message
-from .errors import EXIT_USER
+from .cli import ArgumentParser, run_command
+from .config import add_settings_arguments, config_from_args
+from .errors import UserError
 from .files import atomic_write, write_json
 from .kaggle.credentials import kaggle_username
 from .kaggle.kernel_build import CODE_FILE, DEFAULT_TITLE, MACHINE_SHAPES, METADATA_FILE, build_script, kernel_metadata
@@ -20,8 +22,8 @@ from .kaggle.kernel_build import CODE_FILE, DEFAULT_TITLE, MACHINE_SHAPES, METAD
 DEFAULT_OUT_DIR = Path("kernel")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m src.kernel",
         description=(
             f"Write {DEFAULT_OUT_DIR}/{CODE_FILE} (one script carrying the src package) and "
@@ -41,27 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     kernel.add_argument(
         "--out-dir", type=Path, default=DEFAULT_OUT_DIR, help=f"where to write (default: {DEFAULT_OUT_DIR}/)"
     )
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, argv)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-        username = args.username or kaggle_username()
-        if not username:
-            raise UserError(
-                "no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json"
-            )
-        # Both are checked before either is written.
-        metadata = kernel_metadata(username, args.title, args.gpu, args.public, args.machine_shape)
-        script = build_script(config, args.title)
-        atomic_write(args.out_dir / CODE_FILE, lambda temporary: temporary.write_text(script, encoding="utf-8"))
-        write_json(args.out_dir / METADATA_FILE, metadata)
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return getattr(error, "exit_code", EXIT_USER)
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_kernel, argv)
+
+
+def build_kernel(argv: Sequence[str] | None) -> int:
+    args = build_parser(argv).parse_args(argv)
+    config = config_from_args(args)
+    username = args.username or kaggle_username()
+    if not username:
+        raise UserError("no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json")
+    # Both are checked before either is written.
+    metadata = kernel_metadata(username, args.title, args.gpu, args.public, args.machine_shape)
+    script = build_script(config, args.title)
+    atomic_write(args.out_dir / CODE_FILE, lambda temporary: temporary.write_text(script, encoding="utf-8"))
+    write_json(args.out_dir / METADATA_FILE, metadata)
     print(f"wrote {args.out_dir / CODE_FILE} and {args.out_dir / METADATA_FILE} (id {metadata['id']})")
     print(f"next: kaggle kernels push -p {args.out_dir}")
     return 0

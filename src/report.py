@@ -23,7 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report, confusion_matrix
 
-from .config import N_CLASSES, USER_ERRORS, user_error_message
+from .cli import run_command
+from .config import N_CLASSES
 from .files import atomic_write
 from .runs import RunArrays, load_run, read_run_record
 
@@ -288,16 +289,16 @@ def build_report_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(redraw_or_compare, argv)
+
+
+def redraw_or_compare(argv: list[str] | None) -> int:
     args = build_report_parser().parse_args(argv)
-    try:
-        if args.compare:
-            print(compare_runs(args.run_dirs))
-        else:
-            for run_dir in args.run_dirs:
-                print(f"wrote {make_report(run_dir)}")
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return 2
+    if args.compare:
+        print(compare_runs(args.run_dirs))
+    else:
+        for run_dir in args.run_dirs:
+            print(f"wrote {make_report(run_dir)}")
     return 0
 
 

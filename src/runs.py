@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import UserError
+from .errors import UserError
 from .files import write_json
 
 RUNS_FOLDER = "runs"

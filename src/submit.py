@@ -10,30 +10,31 @@ python -m src.submit --submit -m "tutorial" # train, then upload to Kaggle
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, UserError, add_settings_arguments, config_from_args, user_error_message
-from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
-from .submission import check_submission_path
+# Only light modules here: pandas, scikit-learn and TensorFlow load inside the
+# command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
+from .cli import ArgumentParser, import_tensorflow, run_command
+from .config import add_settings_arguments, check_memory, check_split, config_from_args
+from .errors import UserError
 
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; `argv` names the preset whose values `--help` shows."""
+    parser = ArgumentParser(
         prog="python -m src.submit",
         description="Train the dense network (or a k-fold ensemble of it) and write an ImageId,Label submission.",
         epilog="Settings left unset come from the preset (default: the tutorial's network).",
     )
     files = parser.add_argument_group("data and output")
-    files.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with train.csv and test.csv (default: data/)"
-    )
+    files.add_argument("--data", type=Path, help="folder with train.csv and test.csv (default: data/)")
     files.add_argument(
         "--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})"
     )
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--submit", action="store_true", help="after the run, upload the submission to the competition (needs -m)"
     )
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, argv)
     return parser
 
 
@@ -78,17 +79,15 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 
 def upload(path: Path, message: str, n_rows: int) -> int:
-    """Send the submission just written; the exit code of the outcome."""
-    from .kaggle.upload import interrupted_line, kept_line, submitted_line, upload_submission
+    """Send the submission just written; a failure says it is kept and how to send it later."""
+    from .kaggle.upload import kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
     except UserError as error:
-        print(f"error: {error}; {kept_line(path)}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print(interrupted_line(path), file=sys.stderr)
-        return 130
+        raise type(error)(f"{error}; {kept_line(path)}") from None
+    except KeyboardInterrupt as interruption:
+        raise type(interruption)(unknown_arrival(path)) from None
     print(submitted_line(path, result), flush=True)
     return 0
 
@@ -120,8 +119,12 @@ def file_state(path: Path) -> tuple[int, int] | None:
     return status.st_size, status.st_mtime_ns
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(train_and_write, argv)
+
+
+def train_and_write(argv: Sequence[str] | None) -> int:
+    args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
     previous = file_state(out)
@@ -129,27 +132,28 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
+        from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+        from .submission import check_submission_path
+
         check_submission_path(out)
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
-            data_dir = write_sample(sample_dir) if args.sample else args.data
-            # Bad files are reported before TensorFlow loads (and prints its start-up lines).
+            data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
+            # Bad files and settings are reported before TensorFlow loads (and takes seconds).
             datasets = load_datasets(data_dir)
             check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            check_split(config, len(datasets.train_labels))
+            check_memory(config)
+            import_tensorflow()
             from .pipeline import run
 
             result = run(
                 config, data_dir, out, datasets_override=datasets, verbose=args.verbose, report=not args.no_report
             )
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
-            print(f"interrupted: {out} was left as it was", file=sys.stderr)
-        else:
-            print(f"interrupted after writing {out}: its run folder may lack the report", file=sys.stderr)
-        return 130
+            raise type(interruption)(f"{out} was left as it was") from None
+        raise type(interruption)(f"after writing {out}: its run folder may lack the report") from None
     print(summarize(result, config, time.perf_counter() - started), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))

@@ -11,46 +11,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, user_error_message
-from .data import DEFAULT_DATA_DIR
-from .kaggle.competition import COMPETITION, TEST_ROWS, count_rows
-from .kaggle.upload import interrupted_line, submitted_line, upload_submission
+# The Kaggle client and pandas load inside the command-line boundary (`main`).
+from .cli import ArgumentParser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.upload",
-        description=f"Validate an ImageId,Label file and submit it to Kaggle's {COMPETITION} competition.",
+        description="Validate an ImageId,Label file and submit it to Kaggle's Digit Recognizer competition.",
     )
     parser.add_argument("file", type=Path, help="the submission to send, e.g. submissions/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     parser.add_argument(
         "--data",
         type=Path,
-        default=DEFAULT_DATA_DIR,
-        help=f"folder whose test.csv gives the expected row count (default: data/; without it: {TEST_ROWS:,})",
+        help="folder whose test.csv gives the expected row count (default: data/; without it: 28,000)",
     )
     return parser
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(upload_file, argv)
+
+
 def expected_rows(data_dir: Path) -> int:
     """Rows the submission must have: one per line of `data_dir`'s test.csv, else the competition's test set."""
+    from .kaggle.competition import TEST_ROWS, count_rows
+
     test_path = data_dir / "test.csv"
     return count_rows(test_path) if test_path.is_file() else TEST_ROWS
 
 
-def main(argv: list[str] | None = None) -> int:
+def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from .data import DEFAULT_DATA_DIR
+    from .kaggle.upload import submitted_line, unknown_arrival, upload_submission
+
     try:
-        result = upload_submission(args.file, args.message, expected_rows(args.data))
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-    except KeyboardInterrupt:
-        print(interrupted_line(args.file), file=sys.stderr)
-        return 130
+        result = upload_submission(args.file, args.message, expected_rows(args.data or DEFAULT_DATA_DIR))
+    except KeyboardInterrupt as interruption:
+        raise type(interruption)(unknown_arrival(args.file)) from None
     print(submitted_line(args.file, result))
     return 0
 

@@ -41,6 +41,6 @@ def kept_line(path: str | Path) -> str:
     return f"{path} is kept: send it later with python -m src.upload {path} -m TEXT"
 
 
-def interrupted_line(path: str | Path) -> str:
-    """What a command prints when Ctrl-C stops an upload: it may or may not have arrived."""
-    return f"interrupted: check on Kaggle whether {path} arrived (python -m src.kaggle submissions)"
+def unknown_arrival(path: str | Path) -> str:
+    """What an interrupted upload leaves: the file may or may not have arrived."""
+    return f"check on Kaggle whether {path} arrived (python -m src.kaggle submissions)"

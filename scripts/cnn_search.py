@@ -35,6 +35,8 @@ CANDIDATES = {
     "small": {"filters": (16, 32, 64), "dense_units": 64, "dropout": 0.25},
     # The same without the dense layer: 10 outputs straight from the 4x4x64 map (~70k).
     "small-nohead": {"filters": (16, 32, 64), "dense_units": 0, "dropout": 0.25},
+    # One 3x3 conv per block before the stride-2 one, 16/32/64 filters (~80k).
+    "small-single": {"filters": (16, 32, 64), "convs_per_block": 1, "dense_units": 0, "dropout": 0.2},
     # Fewer filters, one conv per block before the stride-2 one (~20k).
     "tiny": {"filters": (16, 32, 32), "convs_per_block": 1, "dense_units": 0, "dropout": 0.2},
     # The issue's [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128C4-10 (~327k).
@@ -76,7 +78,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak (one-cycle) or starting rate")
     parser.add_argument("--schedule", default="one-cycle")
-    parser.add_argument("--augment", action="store_true", help="random rotation 10 deg, zoom 0.1, shift 0.1")
+    parser.add_argument("--augment", action="store_true", help="random rotation, zoom and shift in training")
+    parser.add_argument("--rotation", type=float, default=10.0, help="degrees, with --augment")
+    parser.add_argument("--zoom", type=float, default=0.1, help="share of the side, with --augment")
+    parser.add_argument("--shift", type=float, default=0.1, help="share of the side, with --augment")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--onednn", action="store_true", help="leave oneDNN on (off by default: measured faster)")
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
         **CANDIDATES[args.candidate],
         learning_rate=schedule,
         label_smoothing=args.label_smoothing,
-        augmentation=build_augmentation(seed=args.seed) if args.augment else None,
+        augmentation=build_augmentation(args.rotation, args.zoom, args.shift, args.seed) if args.augment else None,
         jit_compile=jit_compile,
     )
     threads = threads_in_use(tf)
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
         "batch_size": args.batch_size,
         "schedule": args.schedule,
         "learning_rate": args.learning_rate,
-        "augment": args.augment,
+        "augment": [args.rotation, args.zoom, args.shift] if args.augment else None,
         "label_smoothing": args.label_smoothing,
         "jit_compile": args.jit_compile,
         "onednn": args.onednn,

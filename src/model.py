@@ -1,20 +1,63 @@
-"""The tutorial's plain dense network."""
+"""The model families: the tutorial's dense network and convolutional networks."""
 
 from __future__ import annotations
 
 from tensorflow import keras
 
+from .augmentation import build_augmentation
 from .config import N_CLASSES, N_PIXELS, Config
+from .schedules import learning_rate_schedule
 
 
-def build_model(config: Config) -> keras.Sequential:
+def build_model(config: Config, steps_per_epoch: int = 1, seed: int | None = None) -> keras.Model:
+    """Build and compile the model of `config.family`, with its schedule, label smoothing and augmentation.
+
+    Args:
+        config: The run's settings.
+        steps_per_epoch: Training steps in an epoch, which a schedule counts in.
+        seed: Seed of the augmentation's random layers (default: `config.seed`).
+    """
+    learning_rate = learning_rate_schedule(
+        config.schedule, config.learning_rate, steps_per_epoch, config.epochs, config.decay
+    )
+    augmentation = None
+    if config.augmented:
+        augmentation = build_augmentation(
+            config.augment_rotation, config.augment_zoom, config.augment_shift, config.seed if seed is None else seed
+        )
+    if config.family == "cnn":
+        return build_cnn(
+            filters=config.filters,
+            convs_per_block=config.convs_per_block,
+            kernel_size=config.kernel_size,
+            padding=config.padding,
+            downsample=config.downsample,
+            downsample_kernel_size=config.downsample_kernel_size,
+            batch_norm=config.batch_norm,
+            dropout=config.dropout,
+            dense_units=config.head_units,
+            learning_rate=learning_rate,
+            label_smoothing=config.label_smoothing,
+            augmentation=augmentation,
+        )
+    return build_dense(config, learning_rate, augmentation)
+
+
+def build_dense(
+    config: Config,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
+    augmentation: keras.layers.Layer | None = None,
+) -> keras.Sequential:
     """Build and compile the dense network described by `config`.
 
     With the default config this is the tutorial's model exactly:
     784 -> Dense(20, relu) -> Dense(15, relu) -> Dense(10, softmax), each
     kernel L2(1e-2)-regularised, 16,175 parameters, Adam and categorical
-    cross-entropy.
+    cross-entropy. `augmentation` (see `src.augmentation`) distorts the rows
+    as 28x28 images first, in training only.
     """
+    # The augmentation's layers work on images: the rows go through them as 28x28x1 and come back flat.
+    distortion = [keras.layers.Reshape(IMAGE_SHAPE, name="image"), augmentation, keras.layers.Flatten(name="pixels")]
     hidden_layers = [
         keras.layers.Dense(
             units,
@@ -27,6 +70,7 @@ def build_model(config: Config) -> keras.Sequential:
     model = keras.Sequential(
         [
             keras.Input(shape=(N_PIXELS,)),
+            *(distortion if augmentation is not None else []),
             *hidden_layers,
             keras.layers.Dense(
                 N_CLASSES,
@@ -36,9 +80,15 @@ def build_model(config: Config) -> keras.Sequential:
             ),
         ]
     )
+    # The tutorial's loss by name; label smoothing needs the loss object.
+    loss = (
+        keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        if config.label_smoothing
+        else "categorical_crossentropy"
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss="categorical_crossentropy",
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate if learning_rate is None else learning_rate),
+        loss=loss,
         metrics=["accuracy"],
     )
     return model

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from src.config import (
+    ADDED_SETTINGS,
     PRESETS,
     SETTINGS,
     Config,
@@ -49,7 +50,30 @@ def help_text(*flags: str) -> str:
 
 def test_the_defaults_are_the_tutorials_network():
     assert Config() == PRESETS["tutorial"]
-    assert Config().to_dict() == {
+    values = Config().to_dict()
+    # Everything beyond the tutorial's network is off: no CNN, augmentation, schedule, smoothing, stopping, bag, TTA.
+    assert {name: values.pop(name) for name in ADDED_SETTINGS} == {
+        "family": "dense",
+        "filters": (16, 32, 64),
+        "convs_per_block": 2,
+        "kernel_size": 3,
+        "padding": "same",
+        "downsample": "stride",
+        "downsample_kernel_size": 3,
+        "batch_norm": True,
+        "dropout": 0.4,
+        "head_units": 128,
+        "augment_rotation": 0.0,
+        "augment_zoom": 0.0,
+        "augment_shift": 0.0,
+        "schedule": "constant",
+        "decay": 0.95,
+        "label_smoothing": 0.0,
+        "early_stopping": 0,
+        "members": 1,
+        "tta": False,
+    }
+    assert values == {
         "hidden_units": (20, 15),
         "l2": 1e-2,
         "learning_rate": 1e-3,
@@ -93,7 +117,7 @@ def test_range_messages_read_as_before():
     for changes, message in [
         ({"epochs": 0}, "epochs must be >= 1, got 0"),
         ({"seed": 2**32}, "seed must be in 0..4294967295, got 4294967296"),
-        ({"validation_split": 1.0}, "validation_split must be in (0, 1), got 1.0"),
+        ({"validation_split": 1.0}, "validation_split must be in [0, 1), got 1.0"),
         ({"learning_rate": 0.0}, "learning_rate must be > 0, got 0.0"),
         ({"l2": -1e-3}, "l2 must be >= 0, got -0.001"),
         ({"l2": math.nan}, "l2 must be a finite number, got nan"),
@@ -191,7 +215,8 @@ def test_readme_settings_table_lists_exactly_the_flags_with_the_tutorials_defaul
     section = readme.split("### Settings", 1)[1].split("\n### ", 1)[0]
     rows = dict(re.findall(r"^\| (?:`-\w`, )?`(--[a-z0-9-]+)[^`]*` \| ([^|]+?) \|", section, flags=re.MULTILINE))
     flags = {option for action in build_parser([])._actions for option in action.option_strings}
-    assert set(rows) == {flag for flag in flags if flag.startswith("--") and flag not in ("--help", "--no-plain")}
+    negations = {"--no-" + setting.flag[2:] for setting in SETTINGS if setting.kind is bool}
+    assert set(rows) == {flag for flag in flags if flag.startswith("--") and flag not in {"--help", *negations}}
     defaults = Config()
     for setting in SETTINGS:
         shown = rows[setting.flag].strip("`")

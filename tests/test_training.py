@@ -11,7 +11,7 @@ from tensorflow import keras
 from src.config import Config
 from src.data import as_features
 from src.prediction import predict_labels, predict_probabilities
-from src.training import split_rows, train
+from src.training import split_rows, train, validation_scheme
 from tests.synthetic import make_arrays
 
 
@@ -68,18 +68,29 @@ def test_training_learns_the_tiny_dataset():
     assert result.validation_accuracy(labels) >= 0.9
 
 
+def rows_of(dataset) -> list[bytes]:
+    """The feature rows a `tf.data` pipeline yields, in a fixed order (it shuffles them)."""
+    return sorted(row.tobytes() for features, _ in dataset.as_numpy_iterator() for row in features)
+
+
+def recorded_fits(monkeypatch) -> list[tuple[keras.Model, object, object]]:
+    """Every `model.fit` call from now on: the model, its training pipeline and its validation pipeline."""
+    fits = []
+    keras_fit = keras.Model.fit
+
+    def recording_fit(model, x, **settings):
+        fits.append((model, x, settings["validation_data"]))
+        return keras_fit(model, x, **settings)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    return fits
+
+
 def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=2, batch_size=16, scaling="unit", plain=True)
     features = as_features(images, config.scaling)
-    fits = []
-    keras_fit = keras.Model.fit
-
-    def recording_fit(model, x, y, **settings):
-        fits.append((model, x, settings["validation_data"][0]))
-        return keras_fit(model, x, y, **settings)
-
-    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    fits = recorded_fits(monkeypatch)
     result = train(config, images, labels, verbose=0)
     splits = split_rows(config, labels)
     # One fit per member, in fold order, each of its own fresh model.
@@ -89,14 +100,70 @@ def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(mo
         result.members, fits, splits, strict=True
     ):
         assert not set(train_rows) & set(validation_rows)
-        np.testing.assert_array_equal(trained_on, features[train_rows])
-        np.testing.assert_array_equal(validated_on, features[validation_rows])
+        assert rows_of(trained_on) == sorted(row.tobytes() for row in features[train_rows])
+        assert rows_of(validated_on) == sorted(row.tobytes() for row in features[validation_rows])
         np.testing.assert_array_equal(member.validation_rows, validation_rows)
         np.testing.assert_array_equal(member.validation_labels, labels[validation_rows])
         # Its probabilities come from its final weights on its own fold, as fit's last validation did.
         accuracy = np.mean(member.validation_probabilities.argmax(axis=1) == labels[validation_rows])
         assert member.history["val_accuracy"][-1] == pytest.approx(accuracy)
         assert len(member.history["loss"]) == config.epochs
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"family": "cnn", "filters": (4,), "head_units": 0}, {"schedule": "cosine"}, {"label_smoothing": 0.1}],
+    ids=["cnn", "schedule", "label-smoothing"],
+)
+def test_what_the_compiled_loop_does_not_mirror_trains_with_fit(monkeypatch, changes):
+    images, labels, _ = make_arrays(n_per_class=6)
+    fits = recorded_fits(monkeypatch)
+    result = train(Config(epochs=1, scaling="unit", **changes), images, labels, verbose=0)
+    assert [model for model, _, _ in fits] == result.models
+
+
+def test_the_tutorials_network_trains_in_the_compiled_loop(monkeypatch):
+    images, labels, _ = make_arrays(n_per_class=6)
+    fits = recorded_fits(monkeypatch)
+    train(Config(epochs=1, members=2, scaling="unit"), images, labels, verbose=0)
+    assert fits == []
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["compiled", "fit"])
+def test_validation_split_zero_trains_on_every_row_and_reports_no_validation(plain):
+    images, labels, _ = make_arrays(n_per_class=6)
+    config = Config(epochs=2, scaling="unit", validation_split=0.0, plain=plain)
+    result = train(config, images, labels, verbose=0)
+    ((train_rows, validation_rows),) = split_rows(config, labels)
+    np.testing.assert_array_equal(train_rows, np.arange(len(labels)))
+    assert len(validation_rows) == 0
+    (member,) = result.members
+    assert sorted(member.history) == ["accuracy", "loss"] and len(member.history["loss"]) == 2
+    assert member.validation_probabilities.shape == (0, 10)
+    assert member.validation_accuracy(labels) is None and result.validation_accuracy(labels) is None
+    assert validation_scheme(config) == "no validation"
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_epoch():
+    images, labels, _ = make_arrays(n_per_class=10)
+    config = Config(epochs=8, scaling="unit", learning_rate=0.05, batch_size=16, early_stopping=1)
+    result = train(config, images, labels, verbose=0)
+    (member,) = result.members
+    losses = member.history["val_loss"]
+    # It stops one epoch after the first that did not improve, and the model holds the best epoch's weights.
+    worse = [epoch for epoch in range(1, len(losses)) if losses[epoch] >= min(losses[:epoch])]
+    assert len(losses) == (worse[0] + 1 if worse else config.epochs)
+    features = as_features(images, config.scaling)[member.validation_rows]
+    targets = keras.utils.to_categorical(member.validation_labels, 10)
+    assert member.model.evaluate(features, targets, verbose=0)[0] == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_the_parameter_count_is_printed_once_and_kept(capsys):
+    images, labels, _ = make_arrays(n_per_class=6)
+    result = train(Config(epochs=1, folds=2, scaling="unit"), images, labels, verbose=2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "parameters" in line]
+    assert lines == ["model: dense, 16,175 parameters per member"]
+    assert result.parameters == 16_175
 
 
 def test_ensemble_progress_is_one_line_per_epoch_with_the_mean_and_each_fold(capsys):

@@ -1,0 +1,124 @@
+"""Every preset: its network and parameter count, and a one-epoch run end to end on tiny data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from src.config import N_CLASSES, N_PIXELS, PRESETS
+from src.model import build_model
+from tests.conftest import run_command
+
+IMAGE_SIDE = 28
+# Batch normalization keeps four numbers per channel: scale, offset, moving mean, moving variance.
+BATCH_NORM_NUMBERS = 4
+
+
+def dense_parameters(config) -> int:
+    widths = (N_PIXELS, *config.hidden_units, N_CLASSES)
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairwise(widths))
+
+
+def cnn_parameters(config) -> int:
+    """Counted by hand from the settings: no Keras involved."""
+
+    def layer(fan_in: int, units: int) -> int:
+        # With batch norm the layer carries no bias; the norm's offset takes its place.
+        extra = BATCH_NORM_NUMBERS * units if config.batch_norm else units
+        return fan_in * units + extra
+
+    side, channels, total = IMAGE_SIDE, 1, 0
+    for filters in config.filters:
+        for _ in range(config.convs_per_block):
+            total += layer(config.kernel_size**2 * channels, filters)
+            channels = filters
+            if config.padding == "valid":
+                side -= config.kernel_size - 1
+        if config.downsample == "stride":
+            total += layer(config.downsample_kernel_size**2 * channels, filters)
+            side = math.ceil(side / 2)
+        else:
+            side //= 2
+    features = side * side * channels
+    if config.head_units:
+        total += layer(features, config.head_units)
+        features = config.head_units
+    return total + features * N_CLASSES + N_CLASSES
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_each_presets_network_and_parameter_count(name):
+    config = PRESETS[name]
+    model = build_model(config)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    output = model.get_layer("output")
+    assert output.units == N_CLASSES and output.dtype_policy.compute_dtype == "float32"
+    assert ("augmentation" in [layer.name for layer in model.layers]) == config.augmented
+    if config.family == "dense":
+        assert model.count_params() == dense_parameters(config)
+        assert kinds == ["Dense"] * (len(config.hidden_units) + 1)
+        return
+    assert model.count_params() == cnn_parameters(config)
+    convolutions = len(config.filters) * (config.convs_per_block + (config.downsample == "stride"))
+    assert kinds.count("Conv2D") == convolutions
+    assert kinds.count("BatchNormalization") == (convolutions + bool(config.head_units)) * config.batch_norm
+
+
+def test_the_ensemble_preset_is_the_issues_network_bagged():
+    # [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm: 327k parameters, as the issue counts them.
+    config = PRESETS["cnn-ensemble"]
+    assert cnn_parameters(config) == 326_826
+    assert (config.members, config.folds, config.batch_size, config.epochs) == (15, 1, 64, 45)
+    assert (config.schedule, config.decay, config.augment_rotation, config.augment_zoom) == (
+        "exponential",
+        0.95,
+        10,
+        0.1,
+    )
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def submit(data, out, *flags):
+    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--no-report", "--verbose", "0", *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # A successful run prints only the project's own lines: nothing from TensorFlow or Keras.
+    assert result.stderr == ""
+    return result
+
+
+@pytest.mark.parametrize(
+    "name, flags",
+    [
+        ("tutorial", ()),
+        ("tutorial-scaled", ()),
+        ("wide", ()),
+        ("wide-ensemble", ()),
+        # Two members stand for fifteen: the bag's machinery is the same.
+        ("cnn-ensemble", ("--members", "2")),
+    ],
+)
+def test_every_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, name, flags):
+    out = tmp_path / "submission.csv"
+    result = submit(tiny_data, out, "--preset", name, "--epochs", "1", *flags)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["config"]["family"] == PRESETS[name].family
+    assert len(out.read_text().splitlines()) == 21
+    assert "done:" in result.stdout
+
+
+def test_the_cnn_preset_gives_the_same_bytes_with_the_same_seed(tiny_data, tmp_path):
+    paths = [tmp_path / "first.csv", tmp_path / "second.csv"]
+    for path in paths:
+        submit(tiny_data, path, "--preset", "cnn", "--epochs", "1", "--seed", "7")
+    assert sha256(paths[0]) == sha256(paths[1])
+    run_dirs = [Path(json.loads(path.with_suffix(".json").read_text())["run_dir"]) for path in paths]
+    for name in ("test_probabilities.npy", "validation_probabilities.npy"):
+        assert sha256(run_dirs[0] / name) == sha256(run_dirs[1] / name), name

@@ -50,6 +50,6 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(user_error_message(error), file=sys.stderr)
         return 2
-    accuracy = result.record["validation"]["accuracy"]
+    accuracy = result.record.validation.accuracy
     print(f"validation accuracy {accuracy:.4f}; wrote {result.submission_path}", flush=True)
     return 0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from tensorflow import keras
 
+# The one definition is in src.evaluation; this name stays for tests/test_training.py.
+from .evaluation import predicted_labels as predict_labels  # noqa: F401
+
 PREDICT_BATCH_SIZE = 4096
 
 
@@ -15,7 +18,3 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray) -> np
     outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
     return np.mean(outputs, axis=0)
 
-
-def predict_labels(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable digit of each row."""
-    return probabilities.argmax(axis=1).astype(np.int64)

@@ -13,6 +13,7 @@ from tensorflow import keras
 
 from .config import N_CLASSES, Config
 from .data import as_features
+from .evaluation import accuracy
 from .model import build_model
 from .prediction import predict_probabilities
 
@@ -36,8 +37,7 @@ class Member:
     seconds: float
 
     def validation_accuracy(self, labels: np.ndarray) -> float:
-        predicted = self.validation_probabilities.argmax(axis=1)
-        return float(np.mean(predicted == labels[self.validation_rows]))
+        return accuracy(labels[self.validation_rows], self.validation_probabilities)
 
 
 @dataclass
@@ -63,8 +63,7 @@ class TrainingResult:
 
     def validation_accuracy(self, labels: np.ndarray) -> float:
         """Accuracy on the held-out rows (out-of-fold for an ensemble)."""
-        predicted = self.validation_probabilities().argmax(axis=1)
-        return float(np.mean(predicted == labels[self.validation_rows()]))
+        return accuracy(labels[self.validation_rows()], self.validation_probabilities())
 
 
 def seed_everything(seed: int) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 from tensorflow import keras
 
-# The one definition is in src.evaluation; this name stays for tests/test_training.py.
-from .evaluation import predicted_labels as predict_labels  # noqa: F401
-
 PREDICT_BATCH_SIZE = 4096
 
 
@@ -17,4 +14,3 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray) -> np
         raise ValueError("predict_probabilities needs at least one model")
     outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
     return np.mean(outputs, axis=0)
-

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from src.config import Config
-from src.prediction import predict_labels, predict_probabilities
+from src.evaluation import predicted_labels as predict_labels
+from src.prediction import predict_probabilities
 from src.training import split_rows, train
 from tests.synthetic import make_arrays
 

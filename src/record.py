@@ -220,10 +220,10 @@ def _build(kind, value, where: str, key: str):
 def _build_dataclass(kind, value, where: str, key: str):
     _expect(isinstance(value, dict), "an object", value, where, key or "the record")
     hints = typing.get_type_hints(kind)
-    fields = {field.name: field for field in dataclasses.fields(kind)}
+    fields = {declared.name: declared for declared in dataclasses.fields(kind)}
     prefix = f"{key}." if key else ""
-    for name, field in fields.items():
-        has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    for name, declared in fields.items():
+        has_default = declared.default is not dataclasses.MISSING or declared.default_factory is not dataclasses.MISSING
         # A setting is never filled in from today's default: that would misreport the run.
         if name not in value and (kind is Config or not has_default):
             raise UserError(f"{where}: not a run record: {prefix}{name} is missing")

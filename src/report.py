@@ -47,8 +47,9 @@ FIGURE_CAPTIONS = {
     LEARNING_CURVES_PNG: (
         "Loss (log scale, so the first epoch does not flatten the rest) and accuracy per epoch, on the "
         "training rows (solid) and the held-out rows (dashed): one colour per model (fold), or with "
-        f"{BAND_MEMBERS} or more models their mean and, shaded, their range. Validation flattening while "
-        "training keeps improving means more epochs will not help; validation getting worse means overfitting."
+        f"{BAND_MEMBERS} or more models their mean (training blue, validation orange) and, shaded, their "
+        "range. Validation flattening while training keeps improving means more epochs will not help; "
+        "validation getting worse means overfitting."
     ),
     CONFUSION_MATRIX_PNG: (
         "Rows are the true digit, columns the predicted one; each cell counts held-out rows. The "
@@ -74,16 +75,18 @@ def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) ->
     """Training and validation loss and accuracy per epoch: a line per member, or their mean and range."""
     figure = Figure(figsize=(11, 4.2), dpi=FIGURE_DPI, layout="constrained")
     banded = len(histories) >= BAND_MEMBERS
-    colors = ["C0"] if banded else [f"C{index % 10}" for index in range(len(histories))]
+    colors = [f"C{index % 10}" for index in range(len(histories))]
+    # With bands, colour tells training from validation; with lines, it tells the members apart.
+    series = (("", "-", "C0"), ("val_", "--", "C1"))
     for axes, metric, title in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=True):
-        for name, linestyle in ((metric, "-"), (f"val_{metric}", "--")):
-            if not all(name in history for history in histories):
+        for prefix, linestyle, band_color in series:
+            if not all(f"{prefix}{metric}" in history for history in histories):
                 continue
-            values = np.array([history[name] for history in histories], dtype=float)
+            values = np.array([history[f"{prefix}{metric}"] for history in histories], dtype=float)
             epochs = np.arange(1, values.shape[1] + 1)
             if banded:
-                axes.plot(epochs, values.mean(axis=0), color=colors[0], linestyle=linestyle)
-                axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colors[0], alpha=0.2)
+                axes.plot(epochs, values.mean(axis=0), color=band_color, linestyle=linestyle)
+                axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=band_color, alpha=0.2)
             else:
                 for member_values, color in zip(values, colors, strict=True):
                     axes.plot(epochs, member_values, color=color, linestyle=linestyle)
@@ -93,12 +96,14 @@ def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) ->
         axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=metric)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-    handles = [Line2D([], [], color="black", linestyle="-"), Line2D([], [], color="black", linestyle="--")]
     names = ["training", "validation"]
     if banded:
-        handles.append(Patch(color=colors[0], alpha=0.2))
+        handles = [Line2D([], [], color=color, linestyle=linestyle) for _, linestyle, color in series]
+        handles.append(Patch(color="grey", alpha=0.3))
         names.append(f"range over {len(histories)} folds")
-    elif len(histories) > 1:
+    else:
+        handles = [Line2D([], [], color="black", linestyle=linestyle) for _, linestyle, _ in series]
+    if not banded and len(histories) > 1:
         handles += [Line2D([], [], color=color, linewidth=4) for color in colors]
         names += [f"fold {index}" for index in range(1, len(histories) + 1)]
     figure.legend(handles, names, loc="outside right center")

@@ -30,7 +30,7 @@ from .record import (
 )
 from .report import make_report
 from .runs import RUNS_FOLDER, RunArrays, collect_run_arrays, create_run_dir, save_run
-from .submission import check_submission_path, write_submission
+from .submission import check_predictions, check_submission_path, write_submission
 from .training import TrainingResult, train
 
 
@@ -93,6 +93,8 @@ def run(
     stage_started = time.perf_counter()
     test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling))
     timings["predict"] = time.perf_counter() - stage_started
+    # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
+    check_predictions(test_probabilities)
 
     # Everything the record needs comes first, so the submission and its record are replaced back to back.
     inputs = describe_inputs(datasets, sample)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 from tensorflow import keras
 
+from .augmentation import predict_with_tta
+
 PREDICT_BATCH_SIZE = 4096
 
 
-def predict_probabilities(models: list[keras.Model], features: np.ndarray) -> np.ndarray:
-    """Mean softmax output of `models`, shape (n_samples, 10)."""
+def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Mean softmax output of `models`, shape (n_samples, 10); with `tta`, each model's mean over shifted images."""
     if not models:
         raise ValueError("predict_probabilities needs at least one model")
-    outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
+    if tta:
+        outputs = [predict_with_tta(model, features, batch_size=PREDICT_BATCH_SIZE) for model in models]
+    else:
+        outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
     return np.mean(outputs, axis=0)
-
-
-def predict_labels(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable digit of each row."""
-    return probabilities.argmax(axis=1).astype(np.int64)

@@ -21,6 +21,7 @@ from tensorflow import keras
 from .config import N_CLASSES, Config, bag_size
 from .data import as_features
 from .devices import configure_devices, distribution_strategy, model_scope
+from .evaluation import accuracy
 from .model import build_model
 from .prediction import predict_probabilities
 from .stacked import stacked_mirrors, train_stacked
@@ -46,8 +47,7 @@ class Member:
         """Accuracy on its held-out rows; `None` when it held none out."""
         if not len(self.validation_rows):
             return None
-        predicted = self.validation_probabilities.argmax(axis=1)
-        return float(np.mean(predicted == labels[self.validation_rows]))
+        return accuracy(labels[self.validation_rows], self.validation_probabilities)
 
 
 @dataclass
@@ -62,6 +62,8 @@ class TrainingResult:
     members: list[Member] = field(default_factory=list)
     bagged: bool = False
     parameters: int = 0
+    # Trained at once in the compiled loop, rather than one `fit` after another.
+    trained_together: bool = False
 
     @property
     def models(self) -> list[keras.Model]:
@@ -89,8 +91,7 @@ class TrainingResult:
         rows = self.validation_rows()
         if not len(rows):
             return None
-        predicted = self.validation_probabilities().argmax(axis=1)
-        return float(np.mean(predicted == labels[rows]))
+        return accuracy(labels[rows], self.validation_probabilities())
 
 
 def out_of_bag(members: list[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,9 +180,10 @@ def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int =
     features = as_features(images, config.scaling)
     splits = split_rows(config, labels)
     seeds = member_seeds(config)
-    trainer = train_together if stacked_mirrors(config) and not config.plain else train_with_fit
-    result = trainer(config, features, labels, splits, seeds, verbose)
+    together = stacked_mirrors(config) and not config.plain
+    result = (train_together if together else train_with_fit)(config, features, labels, splits, seeds, verbose)
     result.bagged = config.members > 1
+    result.trained_together = together
     result.parameters = int(result.members[0].model.count_params())
     if verbose:
         print_members(config, result, labels)

@@ -72,7 +72,7 @@ def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
     assert record["inputs"]["train"]["sha256"] == sha256(tiny_data / "train.csv")
     assert record["inputs"]["test"]["rows"] == 20
     assert record["validation"]["members"][0]["validation_rows"] == 16  # the last 20% of 80 rows
-    assert set(record["timings"]) == {"load", "train", "predict", "write"}
+    assert set(record["timings"]) == {"load", "train", "predict", "write", "total"}
     assert record["versions"]["tensorflow"]
     # The per-class table is printed, and the run keeps its own folder with the report.
     assert "per class, on the held-out rows:" in result.stdout
@@ -223,7 +223,7 @@ def test_ctrl_c_after_the_submission_is_written_says_so(tiny_data, tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr == f"interrupted: after writing {out}: its run folder may lack the report\n"
+    assert stderr == f"interrupted: after writing {out}: its run folder is marked incomplete\n"
     validate_submission(out, n_rows=20)
 
 

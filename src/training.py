@@ -195,16 +195,19 @@ def print_members(config: Config, result: TrainingResult, labels: np.ndarray) ->
     print(f"model: {config.family}, {result.parameters:,} parameters per member", flush=True)
     if len(result.members) == 1:
         return
-    kind = "member" if config.members > 1 else "fold"
     for index, member in enumerate(result.members, start=1):
         print(
-            f"{kind} {index}/{len(result.members)}: validation accuracy "
+            f"{member_kind(config)} {index}/{len(result.members)}: validation accuracy "
             f"{member.validation_accuracy(labels):.4f} ({member.seconds:.1f} s)",
             flush=True,
         )
     if result.bagged:
         n_rows = len(result.validation_rows())
         print(f"out-of-bag accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
+
+
+def member_kind(config: Config) -> str:
+    return "member" if config.members > 1 else "fold"
 
 
 def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) -> keras.Model:
@@ -229,8 +232,10 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
     targets = keras.utils.to_categorical(labels, N_CLASSES)
     strategy = distribution_strategy()
     result = TrainingResult()
-    for (train_rows, validation_rows), seed in zip(splits, seeds, strict=True):
+    for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
         started = time.perf_counter()
+        if verbose and len(splits) > 1:
+            print(f"{member_kind(config)} {index}/{len(splits)}: training on {len(train_rows)} rows", flush=True)
         model = new_model(config, train_rows, seed, strategy)
         if config.members > 1:
             keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew

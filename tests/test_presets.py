@@ -86,8 +86,9 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def submit(data, out, *flags):
-    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--no-report", "--verbose", "0", *flags)
+def submit(data, out, *flags, report=False):
+    report_flags = () if report else ("--no-report",)
+    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *report_flags, *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     # A successful run prints only the project's own lines: nothing from TensorFlow or Keras.
     assert result.stderr == ""
@@ -107,11 +108,18 @@ def submit(data, out, *flags):
 )
 def test_every_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, name, flags):
     out = tmp_path / "submission.csv"
-    result = submit(tiny_data, out, "--preset", name, "--epochs", "1", *flags)
+    bagged = PRESETS[name].members > 1
+    # The bag draws its report too: learning curves per member, out-of-bag confusion matrix and mistakes.
+    result = submit(tiny_data, out, "--preset", name, "--epochs", "1", *flags, report=bagged)
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["config"]["family"] == PRESETS[name].family
+    assert record["parameters"] == build_model(PRESETS[name]).count_params()
     assert len(out.read_text().splitlines()) == 21
     assert "done:" in result.stdout
+    if bagged:
+        assert "bag of 2; out-of-bag accuracy" in result.stdout
+        assert record["validation"]["scheme"] == "bag of 2, out-of-bag"
+        assert (Path(record["run_dir"]) / "report.html").is_file()
 
 
 def test_the_cnn_preset_gives_the_same_bytes_with_the_same_seed(tiny_data, tmp_path):

@@ -17,7 +17,7 @@ from src.config import PRESETS, Config
 from src.data import as_features
 from src.files import sha256
 from src.model import build_model
-from src.stacked import StackedDense, check_mirrored, epoch_batches
+from src.stacked import StackedDense, check_mirrored, epoch_batches, stacked_mirrors
 from src.training import seed_everything, split_rows, train
 from tests.synthetic import make_arrays, write_dataset
 
@@ -183,9 +183,13 @@ def test_the_stacked_trainer_refuses_any_other_network(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_is_the_mirrored_network(name):
+def test_every_dense_preset_is_the_mirrored_network_and_no_other(name):
     config = PRESETS[name]
-    check_mirrored(build_model(config), config)
+    if stacked_mirrors(config):
+        check_mirrored(build_model(config), config)
+    else:
+        with pytest.raises(ValueError, match="the stacked trainer cannot train this model"):
+            check_mirrored(build_model(config), config)
 
 
 def test_plain_and_fast_paths_agree():

@@ -113,8 +113,13 @@ def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(mo
 
 @pytest.mark.parametrize(
     "changes",
-    [{"family": "cnn", "filters": (4,), "head_units": 0}, {"schedule": "cosine"}, {"label_smoothing": 0.1}],
-    ids=["cnn", "schedule", "label-smoothing"],
+    [
+        {"family": "cnn", "filters": (4,), "head_units": 0},
+        {"schedule": "cosine"},
+        {"label_smoothing": 0.1},
+        {"augment_rotation": 10.0},
+    ],
+    ids=["cnn", "schedule", "label-smoothing", "augmentation"],
 )
 def test_what_the_compiled_loop_does_not_mirror_trains_with_fit(monkeypatch, changes):
     images, labels, _ = make_arrays(n_per_class=6)

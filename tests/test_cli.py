@@ -148,7 +148,7 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
         (["--l2=-inf"], "l2 must be a finite number, got -inf"),
         (["--l2=-1e-3"], "l2 must be >= 0, got -0.001"),
         (["--batch-size", "-5"], "batch_size must be >= 1, got -5"),
-        (["--validation-split", "0"], "validation_split must be in (0, 1), got 0.0"),
+        (["--validation-split", "1"], "validation_split must be in [0, 1), got 1.0"),
         (["--validation-split", "0.99"], "validation_split 0.99 leaves no training row of 80"),
         (["--hidden-units", "1000000,1000000"], "GiB of memory is available"),
         (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),

@@ -10,6 +10,7 @@ from tensorflow import keras
 
 from src.config import Config
 from src.data import as_features
+from src.errors import UserError
 from src.evaluation import predicted_labels as predict_labels
 from src.prediction import predict_probabilities
 from src.training import split_rows, train, validation_scheme
@@ -191,3 +192,12 @@ def test_ensemble_progress_is_one_line_per_epoch_with_the_mean_and_each_fold(cap
             assert shown[name] == pytest.approx(value, abs=1e-4), name
     fold_lines = [line for line in lines if line.startswith("fold ")]
     assert [line.split(":")[0] for line in fold_lines] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+
+
+def test_settings_that_cannot_go_together_are_refused():
+    with pytest.raises(UserError, match="--family cnn takes pixels scaled to 0..1: add --scaling unit"):
+        Config(family="cnn")
+    with pytest.raises(UserError, match="--early-stopping watches the held-out rows"):
+        Config(early_stopping=3, validation_split=0.0)
+    # A bag and folds hold rows out themselves, whatever validation_split says.
+    assert Config(early_stopping=3, validation_split=0.0, members=2).members == 2

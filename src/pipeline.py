@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from .config import Config
 from .data import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
 from .evaluation import accuracy, per_class_scores, predicted_labels
 from .files import sha256
-from .prediction import predict_probabilities
+from .prediction import predict_probabilities, tta_validation_accuracy, uses_tta
 from .record import (
     SOURCE_ARRAYS,
     SOURCE_FILES,
@@ -30,7 +31,7 @@ from .record import (
 )
 from .report import make_report
 from .runs import RUNS_FOLDER, RunArrays, collect_run_arrays, create_run_dir, save_run
-from .submission import check_predictions, check_submission_path, write_submission
+from .submission import check_predictions, check_submission_path, record_path_for, write_submission
 from .training import TrainingResult, train
 
 
@@ -43,11 +44,6 @@ class RunResult:
     test_probabilities: np.ndarray
     run_dir: Path | None = None
     report_path: Path | None = None
-
-
-def record_path_for(submission_path: str | Path) -> Path:
-    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
-    return Path(submission_path).with_suffix(".json")
 
 
 def run(
@@ -91,7 +87,8 @@ def run(
     timings["train"] = time.perf_counter() - stage_started
 
     stage_started = time.perf_counter()
-    test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling))
+    tta = uses_tta(config)
+    test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling), tta)
     timings["predict"] = time.perf_counter() - stage_started
     # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
     check_predictions(test_probabilities)
@@ -99,6 +96,10 @@ def run(
     # Everything the record needs comes first, so the submission and its record are replaced back to back.
     inputs = describe_inputs(datasets, sample)
     validation = score(config, training, datasets.train_labels, timings["train"])
+    if tta:
+        features = as_features(datasets.train_images, config.scaling)
+        tta_accuracy = tta_validation_accuracy(training.members, features, datasets.train_labels)
+        validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
     run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, f"{config.short_name()}_{inputs.short_name()}")
     stage_started = time.perf_counter()
     submission_path = write_submission(predicted_labels(test_probabilities), out_path)
@@ -116,7 +117,7 @@ def run(
     )
     record_path = record.to_json(record_path_for(submission_path))
 
-    save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path)
+    save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path, training.models)
     report_path = make_report(run_dir) if report else None
     return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)
 

@@ -25,6 +25,11 @@ def check_submission_path(path: str | Path) -> None:
         raise UserError(f"{path}: a submission must not be a .json file; its record is written beside it as one")
 
 
+def record_path_for(submission_path: str | Path) -> Path:
+    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
+    return Path(submission_path).with_suffix(".json")
+
+
 def write_submission(labels: np.ndarray, path: str | Path) -> Path:
     """Write one `ImageId,Label` row per test image, atomically.
 

@@ -103,9 +103,11 @@ def summarize(result, config) -> str:
     kind = "single model" if config.folds == 1 else f"{config.folds}-fold ensemble"
     accuracy_name = "validation accuracy" if config.folds == 1 else "out-of-fold accuracy"
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
+    tta = validation.tta_accuracy
+    with_tta = "" if tta is None else f", with TTA {tta:.4f} ({tta - validation.accuracy:+.4f})"
     return (
         f"per class, on the held-out rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
-        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}; {record.timings.total:.1f} s\n"
+        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}{with_tta}; {record.timings.total:.1f} s\n"
         f"wrote {result.submission_path} (record: {result.record_path})\n"
         f"{report}"
     )

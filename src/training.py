@@ -13,6 +13,7 @@ from tensorflow import keras
 
 from .config import N_CLASSES, Config
 from .data import as_features
+from .epoch_timer import EpochTimer
 from .evaluation import accuracy
 from .model import build_model
 from .prediction import predict_probabilities
@@ -127,6 +128,7 @@ def train_plain(config: Config, features, labels, splits, verbose: int) -> Train
                 batch_size=config.batch_size,
                 epochs=config.epochs,
                 verbose=verbose,
+                callbacks=[EpochTimer()],
             )
         else:
             history = model.fit(
@@ -136,6 +138,7 @@ def train_plain(config: Config, features, labels, splits, verbose: int) -> Train
                 batch_size=config.batch_size,
                 epochs=config.epochs,
                 verbose=verbose,
+                callbacks=[EpochTimer()],
             )
         member = Member(
             model=model,

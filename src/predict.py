@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict a test.csv again with a run folder's saved models and write an ImageId,Label submission.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (submissions/runs/<name>)")
-    parser.add_argument("--data", type=Path, default=Path("data"), help="folder with test.csv (default: data/)")
+    parser.add_argument("--data", type=Path, help="folder with test.csv (default: data/)")
     parser.add_argument(
         "--out", type=Path, required=True, help="the submission to write; its record goes beside it as .json"
     )
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import as_features
+    from .data import DEFAULT_DATA_DIR, as_features
     from .evaluation import predicted_labels
     from .files import sha256
     from .record import (
@@ -97,7 +97,7 @@ def predict_again(argv: Sequence[str] | None) -> int:
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
-    test_path = args.data / "test.csv"
+    test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
     check_out_path(args.out, [test_path, *paths], args.run_dir)
     images, test_file = read_test_file(test_path)
 

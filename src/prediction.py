@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from tensorflow import keras
 
+from .augmentation import predict_with_tta
 from .errors import UserError
 from .evaluation import accuracy
 
@@ -27,8 +28,6 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: 
     if not models:
         raise ValueError("predict_probabilities needs at least one model")
     if tta:
-        from .augmentation import predict_with_tta
-
         outputs = [predict_with_tta(model, features, batch_size=PREDICT_BATCH_SIZE) for model in models]
     else:
         outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]

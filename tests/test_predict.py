@@ -8,11 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
+from src.augmentation import predict_with_tta
 from src.config import Config
-from src.data import as_features, read_test
+from src.data import as_features, read_test, read_train
+from src.evaluation import accuracy
 from src.files import sha256
 from src.pipeline import run
-from src.prediction import load_models, predict_probabilities
+from src.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
 from src.record import DERIVED_PREDICT, DerivedRecord
 from src.runs import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files
 from tests.conftest import assert_one_line_error, run_command
@@ -45,6 +47,25 @@ def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
     reloaded = predict_probabilities(load_models(paths), features)
     np.testing.assert_array_equal(reloaded, result.test_probabilities)
     np.testing.assert_array_equal(reloaded, np.load(result.run_dir / "test_probabilities.npy"))
+
+
+def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_rows(runs):
+    data_dir, results = runs
+    result = results["stacked"]
+    models, members, scaling = result.training.models, result.training.members, result.record.config.scaling
+    features = as_features(read_test(data_dir / "test.csv"), scaling)
+    with_tta = predict_probabilities(models, features, tta=True)
+    np.testing.assert_allclose(with_tta, np.mean([predict_with_tta(model, features) for model in models], axis=0))
+    assert not np.allclose(with_tta, predict_probabilities(models, features))
+    # Held out: each member on its own fold, in the run's row order; without TTA, the run's own probabilities.
+    images, labels = read_train(data_dir / "train.csv")
+    train_features = as_features(images, scaling)
+    np.testing.assert_allclose(
+        held_out_probabilities(members, train_features), result.training.validation_probabilities(), atol=1e-6
+    )
+    rows = result.training.validation_rows()
+    expected = accuracy(labels[rows], held_out_probabilities(members, train_features, tta=True))
+    assert tta_validation_accuracy(members, train_features, labels) == expected
 
 
 def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path):

@@ -7,18 +7,21 @@ import shutil
 
 import numpy as np
 import pytest
+from tensorflow import keras
 
-from src.augmentation import predict_with_tta
+from src.augmentation import build_augmentation, predict_with_tta
 from src.config import Config
 from src.data import as_features, read_test, read_train
 from src.evaluation import accuracy
 from src.files import sha256
+from src.model import build_cnn
 from src.pipeline import run
 from src.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
 from src.record import DERIVED_PREDICT, DerivedRecord
-from src.runs import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files
+from src.runs import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
+from src.schedules import learning_rate_schedule
 from tests.conftest import assert_one_line_error, run_command
-from tests.synthetic import write_dataset
+from tests.synthetic import make_arrays, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,17 @@ def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
     reloaded = predict_probabilities(load_models(paths), features)
     np.testing.assert_array_equal(reloaded, result.test_probabilities)
     np.testing.assert_array_equal(reloaded, np.load(result.run_dir / "test_probabilities.npy"))
+
+
+def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_reload(tmp_path):
+    images, labels, test_images = make_arrays()
+    features, test_features = as_features(images, "unit"), as_features(test_images, "unit")
+    schedule = learning_rate_schedule("one-cycle", 1e-3, steps_per_epoch=3, epochs=1)
+    model = build_cnn((4, 8), augmentation=build_augmentation(seed=1), learning_rate=schedule)
+    model.fit(features, keras.utils.to_categorical(labels, 10), epochs=1, batch_size=32, verbose=0)
+    paths = save_members(tmp_path, [model])
+    expected = predict_probabilities([model], test_features)
+    np.testing.assert_array_equal(predict_probabilities(load_models(paths), test_features), expected)
 
 
 def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_rows(runs):

@@ -204,6 +204,11 @@ def blend(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def format_accuracy(value: float | None) -> str:
+    """An accuracy to four places, or `none` for a run that held out no rows."""
+    return "none" if value is None else f"{value:.4f}"
+
+
 def gain_lines(record) -> str:
     """Each run's accuracy and, where measurable, the blend's on the held-out rows they share."""
     lines = [f"blend of {len(record.sources)} runs of the same test file ({record.test.rows} rows):"]
@@ -212,7 +217,7 @@ def gain_lines(record) -> str:
             "" if source.shared_rows_accuracy is None else f", {source.shared_rows_accuracy:.4f} on the shared rows"
         )
         lines.append(
-            f"  weight {source.weight:.3f}  validation accuracy {source.validation_accuracy:.4f}{shared}  "
+            f"  weight {source.weight:.3f}  validation accuracy {format_accuracy(source.validation_accuracy)}{shared}  "
             f"{source.run_dir}"
         )
     if record.validation_accuracy is None:

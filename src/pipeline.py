@@ -96,7 +96,8 @@ def run(
     # Everything the record needs comes first, so the submission and its record are replaced back to back.
     inputs = describe_inputs(datasets, sample)
     validation = score(config, training, datasets.train_labels, timings["train"])
-    if tta:
+    # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
+    if tta and validation.accuracy is not None:
         features = as_features(datasets.train_images, config.scaling)
         tta_accuracy = tta_validation_accuracy(training.members, features, datasets.train_labels)
         validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)

@@ -123,9 +123,10 @@ def predict_again(argv: Sequence[str] | None) -> int:
     record_path = record.to_json(record_path_for(submission_path))
     with_tta = " with test-time augmentation" if tta else ""
     same_test = "the run's own test file" if test_file.sha256 == run.inputs.test.sha256 else "a new test file"
+    scored = "" if run.validation.accuracy is None else f" (its validation accuracy {run.validation.accuracy:.4f})"
     print(
         f"predicted {test_file.rows} rows of {same_test} with {len(models)} saved model(s){with_tta} "
-        f"of {args.run_dir} (its validation accuracy {run.validation.accuracy:.4f})\n"
+        f"of {args.run_dir}{scored}\n"
         f"wrote {submission_path} (record: {record_path})",
         flush=True,
     )

@@ -259,13 +259,14 @@ DERIVED_KINDS = (DERIVED_PREDICT, DERIVED_BLEND)
 class SourceRun:
     """A run folder a derived submission was made from.
 
-    `validation_accuracy` is the run's own (from its record); `weight` its
-    share of the blend (1.0 for `predict`); `shared_rows_accuracy` its accuracy
-    on the held-out rows every blended run shares, None when there are none.
+    `validation_accuracy` is the run's own (from its record; None when it held
+    out no rows); `weight` its share of the blend (1.0 for `predict`);
+    `shared_rows_accuracy` its accuracy on the held-out rows every blended run
+    shares, None when there are none.
     """
 
     run_dir: str
-    validation_accuracy: float
+    validation_accuracy: float | None
     weight: float = 1.0
     shared_rows_accuracy: float | None = None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import USER_ERRORS, UserError, add_settings_arguments, config_from_args, user_error_message
 from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+from .kaggle.upload import add_wait_arguments, wait_timeout
 from .submission import check_submission_path
 
 DEFAULT_OUT = Path("submissions/submission.csv")
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--submit", action="store_true", help="after the run, upload the submission to the competition (needs -m)"
     )
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    add_wait_arguments(kaggle)
     add_settings_arguments(parser)
     return parser
 
@@ -77,9 +79,9 @@ def check_submit_flags(args: argparse.Namespace) -> None:
     require_credentials()
 
 
-def upload(path: Path, message: str, n_rows: int) -> int:
-    """Send the submission just written; the exit code of the outcome."""
-    from .kaggle.upload import interrupted_line, kept_line, submitted_line, upload_submission
+def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
+    """Send the submission just written, then wait for its score; the exit code of the outcome."""
+    from .kaggle.upload import follow_and_report, interrupted_line, kept_line, submitted_line, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
@@ -90,7 +92,7 @@ def upload(path: Path, message: str, n_rows: int) -> int:
         print(interrupted_line(path), file=sys.stderr)
         return 130
     print(submitted_line(path, result), flush=True)
-    return 0
+    return follow_and_report(path, result, message, timeout)
 
 
 def summarize(result, config, seconds: float) -> str:
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(summarize(result, config, time.perf_counter() - started), flush=True)
     if args.submit:
-        return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))
+        return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0
 
 

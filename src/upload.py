@@ -15,8 +15,16 @@ from pathlib import Path
 
 from .config import USER_ERRORS, user_error_message
 from .data import DEFAULT_DATA_DIR
-from .kaggle.competition import COMPETITION, TEST_ROWS, count_rows
-from .kaggle.upload import interrupted_line, submitted_line, upload_submission
+from .kaggle.competition import COMPETITION, TEST_ROWS
+from .kaggle.upload import (
+    add_wait_arguments,
+    expected_row_count,
+    follow_and_report,
+    interrupted_line,
+    submitted_line,
+    upload_submission,
+    wait_timeout,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,27 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR,
         help=f"folder whose test.csv gives the expected row count (default: data/; without it: {TEST_ROWS:,})",
     )
+    add_wait_arguments(parser)
     return parser
-
-
-def expected_rows(data_dir: Path) -> int:
-    """Rows the submission must have: one per line of `data_dir`'s test.csv, else the competition's test set."""
-    test_path = data_dir / "test.csv"
-    return count_rows(test_path) if test_path.is_file() else TEST_ROWS
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = upload_submission(args.file, args.message, expected_rows(args.data))
+        result = upload_submission(args.file, args.message, expected_row_count(args.data))
     except USER_ERRORS as error:
         print(user_error_message(error), file=sys.stderr)
         return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
         print(interrupted_line(args.file), file=sys.stderr)
         return 130
-    print(submitted_line(args.file, result))
-    return 0
+    print(submitted_line(args.file, result), flush=True)
+    return follow_and_report(args.file, result, args.message, wait_timeout(args))
 
 
 if __name__ == "__main__":

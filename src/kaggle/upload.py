@@ -5,11 +5,15 @@ The file is validated first, so an invalid file is never sent.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, KaggleJobFailedError, UserError
 from ..submission import validate_submission
-from . import client
+from . import client, ledger, scores
+from .competition import TEST_ROWS, count_rows
+from .polling import positive_seconds
 
 
 def upload_submission(path: str | Path, message: str, expected_rows: int) -> client.SubmitResult:
@@ -30,6 +34,92 @@ def upload_submission(path: str | Path, message: str, expected_rows: int) -> cli
     return client.submit(path, message)
 
 
+def add_wait_arguments(parser) -> None:
+    """The flags that say whether, and how long, a command waits for the public score."""
+    parser.add_argument(
+        "--wait-timeout",
+        type=_seconds_argument,
+        default=scores.DEFAULT_WAIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for Kaggle's score (default: {scores.DEFAULT_WAIT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
+    )
+
+
+def wait_timeout(args: argparse.Namespace) -> float | None:
+    """The time-out the flags ask for; None with --no-wait."""
+    return None if args.no_wait else args.wait_timeout
+
+
+def _seconds_argument(text: str) -> float:
+    try:
+        return positive_seconds(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def expected_row_count(data_dir: str | Path) -> int:
+    """Rows a submission must have: one per line of `data_dir`'s test.csv, else the competition's test set."""
+    test_path = Path(data_dir) / "test.csv"
+    return count_rows(test_path) if test_path.is_file() else TEST_ROWS
+
+
+def follow_submission(
+    path: str | Path, result: client.SubmitResult, message: str, wait_timeout: float | None
+) -> client.Submission | None:
+    """After Kaggle took the file: a ledger row, then (unless `wait_timeout` is None) wait for its score.
+
+    The ledger row (status pending) is written first, so a time-out or Ctrl-C
+    still leaves a row that `python -m src.ledger` completes later. The outcome
+    goes into the ledger and into the run's records (`kaggle` section).
+
+    Raises:
+        KaggleJobFailedError: Kaggle could not score the file.
+        KaggleTimeoutError: Not scored within `wait_timeout` seconds.
+    """
+    records = ledger.records_of(path)
+    ledger.append_row(ledger.new_row(path, result, message))
+    pending = scores.kaggle_section(result.ref, message, "pending", None)
+    for record in records:
+        scores.add_to_record(record, pending)
+    if wait_timeout is None or result.ref is None:
+        return None
+    try:
+        scored = scores.wait_for_score(result.ref, wait_timeout)
+    except KaggleJobFailedError as error:
+        outcome = scores.kaggle_section(result.ref, message, "error", None, error=str(error))
+        ledger.update_row(result.ref, "error", None)
+        for record in records:
+            scores.add_to_record(record, outcome)
+        raise
+    ledger.update_row(result.ref, scored.status, scored.public_score)
+    for record in records:
+        scores.add_to_record(record, scores.kaggle_section(result.ref, message, scored.status, scored.public_score))
+    return scored
+
+
+def follow_and_report(path: str | Path, result: client.SubmitResult, message: str, timeout: float | None) -> int:
+    """`follow_submission`, printing its outcome; the command's exit code."""
+    try:
+        scored = follow_submission(path, result, message, timeout)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print(stopped_waiting_line(result.ref), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if scored is not None:
+        print(scores.score_line(scored), flush=True)
+    else:
+        print(f"not waiting for the score: {scores.LOOK_UP_LATER} fetches it later", flush=True)
+    return EXIT_OK
+
+
 def submitted_line(path: str | Path, result: client.SubmitResult) -> str:
     """What a command prints when Kaggle has taken the file."""
     reference = f" (submission {result.ref})" if result.ref else ""
@@ -44,3 +134,8 @@ def kept_line(path: str | Path) -> str:
 def interrupted_line(path: str | Path) -> str:
     """What a command prints when Ctrl-C stops an upload: it may or may not have arrived."""
     return f"interrupted: check on Kaggle whether {path} arrived (python -m src.kaggle submissions)"
+
+
+def stopped_waiting_line(ref: int | None) -> str:
+    """What a command prints when Ctrl-C stops the wait for a score: the file is on Kaggle."""
+    return f"interrupted: submission {ref} is on Kaggle; its score later: {scores.LOOK_UP_LATER}"

@@ -70,6 +70,8 @@ class FakeKaggle:
         kernel_failure: The failure message sent with the kernel's status.
         kernel_files: The kernel's output files, by name, for ListKernelSessionOutput.
         kernel_log: The kernel's log, sent with its output.
+        accept_token: Whether IntrospectToken takes FAKE_TOKEN (as KAGGLE_API_TOKEN) for FAKE_USER;
+            otherwise every token is refused, as for a revoked one.
         requests: Every request received, in order.
     """
 
@@ -83,6 +85,7 @@ class FakeKaggle:
     kernel_failure: str = ""
     kernel_files: dict[str, bytes] = field(default_factory=dict)
     kernel_log: str = ""
+    accept_token: bool = False
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self):
@@ -220,6 +223,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             if fake.mode == "error":
                 return self._json({"code": 500, "message": "Internal server error"}, status=500)
             method = request.path.rsplit("/", 1)[-1]
+            if method == "IntrospectToken" and fake.accept_token and request.json().get("token") == FAKE_TOKEN:
+                return self._json({"active": True, "username": FAKE_USER})
             if request.path == COMPETITIONS + "DownloadDataFiles":
                 self.send_response(302)
                 self.send_header("Location", "http://localhost" + ZIP_PATH)

@@ -30,7 +30,7 @@ def refresh(path: Path) -> list[Row]:
     rows, updated, added = merge_submissions(read_ledger(path), client.submissions())
     if updated or added:
         write_ledger(path, rows)
-    print(f"refreshed {path} from Kaggle: {updated} rows updated, {added} submissions made elsewhere added")
+    print(f"refreshed {path} from Kaggle: {updated} updated, {added} made elsewhere added")
     return rows
 
 
@@ -64,11 +64,13 @@ def draw(rows: list[Row], figure_path: Path) -> int:
     local = [float(row.local_accuracy) for row in points]
     public = [float(row.public_score) for row in points]
     figure, axes = plt.subplots(figsize=(6, 6))
-    low, high = min(local + public) - 0.005, max(local + public) + 0.005
+    low, high = min(local + public), max(local + public)
+    margin = max(0.005, (high - low) * 0.08)  # room for the points at the edges and their labels
+    low, high = low - margin, high + margin
     axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="public = local")
     axes.scatter(local, public, color="tab:blue", zorder=3, label="a submission")
     for row, x, y in zip(points, local, public, strict=True):
-        axes.annotate(row.settings, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axes.annotate(f"{row.kaggle_ref} {row.settings}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axes.set(
         xlim=(low, high),
         ylim=(low, high),
@@ -77,7 +79,7 @@ def draw(rows: list[Row], figure_path: Path) -> int:
         title="Does validation track the leaderboard?",
     )
     axes.set_aspect("equal")
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     figure.tight_layout()
     atomic_write(figure_path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)

@@ -61,8 +61,8 @@ class FakeKaggle:
             "upload-error" answers the PUT of a submission's bytes 500.
         submissions: What ListSubmissions answers, as Kaggle's JSON (`ApiSubmission`),
             newest first; CreateSubmission adds the new one (PENDING) at the front.
-        scoring: The states successive GetSubmission calls give a new submission, e.g.
-            ["PENDING", "PENDING", "COMPLETE"]; the last one repeats.
+        scoring: The states successive reads (GetSubmission, ListSubmissions) give a
+            submission this fake took, e.g. ["PENDING", "PENDING", "COMPLETE"]; the last one repeats.
         public_score: The public score a COMPLETE submission gets.
         scoring_error: Kaggle's reason sent with an ERROR state.
         kernel_states: What successive GetKernelSessionStatus calls answer, e.g.
@@ -180,8 +180,9 @@ def _new_submission(ref: int, description: str) -> dict:
 
 
 def _advance(fake: FakeKaggle, submission: dict) -> dict:
-    """A submission one poll further along `fake.scoring`; a finished one stays as it is."""
-    if submission["status"] == "PENDING":
+    """A submission this fake took, one read further along `fake.scoring`; others stay as they are."""
+    created = fake.calls("CreateSubmission")
+    if submission["status"] == "PENDING" and FIRST_REF <= submission["ref"] < FIRST_REF + len(created):
         state = fake.scoring.pop(0) if len(fake.scoring) > 1 else fake.scoring[0]
         submission["status"] = state
         if state == "COMPLETE":
@@ -244,7 +245,7 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             if request.path == COMPETITIONS + "GetSubmissionLimits":
                 return self._json({})
             if request.path == COMPETITIONS + "ListSubmissions":
-                return self._json({"submissions": fake.submissions})
+                return self._json({"submissions": [_advance(fake, item) for item in fake.submissions]})
             if request.path == KERNELS + "GetKernelSessionStatus":
                 state = fake.kernel_states.pop(0) if len(fake.kernel_states) > 1 else fake.kernel_states[0]
                 return self._json({"status": state, "failureMessage": fake.kernel_failure or None})

@@ -13,6 +13,7 @@ it signs in (and, with a token, goes online).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
@@ -251,8 +252,9 @@ def _translated(action: str, hint: str = "") -> Iterator[io.StringIO]:
         raise translate_error(error, action, hint) from None
 
 
+@functools.cache
 def _signed_in_api():
-    """A `KaggleApi` signed in with the user's credentials."""
+    """A `KaggleApi` signed in with the user's credentials, once per process (a wait polls many times)."""
     source = require_credentials()
     with _translated("sign in"):
         try:

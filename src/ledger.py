@@ -18,7 +18,16 @@ from pathlib import Path
 from .errors import EXIT_INTERRUPTED, EXIT_USER, UserError
 from .files import atomic_write
 from .kaggle import client
-from .kaggle.ledger import LEDGER_VARIABLE, Row, ledger_path, merge_submissions, read_ledger, write_ledger
+from .kaggle.ledger import (
+    LEDGER_VARIABLE,
+    Row,
+    ledger_path,
+    merge_submissions,
+    read_ledger,
+    records_of_row,
+    write_ledger,
+)
+from .kaggle.scores import add_to_record, kaggle_section
 
 FIGURE_NAME = "ledger.png"
 TABLE_COLUMNS = ("ref", "submitted (UTC)", "settings", "local", "public", "status", "message")
@@ -26,12 +35,23 @@ MESSAGE_WIDTH = 40  # characters of a message shown in the table
 
 
 def refresh(path: Path) -> list[Row]:
-    """The ledger with Kaggle's current statuses and scores, saved when anything changed."""
-    rows, updated, added = merge_submissions(read_ledger(path), client.submissions())
-    if updated or added:
+    """The ledger with Kaggle's current statuses and scores, saved when anything changed.
+
+    A changed row's status and score also go into its run's records, as the upload's wait would have.
+    """
+    rows, changed, added = merge_submissions(read_ledger(path), client.submissions())
+    if changed or added:
         write_ledger(path, rows)
-    print(f"refreshed {path} from Kaggle: {updated} updated, {added} made elsewhere added")
+    for row in changed:
+        section = kaggle_section(int(row.kaggle_ref), row.message, row.status, _score(row.public_score))
+        for record in records_of_row(row):
+            add_to_record(record, section)
+    print(f"refreshed {path} from Kaggle: {len(changed)} updated, {added} made elsewhere added")
     return rows
+
+
+def _score(text: str) -> float | None:
+    return float(text) if text else None
 
 
 def format_table(rows: list[Row]) -> str:

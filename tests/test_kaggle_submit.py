@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from src.errors import (
+    EXIT_INTERRUPTED,
     EXIT_KAGGLE_CREDENTIALS,
     EXIT_KAGGLE_FAILED,
     EXIT_KAGGLE_REFUSED,
@@ -21,7 +26,7 @@ from src.files import sha256
 from src.kaggle.client import state_name
 from src.kaggle.competition import RULES_URL
 from tests.conftest import REPO_ROOT, assert_one_line_error
-from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, run_with_fake
+from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
 KERNEL_ID = "fake-user/digit-recognizer-dense-network"
@@ -101,6 +106,29 @@ def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
     assert "not waiting for the score: python -m src.ledger" in result.stdout
     assert fake.calls("GetSubmission") == []
     assert [row["status"] for row in ledger_rows(tmp_path)] == ["pending"]
+
+
+def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, tmp_path):
+    with FakeKaggle(scoring=["PENDING"]) as fake:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.upload", str(good_file), "-m", "x", "--data", str(tiny_data)],
+            cwd=REPO_ROOT,
+            env=kaggle_env(os.environ, fake.url, tmp_path / "home"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while len(fake.calls("GetSubmission")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stdout + stderr
+    assert stderr.splitlines()[-1].startswith(
+        "interrupted: submission 4242 is on Kaggle; its score later: python -m src.ledger"
+    )
+    assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+from pathlib import Path
 
 from src.errors import EXIT_USER
 from src.files import sha256
@@ -44,6 +46,8 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
         assert submitted.returncode == 0, submitted.stderr
         [row] = rows(tmp_path)
         assert row["status"] == "pending" and row["sha256"] == sha256(out)
+        record_path = out.with_suffix(".json")
+        assert json.loads(record_path.read_text())["kaggle"]["status"] == "pending"
         refreshed = ledger(fake.url, tmp_path)
     assert refreshed.returncode == 0, refreshed.stderr
     lines = refreshed.stdout.splitlines()
@@ -66,6 +70,11 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     ours = lines[3].split()
     assert ours[0] == "4242" and ours[3] == "h20-15_e2_f1_s42" and ours[5:] == ["0.91234", "complete", "tutorial"]
     assert float(ours[4]) == round(float(rows(tmp_path)[1]["local_accuracy"]), 4)
+    # The refresh completed the run's records too.
+    record = json.loads(record_path.read_text())
+    run_record = json.loads((Path(record["run_dir"]) / "record.json").read_text())
+    expected = {"ref": 4242, "message": "tutorial", "status": "complete", "public_score": 0.91234}
+    assert record["kaggle"] == run_record["kaggle"] == expected
     figure = tmp_path / "home" / "ledger.png"
     assert lines[-1] == f"wrote {figure}: 1 submissions with both a local accuracy and a public score"
     assert figure.read_bytes().startswith(PNG_SIGNATURE)

@@ -135,14 +135,15 @@ def update_row(ref: int, status: str, public_score: float | None, path: str | Pa
     write_ledger(path, rows)
 
 
-def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> tuple[list[Row], int, int]:
+def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> tuple[list[Row], list[Row], int]:
     """Rows updated from Kaggle's list; its submissions missing from the ledger added as unknown runs.
 
     Returns:
-        `(rows, updated, added)`: every row, oldest first, and the counts of rows changed and added.
+        `(rows, changed, added)`: every row, oldest first; the rows whose status or score changed;
+        the number of rows added.
     """
     by_ref = {row.kaggle_ref: row for row in rows if row.kaggle_ref}
-    updated = added = 0
+    changed, added = [], 0
     for submission in submissions:
         row = by_ref.get(str(submission.ref))
         if row is None:
@@ -150,8 +151,16 @@ def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> 
             added += 1
         elif (row.status, row.public_score) != (submission.status, _score_text(submission.public_score)):
             row.status, row.public_score = submission.status, _score_text(submission.public_score)
-            updated += 1
-    return sorted(rows, key=lambda row: row.time_utc), updated, added
+            changed.append(row)
+    return sorted(rows, key=lambda row: row.time_utc), changed, added
+
+
+def records_of_row(row: Row) -> list[Path]:
+    """The run records of a ledger row that are still there: its file's, when the file is unchanged."""
+    file = Path(row.file)
+    if not row.sha256 or not file.is_file() or sha256(file) != row.sha256:
+        return []
+    return records_of(file)
 
 
 def _row_from_kaggle(submission: client.Submission) -> Row:

@@ -57,6 +57,8 @@ def check_metadata(folder: str | Path) -> dict:
     code_file = Path(folder) / str(metadata.get("code_file", ""))
     if not code_file.is_file():
         raise UserError(f"{path}: its code_file {code_file} is not there; build the kernel again")
+    if not isinstance(metadata.get("machine_shape", ""), str):
+        raise UserError(f"{path}: machine_shape must be a name such as NvidiaTeslaT4")
     for name in ("enable_gpu", "is_private", "enable_internet"):
         if name in metadata and not isinstance(metadata[name], bool) and metadata[name] not in ("true", "false"):
             raise UserError(f"{path}: {name} must be true or false, got {metadata[name]!r}")
@@ -175,8 +177,12 @@ def follow_kernel(kernel_id: str, kernel_dir: str | Path, timeout: float, runs_d
     if record is None:
         print(f"no run record ({RECORD_NAME}) in its output: no validation accuracy to show")
         return folder
-    validation = record.get("validation") or {}
-    print(f"kernel's {validation.get('scheme', 'validation')} accuracy: {validation.get('accuracy', float('nan')):.4f}")
+    validation = record.get("validation")
+    accuracy = validation.get("accuracy") if isinstance(validation, dict) else None
+    if isinstance(accuracy, float):
+        print(f"kernel's {validation.get('scheme', 'validation')} accuracy: {accuracy:.4f}")
+    else:
+        print(f"its run record ({RECORD_NAME}) has no validation accuracy")
     local = find_local_run(record, runs_dir)
     if local is None:
         print(f"no local run in {runs_dir} with the same settings and data to compare with")

@@ -164,7 +164,9 @@ def records_of_row(row: Row) -> list[Path]:
 
 
 def _row_from_kaggle(submission: client.Submission) -> Row:
-    date = submission.date.astimezone(timezone.utc) if submission.date else None
+    date = submission.date
+    if date is not None:  # Kaggle's dates are UTC, with or without saying so
+        date = date.replace(tzinfo=timezone.utc) if date.tzinfo is None else date.astimezone(timezone.utc)
     return Row(
         time_utc=date.isoformat(timespec="seconds") if date else "",
         file=submission.file_name,

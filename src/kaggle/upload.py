@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import user_error_message
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, KaggleJobFailedError, UserError
 from ..submission import validate_submission
 from . import client, ledger, scores
@@ -107,8 +108,8 @@ def follow_and_report(path: str | Path, result: client.SubmitResult, message: st
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+    except OSError as error:  # the ledger or a record could not be written
+        print(user_error_message(error), file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print(stopped_waiting_line(result.ref), file=sys.stderr)

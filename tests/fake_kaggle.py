@@ -171,6 +171,15 @@ def assert_no_secret(result) -> None:
         assert secret not in output, output
 
 
+def assert_no_secret_in_files(folder: Path) -> None:
+    """No fake credential is stored in any file under `folder` (ledger, records, run folders, kernel output)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in (FAKE_KEY, FAKE_TOKEN):
+                assert secret.encode() not in content, path
+
+
 _PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from src.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
-from tests.fake_kaggle import FAKE_KEY, FAKE_TOKEN, FAKE_USER, FakeKaggle, run_with_fake
+from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
 from tests.synthetic import write_dataset
 
 KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"
@@ -109,11 +109,7 @@ def test_push_wait_compare_and_submit_with_a_token_that_is_never_written(local_r
     assert row["file"] == str(output / "submission.csv") and row["message"] == "kernel run"
 
     # The token is nowhere: not in the output (run_with_fake checks), nor in any file written.
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes()
-            assert FAKE_TOKEN.encode() not in content and FAKE_KEY.encode() not in content, path
-    assert "Authorization" not in result.stdout + result.stderr
+    assert_no_secret_in_files(tmp_path)
 
 
 @pytest.mark.parametrize(("state", "word"), [("ERROR", "error"), ("CANCEL_ACKNOWLEDGED", "cancel_acknowledged")])

@@ -11,7 +11,7 @@ from src.errors import EXIT_USER
 from src.files import sha256
 from src.kaggle.ledger import COLUMNS
 from tests.conftest import assert_one_line_error
-from tests.fake_kaggle import FakeKaggle, run_with_fake
+from tests.fake_kaggle import FakeKaggle, assert_no_secret_in_files, run_with_fake
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ELSEWHERE = {
@@ -89,6 +89,7 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     offline = run_with_fake("-m", "src.ledger", "--offline", url="http://127.0.0.1:9", home=tmp_path / "home")
     assert offline.returncode == 0, offline.stderr
     assert "h20-15_e2_f1_s42 (run folder gone)" in offline.stdout.splitlines()[2]
+    assert_no_secret_in_files(tmp_path)
 
 
 def test_a_second_refresh_changes_nothing(tmp_path):

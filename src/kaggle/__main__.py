@@ -26,7 +26,7 @@ from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from .credentials import require_credentials
 from .kernel_run import DEFAULT_KERNEL_TIMEOUT, SUBMISSION_NAME, check_metadata, follow_kernel
-from .polling import positive_seconds
+from .polling import seconds_argument
 from .upload import (
     add_wait_arguments,
     expected_row_count,
@@ -75,7 +75,12 @@ def push_kernel(folder: Path, args: argparse.Namespace) -> int:
 
 def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) -> int:
     """Follow the kernel's run to its output; with --submit, send its submission.csv."""
-    folder = follow_kernel(kernel_id, kernel_dir, args.timeout, args.runs)
+    try:
+        folder = follow_kernel(kernel_id, kernel_dir, args.timeout, args.runs)
+    except KeyboardInterrupt:
+        resume = f"python -m src.kaggle kernel-wait {kernel_id}"
+        print(f"interrupted: the kernel keeps running on Kaggle; wait again with {resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not args.submit:
         print(f'submit it with:  python -m src.upload {folder / SUBMISSION_NAME} -m "kernel {kernel_id}"')
         return 0
@@ -132,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_kernel_wait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_argument,
         default=DEFAULT_KERNEL_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for the kernel's run (default: {DEFAULT_KERNEL_TIMEOUT:g})",
@@ -146,13 +151,6 @@ def add_kernel_wait_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder whose test.csv gives the expected row count"
     )
     add_wait_arguments(parser)
-
-
-def _seconds(text: str) -> float:
-    try:
-        return positive_seconds(text)
-    except UserError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def check_follow_flags(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ DIGIT_RECOGNIZER_POLL_SECONDS (the tests set a fraction of a second).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -28,6 +29,14 @@ def positive_seconds(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise UserError(f"expected a number of seconds above 0, got {text!r}")
     return seconds
+
+
+def seconds_argument(text: str) -> float:
+    """`positive_seconds` as an argparse type: a bad value is argparse's usage error (exit 2)."""
+    try:
+        return positive_seconds(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def poll_interval(default: float) -> float:

@@ -14,7 +14,7 @@ from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, KaggleJobFailedError,
 from ..submission import validate_submission
 from . import client, ledger, scores
 from .competition import TEST_ROWS, count_rows
-from .polling import positive_seconds
+from .polling import seconds_argument
 
 
 def upload_submission(path: str | Path, message: str, expected_rows: int) -> client.SubmitResult:
@@ -39,7 +39,7 @@ def add_wait_arguments(parser) -> None:
     """The flags that say whether, and how long, a command waits for the public score."""
     parser.add_argument(
         "--wait-timeout",
-        type=_seconds_argument,
+        type=seconds_argument,
         default=scores.DEFAULT_WAIT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for Kaggle's score (default: {scores.DEFAULT_WAIT_TIMEOUT:g})",
@@ -52,13 +52,6 @@ def add_wait_arguments(parser) -> None:
 def wait_timeout(args: argparse.Namespace) -> float | None:
     """The time-out the flags ask for; None with --no-wait."""
     return None if args.no_wait else args.wait_timeout
-
-
-def _seconds_argument(text: str) -> float:
-    try:
-        return positive_seconds(text)
-    except UserError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def expected_row_count(data_dir: str | Path) -> int:

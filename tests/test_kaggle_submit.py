@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from src.errors import (
 from src.files import sha256
 from src.kaggle.client import state_name
 from src.kaggle.competition import RULES_URL
+from src.kaggle.polling import Progress
 from tests.conftest import REPO_ROOT, assert_one_line_error
 from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 
@@ -129,6 +131,22 @@ def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, t
         "interrupted: submission 4242 is on Kaggle; its score later: python -m src.ledger"
     )
     assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_adds_lines_elsewhere():
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = Progress(stream)
+        progress.show("pending, 10 s")
+        progress.show("pending, 5 s")
+        progress.close()
+    assert terminal.getvalue() == "\rpending, 10 s\rpending, 5 s \n"
+    assert log.getvalue() == "pending, 10 s\npending, 5 s\n"
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])

@@ -1,6 +1,7 @@
 """The one way a submission reaches Kaggle, behind `python -m src.submit --submit` and `python -m src.upload`.
 
-The file is validated first, so an invalid file is never sent.
+The file is validated first, so an invalid file is never sent. Once Kaggle has
+it, `follow_submission` adds its ledger row and waits for the public score.
 """
 
 from __future__ import annotations

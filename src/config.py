@@ -1,84 +1,142 @@
-"""Every setting of a run, in one dataclass, and the named presets."""
+"""Every setting of a run, declared once in `SETTINGS`, and the named presets.
+
+Each `Setting` states its default, type, allowed values and help. The `Config`
+dataclass, its validation, the command-line flags and their help text are all
+derived from that table, so a new setting is one line in it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
+import math
+import numbers
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import UserError
 
 N_PIXELS = 784
 N_CLASSES = 10
 SCALINGS = ("none", "unit")
-
-
-# What a command line catches and prints as one line: the user's problems, and the
-# file system's (a folder given as --out, a full disk, a file without read permission).
-USER_ERRORS = (UserError, OSError)
-
-
-def user_error_message(error: Exception) -> str:
-    """The one line a command line prints for one of `USER_ERRORS`."""
-    if isinstance(error, OSError) and error.filename:
-        return f"error: {error.filename}: {error.strerror or error}"
-    return f"error: {error}"
+SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
+BYTES_PER_FLOAT = 4
+MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one training run.
-
-    The defaults are the Keras tutorial's dense network exactly: two hidden
-    layers of 20 and 15 ReLU units, L2(1e-2) on every kernel, Adam, batch 128,
-    50 epochs, the last 20% of rows held out, raw 0..255 pixels.
+class Setting:
+    """One field of `Config`: its default, type, allowed values and help.
 
     Attributes:
-        hidden_units: Width of each hidden Dense layer, in order.
-        l2: L2 regularisation factor on every kernel.
-        learning_rate: Adam's learning rate.
-        batch_size: Rows per training step.
-        epochs: Passes over the training rows.
-        validation_split: Fraction of rows (the last ones, as Keras takes
-            them) held out when `folds` is 1.
-        scaling: "none" feeds raw 0..255 pixels; "unit" divides them by 255.
-        folds: 1 trains one model; K >= 2 trains a stratified K-fold ensemble.
-        seed: Seeds Python, NumPy and TensorFlow, and the fold split.
-        plain: Train with Keras' plain `model.fit`, one model after another,
-            instead of the compiled loop that trains every member at once.
+        name: The field's name; its flag is `--name` with dashes.
+        default: The tutorial's value.
+        kind: `int`, `float`, `str`, `bool`, or `tuple` (a non-empty tuple of ints).
+        help: What the setting does, as `--help` shows it.
+        low, high: Bounds of an int, float or tuple item (`None`: unbounded).
+        low_open, high_open: Whether the bound itself is excluded.
+        choices: The allowed values of a `str` setting.
+        metavar: The placeholder `--help` shows for the value.
     """
 
-    hidden_units: tuple[int, ...] = (20, 15)
-    l2: float = 1e-2
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 50
-    validation_split: float = 0.2
-    scaling: str = "none"
-    folds: int = 1
-    seed: int = 42
-    plain: bool = False
+    name: str
+    default: object
+    kind: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values in words, as error messages end: `>= 1`, `in (0, 1)`, `one of none, unit`."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.low is not None and self.high is not None:
+            if self.kind is float:
+                return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+            return f"in {self.low}..{self.high - 1 if self.high_open else self.high}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'<' if self.high_open else '<='} {self.high}"
+
+    def in_range(self, number: float) -> bool:
+        above = self.low is None or (number > self.low if self.low_open else number >= self.low)
+        below = self.high is None or (number < self.high if self.high_open else number <= self.high)
+        return above and below
+
+    def check(self, value):
+        """`value` in this setting's canonical type (a float for an int given as `l2=0`), or a `UserError`."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise UserError(f"{self.name} must be true or false, got {value!r}")
+            return value
+        if self.kind is str:
+            if value not in self.choices:
+                raise UserError(f"{self.name} must be {self.allowed()}, got {value!r}")
+            return value
+        if self.kind is tuple:
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+                raise UserError(f"{self.name} must be a non-empty list of integers, got {value!r}")
+            return tuple(self._check_number(item, int, f"{self.name} items") for item in value)
+        return self._check_number(value, self.kind, self.name)
+
+    def _check_number(self, value, kind: type, name: str):
+        # bool is an int to Python, never to a user: folds=True is a mistake.
+        wanted = numbers.Integral if kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise UserError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        value = kind(value)
+        if not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number, got {value}")
+        if not self.in_range(value):
+            raise UserError(f"{name} must be {self.allowed()}, got {value}")
+        return value
+
+
+SETTINGS = (
+    Setting("hidden_units", (20, 15), tuple, "hidden layer widths, in order", low=1, metavar="A,B,..."),
+    Setting("l2", 1e-2, float, "L2 factor on every kernel", low=0, metavar="X"),
+    Setting("learning_rate", 1e-3, float, "Adam's learning rate", low=0, low_open=True, metavar="X"),
+    Setting("batch_size", 128, int, "rows per training step", low=1, metavar="N"),
+    Setting("epochs", 50, int, "passes over the training rows", low=1, metavar="N"),
+    Setting(
+        "validation_split",
+        0.2,
+        float,
+        "share of rows (the last ones, as Keras takes them) held out by a single model",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        metavar="X",
+    ),
+    Setting("scaling", "none", str, "pixel scaling: none (raw 0..255) or unit (divided by 255)", choices=SCALINGS),
+    Setting("folds", 1, int, "K >= 2 trains a stratified K-fold ensemble; 1 a single model", low=1, metavar="K"),
+    Setting(
+        "seed", 42, int, "seed for weights, shuffling and folds", low=0, high=SEED_LIMIT, high_open=True, metavar="S"
+    ),
+    Setting("plain", False, bool, "train with Keras' plain model.fit, one model after another (slower)"),
+)
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class _ConfigMethods:
+    """What `Config` does beyond holding its fields (which `SETTINGS` declares)."""
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
-        if not self.hidden_units or any(units < 1 for units in self.hidden_units):
-            raise UserError(f"hidden_units must be positive integers, got {self.hidden_units}")
-        if self.l2 < 0:
-            raise UserError(f"l2 must be >= 0, got {self.l2}")
-        if self.learning_rate <= 0:
-            raise UserError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.epochs < 1:
-            raise UserError(f"epochs must be >= 1, got {self.epochs}")
-        if not 0 < self.validation_split < 1:
-            raise UserError(f"validation_split must be in (0, 1), got {self.validation_split}")
-        if self.scaling not in SCALINGS:
-            raise UserError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
-        if self.folds < 1:
-            raise UserError(f"folds must be >= 1, got {self.folds}")
-        if not 0 <= self.seed < 2**32:
-            raise UserError(f"seed must be in 0..{2**32 - 1} (NumPy's range), got {self.seed}")
+        # Loading is validation: every field is checked, and stored in its canonical type.
+        for setting in SETTINGS:
+            object.__setattr__(self, setting.name, setting.check(getattr(self, setting.name)))
 
     def replace(self, **changes) -> Config:
         """A copy with `changes` applied; `None` values are ignored."""
@@ -87,10 +145,36 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """The config a run record stored (`to_dict`'s output), validated; unknown or missing keys are errors."""
+        if not isinstance(values, dict):
+            raise UserError(f"a config must be a mapping of settings, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(SETTINGS_BY_NAME))
+        missing = sorted(set(SETTINGS_BY_NAME) - set(values))
+        if unknown or missing:
+            problems = [f"unknown settings {', '.join(unknown)}"] * bool(unknown)
+            problems += [f"missing settings {', '.join(missing)}"] * bool(missing)
+            raise UserError(f"config: {'; '.join(problems)}")
+        return cls(**values)
+
     def short_name(self) -> str:
         """A compact, file-name-safe summary, e.g. `h20-15_e50_f1_s42`."""
         hidden = "-".join(str(units) for units in self.hidden_units)
         return f"h{hidden}_e{self.epochs}_f{self.folds}_s{self.seed}"
+
+
+Config = dataclasses.make_dataclass(
+    "Config",
+    [(setting.name, setting.kind, dataclasses.field(default=setting.default)) for setting in SETTINGS],
+    bases=(_ConfigMethods,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)
+Config.__doc__ = "\n".join(
+    ["Settings of one run; the defaults are the Keras tutorial's dense network exactly.", "", "Attributes:"]
+    + [f"    {setting.name}: {setting.help} (default {setting.default!r})." for setting in SETTINGS]
+)
 
 
 PRESETS = {
@@ -104,61 +188,113 @@ PRESETS = {
     # Five of the wide networks, one per stratified fold, their softmax averaged.
     "wide-ensemble": Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30, folds=5),
 }
+DEFAULT_PRESET = "tutorial"
 
 
 def parse_hidden_units(text: str) -> tuple[int, ...]:
     try:
-        units = tuple(int(part) for part in text.split(","))
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,15, got {text!r}") from None
-    if not units or min(units) < 1:
-        raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive, got {text!r}")
-    return units
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every `Config` field (and `--preset`) to `parser`.
+def format_default(value) -> str:
+    """A value as `--help` and the README show it: `20,15`, `on`, `0.2`."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
+
+def chosen_preset(argv: Sequence[str] | None = None) -> str:
+    """The `--preset` that `argv` names (so that `--help` can show its values), else the default."""
+    scout = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    scout.add_argument("--preset", default=DEFAULT_PRESET)
+    try:
+        preset = scout.parse_known_args(argv)[0].preset
+    except argparse.ArgumentError:
+        return DEFAULT_PRESET  # the real parser reports the mistake
+    return preset if preset in PRESETS else DEFAULT_PRESET
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+    """Add `--preset` and a flag for every setting to `parser`.
+
+    Unset flags stay `None` (the preset's value is used); `--help` shows the
+    values of the preset that `argv` (default: `sys.argv[1:]`) names.
     `python -m src.submit` and `python -m src.kernel` take the same ones.
     """
-    settings = parser.add_argument_group("model and training")
+    preset_name = chosen_preset(argv)
+    preset = PRESETS[preset_name]
+    settings = parser.add_argument_group("model and training", f"unset flags take the values of --preset {preset_name}")
     settings.add_argument(
-        "--preset", choices=sorted(PRESETS), default="tutorial", help="named starting settings (default: tutorial)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"named starting settings (default: {DEFAULT_PRESET})",
     )
-    settings.add_argument(
-        "--folds", type=int, help="K >= 2 trains a stratified K-fold ensemble; 1 a single model (default 1)"
-    )
-    settings.add_argument("--epochs", type=int, help="passes over the training rows (default 50)")
-    settings.add_argument("--batch-size", type=int, help="rows per training step (default 128)")
-    settings.add_argument("--hidden-units", type=parse_hidden_units, help="hidden layer widths, e.g. 20,15 (default)")
-    settings.add_argument("--l2", type=float, help="L2 factor on every kernel (default 1e-2)")
-    settings.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 1e-3)")
-    settings.add_argument(
-        "--validation-split", type=float, help="share of rows held out by a single model (default 0.2)"
-    )
-    settings.add_argument(
-        "--scaling", choices=SCALINGS, help="pixel scaling: none (raw 0..255, default) or unit (0..1)"
-    )
-    settings.add_argument("--seed", type=int, help="seed for weights, shuffling and folds (default 42)")
-    settings.add_argument(
-        "--plain",
-        action="store_true",
-        default=None,
-        help="train with Keras' plain model.fit, one model after another (slower; for comparison)",
-    )
+    for setting in SETTINGS:
+        help_text = f"{setting.help} (default: {format_default(getattr(preset, setting.name))})"
+        if setting.kind is bool:
+            settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        value_type = {tuple: parse_hidden_units, str: str}.get(setting.kind, setting.kind)
+        choices = setting.choices or None
+        settings.add_argument(setting.flag, type=value_type, choices=choices, metavar=setting.metavar, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset named by `args.preset`, with every flag that was given applied."""
-    return PRESETS[args.preset].replace(
-        folds=args.folds,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        hidden_units=args.hidden_units,
-        l2=args.l2,
-        learning_rate=args.learning_rate,
-        validation_split=args.validation_split,
-        scaling=args.scaling,
-        seed=args.seed,
-        plain=args.plain,
-    )
+    return PRESETS[args.preset].replace(**{setting.name: getattr(args, setting.name) for setting in SETTINGS})
+
+
+def check_split(config: Config, n_rows: int) -> None:
+    """Refuse settings that leave no training or no held-out row on `n_rows` rows."""
+    if config.folds > 1:
+        if config.folds > n_rows:
+            raise UserError(f"{config.folds} folds need at least {config.folds} training rows, found {n_rows}")
+        return
+    n_training = math.floor(n_rows * (1.0 - config.validation_split))
+    if n_training < 1:
+        raise UserError(f"validation_split {config.validation_split} leaves no training row of {n_rows}")
+    if n_training == n_rows:
+        raise UserError(f"validation_split {config.validation_split} leaves no held-out row of {n_rows}")
+
+
+def training_bytes(config: Config) -> int:
+    """A rough estimate of the dense network's training memory, every member at once.
+
+    Per member: the weights, their gradients and Adam's two moments (4 copies),
+    and one batch's activations forward and their gradients backward (2 copies).
+    """
+    widths = (N_PIXELS, *config.hidden_units, N_CLASSES)
+    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in itertools.pairwise(widths))
+    activations = config.batch_size * sum(widths)
+    return (4 * parameters + 2 * activations) * BYTES_PER_FLOAT * config.folds
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can give a new allocation (Linux's MemAvailable), or `None` when unknown."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(config: Config, available: int | None = None) -> None:
+    """Refuse layer and batch sizes whose training would not fit in memory, with the estimate."""
+    available = available_memory() if available is None else available
+    needed = training_bytes(config)
+    if available is not None and needed > available:
+        raise UserError(
+            f"hidden_units {format_default(config.hidden_units)}, batch_size {config.batch_size} and "
+            f"{config.folds} member(s) need about {needed / 2**30:.1f} GiB to train, "
+            f"but {available / 2**30:.1f} GiB of memory is available"
+        )

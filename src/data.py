@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import cached_arrays, default_cache_dir
-from .config import N_CLASSES, N_PIXELS, UserError
+from .cache import CacheSource, cached_arrays, default_cache_dir
+from .config import N_CLASSES, N_PIXELS
+from .csv_format import check_csv_start, check_memory, read_integer_table
+from .errors import UserError
 from .files import sha256
 
 PIXEL_COLUMNS = [f"pixel{index}" for index in range(N_PIXELS)]
@@ -19,7 +20,9 @@ TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
 TEST_HEADER = PIXEL_COLUMNS
 # Where scripts/download.sh puts the competition's files.
 DEFAULT_DATA_DIR = Path("data")
-INTEGER_PATTERN = r"\s*[+-]?\d+\s*"
+# The other file's header, by its name: found in this file, the two were swapped.
+SWAPPED_WITH_TRAIN = {"test.csv": TEST_HEADER}
+SWAPPED_WITH_TEST = {"train.csv": TRAIN_HEADER}
 DOWNLOAD_HINT = "run scripts/download.sh, or try the embedded data with --sample"
 
 
@@ -55,32 +58,31 @@ def load_datasets(data_dir: str | Path, cache_dir: str | Path | None = CACHE_DEF
     started = time.perf_counter()
     cache_dir = default_cache_dir() if cache_dir is CACHE_DEFAULT else cache_dir
     train_path, test_path = Path(data_dir) / "train.csv", Path(data_dir) / "test.csv"
-    train_digest, test_digest = file_digest(train_path), file_digest(test_path)
+    # Both files are checked (kind, header, size) before the slow hashing and parsing.
+    train_size = check_csv_start(train_path, TRAIN_HEADER, DOWNLOAD_HINT, SWAPPED_WITH_TRAIN)
+    test_size = check_csv_start(test_path, TEST_HEADER, DOWNLOAD_HINT, SWAPPED_WITH_TEST)
+    check_memory(train_path, train_size)
+    check_memory(test_path, test_size)
+    train_source = CacheSource("train", sha256(train_path), train_size)
+    test_source = CacheSource("test", sha256(test_path), test_size)
 
     def parse_train():
         images, labels = read_train(train_path)
         return {"images": images, "labels": labels}
 
-    train_arrays = cached_arrays(cache_dir, "train", train_digest, parse_train)
-    test_arrays = cached_arrays(cache_dir, "test", test_digest, lambda: {"images": read_test(test_path)})
+    train_arrays = cached_arrays(cache_dir, train_source, parse_train, valid_train_arrays)
+    test_arrays = cached_arrays(cache_dir, test_source, lambda: {"images": read_test(test_path)}, valid_test_arrays)
     inputs = {
-        "train": {"path": str(train_path), "sha256": train_digest, "rows": len(train_arrays["labels"])},
-        "test": {"path": str(test_path), "sha256": test_digest, "rows": len(test_arrays["images"])},
+        "train": {"path": str(train_path), "sha256": train_source.sha256, "rows": len(train_arrays["labels"])},
+        "test": {"path": str(test_path), "sha256": test_source.sha256, "rows": len(test_arrays["images"])},
     }
     images, labels, test_images = train_arrays["images"], train_arrays["labels"], test_arrays["images"]
     return Datasets(images, labels, test_images, inputs, load_seconds=time.perf_counter() - started)
 
 
-def file_digest(path: Path) -> str:
-    """The file's sha256; a missing file is reported as the parser reports it."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; {DOWNLOAD_HINT}")
-    return sha256(path)
-
-
 def read_train(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read `train.csv`: returns `(images, labels)`, uint8 (n, 784) and int64 (n,)."""
-    values = _read_table(Path(path), TRAIN_HEADER, other_header=TEST_HEADER)
+    values = read_integer_table(path, TRAIN_HEADER, expected_data_cell, DOWNLOAD_HINT, SWAPPED_WITH_TRAIN)
     labels, images = values[:, 0], values[:, 1:]
     _check_range(Path(path), images, TRAIN_HEADER[1:], high=255, what="a pixel")
     _check_range(Path(path), labels[:, None], TRAIN_HEADER[:1], high=N_CLASSES - 1, what="a label")
@@ -89,9 +91,39 @@ def read_train(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_test(path: str | Path) -> np.ndarray:
     """Read `test.csv`: returns uint8 images of shape (n, 784)."""
-    images = _read_table(Path(path), TEST_HEADER, other_header=TRAIN_HEADER)
+    images = read_integer_table(path, TEST_HEADER, expected_data_cell, DOWNLOAD_HINT, SWAPPED_WITH_TEST)
     _check_range(Path(path), images, TEST_HEADER, high=255, what="a pixel")
     return images.astype(np.uint8)
+
+
+def expected_data_cell(column: str) -> str:
+    return "a label 0..9" if column == "label" else "an integer pixel 0..255"
+
+
+def valid_train_arrays(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether cached arrays are what `read_train` gives: a stored entry is trusted only then."""
+    images, labels = arrays.get("images"), arrays.get("labels")
+    return (
+        valid_images(images)
+        and isinstance(labels, np.ndarray)
+        and labels.dtype == np.int64
+        and labels.shape == (len(images),)
+        and bool(((labels >= 0) & (labels < N_CLASSES)).all())
+    )
+
+
+def valid_test_arrays(arrays: dict[str, np.ndarray]) -> bool:
+    return valid_images(arrays.get("images"))
+
+
+def valid_images(images: np.ndarray | None) -> bool:
+    return (
+        isinstance(images, np.ndarray)
+        and images.dtype == np.uint8
+        and images.ndim == 2
+        and images.shape[0] > 0
+        and images.shape[1] == N_PIXELS
+    )
 
 
 def check_labels(labels: np.ndarray, folds: int, path: str | Path = "train.csv") -> None:
@@ -113,7 +145,11 @@ def as_features(images: np.ndarray, scaling: str) -> np.ndarray:
     return features / 255.0 if scaling == "unit" else features
 
 
-def write_sample(directory: str | Path, n_test: int = 297, seed: int = 0) -> Path:
+# The embedded sample is shuffled with this seed; run records name it.
+SAMPLE_SEED = 0
+
+
+def write_sample(directory: str | Path, n_test: int = 297, seed: int = SAMPLE_SEED) -> Path:
     """Write a small Kaggle-format dataset built from scikit-learn's digits.
 
     The 1,797 8x8 digits (0..16) are enlarged to 20x20 and centred in a 28x28
@@ -143,78 +179,6 @@ def write_sample(directory: str | Path, n_test: int = 297, seed: int = 0) -> Pat
     return directory
 
 
-def _read_table(path: Path, header: list[str], other_header: list[str]) -> np.ndarray:
-    """Parse a CSV of integers with exactly `header`, naming the first bad cell."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; {DOWNLOAD_HINT}")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError(f"{path}: file is empty; expected a header line and data rows")
-    lines = raw.splitlines()
-    _check_header(path, lines[0].decode("utf-8", errors="replace"), header, other_header)
-    if len(lines) < 2:
-        raise UserError(f"{path}: has a header but no data rows")
-    _check_field_counts(path, lines, len(header))
-
-    try:
-        table = pd.read_csv(io.BytesIO(raw))
-    except UnicodeDecodeError:
-        _raise_first_undecodable_line(path, lines)
-    bad_columns = [name for name, dtype in table.dtypes.items() if not pd.api.types.is_integer_dtype(dtype)]
-    if bad_columns:
-        _raise_first_bad_cell(path, raw, bad_columns, header)
-    return table.to_numpy(dtype=np.int64)
-
-
-def _check_header(path: Path, line: str, header: list[str], other_header: list[str]) -> None:
-    found = [name.strip().strip('"') for name in line.strip().split(",")]
-    if found == header:
-        return
-    if found == other_header:
-        this, other = ("train.csv", "test.csv") if header[0] == "label" else ("test.csv", "train.csv")
-        raise UserError(f"{path}: line 1: this header belongs to {other}, not {this}; were the two files swapped?")
-    for column, (expected, actual) in enumerate(zip(header, found, strict=False), start=1):
-        if expected != actual:
-            raise UserError(
-                f"{path}: line 1, column {column}: expected header {expected!r}, found {actual!r} "
-                f"(the header must be {_describe(header)})"
-            )
-    raise UserError(f"{path}: line 1: expected {len(header)} header fields ({_describe(header)}), found {len(found)}")
-
-
-def _check_field_counts(path: Path, lines: list[bytes], n_fields: int) -> None:
-    for number, line in enumerate(lines[1:], start=2):
-        found = line.count(b",") + 1
-        if found != n_fields:
-            raise UserError(f"{path}: line {number}: expected {n_fields} comma-separated fields, found {found}")
-
-
-def _raise_first_undecodable_line(path: Path, lines: list[bytes]) -> None:
-    for number, line in enumerate(lines, start=1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: line {number}: not UTF-8 text; expected comma-separated integers") from None
-
-
-def _raise_first_bad_cell(path: Path, raw: bytes, bad_columns: list[str], header: list[str]) -> None:
-    """Find, in the text itself, the first cell of `bad_columns` that is not an integer."""
-    text = pd.read_csv(io.BytesIO(raw), usecols=bad_columns, dtype=str, keep_default_na=False)
-    first = None
-    for name in bad_columns:
-        bad = ~text[name].str.fullmatch(INTEGER_PATTERN).to_numpy()
-        if bad.any():
-            candidate = (int(np.argmax(bad)), header.index(name))
-            first = candidate if first is None else min(first, candidate)
-    if first is None:  # integers, but too large for pandas to read as int64
-        raise UserError(f"{path}: column {bad_columns[0]}: expected integers 0..255, found values beyond int64")
-    row, column = first
-    value = text[header[column]][row].strip()
-    found = f"{value!r}" if value else "an empty value"
-    expected = "a label 0..9" if header[column] == "label" else "an integer pixel 0..255"
-    raise UserError(f"{path}: line {row + 2}, column {header[column]}: expected {expected}, found {found}")
-
-
 def _check_range(path: Path, values: np.ndarray, names: list[str], high: int, what: str) -> None:
     bad = (values < 0) | (values > high)
     if bad.any():
@@ -222,7 +186,3 @@ def _check_range(path: Path, values: np.ndarray, names: list[str], high: int, wh
         raise UserError(
             f"{path}: line {row + 2}, column {names[column]}: expected {what} 0..{high}, found {values[row, column]}"
         )
-
-
-def _describe(header: list[str]) -> str:
-    return ",".join(header[:3]) + ",...," + header[-1]

@@ -7,10 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import N_CLASSES, UserError
+from .config import N_CLASSES
+from .csv_format import read_integer_table
+from .errors import UserError
 from .files import atomic_write
 
 HEADER = ["ImageId", "Label"]
+# Fewer test images than this may honestly all be one digit (tiny test files); a real test set never is.
+MIN_ROWS_FOR_ONE_CLASS_CHECK = 1000
 
 
 def check_submission_path(path: str | Path) -> None:
@@ -39,32 +43,15 @@ def write_submission(labels: np.ndarray, path: str | Path) -> Path:
 def validate_submission(path: str | Path, n_rows: int | None = None) -> pd.DataFrame:
     """Check a submission file; raise `UserError` naming the first problem.
 
-    Checks: the exact header `ImageId,Label`; integer values; ImageId running
-    1..N without gaps; labels 0..9; and, when `n_rows` is given (the number of
-    test images), exactly that many rows.
+    Checks: the CSV format every input shares (`src.csv_format`: a regular
+    UTF-8 file, the exact header `ImageId,Label`, data rows of plain decimal
+    integers); ImageId running 1..N without gaps; labels 0..9; not every row
+    the same label; and, when `n_rows` is given (the number of test images),
+    exactly that many rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        header = stream.readline().strip().split(",")
-    if header != HEADER:
-        raise UserError(f"{path}: line 1: expected the header 'ImageId,Label', found {','.join(header)!r}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.ParserError as error:
-        raise UserError(f"{path}: not a two-column CSV ({error})") from None
-    if frame.empty:
-        raise UserError(f"{path}: has a header but no rows")
-    for column in HEADER:
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = numbers.isna() | (numbers != numbers.round())
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
-            raise UserError(
-                f"{path}: line {row + 2}, column {column}: expected an integer, found {frame[column][row]!r}"
-            )
-        frame[column] = numbers.astype(np.int64)
+    values = read_integer_table(path, HEADER, expected_submission_cell)
+    frame = pd.DataFrame(values, columns=HEADER)
     expected_ids = np.arange(1, len(frame) + 1)
     wrong_id = frame["ImageId"].to_numpy() != expected_ids
     if wrong_id.any():
@@ -73,10 +60,49 @@ def validate_submission(path: str | Path, n_rows: int | None = None) -> pd.DataF
             f"{path}: line {row + 2}, column ImageId: expected {expected_ids[row]} (ImageId runs 1..N), "
             f"found {frame['ImageId'][row]}"
         )
-    wrong_label = (frame["Label"] < 0) | (frame["Label"] >= N_CLASSES)
+    wrong_label = frame["Label"] >= N_CLASSES
     if wrong_label.any():
         row = int(np.argmax(wrong_label.to_numpy()))
         raise UserError(f"{path}: line {row + 2}, column Label: expected a digit 0..9, found {frame['Label'][row]}")
     if n_rows is not None and len(frame) != n_rows:
         raise UserError(f"{path}: has {len(frame)} rows, expected {n_rows} (one per test image)")
+    check_not_one_class(frame["Label"].to_numpy(), f"{path}: every one of the {len(frame):,} rows has Label")
     return frame
+
+
+def expected_submission_cell(column: str) -> str:
+    return "a digit 0..9" if column == "Label" else "an integer ImageId 1..N"
+
+
+def check_predictions(probabilities: np.ndarray) -> None:
+    """Refuse test probabilities that no submission should be made from.
+
+    The last line of defence before writing: non-finite values (training
+    diverged) or every image in one class (training collapsed) would give a
+    worthless submission, so they are a `UserError` with the reason.
+
+    Args:
+        probabilities: The test images' class probabilities, (n, 10).
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or probabilities.shape[1] != N_CLASSES:
+        raise ValueError(f"probabilities must have shape (n, {N_CLASSES}), got {probabilities.shape}")
+    not_finite = ~np.isfinite(probabilities).all(axis=1)
+    if not_finite.any():
+        kind = "NaN" if np.isnan(probabilities).any() else "infinity"
+        raise UserError(
+            f"probabilities are not finite ({kind} in {int(not_finite.sum()):,} of {len(probabilities):,} rows): "
+            "training diverged; lower --learning-rate"
+        )
+    check_not_one_class(
+        probabilities.argmax(axis=1), f"every one of the {len(probabilities):,} test images is predicted as digit"
+    )
+
+
+def check_not_one_class(labels: np.ndarray, saying: str) -> None:
+    """Refuse labels that are all one digit, when there are enough for that to mean a broken model."""
+    if len(labels) >= MIN_ROWS_FOR_ONE_CLASS_CHECK and (labels == labels[0]).all():
+        raise UserError(
+            f"{saying} {labels[0]}: a worthless submission (training diverged or collapsed); "
+            "check the settings and the validation accuracy"
+        )

@@ -10,31 +10,32 @@ python -m src.submit --submit -m "tutorial" # train, then upload to Kaggle
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, UserError, add_settings_arguments, config_from_args, user_error_message
-from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
-from .kaggle.upload import add_wait_arguments, wait_timeout
-from .submission import check_submission_path
+# Only light modules here: pandas, scikit-learn and TensorFlow load inside the
+# command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
+from .cli import ArgumentParser, import_tensorflow, run_command
+from .config import add_settings_arguments, check_memory, check_split, config_from_args
+from .errors import UserError
+from .kaggle.polling import add_wait_arguments, wait_timeout
 
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; `argv` names the preset whose values `--help` shows."""
+    parser = ArgumentParser(
         prog="python -m src.submit",
         description="Train the dense network (or a k-fold ensemble of it) and write an ImageId,Label submission.",
         epilog="Settings left unset come from the preset (default: the tutorial's network).",
     )
     files = parser.add_argument_group("data and output")
-    files.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with train.csv and test.csv (default: data/)"
-    )
+    files.add_argument("--data", type=Path, help="folder with train.csv and test.csv (default: data/)")
     files.add_argument(
         "--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})"
     )
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
     add_wait_arguments(kaggle)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, argv)
     return parser
 
 
@@ -80,34 +81,36 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 
 def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
-    """Send the submission just written, then wait for its score; the exit code of the outcome."""
-    from .kaggle.upload import follow_and_report, interrupted_line, kept_line, submitted_line, upload_submission
+    """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
+    from .kaggle.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
-    except UserError as error:
-        print(f"error: {error}; {kept_line(path)}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print(interrupted_line(path), file=sys.stderr)
-        return 130
+    except UserError:
+        # A line of its own: the error line is cut at 300 characters, and this one must not be.
+        print(kept_line(path), file=sys.stderr, flush=True)
+        raise
+    except KeyboardInterrupt as interruption:
+        raise type(interruption)(unknown_arrival(path)) from None
     print(submitted_line(path, result), flush=True)
-    return follow_and_report(path, result, message, timeout)
+    follow_and_print(path, result, message, timeout)
+    return 0
 
 
-def summarize(result, config, seconds: float) -> str:
+def summarize(result, config) -> str:
+    """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
-    from .report import format_per_class
+    from .evaluation import format_per_class
 
     record = result.record
-    validation = record["validation"]
-    rows = f"{record['inputs']['train']['rows']} training rows, {len(result.test_probabilities)} test rows"
+    validation = record.validation
+    rows = f"{record.inputs.train.rows} training rows, {record.inputs.test.rows} test rows"
     kind = "single model" if config.folds == 1 else f"{config.folds}-fold ensemble"
     accuracy_name = "validation accuracy" if config.folds == 1 else "out-of-fold accuracy"
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     return (
-        f"per class, on the held-out rows:\n{format_per_class(record['per_class'])}\n"
-        f"done: {rows}; {kind}; {accuracy_name} {validation['accuracy']:.4f}; {seconds:.1f} s\n"
+        f"per class, on the held-out rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
+        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}; {record.timings.total:.1f} s\n"
         f"wrote {result.submission_path} (record: {result.record_path})\n"
         f"{report}"
     )
@@ -122,8 +125,12 @@ def file_state(path: Path) -> tuple[int, int] | None:
     return status.st_size, status.st_mtime_ns
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(train_and_write, argv)
+
+
+def train_and_write(argv: Sequence[str] | None) -> int:
+    args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
     previous = file_state(out)
@@ -131,28 +138,36 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
+        from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+        from .submission import check_submission_path
+
         check_submission_path(out)
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
-            data_dir = write_sample(sample_dir) if args.sample else args.data
-            # Bad files are reported before TensorFlow loads (and prints its start-up lines).
+            data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
+            # Bad files and settings are reported before TensorFlow loads (and takes seconds).
             datasets = load_datasets(data_dir)
             check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            check_split(config, len(datasets.train_labels))
+            check_memory(config)
+            import_tensorflow()
             from .pipeline import run
 
             result = run(
-                config, data_dir, out, datasets_override=datasets, verbose=args.verbose, report=not args.no_report
+                config,
+                data_dir,
+                out,
+                datasets_override=datasets,
+                verbose=args.verbose,
+                report=not args.no_report,
+                sample=args.sample,
+                started=started,
             )
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
-            print(f"interrupted: {out} was left as it was", file=sys.stderr)
-        else:
-            print(f"interrupted after writing {out}: its run folder may lack the report", file=sys.stderr)
-        return 130
-    print(summarize(result, config, time.perf_counter() - started), flush=True)
+            raise type(interruption)(f"{out} was left as it was") from None
+        raise type(interruption)(f"after writing {out}: its run folder is marked incomplete") from None
+    print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0

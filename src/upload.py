@@ -11,51 +11,46 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, user_error_message
-from .data import DEFAULT_DATA_DIR
-from .kaggle.competition import COMPETITION, TEST_ROWS
-from .kaggle.upload import (
-    add_wait_arguments,
-    expected_row_count,
-    follow_and_report,
-    interrupted_line,
-    submitted_line,
-    upload_submission,
-    wait_timeout,
-)
+# The Kaggle client and pandas load inside the command-line boundary (`main`).
+from .cli import ArgumentParser, run_command
+from .kaggle.polling import add_wait_arguments, wait_timeout
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.upload",
-        description=f"Validate an ImageId,Label file and submit it to Kaggle's {COMPETITION} competition.",
+        description="Validate an ImageId,Label file and submit it to Kaggle's Digit Recognizer competition.",
     )
     parser.add_argument("file", type=Path, help="the submission to send, e.g. submissions/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     parser.add_argument(
         "--data",
         type=Path,
-        default=DEFAULT_DATA_DIR,
-        help=f"folder whose test.csv gives the expected row count (default: data/; without it: {TEST_ROWS:,})",
+        help="folder whose test.csv gives the expected row count (default: data/; without it: 28,000)",
     )
     add_wait_arguments(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(upload_file, argv)
+
+
+def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from .data import DEFAULT_DATA_DIR
+    from .kaggle.upload import expected_row_count, follow_and_print, submitted_line, unknown_arrival, upload_submission
+
     try:
-        result = upload_submission(args.file, args.message, expected_row_count(args.data))
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-    except KeyboardInterrupt:
-        print(interrupted_line(args.file), file=sys.stderr)
-        return 130
+        result = upload_submission(args.file, args.message, expected_row_count(args.data or DEFAULT_DATA_DIR))
+    except KeyboardInterrupt as interruption:
+        raise type(interruption)(unknown_arrival(args.file)) from None
     print(submitted_line(args.file, result), flush=True)
-    return follow_and_report(args.file, result, args.message, wait_timeout(args))
+    follow_and_print(args.file, result, args.message, wait_timeout(args))
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,27 +12,50 @@ from pathlib import Path
 
 import pytest
 
+from src.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
+from src.cli import run_command as cli_run_command
+from src.errors import KaggleRefusedError, UserError
 from src.files import sha256
 from src.submission import validate_submission
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
 
 FAST = ["--epochs", "3", "--verbose", "0"]
+# What TensorFlow prints on its own when left to: none of it may reach a user.
+LIBRARY_NOISE = ("cuInit", "NodeDef", "retracing", "absl", "XLA", "oneDNN", "cuda", "I0000", "WARNING")
 
 
 def submit(*args, cwd=REPO_ROOT):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-m", "src.submit", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    return run_command("-m", "src.submit", *args, cwd=cwd)
+
+
+def assert_only_error_line(result, *fragments):
+    """Exit 2 with one `error:` line, and nothing else on stderr: the problem was found before TensorFlow loaded."""
+    assert_one_line_error(result, 2, *fragments)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def start_submit(*args) -> subprocess.Popen:
+    """`python -m src.submit` in the background, its output line by line as it comes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.submit", *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    # Input and flag problems are caught before TensorFlow loads, so nothing else is printed.
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+def wait_for_output(process: subprocess.Popen, text: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.stdout.readline():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"never printed {text!r}")
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
 def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
@@ -49,7 +72,7 @@ def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
     assert record["inputs"]["train"]["sha256"] == sha256(tiny_data / "train.csv")
     assert record["inputs"]["test"]["rows"] == 20
     assert record["validation"]["members"][0]["validation_rows"] == 16  # the last 20% of 80 rows
-    assert set(record["timings"]) == {"load", "train", "predict", "write"}
+    assert set(record["timings"]) == {"load", "train", "predict", "write", "total"}
     assert record["versions"]["tensorflow"]
     # The per-class table is printed, and the run keeps its own folder with the report.
     assert "per class, on the held-out rows:" in result.stdout
@@ -94,7 +117,7 @@ def test_sample_runs_without_any_download(tmp_path):
 
 def test_missing_data_is_a_one_line_error(tmp_path):
     result = submit("--data", tmp_path / "nowhere", "--out", tmp_path / "s.csv")
-    assert_one_line_error(result, "train.csv: file not found", "scripts/download.sh", "--sample")
+    assert_only_error_line(result, "train.csv: file not found", "scripts/download.sh", "--sample")
 
 
 def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path):
@@ -104,42 +127,104 @@ def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path):
     lines[5] = lines[5].replace(",", ",300,", 1).rsplit(",", 1)[0]
     (tiny_data / "test.csv").write_text("\n".join(lines) + "\n")
     result = submit("--data", tiny_data, "--out", out, *FAST)
-    assert_one_line_error(result, "test.csv: line 6, column pixel1: expected a pixel 0..255, found 300")
+    assert_only_error_line(result, "test.csv: line 6, column pixel1: expected a pixel 0..255, found 300")
     assert out.read_text() == "ImageId,Label\n1,7\n"
     assert not out.with_suffix(".json").exists()
 
 
 def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
-    assert_one_line_error(submit("--data", tiny_data, "--epochs", "0"), "epochs must be >= 1")
-    assert_one_line_error(submit("--data", tiny_data, "--seed", "-1"), "seed must be in 0..4294967295")
-    assert_one_line_error(submit("--data", tiny_data, "--out", tmp_path / "s.json"), "must not be a .json file")
-    assert_one_line_error(submit("--data", tiny_data, "--out", tmp_path), "is a folder")
-    assert_one_line_error(submit("--data", tiny_data, "--folds", "9", *FAST), "9 folds need at least 9 rows")
+    assert_only_error_line(submit("--data", tiny_data, "--epochs", "0"), "epochs must be >= 1")
+    assert_only_error_line(submit("--data", tiny_data, "--seed", "-1"), "seed must be in 0..4294967295")
+    assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path / "s.json"), "must not be a .json file")
+    assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path), "is a folder")
+    assert_only_error_line(submit("--data", tiny_data, "--folds", "9", *FAST), "9 folds need at least 9 rows")
 
 
-def test_ctrl_c_during_training_keeps_the_previous_submission(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--learning-rate", "nan"], "learning_rate must be a finite number, got nan"),
+        (["--learning-rate", "inf"], "learning_rate must be a finite number, got inf"),
+        (["--l2=-inf"], "l2 must be a finite number, got -inf"),
+        (["--l2=-1e-3"], "l2 must be >= 0, got -0.001"),
+        (["--batch-size", "-5"], "batch_size must be >= 1, got -5"),
+        (["--validation-split", "0"], "validation_split must be in (0, 1), got 0.0"),
+        (["--validation-split", "0.99"], "validation_split 0.99 leaves no training row of 80"),
+        (["--hidden-units", "1000000,1000000"], "GiB of memory is available"),
+        (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
+        (["--hidden-units", "20,x"], "expected comma-separated integers"),
+        (["--scaling", "rgb"], "argument --scaling: invalid choice: 'rgb'"),
+        (["--preset"], "argument --preset: expected one argument"),
+    ],
+)
+def test_bad_setting_is_refused_before_anything_is_written(tiny_data, tmp_path, flags, message):
     out = tmp_path / "submission.csv"
     out.write_text("ImageId,Label\n1,7\n")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "src.submit", "--data", tiny_data, "--out", out, "--epochs", "100000"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    before = files_under(tmp_path)
+    assert_only_error_line(submit("--data", tiny_data, "--out", out, *flags), message)
+    assert out.read_text() == "ImageId,Label\n1,7\n"
+    assert files_under(tmp_path) == before
+
+
+def test_a_run_prints_only_the_packages_own_lines(tiny_data, tmp_path):
+    result = submit("--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1", "--folds", "3", "--verbose", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    # --verbose 0: the closing summary only.
+    assert result.stdout.startswith("per class, on the held-out rows:\n"), result.stdout
+    assert not [noise for noise in LIBRARY_NOISE if noise in result.stdout], result.stdout
+
+
+@pytest.mark.parametrize(
+    "signal_number, exit_code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_signal_during_training_keeps_the_previous_submission(tiny_data, tmp_path, signal_number, exit_code, word):
+    out = tmp_path / "submission.csv"
+    out.write_text("ImageId,Label\n1,7\n")
+    before = files_under(tmp_path)
+    process = start_submit("--data", tiny_data, "--out", out, "--epochs", "100000")
+    wait_for_output(process, "Epoch 2/")
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exit_code, stderr
+    assert stderr == f"{word}: {out} was left as it was\n"
+    assert out.read_text() == "ImageId,Label\n1,7\n"
+    # No run folder, record or temporary file is left behind.
+    assert files_under(tmp_path) == before
+
+
+def test_ctrl_c_while_tensorflow_imports_is_a_clean_exit(tiny_data, tmp_path):
+    process = start_submit("--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
+    maps = Path(f"/proc/{process.pid}/maps")
     deadline = time.monotonic() + 120
-    while "Epoch 2/" not in process.stdout.readline():
+    # TensorFlow's shared library is mapped as soon as its import starts, seconds before it ends.
+    while "tensorflow" not in maps.read_text():
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
-            pytest.fail("training never started")
+            pytest.fail("TensorFlow never started loading")
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr == f"interrupted: {tmp_path / 's.csv'} was left as it was\n"
+    assert stdout == "" and not (tmp_path / "s.csv").exists()
+
+
+def test_ctrl_c_after_the_submission_is_written_says_so(tiny_data, tmp_path):
+    out = tmp_path / "submission.csv"
+    process = start_submit("--data", tiny_data, "--out", out, "--epochs", "1", "--verbose", "0")
+    deadline = time.monotonic() + 180
+    # The report's figures take seconds after the submission is written: Ctrl-C lands among them.
+    while not out.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("the submission was never written")
+        time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert out.read_text() == "ImageId,Label\n1,7\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "submission.csv"]
+    assert process.returncode == 130, stderr
+    assert stderr == f"interrupted: after writing {out}: its run folder is marked incomplete\n"
+    validate_submission(out, n_rows=20)
 
 
 def test_help_lists_every_setting():
@@ -151,3 +236,56 @@ def test_help_lists_every_setting():
         "--submit", "--message",
     ):  # fmt: skip
         assert flag in result.stdout
+
+
+def boundary_of(failure: BaseException):
+    def main(argv):
+        raise failure
+
+    return main
+
+
+@pytest.mark.parametrize(
+    "failure, exit_code, line",
+    [
+        (UserError("bad thing"), 2, "error: bad thing"),
+        (KaggleRefusedError("rules not accepted"), 4, "error: rules not accepted"),
+        (IsADirectoryError(21, "Is a directory", "out/s.csv"), 2, "error: out/s.csv: Is a directory"),
+        (KeyboardInterrupt(), 130, "interrupted: nothing was finished"),
+        (Terminated("s.csv was left as it was"), 143, "terminated: s.csv was left as it was"),
+        (UserError("x" * 5000), 2, "error: " + "x" * (MAX_MESSAGE_CHARS - len("error: ") - 3) + "..."),
+    ],
+)
+def test_the_boundary_ends_each_failure_with_its_code_and_one_line(capsys, failure, exit_code, line):
+    assert cli_run_command(boundary_of(failure)) == exit_code
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_sigterm_inside_the_boundary_runs_cleanups_and_exits_143(capsys):
+    cleaned = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+        finally:
+            cleaned.append(True)
+        return 0
+
+    assert cli_run_command(main) == 143
+    assert cleaned == [True] and capsys.readouterr().err == "terminated: nothing was finished\n"
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_tensorflow_noise_pattern_matches_only_its_start_up_lines():
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796003010.245378    7338 port.cc:153] oneDNN custom operations are on.",
+        "E0000 00:00:1796003015.463651    7338 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow",
+    ]
+    assert all(TENSORFLOW_NOISE.match(line) for line in noise)
+    assert not TENSORFLOW_NOISE.match("error: data/train.csv: file not found")
+    assert not TENSORFLOW_NOISE.match("ImportError: libcudart.so.12: cannot open shared object file")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from src.config import UserError
-from src.data import as_features, check_labels, read_test, read_train, write_sample
+from src.csv_format import check_csv_start
+from src.data import TRAIN_HEADER, as_features, check_labels, load_datasets, read_test, read_train, write_sample
+from src.errors import UserError
+from src.submission import HEADER as SUBMISSION_HEADER
+from src.submission import validate_submission
+from tests.conftest import assert_one_line_error, run_command
 
 HEADER = "label," + ",".join(f"pixel{index}" for index in range(784))
 TEST_HEADER = ",".join(f"pixel{index}" for index in range(784))
+EXPECTED_HEADER = r"line 1: expected the header 'label,pixel0,pixel1,\.\.\.,pixel783'"
 
 
 def row(label="3", pixels=None):
@@ -47,12 +54,18 @@ def test_header_only(tmp_path):
 
 def test_wrong_header_names_the_column(tmp_path):
     text = HEADER.replace("pixel5,", "pixel_5,") + "\n" + row() + "\n"
-    with pytest.raises(UserError, match=r"train\.csv: line 1, column 7: expected header 'pixel5', found 'pixel_5'"):
+    with pytest.raises(
+        UserError,
+        match=r"train\.csv: " + EXPECTED_HEADER + r"; column 7 is 'pixel_5', not 'pixel5'",
+    ):
         read_train(write(tmp_path, text))
 
 
 def test_short_header(tmp_path):
-    with pytest.raises(UserError, match=r"line 1: expected 785 header fields"):
+    with pytest.raises(
+        UserError,
+        match=EXPECTED_HEADER + r" \(785 fields\), found 784 fields$",
+    ):
         read_train(write(tmp_path, HEADER.rsplit(",", 1)[0] + "\n" + row() + "\n"))
 
 
@@ -72,7 +85,18 @@ def test_wrong_number_of_fields(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "found"),
-    [("abc", "'abc'"), ("", "an empty value"), ("NaN", "'NaN'"), ("1.5", "'1.5'"), ("3.0", "'3.0'")],
+    [
+        ("abc", "'abc'"),
+        ("", "an empty value"),
+        ("NaN", "'NaN'"),
+        ("1.5", "'1.5'"),
+        ("3.0", "'3.0'"),
+        ("1e0", "'1e0'"),
+        ("+1", "'\\+1'"),
+        (" 1", "' 1'"),
+        ("1 ", "'1 '"),
+        ("0x1", "'0x1'"),
+    ],
 )
 def test_non_integer_pixel(tmp_path, value, found):
     pixels = ["0"] * 784
@@ -101,7 +125,8 @@ def test_pixel_out_of_range(tmp_path):
 def test_negative_pixel_in_test_file(tmp_path):
     pixels = ["0"] * 784
     pixels[0] = "-1"
-    with pytest.raises(UserError, match=r"test\.csv: line 2, column pixel0: expected a pixel 0\.\.255, found -1"):
+    expected = r"test\.csv: line 2, column pixel0: expected an integer pixel 0\.\.255, found '-1'"
+    with pytest.raises(UserError, match=expected):
         read_test(write(tmp_path, TEST_HEADER + "\n" + ",".join(pixels) + "\n", "test.csv"))
 
 
@@ -144,3 +169,201 @@ def test_sample_is_in_the_competition_format(tmp_path):
     frames = images.reshape(-1, 28, 28)
     assert frames[:, :4].max() == 0 and frames[:, :, -4:].max() == 0
     assert (directory / "sample_submission.csv").read_text().startswith("ImageId,Label\n1,0\n")
+
+
+def test_leading_zeros_are_plain_integers(tmp_path):
+    pixels = ["0"] * 784
+    pixels[3] = "007"
+    images, _ = read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))
+    assert images[0, 3] == 7
+
+
+def test_byte_order_mark_and_crlf_read_as_plain(tmp_path):
+    text = "\n".join([HEADER, row("1"), row("2")]) + "\n"
+    plain = read_train(write(tmp_path, text, "plain.csv"))
+    windows = tmp_path / "train.csv"
+    windows.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    for expected, found in zip(plain, read_train(windows), strict=True):
+        np.testing.assert_array_equal(found, expected)
+    # The last line's end is optional.
+    np.testing.assert_array_equal(read_train(write(tmp_path, text.rstrip("\n")))[1], [1, 2])
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            HEADER.replace("label,pixel0", "label, pixel0"),
+            EXPECTED_HEADER + r"; column 2 is ' pixel0': write names without quotes or spaces",
+        ),
+        (
+            '"label",' + HEADER.split(",", 1)[1],
+            EXPECTED_HEADER + r"; column 1 is '\"label\"': write names without",
+        ),
+        (
+            HEADER.replace(",", ";"),
+            EXPECTED_HEADER + r", comma-separated; found 'label;pixel0;.*'\.\.\. \(6,",
+        ),
+        (
+            HEADER + ",extra",
+            EXPECTED_HEADER + r" \(785 fields\), found 786 fields: extra 'extra'",
+        ),
+    ],
+    ids=["spaces", "quotes", "semicolons", "extra column"],
+)
+def test_header_problems_are_named_in_one_short_line(tmp_path, header, message):
+    with pytest.raises(UserError, match=message) as raised:
+        read_train(write(tmp_path, "\n".join([header, row()]) + "\n"))
+    assert len(str(raised.value)) < len(str(tmp_path)) + 180
+
+
+def test_semicolon_separated_rows_get_a_short_message(tmp_path):
+    text = "\n".join([HEADER, row().replace(",", ";")]) + "\n"
+    with pytest.raises(UserError, match=r"line 2: expected 785 comma-separated fields, found 1$"):
+        read_train(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\n".join([HEADER, row(), "", row()]) + "\n", r"line 3: empty line"),
+        ("\n".join([HEADER, row(), row()]) + "\n\n", r"line 4: empty line"),
+        ("\n".join([HEADER, "", row()]) + "\n", r"line 2: empty line"),
+        ("\n".join([HEADER, row(), row() + "\r" + row()]) + "\n", r"line 3: expected 785 comma-separated fields"),
+    ],
+)
+def test_empty_lines_and_stray_line_ends(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        read_train(write(tmp_path, text))
+
+
+def test_a_folder_named_train_csv(tmp_path):
+    (tmp_path / "train.csv").mkdir()
+    with pytest.raises(UserError, match=r"train\.csv: is a folder, not a file$"):
+        read_train(tmp_path / "train.csv")
+
+
+def test_a_fifo_named_train_csv_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "train.csv")
+    # Opening a FIFO with no writer would block forever: the timeout catches a regression.
+    result = run_command("-m", "src.submit", "--data", tmp_path, "--out", tmp_path / "out.csv", timeout=120)
+    assert_one_line_error(result, 2, "train.csv: is not a regular file (a FIFO)")
+
+
+def test_a_path_through_a_file(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(UserError, match=r"data/train\.csv: cannot be read: Not a directory"):
+        read_train(tmp_path / "data" / "train.csv")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_file(tmp_path):
+    path = write(tmp_path, "\n".join([HEADER, row()]) + "\n")
+    path.chmod(0)
+    with pytest.raises(UserError, match=r"train\.csv: cannot be read: Permission denied"):
+        read_train(path)
+
+
+def test_a_file_larger_than_memory_is_refused_before_reading(tmp_path):
+    # A sparse file: its size is a terabyte, but it takes no disk space and is never read.
+    path = write(tmp_path, "\n".join([HEADER, row()]) + "\n")
+    os.truncate(path, 10**12)
+    message = r"train\.csv: file is 1\.0 TB; reading it needs about 10\.0 TB of memory, more than the .* available"
+    with pytest.raises(UserError, match=message):
+        read_train(path)
+    write(tmp_path, TEST_HEADER + "\n" + ",".join(["0"] * 784) + "\n", "test.csv")
+    with pytest.raises(UserError, match=message):
+        load_datasets(tmp_path, cache_dir=None)  # refused before hashing a terabyte
+
+
+def test_a_bad_file_is_one_line_from_the_command(tmp_path, tiny_data):
+    # The issue's case: a header with spaces and a bad cell gave a ValueError traceback.
+    lines = (tiny_data / "train.csv").read_text().splitlines()
+    lines[0] = lines[0].replace(",", ", ")
+    lines[5] = lines[5].replace(",0,", ",x,", 1)
+    (tiny_data / "train.csv").write_text("\n".join(lines) + "\n")
+    result = run_command("-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "out.csv", "--epochs", "1")
+    assert_one_line_error(
+        result, 2, "train.csv: line 1: expected the header 'label,pixel0,pixel1,...,pixel783'; column 2 is ' pixel0'"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+SUBMISSION = "ImageId,Label\n1,3\n2,4\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "accepted"),
+    [
+        (lambda text: text, True),
+        (lambda text: "\ufeff" + text, True),
+        (lambda text: text.replace("\n", "\r\n"), True),
+        (lambda text: text.replace("\n", "\r\n").rstrip("\r\n"), True),
+        (lambda text: text.split("\n", 1)[0].replace(",", ", ") + "\n" + text.split("\n", 1)[1], False),
+        (lambda text: '"' + text.replace(",", '","', 1).replace("\n", '"\n', 1), False),
+        (lambda text: text.split("\n", 1)[0].replace(",", ";") + "\n" + text.split("\n", 1)[1], False),
+        (lambda text: text.split("\n", 1)[0] + "\n", False),
+        (lambda text: text.split("\n", 1)[0] + "\n\n" + text.split("\n", 1)[1], False),
+        (lambda text: "", False),
+    ],
+)
+def test_data_submissions_and_the_download_check_agree_on_a_file(tmp_path, change, accepted):
+    """The download's check (`check_csv_start`), the CSV reader and the submission check accept the same files."""
+    train = tmp_path / "train.csv"
+    train.write_text(change("\n".join([HEADER, row("1"), row("2")]) + "\n"), newline="")
+    submission = tmp_path / "submission.csv"
+    submission.write_text(change(SUBMISSION), newline="")
+    checks = [
+        lambda: check_csv_start(train, TRAIN_HEADER),
+        lambda: read_train(train),
+        lambda: check_csv_start(submission, SUBMISSION_HEADER),
+        lambda: validate_submission(submission),
+    ]
+    outcomes = []
+    for check in checks:
+        try:
+            check()
+            outcomes.append(True)
+        except UserError:
+            outcomes.append(False)
+    assert outcomes == [accepted] * len(checks)
+
+
+def test_a_long_bad_value_is_cut_short(tmp_path):
+    pixels = ["0"] * 784
+    pixels[2] = "x" * 5000
+    with pytest.raises(
+        UserError, match=r"column pixel2: expected an integer pixel 0\.\.255, found 'x{40}'\.\.\. \(5,000 c"
+    ):
+        read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))
+
+
+def test_a_number_beyond_64_bits(tmp_path):
+    pixels = ["0"] * 784
+    pixels[2] = "9" * 30
+    message = r"train\.csv: line 2, column pixel2: '9{30}' is beyond 64-bit integers$"
+    with pytest.raises(UserError, match=message):
+        read_train(write(tmp_path, "\n".join([HEADER, row(pixels=pixels)]) + "\n"))
+
+
+# Caps this process's address space a little above what it has loaded, then reads the file.
+READ_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+from src.data import read_train
+from src.errors import UserError
+with open("/proc/self/status") as status:
+    loaded = int(next(line for line in status if line.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (loaded + 40_000_000, loaded + 40_000_000))
+try:
+    read_train(sys.argv[1])
+except UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_running_out_of_memory_while_parsing_is_one_line(tmp_path):
+    # The size check passes (the machine has the memory), the process limit does not.
+    path = write(tmp_path, "\n".join([HEADER, *[row()] * 8000]) + "\n")
+    result = run_command("-c", READ_UNDER_A_MEMORY_LIMIT, path, timeout=120)
+    assert_one_line_error(result, 2, "train.csv: ran out of memory reading this 12.6 MB file")

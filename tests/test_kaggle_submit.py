@@ -27,6 +27,7 @@ from src.files import sha256
 from src.kaggle.client import state_name
 from src.kaggle.competition import RULES_URL
 from src.kaggle.polling import Progress
+from src.record import KaggleSubmission, RunRecord
 from tests.conftest import REPO_ROOT, assert_one_line_error
 from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 
@@ -153,8 +154,7 @@ def test_progress_rewrites_one_line_on_a_terminal_and_adds_lines_elsewhere():
 def test_wait_timeout_must_be_a_positive_number(value, good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--wait-timeout", value)
-    assert result.returncode == EXIT_USER
-    assert "argument --wait-timeout: expected a number of seconds" in result.stderr.splitlines()[-1]
+    assert_one_line_error(result, EXIT_USER, "argument --wait-timeout: expected a number of seconds")
     assert fake.requests == []
 
 
@@ -273,8 +273,10 @@ def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
     run_record = json.loads((Path(record["run_dir"]) / "record.json").read_text())
     expected = {"ref": 4242, "message": "2 epochs", "status": "complete", "public_score": 0.91234}
     assert record["kaggle"] == run_record["kaggle"] == expected
+    # The typed record reads it back: the report and --compare still open the run.
+    assert RunRecord.from_json(out.with_suffix(".json")).kaggle == KaggleSubmission(**expected)
     [row] = ledger_rows(tmp_path)
-    assert row["run_folder"] == record["run_dir"] and row["settings"] == "h20-15_e2_f1_s42"
+    assert row["run_folder"] == record["run_dir"] and row["settings"] == "h20-15_e2_f1_s42_train80"
     assert float(row["local_accuracy"]) == pytest.approx(record["validation"]["accuracy"], abs=1e-6)
     assert (row["validation"], row["public_score"], row["sha256"]) == ("holdout", "0.91234", sha256(out))
 
@@ -397,7 +399,7 @@ def test_push_kernel(tmp_path):
     [
         ("rules", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Kaggle refused to push the kernel (HTTP 403"),
         ("kernel-error", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Notebook title is already in use"),
-        ("ok", "Dig", EXIT_USER, "the title must have at least 5 characters"),
+        ("ok", "Dig", EXIT_USER, "the kernel title needs at least 5 characters"),
     ],
 )
 def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):

@@ -1,56 +1,82 @@
-"""The kernel build (`python -m src.kernel`), the built script itself, and the push."""
+"""The kernel build (`python -m src.kernel`) and the script it builds, run alone as Kaggle runs it."""
 
 from __future__ import annotations
 
+import ast
+import base64
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
-import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from src.config import UserError
+from src.config import Config
+from src.errors import UserError
 from src.files import sha256
-from src.kernel import CODE_FILE, METADATA_FILE, inline_modules
-from src.kernel_entry import find_competition_dir
+from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
+from src.kaggle.kernel_entry import find_competition_dir
 from src.submission import validate_submission
-from tests.conftest import REPO_ROOT
-from tests.fake_kaggle import FAKE_KEY, FakeKaggle, error_line, kaggle_env
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 BUILD_FLAGS = ["--epochs", "2", "--hidden-units", "16,8", "--scaling", "unit", "--seed", "7"]
+BUILD_CONFIG = Config(epochs=2, hidden_units=(16, 8), scaling="unit", seed=7)
+LAYOUTS = ["digit-recognizer", "competitions/digit-recognizer"]
+FAKE_KEY = "0123456789abcdef-fake-kernel-key"
+# Runs the script as `python SCRIPT ARGS` would, then names every `src` module not imported from its zip.
+PROBE = """
+import runpy, sys
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    files = {name: getattr(module, "__file__", None) or "" for name, module in sys.modules.items()}
+    ours = [name for name in files if name.split(".")[0] == "src"]
+    print("outside the zip:", sorted(name for name in ours if "src.zip" not in files[name]))
+"""
 
 
-def build_kernel(out_dir, *flags, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "src.kernel", "--out-dir", str(out_dir), *flags],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def build(out_dir, *flags, cwd=REPO_ROOT, env=None):
+    return run_command("-m", "src.kernel", "--out-dir", out_dir, *flags, cwd=cwd, env=env, timeout=120)
+
+
+def copy_of_src(directory: Path) -> Path:
+    """A copy of the repository's `src` in `directory`, outside git, for builds of an edited package."""
+    shutil.copytree(REPO_ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    return directory
+
+
+def run_alone(script: Path, *args, probe=False):
+    """Run `script` from an empty folder of its own, so that only its zip can provide `src`."""
+    alone = script.parent / "alone"
+    alone.mkdir(exist_ok=True)
+    shutil.copy(script, alone / CODE_FILE)
+    command = ["-c", PROBE, CODE_FILE] if probe else [CODE_FILE]
+    return run_command(*command, *args, cwd=alone, env={"PYTHONPATH": ""}, timeout=300)
+
+
+def script_parts(script_text: str) -> tuple[dict, zipfile.ZipFile]:
+    """The script's SETTINGS and its embedded zip."""
+    assignments = {
+        node.targets[0].id: node.value for node in ast.parse(script_text).body if isinstance(node, ast.Assign)
+    }
+    settings = ast.literal_eval(assignments["SETTINGS"])
+    archive = base64.b64decode(ast.literal_eval(assignments["PACKAGE"]))
+    return settings, zipfile.ZipFile(io.BytesIO(archive))
 
 
 @pytest.fixture(scope="module")
 def built_script(tmp_path_factory) -> Path:
-    """The built script, copied alone into an empty folder so that it cannot import `src`."""
     out_dir = tmp_path_factory.mktemp("kernel")
-    result = build_kernel(out_dir, "--username", "tester", *BUILD_FLAGS)
+    result = build(out_dir, "--username", "tester", *BUILD_FLAGS)
     assert result.returncode == 0, result.stderr
-    alone = tmp_path_factory.mktemp("alone") / CODE_FILE
-    shutil.copy(out_dir / CODE_FILE, alone)
-    return alone
-
-
-def run_script(script, cwd, *args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(
-        [sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return out_dir / CODE_FILE
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +84,17 @@ def local_submission(tmp_path_factory) -> Path:
     """What `python -m src.submit` writes with the same flags on the same tiny data."""
     data = write_dataset(tmp_path_factory.mktemp("local") / "data")
     out = data.parent / "submission.csv"
-    command = [sys.executable, "-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *BUILD_FLAGS]
-    result = subprocess.run(list(map(str, command)), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *BUILD_FLAGS)
     assert result.returncode == 0, result.stderr
     return out
 
 
-@pytest.mark.parametrize("layout", ["digit-recognizer", "competitions/digit-recognizer"])
-def test_built_script_runs_on_kaggles_input_layouts(built_script, local_submission, layout, tmp_path):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_script_runs_alone_on_kaggles_input_layouts(built_script, local_submission, layout, tmp_path):
     write_dataset(tmp_path / "input" / layout)
-    result = run_script(built_script, tmp_path, "--input", tmp_path / "input", "--output", tmp_path / "working")
+    result = run_alone(built_script, "--input", tmp_path / "input", "--output", tmp_path / "working", probe=True)
     assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "outside the zip: []" in result.stdout, result.stdout
     submission = tmp_path / "working" / "submission.csv"
     validate_submission(submission, n_rows=20)
     record = json.loads((tmp_path / "working" / "submission.json").read_text())
@@ -78,162 +103,178 @@ def test_built_script_runs_on_kaggles_input_layouts(built_script, local_submissi
     assert sha256(submission) == sha256(local_submission)
 
 
-@pytest.mark.parametrize("layout", ["digit-recognizer", "competitions/digit-recognizer", "."])
+def test_header_shows_settings_and_commit(built_script):
+    text = built_script.read_text()
+    settings, archive = script_parts(text)
+    assert Config(**settings) == BUILD_CONFIG
+    assert '"hidden_units": (16, 8),' in text and '"scaling": "unit",' in text
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+    commit = head.stdout.strip() if head.returncode == 0 else "unknown"
+    assert f"Built from commit {commit}" in text.split('"""')[1]
+    # Only the modules the kernel runs: not the command lines, the build, or the Kaggle client.
+    names = archive.namelist()
+    assert {"src/__init__.py", "src/kaggle/__init__.py", "src/kaggle/kernel_entry.py", "src/pipeline.py"} <= set(names)
+    assert not {"src/kernel.py", "src/submit.py", "src/kaggle/kernel_build.py", "src/kaggle_io.py"} & set(names)
+    assert all(name.endswith(".py") for name in names)
+
+
+def test_build_is_deterministic(tmp_path):
+    tree = copy_of_src(tmp_path / "tree")
+    first = build(tmp_path / "first", "--username", "tester", cwd=tree)
+    for path in (tree / "src").rglob("*.py"):
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    second = build(tmp_path / "second", "--username", "tester", cwd=tree)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    script = (tmp_path / "first" / CODE_FILE).read_bytes()
+    assert script == (tmp_path / "second" / CODE_FILE).read_bytes()
+    assert b"Built from commit unknown." in script  # outside git
+    _, archive = script_parts(script.decode())
+    assert archive.namelist() == sorted(archive.namelist())
+
+
+@pytest.mark.parametrize(
+    ("addition", "refused"),
+    [
+        ("import requests\n", True),
+        ("from requests.adapters import HTTPAdapter\n", True),
+        ("\n\ndef later():\n    import kaggle\n\n    return kaggle\n", False),  # runs only if called
+    ],
+)
+def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
+    tree = copy_of_src(tmp_path / "tree")
+    model = tree / "src" / "model.py"
+    line = len(model.read_text().splitlines()) + 1
+    model.write_text(model.read_text() + addition)
+    result = build(tmp_path / "out", "--username", "tester", cwd=tree)
+    if refused:
+        assert_one_line_error(result, 2, f"src/model.py line {line} imports requests", "Kaggle's Python image")
+        assert not (tmp_path / "out").exists()
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_path):
+    tree = copy_of_src(tmp_path / "tree")
+    extra = tree / "src" / "kaggle" / "extra"
+    extra.mkdir()
+    (extra / "__init__.py").write_text("")
+    (extra / "where.py").write_text("def where():\n    return __file__\n")
+    (tree / "src" / "kaggle" / "kernel_entry.py").write_text(
+        "import src.errors\n"
+        "from .. import config\n"
+        "from .extra.where import where\n\n\n"
+        "def main(settings):\n"
+        "    print('probe', where(), config.__file__, src.errors.__file__, settings.epochs)\n"
+        "    raise RuntimeError('probe failure')\n"
+    )
+    assert build(tmp_path / "out", "--username", "tester", "--epochs", "3", cwd=tree).returncode == 0
+    result = run_alone(tmp_path / "out" / CODE_FILE)
+    assert result.returncode == 1
+    printed = result.stdout.split()
+    assert printed[0] == "probe" and printed[-1] == "3"
+    assert [path.split("src.zip/")[1] for path in printed[1:4]] == [
+        "src/kaggle/extra/where.py",
+        "src/config.py",
+        "src/errors.py",
+    ]
+    assert 'src.zip/src/kaggle/kernel_entry.py", line 8, in main' in result.stderr
+    assert "raise RuntimeError('probe failure')" in result.stderr
+
+
+def test_bad_data_on_kaggle_is_a_one_line_error(built_script, tmp_path):
+    competition = tmp_path / "input" / "digit-recognizer"
+    write_dataset(competition)
+    (competition / "train.csv").write_text("label,pixel0\n1,2\n")
+    result = run_alone(built_script, "--input", tmp_path / "input", "--output", tmp_path / "working")
+    assert_one_line_error(result, 2, "train.csv")
+    assert not (tmp_path / "working" / "submission.csv").exists()
+
+
+def test_script_without_data_is_a_one_line_error(built_script, tmp_path):
+    (tmp_path / "input").mkdir()
+    result = run_alone(built_script, "--input", tmp_path / "input", "--output", tmp_path / "working")
+    assert_one_line_error(result, 2, "no train.csv in", "digit-recognizer")
+
+
+@pytest.mark.parametrize("layout", [*LAYOUTS, "."])
 def test_find_competition_dir(layout, tmp_path):
     write_dataset(tmp_path / layout)
     assert find_competition_dir(tmp_path) == tmp_path / layout
 
 
-def test_built_script_without_data_is_a_one_line_error(built_script, tmp_path):
-    (tmp_path / "input").mkdir()
-    result = run_script(built_script, tmp_path, "--input", tmp_path / "input", "--output", tmp_path / "out")
-    assert result.returncode == 2
-    assert "no train.csv in" in error_line(result) and "digit-recognizer" in error_line(result)
-    assert not (tmp_path / "out" / "submission.csv").exists()
-
-
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
-def test_built_script_has_no_undefined_or_redefined_names(built_script):
-    result = subprocess.run(
-        ["ruff", "check", "--no-cache", "--isolated", "--select", "F,E9", str(built_script)],
-        capture_output=True,
-        text=True,
+def test_built_script_has_no_undefined_names_or_syntax_errors(built_script):
+    result = run_command(
+        "ruff", "check", "--no-cache", "--isolated", "--select", "F,E9", built_script, python=False, timeout=60
     )
     assert result.returncode == 0, result.stdout
 
 
 def test_metadata(tmp_path):
-    result = build_kernel(tmp_path, "--username", "tester", "--gpu")
+    result = build(tmp_path, "--username", "tester", "--gpu")
     assert result.returncode == 0, result.stderr
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
     assert metadata["id"] == "tester/digit-recognizer-dense-network"
     assert metadata["code_file"] == CODE_FILE and (tmp_path / CODE_FILE).is_file()
     assert metadata["language"] == "python" and metadata["kernel_type"] == "script"
     assert metadata["competition_sources"] == ["digit-recognizer"]
-    assert metadata["enable_internet"] is False and metadata["enable_gpu"] is True and metadata["is_private"] is True
+    assert metadata["enable_internet"] is False and metadata["is_private"] is True
+    assert metadata["enable_gpu"] is True and metadata["machine_shape"] == "NvidiaTeslaT4"
+
+
+def test_machine_shape_implies_a_gpu_and_cpu_has_none(tmp_path):
+    assert build(tmp_path / "gpu", "--username", "tester", "--machine-shape", "NvidiaTeslaT4").returncode == 0
+    metadata = json.loads((tmp_path / "gpu" / METADATA_FILE).read_text())
+    assert metadata["enable_gpu"] is True and metadata["machine_shape"] == "NvidiaTeslaT4"
+    assert build(tmp_path / "cpu", "--username", "tester").returncode == 0
+    metadata = json.loads((tmp_path / "cpu" / METADATA_FILE).read_text())
+    assert metadata["enable_gpu"] is False and "machine_shape" not in metadata
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--username", "tester", "--title", "Mine"], "the kernel title needs at least 5 characters"),
+        (["--username", "tester", "--title=-----"], "the kernel title needs at least 5 characters"),
+        (["--username", "two words"], "the kernel id must be USER/SLUG"),
+    ],
+)
+def test_bad_metadata_is_refused_before_writing(flags, problem, tmp_path):
+    result = build(tmp_path / "out", *flags)
+    assert_one_line_error(result, 2, problem)
+    assert not (tmp_path / "out").exists()
 
 
 def test_username_comes_from_the_kaggle_configuration(tmp_path):
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"))
     (home / ".kaggle").mkdir(parents=True)
-    missing = build_kernel(tmp_path / "a", env=env)
-    assert missing.returncode == 2 and "--username" in error_line(missing)
+    env = {name: "" for name in os.environ if name.startswith("KAGGLE_")}
+    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"))
+    missing = build(tmp_path / "a", env=env)
+    assert_one_line_error(missing, 2, "--username")
 
     (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": "from-file", "key": FAKE_KEY}))
-    assert build_kernel(tmp_path / "b", env=env).returncode == 0
+    assert build(tmp_path / "b", env=env).returncode == 0
     assert json.loads((tmp_path / "b" / METADATA_FILE).read_text())["id"].startswith("from-file/")
 
     env["KAGGLE_USERNAME"] = "from-env"
-    assert build_kernel(tmp_path / "c", "--title", "My Digits", "--public", env=env).returncode == 0
+    assert build(tmp_path / "c", "--title", "My Digits", "--public", env=env).returncode == 0
     metadata = json.loads((tmp_path / "c" / METADATA_FILE).read_text())
     assert metadata["id"] == "from-env/my-digits" and metadata["is_private"] is False
-
-
-def write_package(directory: Path, modules: dict[str, str]) -> Path:
-    directory.mkdir()
-    for name, text in modules.items():
-        (directory / f"{name}.py").write_text(text)
-    return directory
-
-
-def test_modules_come_after_what_they_import_and_lazy_imports_are_inlined(tmp_path):
-    package = write_package(
-        tmp_path / "pkg",
-        {
-            "entry": "from .middle import double\n\ndef main():\n    from .late import LATE\n    return double(LATE)\n",
-            "middle": '"""Doubling."""\nfrom .base import BASE\n\ndef double(x):\n    return 2 * x + BASE\n',
-            "base": "import math\n\nBASE = int(math.sqrt(100))\n",
-            "late": "from .base import BASE\n\nLATE = BASE + 1\n\nif __name__ == '__main__':\n    LATE = 0\n",
-        },
-    )
-    code, names = inline_modules(package, "entry", trailer="\nRESULT = main()\n")
-    assert names == ["base", "middle", "entry", "late"]
-    assert "from ." not in code and "    pass" in code and "__main__" not in code
-    namespace: dict = {}
-    exec(compile(code, "kernel", "exec"), namespace)
-    assert namespace["RESULT"] == 2 * 11 + 10
+    assert FAKE_KEY not in (tmp_path / "c" / CODE_FILE).read_text()
 
 
 @pytest.mark.parametrize(
-    ("entry", "problem"),
+    ("change", "problem"),
     [
-        ("from . import helper\n", "`from . import ...` cannot be inlined"),
-        ("import pkg.helper\n", "`import pkg.helper` cannot be inlined"),
-        ("from pkg.helper import VALUE\n", "`from pkg.helper import ...` cannot be inlined"),
-        ("from .helper import VALUE as OTHER\n", "`from .helper import VALUE as OTHER` cannot be inlined"),
-        ("from .helper import VALUE\n\nVALUE = 2\n", "`VALUE` is defined at top level in both"),
-        ("from .helper import VALUE\nfrom json import loads\n", "`loads` is defined at top level in both"),
-        ("import requests\n", "imports requests, which Kaggle's Python image may lack"),
-        ("from .helper import VALUE\n", "circular imports entry -> helper -> entry"),
+        ({"id": "tester/another-name"}, "does not match its title"),
+        ({"id": "digit-recognizer-dense-network"}, "the kernel id must be USER/SLUG"),
+        ({"competition_sources": []}, "competition_sources must include digit-recognizer"),
+        ({"machine_shape": "NvidiaTeslaK80"}, "unknown machine_shape 'NvidiaTeslaK80'"),
     ],
 )
-def test_what_the_builder_cannot_inline_fails_loudly(entry, problem, tmp_path):
-    helper = "VALUE = 1\n\n\ndef loads(text):\n    return text\n"
-    if "circular" in problem:
-        helper = "from .entry import X\n\nVALUE = 1\n"
-    package = write_package(tmp_path / "pkg", {"entry": entry, "helper": helper})
-    with pytest.raises(UserError, match=problem.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        inline_modules(package, "entry")
-
-
-def test_the_trailer_may_not_shadow_a_module_name(tmp_path):
-    package = write_package(tmp_path / "pkg", {"entry": "CONFIG = 1\n"})
-    with pytest.raises(UserError, match="`CONFIG` is defined at top level in both .*entry.py:1 and the generated"):
-        inline_modules(package, "entry", trailer="CONFIG = 2\n")
-
-
-def push(proxy_url, tmp_path, *flags, credentials=True):
-    env = kaggle_env(os.environ, proxy_url, tmp_path / "home", credentials=credentials)
-    env.update(PYTHON=sys.executable, KERNEL_DIR=str(tmp_path / "kernel"))
-    script = REPO_ROOT / "scripts" / "push_kernel.sh"
-    result = subprocess.run([str(script), *flags], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stdout + result.stderr and FAKE_KEY not in result.stdout + result.stderr
-    return result
-
-
-def test_push_kernel_sends_the_built_script(tmp_path):
-    with FakeKaggle() as fake:
-        result = push(fake.url, tmp_path, "--epochs", "3")
-    assert result.returncode == 0, result.stderr
-    assert "pushed fake-user/digit-recognizer-dense-network version 3" in result.stdout
-    assert "does not resolve to the specified id" not in result.stdout
-    assert "kernel-output fake-user/digit-recognizer-dense-network submissions/kernel" in result.stdout
-    sent = fake.calls("SaveKernel")[0].json()
-    assert sent["slug"] == "fake-user/digit-recognizer-dense-network"
-    assert sent["newTitle"] == "Digit Recognizer Dense Network"
-    assert sent["text"] == (tmp_path / "kernel" / CODE_FILE).read_text()
-    assert "epochs=3" in sent["text"]
-    assert sent["language"] == "python" and sent["kernelType"] == "script"
-    assert sent["competitionDataSources"] == ["digit-recognizer"]
-    assert sent["isPrivate"] is True and sent.get("enableInternet", False) is False
-
-
-@pytest.mark.parametrize(
-    ("mode", "problem"),
-    [
-        ("rules", "Kaggle refused to push the kernel (HTTP 403"),
-        ("kernel-error", "Kaggle refused the kernel in"),
-    ],
-)
-def test_push_kernel_refused(mode, problem, tmp_path):
-    with FakeKaggle(mode=mode) as fake:
-        result = push(fake.url, tmp_path)
-    assert result.returncode == 4
-    assert problem in error_line(result)
-
-
-def test_push_kernel_without_credentials(tmp_path):
-    with FakeKaggle() as fake:
-        result = push(fake.url, tmp_path, credentials=False)
-    assert result.returncode == 3 and "no Kaggle credentials found" in error_line(result)
-    assert fake.requests == [] and not (tmp_path / "kernel").exists()
-
-
-def test_push_kernel_help_needs_no_credentials(tmp_path):
-    with FakeKaggle() as fake:
-        result = push(fake.url, tmp_path, "--help", credentials=False)
-    assert result.returncode == 0
-    assert "usage: scripts/push_kernel.sh" in result.stdout and "--folds" in result.stdout
-    assert fake.requests == [] and not (tmp_path / "kernel").exists()
+def test_metadata_check_refuses_what_kaggle_would_not_push_as_named(change, problem):
+    metadata = kernel_metadata("tester")
+    check_metadata(metadata)
+    with pytest.raises(UserError, match=re.escape(problem)):
+        check_metadata({**metadata, **change})

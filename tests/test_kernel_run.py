@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from src.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
+from src.record import RunRecord
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
 from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
 from tests.synthetic import write_dataset
@@ -39,13 +41,11 @@ def local_run(tmp_path_factory) -> dict:
 def kernel_files(local_run: dict, submission: bytes | None = None) -> dict[str, bytes]:
     """What the kernel's run on Kaggle leaves in /kaggle/working: the same code, settings and data as the local run."""
     name = Path(local_run["record"]["run_dir"]).name
-    record = {
-        **local_run["record"],
-        "run_dir": f"/kaggle/working/runs/{name}",
-        "submission": "/kaggle/working/submission.csv",
-    }
-    record_bytes = json.dumps(record, indent=2).encode()
     submission = local_run["submission"] if submission is None else submission
+    written = {**local_run["record"]["submission"], "path": "/kaggle/working/submission.csv"}
+    written["sha256"] = hashlib.sha256(submission).hexdigest()
+    record = {**local_run["record"], "run_dir": f"/kaggle/working/runs/{name}", "submission": written}
+    record_bytes = json.dumps(record, indent=2).encode()
     return {
         "submission.csv": submission,
         "submission.json": record_bytes,
@@ -102,7 +102,7 @@ def test_push_wait_compare_and_submit_with_a_token_that_is_never_written(local_r
     # The kernel's own record, in its output, carries Kaggle's answer; the ledger holds its accuracy.
     name = local.name
     for record_path in (output / "submission.json", output / "runs" / name / "record.json"):
-        assert json.loads(record_path.read_text())["kaggle"]["public_score"] == 0.91234
+        assert RunRecord.from_json(record_path).kaggle.public_score == 0.91234
     with open(tmp_path / "home" / "ledger.csv", newline="") as stream:
         [row] = list(csv.DictReader(stream))
     assert row["run_folder"] == str(output / "runs" / name) and float(row["local_accuracy"]) == pytest.approx(accuracy)
@@ -180,9 +180,10 @@ def write_kernel(folder: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"title": "Digit Recognizer Wide"}, "gives the slug 'digit-recognizer-wide', not the id's"),
-        ({"id": "digit-recognizer-dense-network"}, "id must be USER/slug"),
-        ({"competition_sources": []}, "competition_sources must list 'digit-recognizer'"),
+        ({"title": "Digit Recognizer Wide"}, "does not match its title 'Digit Recognizer Wide'"),
+        ({"id": "digit-recognizer-dense-network"}, "the kernel id must be USER/SLUG"),
+        ({"competition_sources": []}, "competition_sources must include digit-recognizer"),
+        ({"machine_shape": "TpuV9000"}, "unknown machine_shape 'TpuV9000'"),
         ({"enable_gpu": "yes"}, "enable_gpu must be true or false, got 'yes'"),
         ({"code_file": "missing.py"}, "is not there; build the kernel again"),
     ],

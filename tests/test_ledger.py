@@ -68,7 +68,8 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
         "website",
     ]
     ours = lines[3].split()
-    assert ours[0] == "4242" and ours[3] == "h20-15_e2_f1_s42" and ours[5:] == ["0.91234", "complete", "tutorial"]
+    assert ours[0] == "4242" and ours[3] == "h20-15_e2_f1_s42_train80"
+    assert ours[5:] == ["0.91234", "complete", "tutorial"]
     assert float(ours[4]) == round(float(rows(tmp_path)[1]["local_accuracy"]), 4)
     # The refresh completed the run's records too.
     record = json.loads(record_path.read_text())
@@ -80,7 +81,7 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     assert figure.read_bytes().startswith(PNG_SIGNATURE)
     assert [(row["kaggle_ref"], row["settings"], row["status"]) for row in rows(tmp_path)] == [
         ("4000", "unknown", "complete"),
-        ("4242", "h20-15_e2_f1_s42", "complete"),
+        ("4242", "h20-15_e2_f1_s42_train80", "complete"),
     ]
 
     # Delete the run folder and the file: the row still prints, and says its folder is gone.
@@ -88,7 +89,7 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     out.unlink()
     offline = run_with_fake("-m", "src.ledger", "--offline", url="http://127.0.0.1:9", home=tmp_path / "home")
     assert offline.returncode == 0, offline.stderr
-    assert "h20-15_e2_f1_s42 (run folder gone)" in offline.stdout.splitlines()[2]
+    assert "h20-15_e2_f1_s42_train80 (run folder gone)" in offline.stdout.splitlines()[2]
     assert_no_secret_in_files(tmp_path)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from tensorflow import keras
 
-from src.config import PRESETS, Config, UserError
+from src.config import PRESETS, Config
+from src.errors import UserError
 from src.model import build_model
 
 

@@ -9,14 +9,16 @@ import os
 
 import numpy as np
 import pytest
+from tensorflow import keras
 
 from src import data as data_module
-from src.cache import MAX_CACHE_ENTRIES, cache_entry, prune_cache
-from src.config import Config
+from src.cache import CACHE_ENV, MAX_CACHE_ENTRIES, cache_entry, prune_cache
+from src.config import PRESETS, Config
 from src.data import as_features
 from src.files import sha256
 from src.model import build_model
-from src.training import StackedDense, epoch_batches, seed_everything, split_rows, stacked_weights, train
+from src.stacked import StackedDense, check_mirrored, epoch_batches
+from src.training import seed_everything, split_rows, train
 from tests.synthetic import make_arrays, write_dataset
 
 
@@ -35,7 +37,7 @@ def test_stacked_members_train_only_on_their_own_training_rows(monkeypatch):
         seen.append((rows, mask))
         return rows, mask
 
-    monkeypatch.setattr("src.training.epoch_batches", recording_epoch_batches)
+    monkeypatch.setattr("src.stacked.epoch_batches", recording_epoch_batches)
     train(config, images, labels, verbose=0)
     assert len(seen) == config.epochs
     for rows, mask in seen:
@@ -57,9 +59,8 @@ def test_epoch_batches_shuffle_and_end_with_a_partial_batch():
     assert not np.array_equal(rows, again)
 
 
-def stacked_network(member_weights, images, labels, **settings):
-    config = Config(scaling="unit", **settings)
-    return StackedDense(config, stacked_weights(member_weights), as_features(images, "unit"), labels)
+def stacked_network(models, images, labels, config=None):
+    return StackedDense(config or Config(scaling="unit"), models, as_features(images, "unit"), labels)
 
 
 def test_a_stacked_member_trains_as_a_separate_model_would():
@@ -82,12 +83,10 @@ def test_a_stacked_member_trains_as_a_separate_model_would():
     assert not np.allclose(together.member_weights(0)[0], together.member_weights(1)[0])
 
 
-def test_the_stacked_loop_takes_the_same_steps_as_keras():
+def assert_same_steps_as_keras(model, config):
     """Keras' own train_on_batch (its loss, L2 penalty and Adam) on the same batches gives the same weights."""
     images, labels, _ = make_arrays(n_per_class=10)
-    seed_everything(0)
-    model = build_model(Config())
-    network = stacked_network([model], images, labels)
+    network = stacked_network([model], images, labels, config)
     features, targets = as_features(images, "unit"), np.eye(10)[labels]
     rows, mask = epoch_batches(np.random.default_rng(0), [np.arange(70)], 32)  # 32, 32, then 6 rows
     for _ in range(2):
@@ -97,6 +96,96 @@ def test_the_stacked_loop_takes_the_same_steps_as_keras():
             model.train_on_batch(features[batch], targets[batch])
     for stacked, keras_weight in zip(network.member_weights(0), model.get_weights(), strict=True):
         np.testing.assert_allclose(stacked, keras_weight, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("hidden_units", [(20,), (20, 15), (24, 16, 12)], ids=["one", "two", "three"])
+def test_the_stacked_loop_takes_the_same_steps_as_keras(hidden_units):
+    config = Config(hidden_units=hidden_units, scaling="unit")
+    seed_everything(0)
+    model = build_model(config)
+    assert len(model.layers) == len(hidden_units) + 1
+    assert_same_steps_as_keras(model, config)
+
+
+def test_the_stacked_loop_reads_adams_constants_from_the_compiled_optimizer():
+    config = Config(scaling="unit")
+    seed_everything(0)
+    model = build_model(config)
+    adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.5, beta_2=0.9, epsilon=1e-3)
+    model.compile(optimizer=adam, loss="categorical_crossentropy")
+    assert_same_steps_as_keras(model, config)
+
+
+def dense_network(
+    hidden_activation="relu",
+    l2=1e-2,
+    use_bias=True,
+    dtype=None,
+    extra_layer=None,
+    optimizer=None,
+    loss="categorical_crossentropy",
+):
+    """The tutorial's network, built by hand, with one thing changed."""
+    regularizer = keras.regularizers.l2(l2)
+    first = keras.layers.Dense(20, hidden_activation, use_bias=use_bias, kernel_regularizer=regularizer, dtype=dtype)
+    layers = [keras.Input(shape=(784,)), first, *([extra_layer] if extra_layer else [])]
+    layers += [
+        keras.layers.Dense(15, "relu", kernel_regularizer=keras.regularizers.l2(1e-2)),
+        keras.layers.Dense(10, "softmax", kernel_regularizer=keras.regularizers.l2(1e-2)),
+    ]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate=1e-3), loss=loss)
+    return model
+
+
+def functional_network():
+    inputs = keras.Input(shape=(784,))
+    outputs = keras.layers.Dense(10, "softmax", kernel_regularizer=keras.regularizers.l2(1e-2))(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="categorical_crossentropy")
+    return model
+
+
+DEVIATIONS = {
+    "dropout": (lambda: dense_network(extra_layer=keras.layers.Dropout(0.2, name="drop")), "'drop' is a Dropout"),
+    "activation": (lambda: dense_network(hidden_activation="tanh"), "activation='tanh' (expected 'relu')"),
+    "l2 factor": (lambda: dense_network(l2=1e-3), "kernel_regularizer=L2(l2=0.001) (expected L2(l2=0.01))"),
+    "no bias": (lambda: dense_network(use_bias=False), "use_bias=False"),
+    "mixed precision": (lambda: dense_network(dtype="mixed_float16"), "mixed_float16"),
+    "optimizer": (lambda: dense_network(optimizer=keras.optimizers.SGD()), "optimizer is SGD, not Adam"),
+    "amsgrad": (lambda: dense_network(optimizer=keras.optimizers.Adam(1e-3, amsgrad=True)), "amsgrad=True"),
+    "learning rate": (lambda: dense_network(optimizer=keras.optimizers.Adam(1e-2)), "learning_rate=0.01"),
+    "weight decay": (lambda: dense_network(optimizer=keras.optimizers.Adam(1e-3, weight_decay=0.1)), "weight_decay"),
+    "loss": (lambda: dense_network(loss="mse"), "its loss is 'mse'"),
+    "label smoothing": (
+        lambda: dense_network(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1)),
+        "label_smoothing=0.1",
+    ),
+    "functional": (functional_network, "the model is a Functional, not a keras.Sequential"),
+}
+
+
+def test_the_hand_built_network_is_the_mirrored_one():
+    # So each refusal below is due to its one change alone.
+    images, labels, _ = make_arrays(n_per_class=2)
+    stacked_network([dense_network()], images, labels)
+
+
+@pytest.mark.parametrize("name", sorted(DEVIATIONS))
+def test_the_stacked_trainer_refuses_any_other_network(name):
+    build, problem = DEVIATIONS[name]
+    images, labels, _ = make_arrays(n_per_class=2)
+    with pytest.raises(ValueError, match="the stacked trainer cannot train this model") as refused:
+        stacked_network([dense_network(), build()], images, labels)
+    message = str(refused.value)
+    assert problem in message
+    assert "--plain" in message
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_the_mirrored_network(name):
+    config = PRESETS[name]
+    check_mirrored(build_model(config), config)
 
 
 def test_plain_and_fast_paths_agree():
@@ -214,3 +303,33 @@ def test_pruning_keeps_the_newest_entries_and_never_touches_other_files(tmp_path
     prune_cache(cache)
     assert all(path.exists() for path in foreign)
     assert [path.exists() for path in entries] == [True] * MAX_CACHE_ENTRIES + [False, False]
+
+
+def test_cache_off_writes_no_cache_file(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.setenv(CACHE_ENV, "off")
+    expected = data_module.load_datasets(data, cache_dir=None)
+    loaded = data_module.load_datasets(data)
+    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
+    assert not home.exists() and not xdg.exists()
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["test.csv", "train.csv"]
+
+
+def test_xdg_cache_home_holds_the_cache(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.delenv(CACHE_ENV)
+    data_module.load_datasets(data)
+    cache = xdg / "digit-recognizer"
+    for kind, name in (("train", "train.csv"), ("test", "test.csv")):
+        assert cache_entry(cache, kind, sha256(data / name)).is_file()
+    assert not home.exists()
+    # Without XDG_CACHE_HOME it is the user's ~/.cache.
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    data_module.load_datasets(data)
+    assert cache_entry(home / ".cache" / "digit-recognizer", "train", sha256(data / "train.csv")).is_file()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
+from tensorflow import keras
 
 from src.config import Config
-from src.prediction import predict_labels, predict_probabilities
+from src.data import as_features
+from src.evaluation import predicted_labels as predict_labels
+from src.prediction import predict_probabilities
 from src.training import split_rows, train
 from tests.synthetic import make_arrays
 
@@ -47,6 +53,7 @@ def test_ensemble_trains_one_member_per_fold():
     for member in result.members:
         assert len(member.history["loss"]) == 3
         assert member.validation_probabilities.shape == (len(member.validation_rows), 10)
+        np.testing.assert_array_equal(member.validation_labels, labels[member.validation_rows])
     assert sorted(result.validation_rows()) == list(range(len(labels)))
 
     probabilities = predict_probabilities(result.models, test_images / 255.0)
@@ -60,3 +67,55 @@ def test_training_learns_the_tiny_dataset():
     images, labels, _ = make_arrays(n_per_class=30)
     result = train(Config(epochs=20, scaling="unit", batch_size=32), images, labels, verbose=0)
     assert result.validation_accuracy(labels) >= 0.9
+
+
+def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(monkeypatch):
+    images, labels, _ = make_arrays(n_per_class=9)
+    config = Config(folds=3, epochs=2, batch_size=16, scaling="unit", plain=True)
+    features = as_features(images, config.scaling)
+    fits = []
+    keras_fit = keras.Model.fit
+
+    def recording_fit(model, x, y, **settings):
+        fits.append((model, x, settings["validation_data"][0]))
+        return keras_fit(model, x, y, **settings)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    result = train(config, images, labels, verbose=0)
+    splits = split_rows(config, labels)
+    # One fit per member, in fold order, each of its own fresh model.
+    assert [id(model) for model, _, _ in fits] == [id(model) for model in result.models]
+    assert len({id(model) for model in result.models}) == config.folds
+    for member, (_, trained_on, validated_on), (train_rows, validation_rows) in zip(
+        result.members, fits, splits, strict=True
+    ):
+        assert not set(train_rows) & set(validation_rows)
+        np.testing.assert_array_equal(trained_on, features[train_rows])
+        np.testing.assert_array_equal(validated_on, features[validation_rows])
+        np.testing.assert_array_equal(member.validation_rows, validation_rows)
+        np.testing.assert_array_equal(member.validation_labels, labels[validation_rows])
+        # Its probabilities come from its final weights on its own fold, as fit's last validation did.
+        accuracy = np.mean(member.validation_probabilities.argmax(axis=1) == labels[validation_rows])
+        assert member.history["val_accuracy"][-1] == pytest.approx(accuracy)
+        assert len(member.history["loss"]) == config.epochs
+
+
+def test_ensemble_progress_is_one_line_per_epoch_with_the_mean_and_each_fold(capsys):
+    images, labels, _ = make_arrays(n_per_class=9)
+    config = Config(folds=3, epochs=2, batch_size=16, scaling="unit")
+    result = train(config, images, labels, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    progress = [line for line in lines if "val_accuracy" in line]
+    assert len(progress) == config.epochs
+    assert [line for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
+    histories = [member.history for member in result.members]
+    for epoch, line in enumerate(progress):
+        shown = {name: float(value) for name, value in re.findall(r"(\w+): ([-+.\deE]+)", line)}
+        expected = {f"fold{fold}_val_accuracy": h["val_accuracy"][epoch] for fold, h in enumerate(histories, 1)}
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            expected[f"mean_{name}"] = np.mean([history[name][epoch] for history in histories])
+        assert sorted(shown) == sorted(expected)
+        for name, value in expected.items():
+            assert shown[name] == pytest.approx(value, abs=1e-4), name
+    fold_lines = [line for line in lines if line.startswith("fold ")]
+    assert [line.split(":")[0] for line in fold_lines] == ["fold 1/3", "fold 2/3", "fold 3/3"]

@@ -20,21 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..config import user_error_message
+from ..cli import interruption_message, user_error_message
 from ..errors import EXIT_INTERRUPTED, EXIT_USER, UserError
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from .credentials import require_credentials
 from .kernel_run import DEFAULT_KERNEL_TIMEOUT, SUBMISSION_NAME, check_metadata, follow_kernel
-from .polling import seconds_argument
-from .upload import (
-    add_wait_arguments,
-    expected_row_count,
-    follow_and_report,
-    submitted_line,
-    upload_submission,
-    wait_timeout,
-)
+from .polling import add_wait_arguments, seconds_argument, wait_timeout
+from .upload import expected_row_count, follow_and_print, submitted_line, upload_submission
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_KERNEL_DIR = Path("kernel")
@@ -77,17 +70,17 @@ def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) 
     """Follow the kernel's run to its output; with --submit, send its submission.csv."""
     try:
         folder = follow_kernel(kernel_id, kernel_dir, args.timeout, args.runs)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         resume = f"python -m src.kaggle kernel-wait {kernel_id}"
-        print(f"interrupted: the kernel keeps running on Kaggle; wait again with {resume}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        raise type(interruption)(f"the kernel keeps running on Kaggle; wait again with {resume}") from None
     if not args.submit:
         print(f'submit it with:  python -m src.upload {folder / SUBMISSION_NAME} -m "kernel {kernel_id}"')
         return 0
     path = folder / SUBMISSION_NAME
     result = upload_submission(path, args.message, expected_row_count(args.data))
     print(submitted_line(path, result), flush=True)
-    return follow_and_report(path, result, args.message, wait_timeout(args))
+    follow_and_print(path, result, args.message, wait_timeout(args))
+    return 0
 
 
 def list_submissions() -> None:
@@ -188,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(user_error_message(error), file=sys.stderr)
         return EXIT_USER
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        print(interruption_message(interruption), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

@@ -9,6 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from ..csv_format import check_csv_start
 from ..data import TEST_HEADER, TRAIN_HEADER
 from ..errors import UserError
 from ..submission import HEADER as SUBMISSION_HEADER
@@ -26,22 +27,11 @@ COMPETITION_FILES = {
 def check_competition_files(directory: str | Path) -> None:
     """Raise `UserError` unless `directory` holds the three competition files.
 
-    Each must exist, start with its exact header and have at least one data row.
+    Each must be a regular file starting with its exact header and a data row,
+    checked as data loading and submission validation check them.
     """
-    directory = Path(directory)
     for name, header in COMPETITION_FILES.items():
-        path = directory / name
-        if not path.is_file():
-            raise UserError(f"{path}: not found")
-        with open(path, "rb") as stream:
-            first, second = stream.readline(), stream.readline()
-        found = first.decode("utf-8", errors="replace").strip()
-        if found != ",".join(header):
-            raise UserError(
-                f"{path}: line 1: expected the header {_shorten(','.join(header))}, found {_shorten(found)}"
-            )
-        if not second.strip():
-            raise UserError(f"{path}: has a header but no data rows")
+        check_csv_start(Path(directory) / name, header)
 
 
 def install_competition_zip(zip_path: str | Path, directory: str | Path) -> list[Path]:
@@ -93,7 +83,3 @@ def count_rows(path: str | Path) -> int:
     """Data rows of a CSV file (non-empty lines after the header)."""
     with open(path, "rb") as stream:
         return max(sum(1 for line in stream if line.strip()) - 1, 0)
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -8,7 +8,6 @@ earlier run's output is never touched and a failed fetch leaves nothing half-wri
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -16,8 +15,7 @@ from pathlib import Path
 
 from ..errors import KaggleJobFailedError, UserError
 from ..files import sha256
-from . import client
-from .competition import COMPETITION
+from . import client, kernel_build
 from .polling import poll_interval, wait_until
 
 METADATA_FILE = "kernel-metadata.json"
@@ -28,14 +26,15 @@ SUBMISSION_NAME = "submission.csv"
 RECORD_NAME = "submission.json"  # the kernel's run record, beside its submission
 RUN_RECORD_NAME = "record.json"
 LOG_TAIL_LINES = 20
-MIN_TITLE_LENGTH = 5  # Kaggle refuses shorter titles
-KERNEL_ID = re.compile(r"^[A-Za-z0-9_-]+/[a-z0-9-]+$")
+SWITCHES = ("enable_gpu", "enable_tpu", "is_private", "enable_internet")
 
 
 def check_metadata(folder: str | Path) -> dict:
-    """`folder`'s kernel-metadata.json, checked as Kaggle will check it; a one-line `UserError` otherwise."""
-    from slugify import slugify  # the kaggle client's own slug rule (python-slugify, one of its requirements)
+    """`folder`'s kernel-metadata.json, checked as the build checks it, and its code file present.
 
+    Raises:
+        UserError: One line naming the file and what is wrong; nothing has been sent.
+    """
     path = Path(folder) / METADATA_FILE
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
@@ -44,23 +43,16 @@ def check_metadata(folder: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise UserError(f"{path}: unreadable ({type(error).__name__}); build the kernel again") from None
     if not isinstance(metadata, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    kernel_id, title = str(metadata.get("id", "")), str(metadata.get("title", ""))
-    if not KERNEL_ID.match(kernel_id):
-        raise UserError(f"{path}: id must be USER/slug (lower-case letters, digits, dashes), got {kernel_id!r}")
-    if len(title) < MIN_TITLE_LENGTH:
-        raise UserError(f"{path}: the title must have at least {MIN_TITLE_LENGTH} characters, got {title!r}")
-    if slugify(title) != kernel_id.split("/")[1]:
-        raise UserError(f"{path}: the title {title!r} gives the slug {slugify(title)!r}, not the id's {kernel_id!r}")
-    if COMPETITION not in (metadata.get("competition_sources") or []):
-        raise UserError(f"{path}: competition_sources must list {COMPETITION!r}, or the kernel has no data")
+        raise UserError(f"{path}: expected a JSON object; build the kernel again")
+    try:
+        kernel_build.check_metadata(metadata)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
     code_file = Path(folder) / str(metadata.get("code_file", ""))
     if not code_file.is_file():
         raise UserError(f"{path}: its code_file {code_file} is not there; build the kernel again")
-    if not isinstance(metadata.get("machine_shape", ""), str):
-        raise UserError(f"{path}: machine_shape must be a name such as NvidiaTeslaT4")
-    for name in ("enable_gpu", "is_private", "enable_internet"):
-        if name in metadata and not isinstance(metadata[name], bool) and metadata[name] not in ("true", "false"):
+    for name in SWITCHES:
+        if name in metadata and not isinstance(metadata[name], bool):
             raise UserError(f"{path}: {name} must be true or false, got {metadata[name]!r}")
     return metadata
 

@@ -81,19 +81,23 @@ def write_ledger(path: str | Path, rows: list[Row]) -> None:
 def records_of(submission_path: str | Path) -> list[Path]:
     """The run records that describe this submission file: the one beside it and its run folder's.
 
-    A record beside the file counts only when it is the file's: its run
-    folder's copy of the submission has the same bytes (when there is one).
+    A record counts only when it is the file's: the sha256 it names is the
+    file's (or, for a record without one, its run folder's copy has the same bytes).
     """
     submission_path = Path(submission_path)
     beside = submission_path.with_suffix(".json")
     record = _read_object(beside)
     if record is None:
         return []
+    digest = sha256(submission_path)
+    named = record.get("submission")
+    if isinstance(named, dict) and named.get("sha256") not in (None, digest):
+        return []
     run_dir = _run_folder(record, submission_path)
     if run_dir is None:
         return [beside]
     copy = run_dir / RUN_SUBMISSION_NAME
-    if copy.is_file() and sha256(copy) != sha256(submission_path):
+    if copy.is_file() and sha256(copy) != digest:
         return []
     return [beside, run_dir / RUN_RECORD_NAME]
 

@@ -17,6 +17,7 @@ from typing import TypeVar
 from ..errors import KaggleTimeoutError, UserError
 
 POLL_SECONDS_VARIABLE = "DIGIT_RECOGNIZER_POLL_SECONDS"
+DEFAULT_SCORE_TIMEOUT = 300.0  # seconds to wait for a public score: Digit Recognizer scores in seconds
 State = TypeVar("State")
 
 
@@ -37,6 +38,25 @@ def seconds_argument(text: str) -> float:
         return positive_seconds(text)
     except UserError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_wait_arguments(parser) -> None:
+    """The flags that say whether, and how long, a command waits for the public score."""
+    parser.add_argument(
+        "--wait-timeout",
+        type=seconds_argument,
+        default=DEFAULT_SCORE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for Kaggle's score (default: {DEFAULT_SCORE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
+    )
+
+
+def wait_timeout(args: argparse.Namespace) -> float | None:
+    """The time-out the flags ask for; None with --no-wait."""
+    return None if args.no_wait else args.wait_timeout
 
 
 def poll_interval(default: float) -> float:

@@ -8,14 +8,13 @@ from pathlib import Path
 from ..errors import KaggleJobFailedError
 from ..files import write_json
 from . import client
-from .polling import poll_interval, wait_until
+from .polling import DEFAULT_SCORE_TIMEOUT, poll_interval, wait_until
 
 SCORE_POLL_SECONDS = 5.0  # Digit Recognizer scores a file in seconds; a poll every 5 s is polite
-DEFAULT_WAIT_TIMEOUT = 300.0
 LOOK_UP_LATER = "python -m src.ledger (or python -m src.kaggle submissions)"
 
 
-def wait_for_score(ref: int, timeout: float = DEFAULT_WAIT_TIMEOUT) -> client.Submission:
+def wait_for_score(ref: int, timeout: float = DEFAULT_SCORE_TIMEOUT) -> client.Submission:
     """Poll submission `ref` until Kaggle has scored it; return it, complete.
 
     Raises:

@@ -6,16 +6,12 @@ it, `follow_submission` adds its ledger row and waits for the public score.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from ..config import user_error_message
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, KaggleJobFailedError, UserError
+from ..errors import KaggleJobFailedError, UserError
 from ..submission import validate_submission
 from . import client, ledger, scores
 from .competition import TEST_ROWS, count_rows
-from .polling import seconds_argument
 
 
 def upload_submission(path: str | Path, message: str, expected_rows: int) -> client.SubmitResult:
@@ -34,25 +30,6 @@ def upload_submission(path: str | Path, message: str, expected_rows: int) -> cli
         raise UserError("a submission needs a message: pass -m/--message TEXT")
     validate_submission(path, n_rows=expected_rows)
     return client.submit(path, message)
-
-
-def add_wait_arguments(parser) -> None:
-    """The flags that say whether, and how long, a command waits for the public score."""
-    parser.add_argument(
-        "--wait-timeout",
-        type=seconds_argument,
-        default=scores.DEFAULT_WAIT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"how long to wait for Kaggle's score (default: {scores.DEFAULT_WAIT_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
-    )
-
-
-def wait_timeout(args: argparse.Namespace) -> float | None:
-    """The time-out the flags ask for; None with --no-wait."""
-    return None if args.no_wait else args.wait_timeout
 
 
 def expected_row_count(data_dir: str | Path) -> int:
@@ -95,24 +72,18 @@ def follow_submission(
     return scored
 
 
-def follow_and_report(path: str | Path, result: client.SubmitResult, message: str, timeout: float | None) -> int:
-    """`follow_submission`, printing its outcome; the command's exit code."""
+def follow_and_print(path: str | Path, result: client.SubmitResult, message: str, timeout: float | None) -> None:
+    """`follow_submission`, printing the score; Ctrl-C while waiting says the file is on Kaggle."""
     try:
         scored = follow_submission(path, result, message, timeout)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except OSError as error:  # the ledger or a record could not be written
-        print(user_error_message(error), file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print(stopped_waiting_line(result.ref), file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        # The command-line boundary prints it as `interrupted: ...` and exits 130 (143 for SIGTERM).
+        on_kaggle = f"submission {result.ref} is on Kaggle; its score later: {scores.LOOK_UP_LATER}"
+        raise type(interruption)(on_kaggle) from None
     if scored is not None:
         print(scores.score_line(scored), flush=True)
     else:
         print(f"not waiting for the score: {scores.LOOK_UP_LATER} fetches it later", flush=True)
-    return EXIT_OK
 
 
 def submitted_line(path: str | Path, result: client.SubmitResult) -> str:
@@ -126,11 +97,6 @@ def kept_line(path: str | Path) -> str:
     return f"{path} is kept: send it later with python -m src.upload {path} -m TEXT"
 
 
-def interrupted_line(path: str | Path) -> str:
-    """What a command prints when Ctrl-C stops an upload: it may or may not have arrived."""
-    return f"interrupted: check on Kaggle whether {path} arrived (python -m src.kaggle submissions)"
-
-
-def stopped_waiting_line(ref: int | None) -> str:
-    """What a command prints when Ctrl-C stops the wait for a score: the file is on Kaggle."""
-    return f"interrupted: submission {ref} is on Kaggle; its score later: {scores.LOOK_UP_LATER}"
+def unknown_arrival(path: str | Path) -> str:
+    """What an interrupted upload leaves: the file may or may not have arrived."""
+    return f"check on Kaggle whether {path} arrived (python -m src.kaggle submissions)"

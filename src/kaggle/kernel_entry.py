@@ -1,17 +1,17 @@
 """What the Kaggle kernel runs: find the competition's files, train, write submission.csv.
 
-`python -m src.kernel` inlines this module, and every `src` module it needs,
-into one script and appends `CONFIG = Config(...)` and a call to `main(CONFIG)`.
+The script that `python -m src.kernel` builds carries the `src` package as a
+zip, imports it from there, and calls `main(Config(**SETTINGS))`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import USER_ERRORS, Config, UserError, user_error_message
-from .pipeline import run
+from ..cli import ArgumentParser, import_tensorflow, run_command
+from ..config import Config
+from ..errors import UserError
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -30,9 +30,13 @@ def find_competition_dir(input_dir: Path) -> Path:
     raise UserError(f"no train.csv in {places}; add the digit-recognizer competition's data to the kernel")
 
 
-def main(config: Config, argv: list[str] | None = None) -> int:
+def main(config: Config, argv: Sequence[str] | None = None) -> int:
     """Train as `config` says on the competition's files; write `submission.csv`."""
-    parser = argparse.ArgumentParser(description="Train and write the Digit Recognizer submission.")
+    return run_command(lambda arguments: train_on_kaggle(config, arguments), argv)
+
+
+def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
+    parser = ArgumentParser(description="Train and write the Digit Recognizer submission.")
     parser.add_argument(
         "--input", type=Path, default=KAGGLE_INPUT, help=f"where the data is mounted (default: {KAGGLE_INPUT})"
     )
@@ -43,13 +47,12 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         help=f"where to write {SUBMISSION_NAME} (default: {KAGGLE_WORKING})",
     )
     args = parser.parse_args(argv)
-    try:
-        data_dir = find_competition_dir(args.input)
-        print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
-        result = run(config, data_dir, args.output / SUBMISSION_NAME)
-    except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
-        return 2
-    accuracy = result.record["validation"]["accuracy"]
+    data_dir = find_competition_dir(args.input)
+    print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
+    import_tensorflow()
+    from ..pipeline import run
+
+    result = run(config, data_dir, args.output / SUBMISSION_NAME)
+    accuracy = result.record.validation.accuracy
     print(f"validation accuracy {accuracy:.4f}; wrote {result.submission_path}", flush=True)
     return 0

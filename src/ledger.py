@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_USER, UserError
+from .cli import ArgumentParser, run_command
 from .files import atomic_write
 from .kaggle import client
 from .kaggle.ledger import (
@@ -107,7 +108,7 @@ def draw(rows: list[Row], figure_path: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.ledger",
         description="Your submissions: local accuracy against Kaggle's public score, as a table and ledger.png.",
     )
@@ -118,30 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(show_ledger, argv)
+
+
+def show_ledger(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     path = args.ledger or ledger_path()
-    try:
-        rows = read_ledger(path) if args.offline else refresh(path)
-        if not rows:
-            print(f"{path}: no submissions yet; python -m src.upload FILE -m TEXT adds the first")
-            return 0
-        print(format_table(rows))
-        figure_path = path.with_name(FIGURE_NAME)
-        if any(row.local_accuracy and row.public_score for row in rows):
-            drawn = draw(rows, figure_path)
-            print(f"wrote {figure_path}: {drawn} submissions with both a local accuracy and a public score")
-        else:
-            print(f"no submission has both a local accuracy and a public score yet; {figure_path} not drawn")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except OSError as error:
-        print(f"error: {error.filename or path}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    rows = read_ledger(path) if args.offline else refresh(path)
+    if not rows:
+        print(f"{path}: no submissions yet; python -m src.upload FILE -m TEXT adds the first")
+        return 0
+    print(format_table(rows))
+    figure_path = path.with_name(FIGURE_NAME)
+    if any(row.local_accuracy and row.public_score for row in rows):
+        drawn = draw(rows, figure_path)
+        print(f"wrote {figure_path}: {drawn} submissions with both a local accuracy and a public score")
+    else:
+        print(f"no submission has both a local accuracy and a public score yet; {figure_path} not drawn")
     return 0
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import interruption_message, user_error_message
-from ..errors import EXIT_INTERRUPTED, EXIT_USER, UserError
+from ..cli import ArgumentParser, run_command
+from ..errors import UserError
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from .credentials import require_credentials
@@ -102,7 +103,7 @@ def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
+    parser = ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("credentials", help="say which Kaggle credentials will be used, or what to set")
     fetch = commands.add_parser("download", help="download, check and install the competition's files")
@@ -156,34 +157,29 @@ def check_follow_flags(args: argparse.Namespace) -> None:
         raise UserError("--submit sends the kernel's output, so it needs --wait")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(run, argv)
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """Run one subcommand; failures and Ctrl-C end at the command-line boundary (`src.cli`)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "credentials":
-            print(f"Kaggle credentials: {require_credentials()}")
-        elif args.command == "download":
-            download(args.directory, args.force)
-        elif args.command == "push-kernel":
-            check_follow_flags(args)
-            return push_kernel(args.folder, args)
-        elif args.command == "kernel-wait":
-            check_follow_flags(args)
-            return wait_for_kernel(args.kernel_id, args.kernel_dir, args)
-        elif args.command == "submissions":
-            list_submissions()
-        elif args.command == "kernel-status":
-            show_kernel_status(args.kernel_id)
-        else:
-            fetch_kernel_output(args.kernel_id, args.directory)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except OSError as error:
-        print(user_error_message(error), file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt as interruption:
-        print(interruption_message(interruption), file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if args.command == "credentials":
+        print(f"Kaggle credentials: {require_credentials()}")
+    elif args.command == "download":
+        download(args.directory, args.force)
+    elif args.command == "push-kernel":
+        check_follow_flags(args)
+        return push_kernel(args.folder, args)
+    elif args.command == "kernel-wait":
+        check_follow_flags(args)
+        return wait_for_kernel(args.kernel_id, args.kernel_dir, args)
+    elif args.command == "submissions":
+        list_submissions()
+    elif args.command == "kernel-status":
+        show_kernel_status(args.kernel_id)
+    else:
+        fetch_kernel_output(args.kernel_id, args.directory)
     return 0
 
 

@@ -24,7 +24,9 @@ from src.report import (
     compare_runs,
     make_report,
     plot_learning_curves,
-    report_main,
+)
+from src.report import (
+    main as report_main,
 )
 from src.runs import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
 from tests.conftest import assert_one_line_error, run_command

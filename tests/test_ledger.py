@@ -10,7 +10,7 @@ from pathlib import Path
 from src.errors import EXIT_USER
 from src.files import sha256
 from src.kaggle.ledger import COLUMNS
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_command
 from tests.fake_kaggle import FakeKaggle, assert_no_secret_in_files, run_with_fake
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -83,6 +83,10 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
         ("4000", "unknown", "complete"),
         ("4242", "h20-15_e2_f1_s42_train80", "complete"),
     ]
+
+    # The report still reads the run's record, with its kaggle section.
+    compared = run_command("-m", "src.report", "--compare", record["run_dir"])
+    assert compared.returncode == 0, compared.stderr
 
     # Delete the run folder and the file: the row still prints, and says its folder is gone.
     shutil.rmtree(rows(tmp_path)[1]["run_folder"])

@@ -33,6 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Read the records with this checkout's own `src`, the one the timed runs use.
+sys.path.insert(0, str(REPO_ROOT))
+from src.record import RunRecord  # noqa: E402
+
 REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
 BATCH_SIZE = 128
 DATA_FILES = ("train.csv", "test.csv")
@@ -105,16 +109,11 @@ def package_run(data: Path, epochs: int, folds: int, scratch: Path, env: dict) -
     command = [sys.executable, "-m", "src.submit", "--no-report", "--data", str(data), "--out", str(out)]
     command += ["--epochs", str(epochs)]
     measured = timed_process([*command, "--folds", str(folds)], env)
-    record = json.loads(out.with_suffix(".json").read_text())
-    n_rows = record["inputs"]["train"]["rows"]
-    members = record["validation"]["members"]
-    steps = sum(epochs * math.ceil((n_rows - member["validation_rows"]) / BATCH_SIZE) for member in members)
-    return {
-        **measured,
-        "train_seconds": record["timings"]["train"],
-        "steps": steps,
-        "accuracy": record["validation"]["accuracy"],
-    }
+    record = RunRecord.from_json(out.with_suffix(".json"))
+    n_rows = record.inputs.train.rows
+    members = record.validation.members
+    steps = sum(epochs * math.ceil((n_rows - member.validation_rows) / BATCH_SIZE) for member in members)
+    return {**measured, "train_seconds": record.timings.train, "steps": steps, "accuracy": record.validation.accuracy}
 
 
 def cache_timing(data: Path, cache_dir: Path, env: dict) -> dict:
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             runs["single"].append(package_run(data, args.epochs, 1, scratch, env))
             print(f"repeat {repeat}/{args.repeats}: python -m src.submit --folds {args.folds} ...", flush=True)
             runs["folds"].append(package_run(data, args.epochs, args.folds, scratch, env))
-        rows_in_train = json.loads((scratch / "submission-f1.json").read_text())["inputs"]["train"]["rows"]
+        rows_in_train = RunRecord.from_json(scratch / "submission-f1.json").inputs.train.rows
 
     rows = [
         median_row("reference: tutorial code, `model.fit`", runs["reference"]),

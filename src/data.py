@@ -145,7 +145,11 @@ def as_features(images: np.ndarray, scaling: str) -> np.ndarray:
     return features / 255.0 if scaling == "unit" else features
 
 
-def write_sample(directory: str | Path, n_test: int = 297, seed: int = 0) -> Path:
+# The embedded sample is shuffled with this seed; run records name it.
+SAMPLE_SEED = 0
+
+
+def write_sample(directory: str | Path, n_test: int = 297, seed: int = SAMPLE_SEED) -> Path:
     """Write a small Kaggle-format dataset built from scikit-learn's digits.
 
     The 1,797 8x8 digits (0..16) are enlarged to 20x20 and centred in a 28x28

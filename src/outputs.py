@@ -42,8 +42,8 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import current_umask, sha256
+from .runs import RUNS_FOLDER
 
-RUNS_FOLDER = "runs"
 RECORD_SUFFIX = ".json"
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
@@ -217,6 +217,14 @@ def prepared_pair(plan: OutputPlan) -> Iterator[PreparedPair]:
             for target in (plan.submission, plan.record):
                 temporaries.append(new_temporary(target))
         yield PreparedPair(plan, *temporaries)
+    except OSError as error:
+        # A full disk or a folder in the way: say so, and that the previous pair is untouched.
+        # A failed rename names its target second: the file the user knows.
+        filename = error.filename2 or error.filename
+        where = f"{filename}: " if filename else ""
+        raise UserError(
+            f"{where}{error.strerror or error}; {plan.submission} and its record were left as they were"
+        ) from None
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
@@ -262,9 +270,14 @@ def restore(backup: Path | None, path: Path) -> None:
 
 def sync_folder(folder: Path) -> None:
     """Make the renames durable: a folder's entries reach the disk when the folder is synced."""
-    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(descriptor)
+    except OSError:
+        pass  # Some file systems cannot sync a folder; the renames are done all the same.
     finally:
         os.close(descriptor)
 

@@ -9,13 +9,29 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .data import Datasets, as_features, check_labels, load_datasets
-from .files import write_json
-from .prediction import predict_labels, predict_probabilities
-from .record import build_record
-from .report import make_report, per_class_scores
-from .runs import RUNS_FOLDER, collect_run_arrays, create_run_dir, save_run
-from .submission import check_submission_path, write_submission
+from .data import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
+from .evaluation import accuracy, per_class_scores, predicted_labels
+from .files import sha256
+from .outputs import pause_point, plan_outputs, prepared_pair
+from .prediction import predict_probabilities
+from .record import (
+    SOURCE_ARRAYS,
+    SOURCE_FILES,
+    SOURCE_SAMPLE,
+    InputFile,
+    Inputs,
+    MemberScore,
+    RunRecord,
+    Submission,
+    Timings,
+    Validation,
+    command_line,
+    created_now,
+    package_versions,
+)
+from .report import make_report
+from .runs import RunArrays, collect_run_arrays, create_run_dir, save_run
+from .submission import check_predictions, write_submission
 from .training import TrainingResult, train
 
 
@@ -23,16 +39,11 @@ from .training import TrainingResult, train
 class RunResult:
     submission_path: Path
     record_path: Path
-    record: dict
+    record: RunRecord
     training: TrainingResult
     test_probabilities: np.ndarray
     run_dir: Path | None = None
     report_path: Path | None = None
-
-
-def record_path_for(submission_path: str | Path) -> Path:
-    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
-    return Path(submission_path).with_suffix(".json")
 
 
 def run(
@@ -42,10 +53,12 @@ def run(
     datasets_override: Datasets | None = None,
     verbose: int = 2,
     report: bool = True,
+    sample: bool = False,
+    started: float | None = None,
 ) -> RunResult:
     """Train as `config` says and write `out_path`, its JSON record and a run folder.
 
-    The run folder, `runs/<timestamp>-<config.short_name()>/` beside `out_path`,
+    The run folder, `runs/<timestamp>-<config>_<data>/` beside `out_path`,
     keeps a copy of the submission and record and the arrays the report is
     drawn from (see `src/runs.py`); with `report`, also the figures and
     `report.html` (see `src/report.py`).
@@ -58,38 +71,99 @@ def run(
             (already loaded, or built in memory by a test).
         verbose: 0 silent, 1 progress bars, 2 a line per epoch.
         report: Draw the figures and `report.html`; False saves only the arrays.
+        sample: `data_dir` holds the embedded sample (`src.data.write_sample`),
+            a temporary folder the record must not name.
+        started: `time.perf_counter()` when the command started, so the
+            record's total counts its start-up too; default: now.
     """
-    check_submission_path(out_path)
+    started = time.perf_counter() if started is None else started
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
+    # Every output is checked before training: not an input, a writable file, room for it (see src.outputs).
+    inputs_read = [file["path"] for file in datasets.inputs.values()]
+    plan = plan_outputs(out_path, inputs_read, test_rows=len(datasets.test_images))
     check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
-    inputs = datasets.inputs or {"train": {"rows": len(datasets.train_labels)}}
     timings = {"load": datasets.load_seconds}
 
-    started = time.perf_counter()
+    stage_started = time.perf_counter()
     training = train(config, datasets.train_images, datasets.train_labels, verbose=verbose)
-    timings["train"] = time.perf_counter() - started
+    timings["train"] = time.perf_counter() - stage_started
 
-    started = time.perf_counter()
+    stage_started = time.perf_counter()
     test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling))
-    timings["predict"] = time.perf_counter() - started
+    timings["predict"] = time.perf_counter() - stage_started
+    # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
+    check_predictions(test_probabilities)
 
-    # Everything the record needs comes first, so the submission and its record are replaced back to back.
-    predicted = training.validation_probabilities().argmax(axis=1)
-    per_class = per_class_scores(datasets.train_labels[training.validation_rows()], predicted)
-    run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, config.short_name())
-    started = time.perf_counter()
-    submission_path = write_submission(predict_labels(test_probabilities), out_path)
-    timings["write"] = time.perf_counter() - started
-    record = build_record(config, inputs, training, datasets.train_labels, timings, submission_path)
-    record.update(per_class=per_class, run_dir=str(run_dir))
-    record_path = write_json(record_path_for(submission_path), record)
+    inputs = describe_inputs(datasets, sample)
+    validation = score(config, training, datasets.train_labels, timings["train"])
+    run_dir = create_run_dir(plan.runs, f"{config.short_name()}_{inputs.short_name()}")
+    # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,
+    # before the pair replaces the old one; any failure or signal until then leaves the old one as it was.
+    with prepared_pair(plan) as pair:
+        stage_started = time.perf_counter()
+        write_submission(predicted_labels(test_probabilities), pair.submission)
+        timings["write"] = time.perf_counter() - stage_started
+        record = RunRecord(
+            created=created_now(),
+            command=command_line(),
+            config=config,
+            versions=package_versions(),
+            inputs=inputs,
+            validation=validation,
+            timings=rounded_timings(timings, total=time.perf_counter() - started),
+            submission=Submission(str(plan.submission), sha256(pair.submission), len(test_probabilities)),
+            run_dir=str(run_dir),
+        )
+        record.to_json(pair.record)
+        pause_point("run-folder")
+        save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, pair.submission)
+        report_path = make_report(run_dir) if report else None
+        pair.swap()
+    return RunResult(plan.submission, plan.record, record, training, test_probabilities, run_dir, report_path)
 
-    save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path)
-    report_path = make_report(run_dir) if report else None
-    return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)
+
+def rounded_timings(timings: dict[str, float], total: float) -> Timings:
+    """Milliseconds are as precise as a wall-clock figure gets."""
+    return Timings(**{stage: round(seconds, 3) for stage, seconds in {**timings, "total": total}.items()})
 
 
-def run_arrays(training: TrainingResult, datasets: Datasets, test_probabilities: np.ndarray) -> dict:
+def describe_inputs(datasets: Datasets, sample: bool) -> Inputs:
+    """Where the rows came from; the embedded sample by its seed, not by its deleted temporary folder."""
+    files = datasets.inputs
+    if not files:
+        rows = InputFile(len(datasets.train_labels)), InputFile(len(datasets.test_images))
+        return Inputs(SOURCE_ARRAYS, *rows)
+    train_file, test_file = (InputFile(**files[name]) for name in ("train", "test"))
+    if sample:
+        train_file, test_file = (InputFile(file.rows, file.sha256) for file in (train_file, test_file))
+        return Inputs(SOURCE_SAMPLE, train_file, test_file, sample_seed=SAMPLE_SEED)
+    return Inputs(SOURCE_FILES, train_file, test_file)
+
+
+def score(config: Config, training: TrainingResult, labels: np.ndarray, train_seconds: float) -> Validation:
+    """The held-out scores of the run and of each member."""
+    # The compiled loop trains every member at once: each member's time is the whole stage's, shared.
+    together = not config.plain and len(training.members) > 1
+    members = [
+        MemberScore(
+            validation_rows=len(member.validation_rows),
+            validation_accuracy=member.validation_accuracy(labels),
+            seconds=round(train_seconds if together else member.seconds, 3),
+        )
+        for member in training.members
+    ]
+    validation_labels = labels[training.validation_rows()]
+    probabilities = training.validation_probabilities()
+    return Validation(
+        scheme="holdout" if config.folds == 1 else f"stratified {config.folds}-fold",
+        accuracy=accuracy(validation_labels, probabilities),
+        members=members,
+        members_trained_together=together,
+        per_class=per_class_scores(validation_labels, predicted_labels(probabilities)),
+    )
+
+
+def run_arrays(training: TrainingResult, datasets: Datasets, test_probabilities: np.ndarray) -> RunArrays:
     """The arrays a run folder keeps, to draw the report from (see `src.runs`)."""
     return collect_run_arrays(
         training.validation_rows(),

@@ -14,8 +14,3 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray) -> np
         raise ValueError("predict_probabilities needs at least one model")
     outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
     return np.mean(outputs, axis=0)
-
-
-def predict_labels(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable digit of each row."""
-    return probabilities.argmax(axis=1).astype(np.int64)

@@ -1,15 +1,164 @@
-"""The run record: a JSON file that says what a submission came from."""
+"""The run record: what a submission came from, as one typed dataclass and its JSON file.
+
+`RunRecord.to_json` writes it; `RunRecord.from_json` reads it back, and reading
+is checking: a missing key or a value of the wrong type is a one-line
+`UserError` that names the file and the key, so nothing that reads a record
+(the report, `--compare`, the closing summary, the benchmark) trips on one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import platform
 import shlex
 import sys
+import types
+import typing
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .config import Config
+from .errors import UserError
+from .evaluation import CLASS_NAMES, ClassScores
+from .files import write_json
+
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn")
+# Where the training and test rows came from.
+SOURCE_FILES = "files"
+SOURCE_SAMPLE = "sample"
+SOURCE_ARRAYS = "arrays"
+SOURCES = (SOURCE_FILES, SOURCE_SAMPLE, SOURCE_ARRAYS)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One of the CSV files read; `path` is None for the embedded sample (its folder is gone)."""
+
+    rows: int
+    sha256: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The data a run trained and predicted on."""
+
+    source: str
+    train: InputFile
+    test: InputFile
+    # The embedded sample is scikit-learn's digits, shuffled and split with this seed.
+    sample_seed: int | None = None
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+
+    def describe(self) -> str:
+        """E.g. `files data/ (42000+28000 rows)` or `sample seed 0 (1500+297 rows)`."""
+        rows = f"({self.train.rows}+{self.test.rows} rows)"
+        if self.source == SOURCE_FILES and self.train.path:
+            return f"files {Path(self.train.path).parent}/ {rows}"
+        if self.source == SOURCE_SAMPLE:
+            return f"sample seed {self.sample_seed} {rows}"
+        return f"{self.source} {rows}"
+
+    def short_name(self) -> str:
+        """For run-folder names: `sample1500` or `train42000`."""
+        return f"{'sample' if self.source == SOURCE_SAMPLE else 'train'}{self.train.rows}"
+
+
+@dataclass(frozen=True)
+class MemberScore:
+    """One trained model: its held-out rows, its accuracy on them, and its training time."""
+
+    validation_rows: int
+    validation_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How the run scored on rows it never trained on (out-of-fold for an ensemble).
+
+    `members_trained_together`: the members were trained at once, in one
+    compiled loop, so each member's `seconds` is that loop's shared time, not
+    its own.
+    """
+
+    scheme: str
+    accuracy: float
+    members: list[MemberScore]
+    members_trained_together: bool
+    per_class: dict[str, ClassScores]
+
+    def __post_init__(self):
+        missing = [name for name in CLASS_NAMES if name not in self.per_class]
+        if missing:
+            raise ValueError(f"per_class lacks {', '.join(missing)}")
+        if not self.members:
+            raise ValueError("members is empty")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per stage; `total` runs from the command's start to the submission and record written."""
+
+    load: float
+    train: float
+    predict: float
+    write: float
+    total: float
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The submission file the record belongs to; its sha256 tells a mismatched pair."""
+
+    path: str
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything needed to tell how a submission was made."""
+
+    created: str
+    command: str
+    config: Config
+    versions: dict[str, str]
+    inputs: Inputs
+    validation: Validation
+    timings: Timings
+    submission: Submission
+    run_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["config"] = self.config.to_dict()
+        return values
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the record as indented JSON, atomically."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values, where: str = "record") -> RunRecord:
+        """Check `values` (parsed JSON) and build the record; a `UserError` names `where` and the key."""
+        return _build(cls, values, where, "")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunRecord:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{path}: unreadable run record: {_short(error)}") from None
+        return cls.from_dict(values, str(path))
 
 
 def command_line() -> str:
@@ -32,36 +181,67 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_record(config, inputs, training, labels, timings, submission_path) -> dict:
-    """Collect everything needed to tell how a submission was made.
+def created_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-    Args:
-        config: The run's `Config`.
-        inputs: `{"train": {"path": ..., "sha256": ..., "rows": ...}, "test": {...}}`.
-        training: The `TrainingResult`.
-        labels: The training labels, to score the held-out rows.
-        timings: Seconds per stage, e.g. `{"load": 1.2, "train": 30.5}`.
-        submission_path: Where the submission was written.
-    """
-    members = [
-        {
-            "validation_rows": int(len(member.validation_rows)),
-            "validation_accuracy": member.validation_accuracy(labels),
-            "seconds": round(member.seconds, 3),
-        }
-        for member in training.members
-    ]
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "config": config.to_dict(),
-        "versions": package_versions(),
-        "inputs": inputs,
-        "validation": {
-            "scheme": "holdout" if config.folds == 1 else f"stratified {config.folds}-fold",
-            "accuracy": training.validation_accuracy(labels),
-            "members": members,
-        },
-        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
-        "submission": str(submission_path),
-    }
+
+def _build(kind, value, where: str, key: str):
+    """`value` as `kind` (a dataclass, list[...], dict[str, ...], X | None or a plain type), checked."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        (kind,) = [argument for argument in arguments if argument is not type(None)]
+        return _build(kind, value, where, key)
+    if dataclasses.is_dataclass(kind):
+        return _build_dataclass(kind, value, where, key)
+    if origin is list:
+        _expect(isinstance(value, list), "a list", value, where, key)
+        return [_build(arguments[0], item, where, f"{key}[{index}]") for index, item in enumerate(value)]
+    if origin is tuple:
+        _expect(isinstance(value, list), "a list", value, where, key)
+        return tuple(_build(arguments[0], item, where, f"{key}[{index}]") for index, item in enumerate(value))
+    if origin is dict:
+        _expect(isinstance(value, dict), "an object", value, where, key)
+        return {name: _build(arguments[1], item, where, f"{key}.{name}") for name, item in value.items()}
+    if kind is bool:
+        _expect(isinstance(value, bool), "true or false", value, where, key)
+    elif kind is int:
+        _expect(isinstance(value, int) and not isinstance(value, bool), "an integer", value, where, key)
+    elif kind is float:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        _expect(is_number and math.isfinite(value), "a finite number", value, where, key)
+        return float(value)
+    elif kind is str:
+        _expect(isinstance(value, str), "a string", value, where, key)
+    return value
+
+
+def _build_dataclass(kind, value, where: str, key: str):
+    _expect(isinstance(value, dict), "an object", value, where, key or "the record")
+    hints = typing.get_type_hints(kind)
+    fields = {declared.name: declared for declared in dataclasses.fields(kind)}
+    prefix = f"{key}." if key else ""
+    for name, declared in fields.items():
+        has_default = declared.default is not dataclasses.MISSING or declared.default_factory is not dataclasses.MISSING
+        # A setting is never filled in from today's default: that would misreport the run.
+        if name not in value and (kind is Config or not has_default):
+            raise UserError(f"{where}: not a run record: {prefix}{name} is missing")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: not a run record: unknown key {prefix}{unknown[0]}")
+    arguments = {name: _build(hints[name], item, where, f"{prefix}{name}") for name, item in value.items()}
+    try:
+        return kind(**arguments)
+    except (UserError, ValueError, TypeError) as error:
+        raise UserError(f"{where}: not a run record: {key or 'the record'}: {_short(error)}") from None
+
+
+def _expect(condition: bool, wanted: str, value, where: str, key: str) -> None:
+    if not condition:
+        raise UserError(f"{where}: not a run record: {key} should be {wanted}, not {_short(json.dumps(value))}")
+
+
+def _short(error, limit: int = 80) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -5,12 +5,14 @@ model, so it needs only NumPy, Matplotlib and scikit-learn:
 
 python -m src.report submissions/runs/<name>             # redraw figures and report.html
 python -m src.report --compare RUN_DIR RUN_DIR ...        # runs side by side
+python -m src.report --compare submissions/runs          # every finished run in the folder
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import html
 import io
 import sys
@@ -20,15 +22,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import classification_report, confusion_matrix
 
 from .cli import run_command
 from .config import N_CLASSES
+from .evaluation import AVERAGES, CLASS_NAMES, DIGITS, ClassScores, confusion_counts, predicted_labels
 from .files import atomic_write
-from .runs import RunArrays, load_run, read_run_record
+from .record import RunRecord
+from .runs import RunArrays, find_run_dirs, load_run, read_run_record
 
-DIGITS = list(range(N_CLASSES))
 IMAGE_SIDE = 28
 FIGURE_DPI = 100
 LEARNING_CURVES_PNG = "learning_curves.png"
@@ -37,14 +40,17 @@ MISTAKES_PNG = "confident_mistakes.png"
 GALLERY_PNG = "test_gallery.png"
 REPORT_HTML = "report.html"
 GRID_COLUMNS = 6
-SUMMARY_ROWS = ("accuracy", "macro avg", "weighted avg")
+# From this many members on, the learning curves show their mean and range, not one line each.
+BAND_MEMBERS = 4
 
 # What each figure shows and how to read it; the HTML report prints these under them.
 FIGURE_CAPTIONS = {
     LEARNING_CURVES_PNG: (
-        "Loss and accuracy per epoch, on the training rows (solid) and the held-out rows (dashed), "
-        "one colour per model (fold). Validation flattening while training keeps improving means "
-        "more epochs will not help; validation getting worse means overfitting."
+        "Loss (log scale, so the first epoch does not flatten the rest) and accuracy per epoch, on the "
+        "training rows (solid) and the held-out rows (dashed): one colour per model (fold), or with "
+        f"{BAND_MEMBERS} or more models their mean (training blue, validation orange) and, shaded, their "
+        "range. Validation flattening while training keeps improving means more epochs will not help; "
+        "validation getting worse means overfitting."
     ),
     CONFUSION_MATRIX_PNG: (
         "Rows are the true digit, columns the predicted one; each cell counts held-out rows. The "
@@ -53,8 +59,9 @@ FIGURE_CAPTIONS = {
         "model's systematic confusions."
     ),
     MISTAKES_PNG: (
-        "The held-out digits the model got wrong with the highest confidence: true label, predicted "
-        "label and the predicted probability. Mislabelled or badly written digits show up here; "
+        "The held-out digits the model got wrong with the highest confidence: the row of train.csv "
+        "(0-based, after the header; pandas' index), true label, predicted label and the predicted "
+        "probability. Mislabelled or badly written digits show up here; "
         "confident mistakes on clean digits show what the model cannot yet see."
     ),
     GALLERY_PNG: (
@@ -65,63 +72,45 @@ FIGURE_CAPTIONS = {
 }
 
 
-def per_class_scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
-    """Precision, recall, F1 and support per digit, and the averages (scikit-learn's report)."""
-    scores = classification_report(
-        labels,
-        predicted,
-        labels=DIGITS,
-        target_names=[str(digit) for digit in DIGITS],
-        output_dict=True,
-        zero_division=0,
-    )
-    # Plain floats and ints, so the record's JSON holds exactly these numbers.
-    return {
-        name: float(value) if name == "accuracy" else {key: _plain(key, number) for key, number in value.items()}
-        for name, value in scores.items()
-    }
-
-
-def format_per_class(scores: dict) -> str:
-    """The per-class table as aligned text, like `classification_report`'s own."""
-    lines = [f"{'digit':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
-    for name in [str(digit) for digit in DIGITS] + [""] + list(SUMMARY_ROWS[1:]):
-        if not name:
-            lines.append(f"{'accuracy':>12} {'':>9} {'':>9} {scores['accuracy']:9.4f} {_total(scores):9d}")
-            continue
-        row = scores[name]
-        lines.append(
-            f"{name:>12} {row['precision']:9.4f} {row['recall']:9.4f} {row['f1-score']:9.4f} {row['support']:9d}"
-        )
-    return "\n".join(lines)
-
-
 def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) -> Path:
-    """Training and validation loss and accuracy per epoch, a colour per member."""
+    """Training and validation loss and accuracy per epoch: a line per member, or their mean and range."""
     figure = Figure(figsize=(11, 4.2), dpi=FIGURE_DPI, layout="constrained")
+    banded = len(histories) >= BAND_MEMBERS
     colors = [f"C{index % 10}" for index in range(len(histories))]
+    # With bands, colour tells training from validation; with lines, it tells the members apart.
+    series = (("", "-", "C0"), ("val_", "--", "C1"))
     for axes, metric, title in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=True):
-        for history, color in zip(histories, colors, strict=True):
-            epochs = np.arange(1, len(history[metric]) + 1)
-            axes.plot(epochs, history[metric], color=color, linestyle="-")
-            if f"val_{metric}" in history:
-                axes.plot(epochs, history[f"val_{metric}"], color=color, linestyle="--")
+        for prefix, linestyle, band_color in series:
+            if not all(f"{prefix}{metric}" in history for history in histories):
+                continue
+            values = np.array([history[f"{prefix}{metric}"] for history in histories], dtype=float)
+            epochs = np.arange(1, values.shape[1] + 1)
+            if banded:
+                axes.plot(epochs, values.mean(axis=0), color=band_color, linestyle=linestyle)
+                axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=band_color, alpha=0.2)
+            else:
+                for member_values, color in zip(values, colors, strict=True):
+                    axes.plot(epochs, member_values, color=color, linestyle=linestyle)
+        # The first epoch's loss can be many times the last: a log scale keeps the rest readable.
+        if metric == "loss" and all(value > 0 for history in histories for value in history[metric]):
+            axes.set_yscale("log")
         axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=metric)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-    handles = [Line2D([], [], color="black", linestyle="-"), Line2D([], [], color="black", linestyle="--")]
     names = ["training", "validation"]
-    if len(histories) > 1:
+    if banded:
+        handles = [Line2D([], [], color=color, linestyle=linestyle) for _, linestyle, color in series]
+        handles.append(Patch(color="grey", alpha=0.3))
+        names.append(f"range over {len(histories)} folds")
+    else:
+        handles = [Line2D([], [], color="black", linestyle=linestyle) for _, linestyle, _ in series]
+    if not banded and len(histories) > 1:
         handles += [Line2D([], [], color=color, linewidth=4) for color in colors]
         names += [f"fold {index}" for index in range(1, len(histories) + 1)]
     figure.legend(handles, names, loc="outside right center")
-    figure.suptitle("Learning curves" + (f" ({len(histories)} folds)" if len(histories) > 1 else ""))
+    suffix = f" ({len(histories)} folds{', mean and range' if banded else ''})" if len(histories) > 1 else ""
+    figure.suptitle(f"Learning curves{suffix}")
     return _save_figure(figure, path)
-
-
-def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """A 10x10 table: rows are the true digit, columns the predicted one."""
-    return confusion_matrix(labels, predicted, labels=DIGITS)
 
 
 def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
@@ -158,10 +147,12 @@ def plot_confident_mistakes(arrays: RunArrays, path: Path) -> Path:
     """The saved most-confident mistakes, each titled true / predicted / probability."""
     probabilities = arrays.validation_probabilities[arrays.mistake_positions]
     true_labels = arrays.validation_labels[arrays.mistake_positions]
-    n_wrong = int(np.sum(arrays.validation_probabilities.argmax(axis=1) != arrays.validation_labels))
+    n_wrong = int(np.sum(predicted_labels(arrays.validation_probabilities) != arrays.validation_labels))
     titles = [
-        f"true {label}, pred {row.argmax()}\np = {row.max():.3f}"
-        for label, row in zip(true_labels, probabilities, strict=True)
+        f"row {row}: true {label}\npred {predicted} (p = {p.max():.3f})"
+        for row, label, predicted, p in zip(
+            arrays.mistake_rows, true_labels, predicted_labels(probabilities), probabilities, strict=True
+        )
     ]
     figure = Figure(figsize=(9, 1.75 * _grid_rows(len(titles)) + 0.6), dpi=FIGURE_DPI, layout="constrained")
     _draw_digit_grid(figure, arrays.mistake_images, titles)
@@ -174,14 +165,17 @@ def plot_confident_mistakes(arrays: RunArrays, path: Path) -> Path:
 def plot_test_gallery(arrays: RunArrays, path: Path) -> Path:
     """A sample of test images with their predictions, and the predicted vs training class shares."""
     sample = arrays.test_probabilities[arrays.gallery_rows]
-    titles = [f"#{row + 1}: {p.argmax()} ({p.max():.2f})" for row, p in zip(arrays.gallery_rows, sample, strict=True)]
+    titles = [
+        f"#{row + 1}: {digit} ({p.max():.2f})"
+        for row, digit, p in zip(arrays.gallery_rows, predicted_labels(sample), sample, strict=True)
+    ]
     figure = Figure(figsize=(15, 1.6 * _grid_rows(len(titles)) + 0.8), dpi=FIGURE_DPI, layout="constrained")
     gallery, distribution = figure.subfigures(1, 2, width_ratios=[1.25, 1])
     _draw_digit_grid(gallery, arrays.gallery_images, titles)
     gallery.suptitle(f"{len(titles)} random test images, #ImageId: predicted digit (probability)")
 
     n_test = len(arrays.test_probabilities)
-    predicted_share = np.bincount(arrays.test_probabilities.argmax(axis=1), minlength=N_CLASSES) / max(n_test, 1)
+    predicted_share = np.bincount(predicted_labels(arrays.test_probabilities), minlength=N_CLASSES) / max(n_test, 1)
     train_share = np.bincount(arrays.train_labels, minlength=N_CLASSES) / max(len(arrays.train_labels), 1)
     axes = distribution.subplots()
     width = 0.4
@@ -198,46 +192,42 @@ def make_report(run_dir: str | Path) -> Path:
     """Draw every figure of the run in `run_dir` and write its `report.html`; returns that path."""
     run_dir = Path(run_dir)
     arrays, record = load_run(run_dir)
-    predicted = arrays.validation_probabilities.argmax(axis=1)
+    predicted = predicted_labels(arrays.validation_probabilities)
     figures = [
         plot_learning_curves(arrays.histories, run_dir / LEARNING_CURVES_PNG),
         plot_confusion_matrix(arrays.validation_labels, predicted, run_dir / CONFUSION_MATRIX_PNG),
         plot_confident_mistakes(arrays, run_dir / MISTAKES_PNG),
         plot_test_gallery(arrays, run_dir / GALLERY_PNG),
     ]
-    scores = record.get("per_class") or per_class_scores(arrays.validation_labels, predicted)
-    page = report_html(run_dir.name, record, scores, figures)
+    page = report_html(run_dir.name, record, figures)
     return atomic_write(run_dir / REPORT_HTML, lambda temporary: temporary.write_text(page, encoding="utf-8"))
 
 
-def report_html(title: str, record: dict, scores: dict, figures: list[Path]) -> str:
+def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
     """One self-contained page: summary, config, timings, members, per-class table, figures."""
-    validation = record["validation"]
-    inputs = record.get("inputs", {})
+    validation = record.validation
     summary = {
-        "created": record.get("created", ""),
-        "command": record.get("command", ""),
-        "validation": validation["scheme"],
-        "validation accuracy": f"{validation['accuracy']:.4f}",
-        "training rows": inputs.get("train", {}).get("rows", ""),
-        "test rows": inputs.get("test", {}).get("rows", ""),
-        "submission": record.get("submission", ""),
+        "created": record.created,
+        "command": record.command,
+        "data": record.inputs.describe(),
+        "validation": validation.scheme,
+        "validation accuracy": f"{validation.accuracy:.4f}",
+        "training rows": record.inputs.train.rows,
+        "test rows": record.inputs.test.rows,
+        "submission": record.submission.path,
+        "submission sha256": record.submission.sha256,
     }
-    members = [
-        [str(index), str(member["validation_rows"]), f"{member['validation_accuracy']:.4f}", f"{member['seconds']:.1f}"]
-        for index, member in enumerate(validation["members"], start=1)
-    ]
     sections = [
         f"<h1>Run {html.escape(title)}</h1>",
         _html_pairs(summary),
         "<h2>Config</h2>",
-        _html_pairs(record["config"]),
+        _html_pairs(record.config.to_dict()),
         "<h2>Timings (seconds)</h2>",
-        _html_pairs(record.get("timings", {})),
+        _html_pairs(dataclasses.asdict(record.timings)),
         "<h2>Models</h2>",
-        _html_table(["model", "held-out rows", "accuracy", "seconds"], members),
+        _members_table(validation),
         "<h2>Per class (held-out rows)</h2>",
-        _html_table(["digit", "precision", "recall", "f1-score", "support"], _per_class_rows(scores)),
+        _html_table(["digit", "precision", "recall", "f1-score", "support"], _per_class_rows(validation)),
     ]
     for path in figures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -259,21 +249,18 @@ def report_html(title: str, record: dict, scores: dict, figures: list[Path]) -> 
 
 
 def compare_runs(run_dirs: list[str | Path]) -> str:
-    """A text table of runs side by side: settings that differ, accuracy and seconds."""
-    names, records = [], []
-    for run_dir in run_dirs:
-        names.append(Path(run_dir).name)
-        records.append(read_run_record(run_dir))
-    keys = list(dict.fromkeys(key for record in records for key in record["config"]))
-    differing = [key for key in keys if len({repr(record["config"].get(key)) for record in records}) > 1]
-    rows = [[key, *[_format_value(record["config"].get(key)) for record in records]] for key in differing]
-    if not differing:
-        rows.append(["config", *["same" for _ in records]])
+    """A text table of runs side by side: their data, every setting that differs, accuracy and seconds."""
+    names = [Path(run_dir).name for run_dir in run_dirs]
+    records = [read_run_record(run_dir) for run_dir in run_dirs]
+    configs = [record.config.to_dict() for record in records]
+    rows = [["data", *[record.inputs.describe() for record in records]]]
+    rows += _differing_rows(configs) or [["config", *["same" for _ in records]]]
+    rows += _differing_rows([record.versions for record in records])
     rows += [
-        ["validation", *[record["validation"]["scheme"] for record in records]],
-        ["validation accuracy", *[f"{record['validation']['accuracy']:.4f}" for record in records]],
-        ["train seconds", *[f"{record['timings'].get('train', 0):.1f}" for record in records]],
-        ["total seconds", *[f"{sum(record['timings'].values()):.1f}" for record in records]],
+        ["validation", *[record.validation.scheme for record in records]],
+        ["validation accuracy", *[f"{record.validation.accuracy:.4f}" for record in records]],
+        ["train seconds", *[f"{record.timings.train:.1f}" for record in records]],
+        ["total seconds", *[f"{record.timings.total:.1f}" for record in records]],
     ]
     return _text_table(["", *names], rows)
 
@@ -283,7 +270,13 @@ def build_report_parser() -> argparse.ArgumentParser:
         prog="python -m src.report",
         description="Redraw a run folder's figures and report.html without training, or compare runs.",
     )
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a folder under submissions/runs/")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a folder under submissions/runs/, or a folder of them such as submissions/runs",
+    )
     parser.add_argument("--compare", action="store_true", help="print the runs side by side instead of redrawing")
     return parser
 
@@ -294,31 +287,52 @@ def main(argv: list[str] | None = None) -> int:
 
 def redraw_or_compare(argv: list[str] | None) -> int:
     args = build_report_parser().parse_args(argv)
+    run_dirs, incomplete = find_run_dirs(args.run_dirs)
+    if incomplete:
+        print(f"skipped {len(incomplete)} incomplete run folder(s): {incomplete[0]} ...", file=sys.stderr)
     if args.compare:
-        print(compare_runs(args.run_dirs))
+        print(compare_runs(run_dirs))
     else:
-        for run_dir in args.run_dirs:
+        for run_dir in run_dirs:
             print(f"wrote {make_report(run_dir)}")
     return 0
 
 
-def _plain(key: str, number) -> int | float:
-    """scikit-learn's numbers as plain Python ints (supports) or floats (scores)."""
-    return int(number) if key == "support" else float(number)
+def _differing_rows(dictionaries: list[dict]) -> list[list[str]]:
+    """A row per key whose value is not the same in every dictionary."""
+    keys = list(dict.fromkeys(key for values in dictionaries for key in values))
+    return [
+        [key, *[_format_value(values.get(key)) for values in dictionaries]]
+        for key in keys
+        if len({repr(values.get(key)) for values in dictionaries}) > 1
+    ]
 
 
-def _total(scores: dict) -> int:
-    return int(sum(scores[str(digit)]["support"] for digit in DIGITS))
+def _members_table(validation) -> str:
+    """One row per model; models trained together share one time, given once instead of split."""
+    header = ["model", "held-out rows", "accuracy"]
+    rows = [
+        [str(index), str(member.validation_rows), f"{member.validation_accuracy:.4f}"]
+        for index, member in enumerate(validation.members, start=1)
+    ]
+    if validation.members_trained_together:
+        seconds = validation.members[0].seconds
+        note = f"<p>The {len(rows)} models were trained together, in one compiled loop: {seconds:.1f} s in all.</p>"
+        return _html_table(header, rows) + note
+    for row, member in zip(rows, validation.members, strict=True):
+        row.append(f"{member.seconds:.1f}")
+    return _html_table([*header, "seconds"], rows)
 
 
-def _per_class_rows(scores: dict) -> list[list[str]]:
+def _per_class_rows(validation) -> list[list[str]]:
+    scores: dict[str, ClassScores] = validation.per_class
     rows = []
-    for name in [str(digit) for digit in DIGITS] + list(SUMMARY_ROWS):
-        if name == "accuracy":
-            rows.append(["accuracy", "", "", f"{scores['accuracy']:.4f}", str(_total(scores))])
-            continue
+    for name in CLASS_NAMES:
+        if name == next(iter(AVERAGES)):
+            total = scores[name].support
+            rows.append(["accuracy", "", "", f"{validation.accuracy:.4f}", str(total)])
         row = scores[name]
-        rows.append([name, *[f"{row[key]:.4f}" for key in ("precision", "recall", "f1-score")], str(row["support"])])
+        rows.append([name, *[f"{value:.4f}" for value in (row.precision, row.recall, row.f1)], str(row.support)])
     return rows
 
 

@@ -15,6 +15,10 @@ need, as `.npy` and `.json` files, so they can be redrawn without TensorFlow:
                                        the most confident validation mistakes
     gallery_rows.npy, gallery_images.npy
                                        a fixed sample of test images
+    .incomplete                        present until the save has finished
+
+Loading checks every file (shapes, kinds and ranges of the arrays, the
+histories, the record), so a damaged folder is a one-line `UserError`.
 """
 
 from __future__ import annotations
@@ -27,25 +31,34 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import N_CLASSES
 from .errors import UserError
-from .files import write_json
+from .evaluation import confident_mistakes
+from .record import RunRecord
 
 RUNS_FOLDER = "runs"
 RUN_RECORD_NAME = "record.json"
 RUN_SUBMISSION_NAME = "submission.csv"
 HISTORIES_NAME = "histories.json"
-RUN_ARRAY_NAMES = (
-    "validation_rows",
-    "validation_labels",
-    "validation_probabilities",
-    "validation_members",
-    "test_probabilities",
-    "train_labels",
-    "mistake_positions",
-    "mistake_images",
-    "gallery_rows",
-    "gallery_images",
-)
+INCOMPLETE_MARKER = ".incomplete"
+IMAGE_PIXELS = 784
+# Each array's shape, in named sizes: n held-out rows, m test rows, t training rows,
+# k kept mistakes, g gallery images. Every array holds integers but the probabilities.
+RUN_ARRAY_SHAPES = {
+    "validation_rows": ("n",),
+    "validation_labels": ("n",),
+    "validation_probabilities": ("n", N_CLASSES),
+    "validation_members": ("n",),
+    "test_probabilities": ("m", N_CLASSES),
+    "train_labels": ("t",),
+    "mistake_positions": ("k",),
+    "mistake_images": ("k", IMAGE_PIXELS),
+    "gallery_rows": ("g",),
+    "gallery_images": ("g", IMAGE_PIXELS),
+}
+RUN_ARRAY_NAMES = tuple(RUN_ARRAY_SHAPES)
+PROBABILITY_ARRAYS = ("validation_probabilities", "test_probabilities")
+HISTORY_METRICS = ("loss", "accuracy")
 # Enough digits to see a pattern in the failures, few enough to stay legible.
 MISTAKES_KEPT = 24
 GALLERY_SIZE = 24
@@ -68,14 +81,10 @@ class RunArrays:
     gallery_rows: np.ndarray
     gallery_images: np.ndarray
 
-
-def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int = MISTAKES_KEPT) -> np.ndarray:
-    """Positions of the wrongly predicted rows, most confident first (at most `count`)."""
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    confidence = probabilities[wrong, predicted[wrong]]
-    # A stable sort keeps ties in row order, so the choice is reproducible.
-    return wrong[np.argsort(-confidence, kind="stable")][:count]
+    @property
+    def mistake_rows(self) -> np.ndarray:
+        """The training rows (0-based, as in train.csv after its header) of the kept mistakes."""
+        return self.validation_rows[self.mistake_positions]
 
 
 def gallery_sample(n_test: int, count: int = GALLERY_SIZE, seed: int = GALLERY_SEED) -> np.ndarray:
@@ -96,7 +105,7 @@ def collect_run_arrays(
 ) -> RunArrays:
     """Gather a run's arrays, keeping only the few images the figures show."""
     validation_labels = train_labels[validation_rows]
-    mistake_positions = confident_mistakes(validation_probabilities, validation_labels)
+    mistake_positions = confident_mistakes(validation_probabilities, validation_labels, MISTAKES_KEPT)
     gallery_rows = gallery_sample(len(test_images))
     return RunArrays(
         validation_rows=np.asarray(validation_rows, dtype=np.int64),
@@ -114,7 +123,7 @@ def collect_run_arrays(
 
 
 def create_run_dir(parent: str | Path, short_name: str) -> Path:
-    """Make a new, empty `parent/<UTC timestamp>-<short_name>` folder.
+    """Make a new `parent/<UTC timestamp>-<short_name>` folder, marked incomplete until `save_run` ends.
 
     Two runs started in the same second get `-2`, `-3`, ... suffixes; `mkdir`
     without `exist_ok` makes the claim atomic, even across processes.
@@ -128,51 +137,138 @@ def create_run_dir(parent: str | Path, short_name: str) -> Path:
             run_dir.mkdir()
         except FileExistsError:
             continue
+        (run_dir / INCOMPLETE_MARKER).touch()
         return run_dir
     raise UserError(f"{parent}: could not create a new run folder named {stem}-N")
 
 
-def save_run(run_dir: str | Path, arrays: RunArrays, record: dict, submission_path: str | Path) -> Path:
-    """Write the arrays, the record and a copy of the submission into `run_dir`."""
+def save_run(run_dir: str | Path, arrays: RunArrays, record: RunRecord, submission_path: str | Path) -> Path:
+    """Write the arrays, the record and a copy of the submission into `run_dir`.
+
+    The folder stays marked incomplete until the last file is written, so an
+    interrupted save is never taken for a finished one.
+    """
     run_dir = Path(run_dir)
+    marker = run_dir / INCOMPLETE_MARKER
+    marker.touch()
     for name in RUN_ARRAY_NAMES:
         np.save(run_dir / f"{name}.npy", getattr(arrays, name), allow_pickle=False)
     (run_dir / HISTORIES_NAME).write_text(json.dumps(arrays.histories) + "\n")
     shutil.copyfile(submission_path, run_dir / RUN_SUBMISSION_NAME)
-    write_json(run_dir / RUN_RECORD_NAME, record)
+    record.to_json(run_dir / RUN_RECORD_NAME)
+    marker.unlink()
     return run_dir
 
 
-def load_run(run_dir: str | Path) -> tuple[RunArrays, dict]:
-    """Read back what `save_run` wrote: `(arrays, record)`; a `UserError` names a missing file."""
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_RECORD_NAME).is_file() or (path / INCOMPLETE_MARKER).exists()
+
+
+def find_run_dirs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The run folders that `paths` name: `(finished, incomplete)`.
+
+    A path that is not a run folder itself but holds some (`submissions/runs`)
+    stands for all of them, oldest first; incomplete ones among those are set
+    aside. A run folder named directly is always kept, so loading it says what is wrong.
+    """
+    finished, incomplete = [], []
+    for path in map(Path, paths):
+        children = sorted(child for child in path.iterdir() if child.is_dir()) if path.is_dir() else []
+        runs = [child for child in children if is_run_dir(child)]
+        if is_run_dir(path) or not runs:
+            finished.append(path)
+            continue
+        for child in runs:
+            (incomplete if (child / INCOMPLETE_MARKER).exists() else finished).append(child)
+    return finished, incomplete
+
+
+def load_run(run_dir: str | Path) -> tuple[RunArrays, RunRecord]:
+    """Read back what `save_run` wrote: `(arrays, record)`; anything wrong is a one-line `UserError`."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: not a folder; expected a run folder such as submissions/runs/<name>")
-    needed = [f"{name}.npy" for name in RUN_ARRAY_NAMES] + [HISTORIES_NAME, RUN_RECORD_NAME]
+    record = read_run_record(run_dir)
+    needed = [f"{name}.npy" for name in RUN_ARRAY_NAMES] + [HISTORIES_NAME]
     missing = [name for name in needed if not (run_dir / name).is_file()]
     if missing:
         raise UserError(f"{run_dir}: not a complete run folder; missing {', '.join(missing)}")
-    try:
-        values = {name: np.load(run_dir / f"{name}.npy", allow_pickle=False) for name in RUN_ARRAY_NAMES}
-        histories = json.loads((run_dir / HISTORIES_NAME).read_text())
-    except (ValueError, OSError) as error:
-        raise UserError(f"{run_dir}: unreadable run file: {error}") from None
-    return RunArrays(histories=histories, **values), read_run_record(run_dir)
+    values = {name: _load_array(run_dir / f"{name}.npy") for name in RUN_ARRAY_NAMES}
+    _check_arrays(run_dir, values, n_members=len(record.validation.members))
+    histories = _load_histories(run_dir / HISTORIES_NAME, n_members=len(record.validation.members))
+    return RunArrays(histories=histories, **values), record
 
 
-def read_run_record(run_dir: str | Path) -> dict:
-    """A run folder's `record.json`, checked for what the report reads from it."""
-    path = Path(run_dir) / RUN_RECORD_NAME
-    if not path.is_file():
+def read_run_record(run_dir: str | Path) -> RunRecord:
+    """A finished run folder's `record.json`, checked."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a folder; expected a run folder such as submissions/runs/<name>")
+    if (run_dir / INCOMPLETE_MARKER).exists():
+        raise UserError(f"{run_dir}: incomplete run folder: its save did not finish; delete it or run again")
+    if not (run_dir / RUN_RECORD_NAME).is_file():
         raise UserError(f"{run_dir}: no {RUN_RECORD_NAME}; expected a run folder such as submissions/runs/<name>")
+    return RunRecord.from_json(run_dir / RUN_RECORD_NAME)
+
+
+def _load_array(path: Path) -> np.ndarray:
     try:
-        record = json.loads(path.read_text())
-    except (ValueError, OSError) as error:
-        raise UserError(f"{path}: unreadable: {error}") from None
-    sections = {"config": dict, "validation": dict, "timings": dict}
-    for key, kind in sections.items():
-        if not isinstance(record, dict) or not isinstance(record.get(key), kind):
-            raise UserError(f"{path}: not a run record; expected a JSON object with {', '.join(sections)}")
-    if not {"scheme", "accuracy"} <= record["validation"].keys():
-        raise UserError(f"{path}: not a run record; its validation lacks scheme and accuracy")
-    return record
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        message = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
+        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {message}") from None
+
+
+def _check_arrays(run_dir: Path, values: dict[str, np.ndarray], n_members: int) -> None:
+    """Every array has its declared shape and kind, the sizes agree, and every index is in range."""
+    sizes = {}
+    for name, shape in RUN_ARRAY_SHAPES.items():
+        array = values[name]
+        kinds, wanted = ("f", "floats") if name in PROBABILITY_ARRAYS else ("iu", "integers")
+        if array.ndim != len(shape) or array.dtype.kind not in kinds:
+            expected = ", ".join(map(str, shape))
+            raise UserError(
+                f"{run_dir / name}.npy: expected {wanted} of shape ({expected}), got {array.dtype} {list(array.shape)}"
+            )
+        for size, actual in zip(shape, array.shape, strict=True):
+            if sizes.setdefault(size, actual if isinstance(size, str) else size) != actual:
+                raise UserError(f"{run_dir / name}.npy: shape {list(array.shape)} does not fit the other arrays' sizes")
+    for name in PROBABILITY_ARRAYS:
+        if not np.isfinite(values[name]).all():
+            raise UserError(f"{run_dir / name}.npy: holds non-finite probabilities")
+    bounds = {
+        "validation_rows": sizes["t"],
+        "validation_labels": N_CLASSES,
+        "validation_members": n_members,
+        "train_labels": N_CLASSES,
+        "mistake_positions": sizes["n"],
+        "gallery_rows": sizes["m"],
+    }
+    for name, bound in bounds.items():
+        array = values[name]
+        if array.size and (array.min() < 0 or array.max() >= bound):
+            raise UserError(
+                f"{run_dir / name}.npy: values must be in 0..{bound - 1}, found {array.min()}..{array.max()}"
+            )
+
+
+def _load_histories(path: Path, n_members: int) -> list[dict[str, list[float]]]:
+    """`histories.json`: one `{metric: [value per epoch]}` per member, every list the same length."""
+    try:
+        histories = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path}: unreadable: {str(error)[:80]}") from None
+    if not isinstance(histories, list) or len(histories) != n_members:
+        raise UserError(f"{path}: expected a list of {n_members} member histories")
+    for index, history in enumerate(histories):
+        if not isinstance(history, dict) or not set(HISTORY_METRICS) <= history.keys():
+            raise UserError(f"{path}: member {index + 1} lacks {' and '.join(HISTORY_METRICS)}")
+        lengths = set()
+        for metric, values in history.items():
+            numbers = isinstance(values, list) and all(
+                isinstance(value, int | float) and not isinstance(value, bool) for value in values
+            )
+            if not numbers or not values:
+                raise UserError(f"{path}: member {index + 1}'s {metric} is not a list of numbers")
+            lengths.add(len(values))
+        if len(lengths) > 1:
+            raise UserError(f"{path}: member {index + 1}'s metrics have different numbers of epochs")
+    return histories

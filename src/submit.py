@@ -92,19 +92,20 @@ def upload(path: Path, message: str, n_rows: int) -> int:
     return 0
 
 
-def summarize(result, config, seconds: float) -> str:
+def summarize(result, config) -> str:
+    """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
-    from .report import format_per_class
+    from .evaluation import format_per_class
 
     record = result.record
-    validation = record["validation"]
-    rows = f"{record['inputs']['train']['rows']} training rows, {len(result.test_probabilities)} test rows"
+    validation = record.validation
+    rows = f"{record.inputs.train.rows} training rows, {record.inputs.test.rows} test rows"
     kind = "single model" if config.folds == 1 else f"{config.folds}-fold ensemble"
     accuracy_name = "validation accuracy" if config.folds == 1 else "out-of-fold accuracy"
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     return (
-        f"per class, on the held-out rows:\n{format_per_class(record['per_class'])}\n"
-        f"done: {rows}; {kind}; {accuracy_name} {validation['accuracy']:.4f}; {seconds:.1f} s\n"
+        f"per class, on the held-out rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
+        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}; {record.timings.total:.1f} s\n"
         f"wrote {result.submission_path} (record: {result.record_path})\n"
         f"{report}"
     )
@@ -148,14 +149,21 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             from .pipeline import run
 
             result = run(
-                config, data_dir, out, datasets_override=datasets, verbose=args.verbose, report=not args.no_report
+                config,
+                data_dir,
+                out,
+                datasets_override=datasets,
+                verbose=args.verbose,
+                report=not args.no_report,
+                sample=args.sample,
+                started=started,
             )
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None
-    print(summarize(result, config, time.perf_counter() - started), flush=True)
+    print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))
     return 0

@@ -13,6 +13,7 @@ from tensorflow import keras
 
 from .config import N_CLASSES, Config
 from .data import as_features
+from .evaluation import accuracy
 from .model import build_model
 from .prediction import predict_probabilities
 from .stacked import train_stacked
@@ -30,8 +31,7 @@ class Member:
     seconds: float
 
     def validation_accuracy(self, labels: np.ndarray) -> float:
-        predicted = self.validation_probabilities.argmax(axis=1)
-        return float(np.mean(predicted == labels[self.validation_rows]))
+        return accuracy(labels[self.validation_rows], self.validation_probabilities)
 
 
 @dataclass
@@ -57,8 +57,7 @@ class TrainingResult:
 
     def validation_accuracy(self, labels: np.ndarray) -> float:
         """Accuracy on the held-out rows (out-of-fold for an ensemble)."""
-        predicted = self.validation_probabilities().argmax(axis=1)
-        return float(np.mean(predicted == labels[self.validation_rows()]))
+        return accuracy(labels[self.validation_rows()], self.validation_probabilities())
 
 
 def seed_everything(seed: int) -> None:

@@ -12,6 +12,7 @@ import pytest
 from src.errors import UserError
 from src.files import sha256
 from src.outputs import check_pair, plan_outputs, prepared_pair
+from src.submission import validate_submission
 from tests.conftest import assert_one_line_error, run_command, snapshot_files, write_previous_pair
 from tests.fake_kaggle import FakeKaggle, run_with_fake
 
@@ -132,6 +133,30 @@ def test_too_little_room_is_refused_before_training(tiny_data, small_disk):
     assert snapshot_files(small_disk) == before
 
 
+def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk):
+    previous = write_previous_pair(small_disk)
+    # Room for the submission and its record (the check passes), not for the run folder and its report.
+    fill(small_disk, leave=96 * 1024)
+    before = snapshot_files(small_disk)
+    result = submit("--data", tiny_data, "--out", previous, "--epochs", "1", "--verbose", "0")
+    assert_one_line_error(result, 2, "No space left on device; ", f"{previous} and its record were left as they were")
+    after = snapshot_files(small_disk)
+    # The run folder stays, marked incomplete; everything that was there before is as it was.
+    assert {name: after[name] for name in before} == before
+    assert not [name for name in after if name.endswith(".tmp")], sorted(after)
+
+
+def test_a_symbolic_link_out_is_followed_and_kept(tiny_data, tmp_path, previous):
+    link = make_link("symbolic", tmp_path / "latest.csv", previous)
+    result = submit("--data", tiny_data, "--out", link, *ONE_EPOCH)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(previous)
+    validate_submission(previous, n_rows=20)
+    check_pair(previous)
+    assert f"wrote {previous} (record: {previous.with_suffix('.json')})" in result.stdout
+    assert (previous.parent / "runs").is_dir() and not (tmp_path / "latest.json").exists()
+
+
 def write_pair(plan, submission_text: str) -> None:
     """What a run does: the pair written to temporary files, then swapped in."""
     with prepared_pair(plan) as pair:
@@ -153,7 +178,7 @@ def test_a_failed_swap_puts_the_previous_record_back(tmp_path, previous):
     # The submission's rename fails after the record's has succeeded.
     previous.unlink()
     previous.mkdir()
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(UserError, match=f"{previous}: Is a directory; {previous} and its record were left as they"):
         write_pair(plan, "ImageId,Label\n1,4\n")
     after = snapshot_files(tmp_path)
     assert after["out/submission.json"] == before["out/submission.json"]

@@ -1,21 +1,20 @@
-"""The run folder, its figures and HTML report, regeneration and `--compare`."""
+"""The run folder, its figures and HTML report, regeneration, `--compare`, and damaged folders."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
 import pytest
 
 from src.config import Config
+from src.evaluation import confusion_counts, predicted_labels
 from src.pipeline import run
+from src.record import RunRecord
 from src.report import (
     CONFUSION_MATRIX_PNG,
     GALLERY_PNG,
@@ -23,21 +22,19 @@ from src.report import (
     MISTAKES_PNG,
     REPORT_HTML,
     compare_runs,
-    confusion_counts,
     make_report,
+    plot_learning_curves,
 )
-from src.runs import RUN_ARRAY_NAMES, confident_mistakes, create_run_dir, load_run
-from tests.conftest import REPO_ROOT
+from src.report import (
+    main as report_main,
+)
+from src.runs import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
+from tests.conftest import assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = (LEARNING_CURVES_PNG, CONFUSION_MATRIX_PNG, MISTAKES_PNG, GALLERY_PNG)
-RUN_NAME = re.compile(r"^\d{8}-\d{6}-(?P<config>.+?)(-\d+)?$")
-
-
-def python(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-(?P<config>.+?)_(?P<data>(train|sample)\d+)(-\d+)?$")
 
 
 def assert_png(path):
@@ -59,21 +56,23 @@ def runs(tmp_path_factory):
     return [(config, run(config, data_dir, out, verbose=0)) for config in (ensemble, single)]
 
 
-def test_every_run_gets_its_own_folder_beside_out(runs):
-    (ensemble, first), (single, second) = runs
+def test_every_run_gets_its_own_folder_named_by_settings_and_data(runs):
+    (_, first), (_, second) = runs
     assert first.run_dir != second.run_dir
     for config, result in runs:
         assert result.run_dir.parent == result.submission_path.parent / "runs"
-        assert RUN_NAME.match(result.run_dir.name)["config"] == config.short_name()
-        assert result.record["run_dir"] == str(result.run_dir)
+        name = RUN_NAME.match(result.run_dir.name)
+        assert name["config"] == config.short_name() and name["data"] == "train80"
+        assert result.record.run_dir == str(result.run_dir)
+        assert not (result.run_dir / INCOMPLETE_MARKER).exists()
     # --out holds the latest run; each run folder keeps its own copy.
     assert (second.run_dir / "submission.csv").read_bytes() == second.submission_path.read_bytes()
-    assert json.loads((second.run_dir / "record.json").read_text()) == json.loads(second.record_path.read_text())
-    assert json.loads((first.run_dir / "record.json").read_text())["config"]["folds"] == 2
+    assert RunRecord.from_json(second.run_dir / "record.json") == RunRecord.from_json(second.record_path)
+    assert RunRecord.from_json(first.run_dir / "record.json").config.folds == 2
 
 
 def test_run_folder_names_are_unique_within_a_second(tmp_path):
-    folders = [create_run_dir(tmp_path, "h20-15_e1_f1_s42") for _ in range(3)]
+    folders = [create_run_dir(tmp_path, "h20-15_e1_f1_s42_train80") for _ in range(3)]
     assert len(set(folders)) == 3 and all(folder.is_dir() for folder in folders)
 
 
@@ -103,37 +102,49 @@ def test_saved_arrays_are_the_runs_own(runs):
             np.testing.assert_allclose(saved["val_loss"], member.history["val_loss"])
             assert len(saved["loss"]) == config.epochs
         assert np.bincount(arrays.validation_members).tolist() == [len(m.validation_rows) for m in training.members]
-        assert record == json.loads(json.dumps(result.record))
+        assert record == result.record
+        # Each kept mistake names its row of train.csv: that row's label is the mistake's true label.
+        np.testing.assert_array_equal(
+            arrays.train_labels[arrays.mistake_rows], arrays.validation_labels[arrays.mistake_positions]
+        )
 
 
 def test_confusion_matrix_sums_to_the_validation_rows(runs):
     for _, result in runs:
         arrays, record = load_run(result.run_dir)
-        counts = confusion_counts(arrays.validation_labels, arrays.validation_probabilities.argmax(axis=1))
-        n_validation = sum(member["validation_rows"] for member in record["validation"]["members"])
+        counts = confusion_counts(arrays.validation_labels, predicted_labels(arrays.validation_probabilities))
+        n_validation = sum(member.validation_rows for member in record.validation.members)
         assert counts.shape == (10, 10)
         assert counts.sum() == n_validation == len(arrays.validation_rows)
-        assert np.trace(counts) / counts.sum() == pytest.approx(record["validation"]["accuracy"])
+        assert np.trace(counts) / counts.sum() == pytest.approx(record.validation.accuracy)
 
 
 def test_report_numbers_equal_the_record(runs):
     for _, result in runs:
         record = result.record
         page = (result.run_dir / REPORT_HTML).read_text()
-        per_class = record["per_class"]
-        assert per_class["accuracy"] == pytest.approx(record["validation"]["accuracy"])
-        assert sum(per_class[str(digit)]["support"] for digit in range(10)) == len(result.training.validation_rows())
-        assert f"<th>validation accuracy</th><td>{record['validation']['accuracy']:.4f}</td>" in page
+        per_class = record.validation.per_class
+        assert sum(per_class[str(digit)].support for digit in range(10)) == len(result.training.validation_rows())
+        assert f"<th>validation accuracy</th><td>{record.validation.accuracy:.4f}</td>" in page
         for digit in range(10):
             row = per_class[str(digit)]
-            cells = [
-                str(digit),
-                *(f"{row[key]:.4f}" for key in ("precision", "recall", "f1-score")),
-                str(row["support"]),
-            ]
+            cells = [str(digit), *(f"{value:.4f}" for value in (row.precision, row.recall, row.f1)), str(row.support)]
             assert "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" in page
-        for stage, seconds in record["timings"].items():
-            assert f"<th>{stage}</th><td>{seconds}</td>" in page
+        for stage in ("load", "train", "predict", "write", "total"):
+            assert f"<th>{stage}</th><td>{getattr(record.timings, stage)}</td>" in page
+
+
+def test_times_are_true_for_members_trained_together(runs):
+    (_, ensemble), (_, single) = runs
+    timings = ensemble.record.timings
+    assert timings.total >= timings.load + timings.train + timings.predict + timings.write
+    # The 2 folds shared one compiled loop: its time is given once, not split in two.
+    validation = ensemble.record.validation
+    assert validation.members_trained_together
+    assert [member.seconds for member in validation.members] == [timings.train, timings.train]
+    page = (ensemble.run_dir / REPORT_HTML).read_text()
+    assert f"The 2 models were trained together, in one compiled loop: {timings.train:.1f} s in all." in page
+    assert not single.record.validation.members_trained_together
 
 
 def test_the_report_regenerates_without_tensorflow(runs, tmp_path):
@@ -145,7 +156,7 @@ def test_the_report_regenerates_without_tensorflow(runs, tmp_path):
         "import sys; from src.report import main; code = main([sys.argv[1]]); "
         "assert not {'tensorflow', 'keras'} & set(sys.modules), 'TensorFlow was imported'; sys.exit(code)"
     )
-    regenerated = python("-c", check, copy)
+    regenerated = run_command("-c", check, copy)
     assert regenerated.returncode == 0, regenerated.stderr
     assert f"wrote {copy / REPORT_HTML}" in regenerated.stdout
     for name in FIGURES:
@@ -162,48 +173,134 @@ def test_compare_puts_runs_side_by_side(runs):
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     assert rows["folds"] == ["2", "1"] and rows["epochs"] == ["3", "2"]
     assert "seed" not in rows  # only the settings that differ
-    accuracy = [f"{result.record['validation']['accuracy']:.4f}" for _, result in runs]
+    # Both ran on the same files: the data row says which, and how many rows.
+    (data,) = [line for line in lines if line.startswith("data ")]
+    assert data.count(f"files {first.record.inputs.train.path[: -len('/train.csv')]}/ (80+20 rows)") == 2
+    accuracy = [f"{result.record.validation.accuracy:.4f}" for _, result in runs]
     assert any(line.split()[-2:] == accuracy for line in lines if line.startswith("validation accuracy"))
+    totals = [f"{result.record.timings.total:.1f}" for _, result in runs]
+    assert any(line.split()[-2:] == totals for line in lines if line.startswith("total seconds"))
 
-    cli = python("-m", "src.report", "--compare", first.run_dir, second.run_dir)
+
+def test_compare_takes_the_folder_of_runs(runs):
+    runs_folder = runs[0][1].run_dir.parent
+    run_dirs = sorted(path for path in runs_folder.iterdir() if path.is_dir())
+    cli = run_command("-m", "src.report", "--compare", runs_folder)
     assert cli.returncode == 0, cli.stderr
-    assert cli.stdout == table + "\n"
+    assert cli.stdout == compare_runs(run_dirs) + "\n"
 
 
-def test_a_bad_run_folder_is_a_one_line_error(runs, tmp_path):
-    missing = python("-m", "src.report", tmp_path / "nowhere")
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert missing.stderr.startswith("error:") and "not a folder" in missing.stderr
-    incomplete = shutil.copytree(runs[0][1].run_dir, tmp_path / "incomplete")
-    (incomplete / "histories.json").unlink()
-    result = python("-m", "src.report", incomplete)
-    assert result.returncode == 2 and "missing histories.json" in result.stderr
-    result = python("-m", "src.report", "--compare", runs[0][1].run_dir, tmp_path)
-    assert result.returncode == 2 and "no record.json" in result.stderr
-    for text in ('{"config": {}}', "[1]"):
-        (incomplete / "record.json").write_text(text)
-        result = python("-m", "src.report", "--compare", runs[0][1].run_dir, incomplete)
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert "record.json: not a run record" in result.stderr
+def test_many_members_draw_a_mean_and_a_band(tmp_path):
+    rng = np.random.default_rng(0)
+    # The first epoch's loss is a hundred times the rest, as with raw pixels.
+    histories = [
+        {"loss": [100.0, *rng.uniform(0.5, 1.0, 9)], "accuracy": list(rng.uniform(0.8, 0.9, 10))} for _ in range(5)
+    ]
+    assert_png(plot_learning_curves(histories, tmp_path / LEARNING_CURVES_PNG))
 
 
-def test_confident_mistakes_are_the_wrong_rows_most_confident_first():
-    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7], [0.95, 0.05]])
-    labels = np.array([0, 0, 0, 1, 1])
-    np.testing.assert_array_equal(confident_mistakes(probabilities, labels), [4, 1, 2])
-    np.testing.assert_array_equal(confident_mistakes(probabilities, labels, count=1), [4])
+def damage_array(name, array):
+    return lambda run_dir: np.save(run_dir / f"{name}.npy", array)
 
 
-def test_no_report_keeps_the_arrays_and_skips_the_figures(tmp_path):
-    data_dir = write_dataset(tmp_path / "data")
+def out_of_range(name):
+    def damage(run_dir):
+        array = np.load(run_dir / f"{name}.npy")
+        array[0] = 10**6
+        np.save(run_dir / f"{name}.npy", array)
+
+    return damage
+
+
+def damage_record(edit):
+    def damage(run_dir):
+        values = json.loads((run_dir / "record.json").read_text())
+        edit(values)
+        (run_dir / "record.json").write_text(json.dumps(values))
+
+    return damage
+
+
+def write_text(name, text):
+    return lambda run_dir: (run_dir / name).write_text(text)
+
+
+# Each damage, what the one line says, and whether --compare (which reads only the record) meets it too.
+DAMAGES = {
+    "an empty array": (write_text("validation_probabilities.npy", ""), "unreadable array (0 bytes)", False),
+    "a wrong shape": (
+        damage_array("validation_probabilities", np.zeros((3, 10))),
+        "does not fit the other arrays",
+        False,
+    ),
+    "a wrong rank": (
+        damage_array("gallery_images", np.zeros(5, dtype=np.uint8)),
+        "expected integers of shape (g, 784)",
+        False,
+    ),
+    "a float index": (damage_array("validation_rows", np.zeros(16)), "expected integers of shape (n)", False),
+    "an index out of range": (out_of_range("mistake_positions"), "values must be in 0..", False),
+    "a missing array": (lambda run_dir: (run_dir / "train_labels.npy").unlink(), "missing train_labels.npy", False),
+    "a record without a key": (damage_record(lambda v: v.pop("validation")), "validation is missing", True),
+    "a record of the wrong type": (
+        damage_record(lambda v: v["timings"].update(total="7")),
+        "timings.total should be a finite number",
+        True,
+    ),
+    "a record that is a list": (write_text("record.json", "[1]"), "the record should be an object", True),
+    "histories of the wrong length": (write_text("histories.json", "[]"), "a list of 2 member histories", False),
+    "histories without loss": (
+        write_text("histories.json", '[{"accuracy": [1]}, {}]'),
+        "lacks loss and accuracy",
+        False,
+    ),
+    "histories of uneven epochs": (
+        write_text("histories.json", '[{"loss": [1, 2], "accuracy": [1]}, {"loss": [1], "accuracy": [1]}]'),
+        "different numbers of epochs",
+        False,
+    ),
+    "histories that are not JSON": (write_text("histories.json", "{"), "histories.json: unreadable", False),
+    "an unfinished save": (write_text(INCOMPLETE_MARKER, ""), "incomplete run folder", True),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_run_folder_is_one_line_and_exit_2(runs, tmp_path, capsys, damage):
+    spoil, fragment, compare_too = DAMAGES[damage]
+    copy = shutil.copytree(runs[0][1].run_dir, tmp_path / "run")
+    spoil(copy)
+    commands = [[str(copy)]] + ([["--compare", str(runs[1][1].run_dir), str(copy)]] if compare_too else [])
+    for argv in commands:
+        assert report_main(argv) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and error.count("\n") == 1, error
+        assert str(copy) in error and fragment in error, error
+
+
+def test_a_damaged_run_folder_from_the_command_line(runs, tmp_path):
+    assert_one_line_error(run_command("-m", "src.report", tmp_path / "nowhere"), 2, "not a folder")
+    copy = shutil.copytree(runs[0][1].run_dir, tmp_path / "run")
+    (copy / "test_probabilities.npy").write_bytes(b"")
+    assert_one_line_error(run_command("-m", "src.report", copy), 2, "test_probabilities.npy", "unreadable array")
+    (copy / INCOMPLETE_MARKER).touch()
+    assert_one_line_error(run_command("-m", "src.report", "--compare", copy), 2, "incomplete run folder")
+
+
+def test_a_sample_run_without_the_report(tmp_path):
     out = tmp_path / "submission.csv"
-    result = python(
-        "-m", "src.submit", "--data", data_dir, "--out", out, "--epochs", "2", "--verbose", "0", "--no-report"
-    )
+    args = ("--sample", "--out", out, "--epochs", "1", "--verbose", "0", "--no-report")
+    result = run_command("-m", "src.submit", *args)
     assert result.returncode == 0, result.stderr
     assert "per class, on the held-out rows:" in result.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
+    assert RUN_NAME.match(run_dir.name)["data"] == "sample1500"
     assert f"run folder: {run_dir}" in result.stdout
+    record = RunRecord.from_json(out.with_suffix(".json"))
+    # The sample's temporary folder is gone: the record names what it was instead.
+    assert record.inputs.source == "sample" and record.inputs.sample_seed == 0
+    assert record.inputs.train.path is None and record.inputs.train.rows == 1500
+    # One total: the console's closing line and the record say the same.
+    assert f"; {record.timings.total:.1f} s\n" in result.stdout
     assert not [path for path in run_dir.iterdir() if path.suffix in (".png", ".html")]
     assert {f"{name}.npy" for name in RUN_ARRAY_NAMES} <= {path.name for path in run_dir.iterdir()}
     # Everything needed is there to draw them later.

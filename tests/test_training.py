@@ -10,7 +10,8 @@ from tensorflow import keras
 
 from src.config import Config
 from src.data import as_features
-from src.prediction import predict_labels, predict_probabilities
+from src.evaluation import predicted_labels as predict_labels
+from src.prediction import predict_probabilities
 from src.training import split_rows, train
 from tests.synthetic import make_arrays
 

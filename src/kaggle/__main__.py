@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..config import user_error_message
+from ..cli import user_error_message
 from ..errors import EXIT_INTERRUPTED, EXIT_USER, UserError
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip

@@ -53,6 +53,6 @@ def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
     from ..pipeline import run
 
     result = run(config, data_dir, args.output / SUBMISSION_NAME)
-    accuracy = result.record["validation"]["accuracy"]
+    accuracy = result.record.validation.accuracy
     print(f"validation accuracy {accuracy:.4f}; wrote {result.submission_path}", flush=True)
     return 0

@@ -144,7 +144,7 @@ def check_writable_folder(folder: Path) -> None:
     """New files can be made in `folder`, or in the folders that will be created up to it."""
     existing = nearest_existing(folder)
     if not existing.is_dir():
-        raise UserError(f"{existing}: is a file, not a folder; cannot write {folder}: choose another --out")
+        raise UserError(f"{existing}: is a file, not a folder, so nothing can be written in it: choose another --out")
     if os.statvfs(existing).f_flag & os.ST_RDONLY:
         raise UserError(f"{existing}: read-only file system; cannot write there: choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):

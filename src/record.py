@@ -124,6 +124,17 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class KaggleSubmission:
+    """Kaggle's answer to the submission of this run's file (see src/kaggle/scores.py), the latest one."""
+
+    ref: int | None
+    message: str
+    status: str  # "pending", "complete" or "error"
+    public_score: float | None
+    error: str = ""  # Kaggle's reason for an "error"
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Everything needed to tell how a submission was made."""
 
@@ -136,6 +147,7 @@ class RunRecord:
     timings: Timings
     submission: Submission
     run_dir: str | None = None
+    kaggle: KaggleSubmission | None = None  # added when the file is submitted
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -21,6 +21,7 @@ from pathlib import Path
 from .cli import ArgumentParser, import_tensorflow, run_command
 from .config import add_settings_arguments, check_memory, check_split, config_from_args
 from .errors import UserError
+from .kaggle.polling import add_wait_arguments, wait_timeout
 
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
@@ -61,6 +62,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--submit", action="store_true", help="after the run, upload the submission to the competition (needs -m)"
     )
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    add_wait_arguments(kaggle)
     add_settings_arguments(parser, argv)
     return parser
 
@@ -78,17 +80,20 @@ def check_submit_flags(args: argparse.Namespace) -> None:
     require_credentials()
 
 
-def upload(path: Path, message: str, n_rows: int) -> int:
-    """Send the submission just written; a failure says it is kept and how to send it later."""
-    from .kaggle.upload import kept_line, submitted_line, unknown_arrival, upload_submission
+def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
+    """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
+    from .kaggle.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
-    except UserError as error:
-        raise type(error)(f"{error}; {kept_line(path)}") from None
+    except UserError:
+        # A line of its own: the error line is cut at 300 characters, and this one must not be.
+        print(kept_line(path), file=sys.stderr, flush=True)
+        raise
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(path)) from None
     print(submitted_line(path, result), flush=True)
+    follow_and_print(path, result, message, timeout)
     return 0
 
 
@@ -165,7 +170,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         raise type(interruption)(f"after writing {out} and its record") from None
     print(summarize(result, config), flush=True)
     if args.submit:
-        return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))
+        return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0
 
 

@@ -97,15 +97,16 @@ def check_same_test_file(run_dirs: list[Path], records) -> None:
             )
 
 
-def check_out_path(out: Path, run_dirs: list[Path]) -> None:
-    """Refuse an `--out` that would write into one of the blended run folders."""
-    from .submission import check_submission_path, record_path_for
+def plan_out_path(out: Path, run_dirs: list[Path]):
+    """Check `--out` as every command checks its outputs, and refuse one inside a blended run folder."""
+    from .outputs import plan_outputs
 
-    check_submission_path(out)
-    for written in (out, record_path_for(out)):
+    plan = plan_outputs(out)
+    for written in (plan.submission, plan.record):
         for run_dir in run_dirs:
             if written.resolve().is_relative_to(run_dir.resolve()):
                 raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
+    return plan
 
 
 def weighted_mean(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -153,24 +154,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def blend(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .evaluation import accuracy, predicted_labels
-    from .files import sha256
+    from .outputs import write_pair
     from .record import (
         DERIVED_BLEND,
         DerivedRecord,
         SourceRun,
-        Submission,
         command_line,
         created_now,
         package_versions,
     )
     from .runs import load_run
-    from .submission import check_predictions, record_path_for, write_submission
+    from .submission import check_predictions
 
     check_runs(args.run_dirs, args.weights)
     loaded = [load_run(run_dir) for run_dir in args.run_dirs]
     records = [record for _, record in loaded]
     check_same_test_file(args.run_dirs, records)
-    check_out_path(args.out, args.run_dirs)
+    plan = plan_out_path(args.out, args.run_dirs)
     weights = np.asarray(args.weights or [1.0] * len(loaded), dtype=np.float64)
 
     probabilities = weighted_mean([arrays.test_probabilities for arrays, _ in loaded], weights)
@@ -182,25 +182,28 @@ def blend(argv: Sequence[str] | None) -> int:
         blend_accuracy = accuracy(shared.labels, weighted_mean(shared.probabilities, weights))
         run_accuracies = [accuracy(shared.labels, values) for values in shared.probabilities]
 
-    submission_path = write_submission(predicted_labels(probabilities), args.out)
-    record = DerivedRecord(
-        kind=DERIVED_BLEND,
-        created=created_now(),
-        command=command_line(),
-        versions=package_versions(),
-        test=records[0].inputs.test,
-        sources=[
-            SourceRun(str(run_dir), record.validation.accuracy, float(weight), run_accuracy)
-            for run_dir, record, weight, run_accuracy in zip(
-                args.run_dirs, records, weights / weights.sum(), run_accuracies, strict=True
-            )
-        ],
-        submission=Submission(str(submission_path), sha256(submission_path), len(probabilities)),
-        validation_accuracy=blend_accuracy,
-        validation_rows=0 if shared is None else len(shared.rows),
-    )
-    record_path = record.to_json(record_path_for(submission_path))
-    print(gain_lines(record), f"wrote {submission_path} (record: {record_path})", sep="\n", flush=True)
+    sources = [
+        SourceRun(str(run_dir), record.validation.accuracy, float(weight), run_accuracy)
+        for run_dir, record, weight, run_accuracy in zip(
+            args.run_dirs, records, weights / weights.sum(), run_accuracies, strict=True
+        )
+    ]
+
+    def make_record(submission):
+        return DerivedRecord(
+            kind=DERIVED_BLEND,
+            created=created_now(),
+            command=command_line(),
+            versions=package_versions(),
+            test=records[0].inputs.test,
+            sources=sources,
+            submission=submission,
+            validation_accuracy=blend_accuracy,
+            validation_rows=0 if shared is None else len(shared.rows),
+        )
+
+    record = write_pair(plan, predicted_labels(probabilities), make_record)
+    print(gain_lines(record), f"wrote {plan.submission} (record: {plan.record})", sep="\n", flush=True)
     return 0
 
 

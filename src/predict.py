@@ -37,17 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_out_path(out: Path, inputs: list[Path], run_dir: Path) -> None:
-    """Refuse an `--out` that would overwrite an input file or write into the run folder."""
-    from .submission import check_submission_path, record_path_for
+def plan_out_path(out: Path, inputs: list[Path], run_dir: Path):
+    """Check `--out` as every command checks its outputs, and refuse one inside the run folder."""
+    from .outputs import plan_outputs
 
-    check_submission_path(out)
-    for written in (out, record_path_for(out)):
-        target = written.resolve()
-        if any(target == path.resolve() for path in inputs):
-            raise UserError(f"{written}: is an input of this command; choose another --out")
-        if target.is_relative_to(run_dir.resolve()):
+    plan = plan_outputs(out, inputs)
+    for written in (plan.submission, plan.record):
+        if written.resolve().is_relative_to(run_dir.resolve()):
             raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
+    return plan
 
 
 def read_test_file(path: Path):
@@ -81,24 +79,23 @@ def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DEFAULT_DATA_DIR, as_features
     from .evaluation import predicted_labels
-    from .files import sha256
+    from .outputs import write_pair
     from .record import (
         DERIVED_PREDICT,
         DerivedRecord,
         SourceRun,
-        Submission,
         command_line,
         created_now,
         package_versions,
     )
     from .runs import member_files, read_run_record
-    from .submission import check_predictions, record_path_for, write_submission
+    from .submission import check_predictions
 
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
     test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
-    check_out_path(args.out, [test_path, *paths], args.run_dir)
+    plan = plan_out_path(args.out, [test_path, *paths], args.run_dir)
     images, test_file = read_test_file(test_path)
 
     import_tensorflow()
@@ -109,25 +106,27 @@ def predict_again(argv: Sequence[str] | None) -> int:
     tta = uses_tta(run.config)
     probabilities = predict_probabilities(models, as_features(images, run.config.scaling), tta)
     check_predictions(probabilities)
-    submission_path = write_submission(predicted_labels(probabilities), args.out)
-    record = DerivedRecord(
-        kind=DERIVED_PREDICT,
-        created=created_now(),
-        command=command_line(),
-        versions=package_versions(),
-        test=test_file,
-        sources=[SourceRun(str(args.run_dir), run.validation.accuracy)],
-        submission=Submission(str(submission_path), sha256(submission_path), len(probabilities)),
-        tta=tta,
+    write_pair(
+        plan,
+        predicted_labels(probabilities),
+        lambda submission: DerivedRecord(
+            kind=DERIVED_PREDICT,
+            created=created_now(),
+            command=command_line(),
+            versions=package_versions(),
+            test=test_file,
+            sources=[SourceRun(str(args.run_dir), run.validation.accuracy)],
+            submission=submission,
+            tta=tta,
+        ),
     )
-    record_path = record.to_json(record_path_for(submission_path))
     with_tta = " with test-time augmentation" if tta else ""
     same_test = "the run's own test file" if test_file.sha256 == run.inputs.test.sha256 else "a new test file"
     scored = "" if run.validation.accuracy is None else f" (its validation accuracy {run.validation.accuracy:.4f})"
     print(
         f"predicted {test_file.rows} rows of {same_test} with {len(models)} saved model(s){with_tta} "
         f"of {args.run_dir}{scored}\n"
-        f"wrote {submission_path} (record: {record_path})",
+        f"wrote {plan.submission} (record: {plan.record})",
         flush=True,
     )
     return 0

@@ -141,13 +141,14 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         if args.submit or args.message:
             check_submit_flags(args)
         from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
-        from .submission import check_submission_path
+        from .outputs import plan_outputs
 
-        check_submission_path(out)
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
             data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
-            # Bad files and settings are reported before TensorFlow loads (and takes seconds).
+            # Bad files, settings and output paths are reported before TensorFlow loads (and takes seconds).
             datasets = load_datasets(data_dir)
+            inputs = [file["path"] for file in datasets.inputs.values()]
+            plan_outputs(out, inputs, test_rows=len(datasets.test_images))
             check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
             check_split(config, len(datasets.train_labels))
             check_memory(config)
@@ -168,7 +169,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
-        raise type(interruption)(f"after writing {out}: its run folder is marked incomplete") from None
+        raise type(interruption)(f"after writing {out} and its record") from None
     print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))

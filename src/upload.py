@@ -4,7 +4,8 @@ python -m src.upload submissions/submission.csv -m "tutorial network, 50 epochs"
 
 The file is validated first (header, ImageId 1..N, labels 0..9, and one row per
 test image: the competition's 28,000, or as many as `--data`'s test.csv has);
-an invalid file is never sent.
+an invalid file is never sent, nor one whose record (`.json` beside it) names
+another file's sha256.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DEFAULT_DATA_DIR
     from .kaggle.upload import expected_row_count, follow_and_print, submitted_line, unknown_arrival, upload_submission
+    from .outputs import check_pair
 
+    # A submission beside a record of another file is a cut-short or edited run: never sent.
+    check_pair(args.file)
     try:
         result = upload_submission(args.file, args.message, expected_row_count(args.data or DEFAULT_DATA_DIR))
     except KeyboardInterrupt as interruption:

@@ -3,6 +3,7 @@
 python scripts/benchmark.py                                    # data/, 50 epochs, once
 python scripts/benchmark.py --data ../shared/data/digit-recognizer.zip --repeats 3
 python scripts/benchmark.py --epochs 5                         # a quick look
+python scripts/benchmark.py --time-to-accuracy tutorial wide   # accuracy after each epoch vs wall seconds
 
 Each run is its own process, timed from start to exit:
   reference       the tutorial's code as written (scripts/tutorial_reference.py)
@@ -14,6 +15,14 @@ the reference; the median over --repeats. The package's runs find their CSVs
 in the parse cache (warmed first); loading with and without it is timed
 separately. `--no-report` leaves out the figures and report.html (about 2 s),
 which the reference does not make either. Writes OUT.md and OUT.json.
+
+With `--time-to-accuracy PRESET ...`, each preset instead runs once as
+`python -m src.submit --preset P --no-report` (its own epochs unless --epochs
+is given), and the table gives, per epoch, the seconds since training started
+(the `seconds` that `src.epoch_timer` keeps in the run folder's histories) and
+the validation accuracy then: how soon each preset gets how good. Members
+trained one after another (`--plain`, bagged CNNs) each keep their own clock;
+for those the table gives the members' mean, and says so.
 """
 
 from __future__ import annotations
@@ -36,9 +45,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Read the records with this checkout's own `src`, the one the timed runs use.
 sys.path.insert(0, str(REPO_ROOT))
 from src.record import RunRecord  # noqa: E402
+from src.runs import load_run  # noqa: E402
 
 REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
 BATCH_SIZE = 128
+DEFAULT_EPOCHS = 50
 DATA_FILES = ("train.csv", "test.csv")
 CACHE_TIMING = """
 import json, sys, time
@@ -57,10 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, default=Path("data"), help="folder with train.csv and test.csv, or a zip of them"
     )
-    parser.add_argument("--epochs", type=int, default=50, help="epochs for every run (default 50)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"epochs of every run (default {DEFAULT_EPOCHS}; with --time-to-accuracy: each preset's)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs of each kind; the table gives medians")
     parser.add_argument("--folds", type=int, default=5, help="K of the ensemble run (default 5)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/benchmark"), help="writes OUT.md and OUT.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="writes OUT.md and OUT.json (default: benchmarks/benchmark, or benchmarks/time-to-accuracy)",
+    )
+    parser.add_argument(
+        "--time-to-accuracy",
+        nargs="+",
+        metavar="PRESET",
+        help="instead: validation accuracy after each epoch against wall seconds, for each preset",
+    )
     return parser
 
 
@@ -163,8 +188,88 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def preset_curve(preset: str, data: Path, epochs: int | None, scratch: Path, env: dict) -> dict:
+    """Run `preset` once; its process wall time and, per epoch, seconds since training began and validation accuracy."""
+    out = scratch / f"submission-{preset}.csv"
+    command = [sys.executable, "-m", "src.submit", "--preset", preset, "--no-report", "--verbose", "0"]
+    command += ["--data", str(data), "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
+    measured = timed_process(command, env)
+    record = RunRecord.from_json(out.with_suffix(".json"))
+    histories = load_run(record.run_dir)[0].histories
+    missing = [name for name in ("seconds", "val_accuracy") if not all(name in history for history in histories)]
+    if missing:
+        raise SystemExit(f"error: {record.run_dir}: the histories hold no {' or '.join(missing)} per epoch")
+    seconds = [sum(values) / len(values) for values in zip(*(h["seconds"] for h in histories), strict=True)]
+    accuracies = [sum(values) / len(values) for values in zip(*(h["val_accuracy"] for h in histories), strict=True)]
+    return {
+        "preset": preset,
+        "members": len(histories),
+        "members_trained_together": record.validation.members_trained_together or len(histories) == 1,
+        "wall_seconds": measured["wall_seconds"],
+        "peak_rss_mb": measured["peak_rss_mb"],
+        "train_seconds": record.timings.train,
+        "accuracy": record.validation.accuracy,
+        "epochs": [
+            {"epoch": epoch, "seconds": second, "val_accuracy": value}
+            for epoch, (second, value) in enumerate(zip(seconds, accuracies, strict=True), start=1)
+        ],
+    }
+
+
+def curves_markdown(report: dict) -> str:
+    lines = ["| preset | epoch | seconds | validation accuracy |", "| --- | ---: | ---: | ---: |"]
+    for curve in report["presets"]:
+        for row in curve["epochs"]:
+            lines.append(f"| {curve['preset']} | {row['epoch']} | {row['seconds']:.1f} | {row['val_accuracy']:.4f} |")
+    lines.append("")
+    for curve in report["presets"]:
+        clock = "" if curve["members_trained_together"] else " (members trained one after another: their mean clock)"
+        lines.append(
+            f"- `{curve['preset']}`: {curve['members']} member(s){clock}; {curve['wall_seconds']:.1f} s wall for the "
+            f"whole command, {curve['train_seconds']:.1f} s training, peak RSS {curve['peak_rss_mb']:.0f} MB, "
+            f"final validation accuracy {curve['accuracy']:.4f}"
+        )
+    lines.append(f"\n{report['rows_in_train']} training rows; {report['machine']}; {report['created']}.")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_accuracy(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
+        scratch = Path(scratch_name)
+        data = data_folder(args.data.resolve(), scratch / "data")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DIGIT_RECOGNIZER_CACHE": str(scratch / "cache")}
+        curves = []
+        for preset in args.time_to_accuracy:
+            print(f"python -m src.submit --preset {preset} ...", flush=True)
+            curves.append(preset_curve(preset, data, args.epochs, scratch, env))
+        rows_in_train = RunRecord.from_json(scratch / f"submission-{args.time_to_accuracy[0]}.json").inputs.train.rows
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "data": str(args.data),
+        "rows_in_train": rows_in_train,
+        "presets": curves,
+    }
+
+
+def write_report(out: Path, report: dict, table: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(table, end="")
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.time_to_accuracy:
+        if args.epochs is not None and args.epochs < 1:
+            raise SystemExit("error: --epochs must be >= 1")
+        report = time_to_accuracy(args)
+        write_report(args.out or Path("benchmarks/time-to-accuracy"), report, curves_markdown(report))
+        return 0
+    args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    args.out = args.out or Path("benchmarks/benchmark")
     if args.epochs < 1 or args.repeats < 1 or args.folds < 2:
         raise SystemExit("error: --epochs and --repeats must be >= 1, --folds >= 2")
     with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
@@ -199,12 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "load": load,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table = markdown(report)
-    args.out.with_suffix(".md").write_text(table)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(table, end="")
-    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+    write_report(args.out, report, markdown(report))
     return 0
 
 

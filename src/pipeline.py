@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from .config import Config
 from .data import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
 from .evaluation import accuracy, per_class_scores, predicted_labels
 from .files import sha256
-from .prediction import predict_probabilities
+from .outputs import pause_point, plan_outputs, prepared_pair
+from .prediction import predict_probabilities, tta_validation_accuracy, uses_tta
 from .record import (
     SOURCE_ARRAYS,
     SOURCE_FILES,
@@ -29,8 +31,8 @@ from .record import (
     package_versions,
 )
 from .report import make_report
-from .runs import RUNS_FOLDER, RunArrays, collect_run_arrays, create_run_dir, save_run
-from .submission import check_predictions, check_submission_path, write_submission
+from .runs import RunArrays, collect_run_arrays, create_run_dir, save_run
+from .submission import check_predictions, write_submission
 from .training import TrainingResult, train, validation_scheme
 
 
@@ -43,11 +45,6 @@ class RunResult:
     test_probabilities: np.ndarray
     run_dir: Path | None = None
     report_path: Path | None = None
-
-
-def record_path_for(submission_path: str | Path) -> Path:
-    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
-    return Path(submission_path).with_suffix(".json")
 
 
 def run(
@@ -81,8 +78,10 @@ def run(
             record's total counts its start-up too; default: now.
     """
     started = time.perf_counter() if started is None else started
-    check_submission_path(out_path)
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
+    # Every output is checked before training: not an input, a writable file, room for it (see src.outputs).
+    inputs_read = [file["path"] for file in datasets.inputs.values()]
+    plan = plan_outputs(out_path, inputs_read, test_rows=len(datasets.test_images))
     check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
     timings = {"load": datasets.load_seconds}
 
@@ -91,36 +90,44 @@ def run(
     timings["train"] = time.perf_counter() - stage_started
 
     stage_started = time.perf_counter()
-    test_features = as_features(datasets.test_images, config.scaling)
-    test_probabilities = predict_probabilities(training.models, test_features, tta=config.tta)
+    tta = uses_tta(config)
+    test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling), tta)
     timings["predict"] = time.perf_counter() - stage_started
     # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
     check_predictions(test_probabilities)
 
-    # Everything the record needs comes first, so the submission and its record are replaced back to back.
     inputs = describe_inputs(datasets, sample)
     validation = score(config, training, datasets.train_labels, timings["train"])
-    run_dir = create_run_dir(Path(out_path).parent / RUNS_FOLDER, f"{config.short_name()}_{inputs.short_name()}")
-    stage_started = time.perf_counter()
-    submission_path = write_submission(predicted_labels(test_probabilities), out_path)
-    timings["write"] = time.perf_counter() - stage_started
-    record = RunRecord(
-        created=created_now(),
-        command=command_line(),
-        config=config,
-        versions=package_versions(),
-        inputs=inputs,
-        validation=validation,
-        timings=rounded_timings(timings, total=time.perf_counter() - started),
-        submission=Submission(str(submission_path), sha256(submission_path), len(test_probabilities)),
-        run_dir=str(run_dir),
-        parameters=training.parameters,
-    )
-    record_path = record.to_json(record_path_for(submission_path))
-
-    save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, submission_path)
-    report_path = make_report(run_dir) if report else None
-    return RunResult(submission_path, record_path, record, training, test_probabilities, run_dir, report_path)
+    # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
+    if tta and validation.accuracy is not None:
+        features = as_features(datasets.train_images, config.scaling)
+        tta_accuracy = tta_validation_accuracy(training.members, features, datasets.train_labels)
+        validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
+    run_dir = create_run_dir(plan.runs, f"{config.short_name()}_{inputs.short_name()}")
+    # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,
+    # before the pair replaces the old one; any failure or signal until then leaves the old one as it was.
+    with prepared_pair(plan) as pair:
+        stage_started = time.perf_counter()
+        write_submission(predicted_labels(test_probabilities), pair.submission)
+        timings["write"] = time.perf_counter() - stage_started
+        record = RunRecord(
+            created=created_now(),
+            command=command_line(),
+            config=config,
+            versions=package_versions(),
+            inputs=inputs,
+            validation=validation,
+            timings=rounded_timings(timings, total=time.perf_counter() - started),
+            submission=Submission(str(plan.submission), sha256(pair.submission), len(test_probabilities)),
+            run_dir=str(run_dir),
+            parameters=training.parameters,
+        )
+        record.to_json(pair.record)
+        pause_point("run-folder")
+        save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, pair.submission, training.models)
+        report_path = make_report(run_dir) if report else None
+        pair.swap()
+    return RunResult(plan.submission, plan.record, record, training, test_probabilities, run_dir, report_path)
 
 
 def rounded_timings(timings: dict[str, float], total: float) -> Timings:

@@ -1,17 +1,30 @@
-"""Test-set predictions: one model's softmax, or the mean over an ensemble's."""
+"""Predictions: one model's softmax, or the mean over an ensemble's, optionally with test-time augmentation."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from tensorflow import keras
 
 from .augmentation import predict_with_tta
+from .errors import UserError
+from .evaluation import accuracy
 
 PREDICT_BATCH_SIZE = 4096
 
 
+def uses_tta(config) -> bool:
+    """Whether a run's config asks for test-time augmentation (the `tta` setting comes with the cnn family)."""
+    return bool(getattr(config, "tta", False))
+
+
 def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: bool = False) -> np.ndarray:
-    """Mean softmax output of `models`, shape (n_samples, 10); with `tta`, each model's mean over shifted images."""
+    """Mean softmax output of `models`, shape (n_samples, 10).
+
+    With `tta`, each model's output is itself the mean over the fixed small
+    shifts of `src.augmentation` (test-time augmentation).
+    """
     if not models:
         raise ValueError("predict_probabilities needs at least one model")
     if tta:
@@ -19,3 +32,38 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: 
     else:
         outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
     return np.mean(outputs, axis=0)
+
+
+def held_out_probabilities(members, features: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Each member's probabilities on its own validation rows, one after another.
+
+    The rows come in the order of `TrainingResult.validation_rows()`, so the
+    result lines up with the run's held-out labels.
+
+    Args:
+        members: Trained members, each with `.model` and `.validation_rows`.
+        features: The network's input for every training row.
+        tta: Average each prediction over the test-time shifts.
+    """
+    return np.concatenate(
+        [predict_probabilities([member.model], features[member.validation_rows], tta) for member in members]
+    )
+
+
+def tta_validation_accuracy(members, features: np.ndarray, labels: np.ndarray) -> float:
+    """The held-out accuracy the members reach with test-time augmentation (out-of-fold for folds)."""
+    rows = np.concatenate([member.validation_rows for member in members])
+    return accuracy(labels[rows], held_out_probabilities(members, features, tta=True))
+
+
+def load_models(paths: list[Path]) -> list[keras.Model]:
+    """The Keras models saved at `paths` (`.keras` files), uncompiled: they only predict."""
+    models = []
+    for path in paths:
+        try:
+            models.append(keras.models.load_model(path, compile=False))
+        # Keras reports a damaged file as any of several kinds (zip, JSON, HDF5, shape errors).
+        except Exception as error:  # noqa: BLE001
+            reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
+            raise UserError(f"{path}: cannot load the saved model: {reason}") from None
+    return models

@@ -88,7 +88,8 @@ class Validation:
 
     `members_trained_together`: the members were trained at once, in one
     compiled loop, so each member's `seconds` is that loop's shared time, not
-    its own.
+    its own. `tta_accuracy`: with test-time augmentation, the accuracy on the
+    same rows with it (`accuracy` is without); None when the run did not use it.
     """
 
     scheme: str
@@ -96,6 +97,7 @@ class Validation:
     members: list[MemberScore]
     members_trained_together: bool
     per_class: dict[str, ClassScores]
+    tta_accuracy: float | None = None
 
     def __post_init__(self):
         missing = [name for name in CLASS_NAMES if name not in self.per_class and self.accuracy is not None]
@@ -126,6 +128,17 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class KaggleSubmission:
+    """Kaggle's answer to the submission of this run's file (see src/kaggle/scores.py), the latest one."""
+
+    ref: int | None
+    message: str
+    status: str  # "pending", "complete" or "error"
+    public_score: float | None
+    error: str = ""  # Kaggle's reason for an "error"
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Everything needed to tell how a submission was made."""
 
@@ -140,6 +153,7 @@ class RunRecord:
     run_dir: str | None = None
     # Parameters of each member's network (None in records written before it was kept).
     parameters: int | None = None
+    kaggle: KaggleSubmission | None = None  # added when the file is submitted
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -250,3 +264,68 @@ def _expect(condition: bool, wanted: str, value, where: str, key: str) -> None:
 def _short(error, limit: int = 80) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# How a derived submission (made without training) came about.
+DERIVED_PREDICT = "predict"
+DERIVED_BLEND = "blend"
+DERIVED_KINDS = (DERIVED_PREDICT, DERIVED_BLEND)
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """A run folder a derived submission was made from.
+
+    `validation_accuracy` is the run's own (from its record; None when it held
+    out no rows); `weight` its share of the blend (1.0 for `predict`);
+    `shared_rows_accuracy` its accuracy on the held-out rows every blended run
+    shares, None when there are none.
+    """
+
+    run_dir: str
+    validation_accuracy: float | None
+    weight: float = 1.0
+    shared_rows_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    """The record of a submission made from earlier runs without training.
+
+    `python -m src.predict` (kind `predict`) predicts a test file with one run's
+    saved models, `python -m src.blend` (kind `blend`) averages several runs'
+    test probabilities. `test` is the test file predicted (sha256 and rows);
+    `tta`, whether predictions were averaged over test-time shifts;
+    `validation_accuracy`, a blend's accuracy on the `validation_rows` held-out
+    rows its runs share (None, 0 rows: not measurable).
+    """
+
+    kind: str
+    created: str
+    command: str
+    versions: dict[str, str]
+    test: InputFile
+    sources: list[SourceRun]
+    submission: Submission
+    tta: bool = False
+    validation_accuracy: float | None = None
+    validation_rows: int = 0
+
+    def __post_init__(self):
+        if self.kind not in DERIVED_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(DERIVED_KINDS)}, got {self.kind!r}")
+        if not self.sources:
+            raise ValueError("sources is empty")
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the record as indented JSON, atomically."""
+        return write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> DerivedRecord:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{path}: unreadable record: {_short(error)}") from None
+        return _build(cls, values, str(path), "")

@@ -15,6 +15,8 @@ need, as `.npy` and `.json` files, so they can be redrawn without TensorFlow:
                                        the most confident validation mistakes
     gallery_rows.npy, gallery_images.npy
                                        a fixed sample of test images
+    members/member-1.keras, ...        the trained models, to predict again
+    members.json                       which model files, with their sha256
     .incomplete                        present until the save has finished
 
 Loading checks every file (shapes, kinds and ranges of the arrays, the
@@ -34,6 +36,7 @@ import numpy as np
 from .config import N_CLASSES
 from .errors import UserError
 from .evaluation import confident_mistakes
+from .files import sha256, write_json
 from .record import RunRecord
 
 RUNS_FOLDER = "runs"
@@ -41,6 +44,8 @@ RUN_RECORD_NAME = "record.json"
 RUN_SUBMISSION_NAME = "submission.csv"
 HISTORIES_NAME = "histories.json"
 INCOMPLETE_MARKER = ".incomplete"
+MEMBERS_FOLDER = "members"
+MEMBERS_MANIFEST = "members.json"
 IMAGE_PIXELS = 784
 # Each array's shape, in named sizes: n held-out rows, m test rows, t training rows,
 # k kept mistakes, g gallery images. Every array holds integers but the probabilities.
@@ -142,8 +147,8 @@ def create_run_dir(parent: str | Path, short_name: str) -> Path:
     raise UserError(f"{parent}: could not create a new run folder named {stem}-N")
 
 
-def save_run(run_dir: str | Path, arrays: RunArrays, record: RunRecord, submission_path: str | Path) -> Path:
-    """Write the arrays, the record and a copy of the submission into `run_dir`.
+def save_run(run_dir: str | Path, arrays: RunArrays, record: RunRecord, submission_path: str | Path, models=()) -> Path:
+    """Write the arrays, the trained `models` (Keras), the record and a copy of the submission into `run_dir`.
 
     The folder stays marked incomplete until the last file is written, so an
     interrupted save is never taken for a finished one.
@@ -154,10 +159,60 @@ def save_run(run_dir: str | Path, arrays: RunArrays, record: RunRecord, submissi
     for name in RUN_ARRAY_NAMES:
         np.save(run_dir / f"{name}.npy", getattr(arrays, name), allow_pickle=False)
     (run_dir / HISTORIES_NAME).write_text(json.dumps(arrays.histories) + "\n")
+    if models:
+        save_members(run_dir, models)
     shutil.copyfile(submission_path, run_dir / RUN_SUBMISSION_NAME)
     record.to_json(run_dir / RUN_RECORD_NAME)
     marker.unlink()
     return run_dir
+
+
+def save_members(run_dir: Path, models) -> list[Path]:
+    """Save each Keras model as `members/member-<i>.keras`, and list them with their sha256 in `members.json`."""
+    (run_dir / MEMBERS_FOLDER).mkdir(exist_ok=True)
+    entries = []
+    for index, model in enumerate(models, start=1):
+        name = member_file_name(index)
+        model.save(run_dir / name)
+        entries.append({"file": name, "sha256": sha256(run_dir / name)})
+    write_json(run_dir / MEMBERS_MANIFEST, {"members": entries})
+    return [run_dir / entry["file"] for entry in entries]
+
+
+def member_file_name(index: int) -> str:
+    """Where member `index` (1-based) is saved, relative to the run folder."""
+    return f"{MEMBERS_FOLDER}/member-{index}.keras"
+
+
+def member_files(run_dir: str | Path) -> list[Path]:
+    """The saved models of a finished run folder, each checked against its sha256 in `members.json`.
+
+    Needs no TensorFlow: a missing, altered or truncated file is a one-line
+    `UserError` before any model is loaded.
+    """
+    run_dir = Path(run_dir)
+    record = read_run_record(run_dir)
+    manifest = run_dir / MEMBERS_MANIFEST
+    if not manifest.is_file():
+        raise UserError(f"{run_dir}: no saved models ({MEMBERS_MANIFEST} is missing); train the run again to keep them")
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["members"]
+        files = [(entry["file"], entry["sha256"]) for entry in entries]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:80]}") from None
+    # Only the names save_members gives: a list pointing elsewhere is not this run's.
+    expected_names = [member_file_name(index) for index in range(1, len(files) + 1)]
+    if [name for name, _ in files] != expected_names:
+        raise UserError(f"{manifest}: expected the files {', '.join(expected_names)}")
+    files = [(run_dir / name, digest) for name, digest in files]
+    if len(files) != len(record.validation.members):
+        raise UserError(f"{manifest}: lists {len(files)} models, but the run trained {len(record.validation.members)}")
+    for path, expected in files:
+        if not path.is_file():
+            raise UserError(f"{path}: saved model is missing; the run folder is damaged")
+        if sha256(path) != expected:
+            raise UserError(f"{path}: saved model is damaged (its sha256 differs from {MEMBERS_MANIFEST}'s)")
+    return [path for path, _ in files]
 
 
 def is_run_dir(path: Path) -> bool:

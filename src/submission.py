@@ -17,14 +17,6 @@ HEADER = ["ImageId", "Label"]
 MIN_ROWS_FOR_ONE_CLASS_CHECK = 1000
 
 
-def check_submission_path(path: str | Path) -> None:
-    """Refuse, before any training, a submission path that cannot be written as a file beside its record."""
-    if Path(path).is_dir():
-        raise UserError(f"{path}: is a folder; give --out a file name such as {Path(path) / 'submission.csv'}")
-    if Path(path).suffix.lower() == ".json":
-        raise UserError(f"{path}: a submission must not be a .json file; its record is written beside it as one")
-
-
 def write_submission(labels: np.ndarray, path: str | Path) -> Path:
     """Write one `ImageId,Label` row per test image, atomically.
 

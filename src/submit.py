@@ -21,6 +21,7 @@ from pathlib import Path
 from .cli import ArgumentParser, import_tensorflow, run_command
 from .config import add_settings_arguments, check_memory, check_split, config_from_args
 from .errors import UserError
+from .kaggle.polling import add_wait_arguments, wait_timeout
 
 DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
@@ -61,6 +62,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--submit", action="store_true", help="after the run, upload the submission to the competition (needs -m)"
     )
     kaggle.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    add_wait_arguments(kaggle)
     add_settings_arguments(parser, argv)
     return parser
 
@@ -78,17 +80,20 @@ def check_submit_flags(args: argparse.Namespace) -> None:
     require_credentials()
 
 
-def upload(path: Path, message: str, n_rows: int) -> int:
-    """Send the submission just written; a failure says it is kept and how to send it later."""
-    from .kaggle.upload import kept_line, submitted_line, unknown_arrival, upload_submission
+def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
+    """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
+    from .kaggle.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
-    except UserError as error:
-        raise type(error)(f"{error}; {kept_line(path)}") from None
+    except UserError:
+        # A line of its own: the error line is cut at 300 characters, and this one must not be.
+        print(kept_line(path), file=sys.stderr, flush=True)
+        raise
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(path)) from None
     print(submitted_line(path, result), flush=True)
+    follow_and_print(path, result, message, timeout)
     return 0
 
 
@@ -112,9 +117,11 @@ def summarize(result, config) -> str:
             f"wrote {result.submission_path} (record: {result.record_path})\n"
             f"{report}"
         )
+    tta = validation.tta_accuracy
+    with_tta = "" if tta is None else f", with TTA {tta:.4f} ({tta - validation.accuracy:+.4f})"
     return (
         f"per class, on the held-out rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
-        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}; {record.timings.total:.1f} s\n"
+        f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}{with_tta}; {record.timings.total:.1f} s\n"
         f"wrote {result.submission_path} (record: {result.record_path})\n"
         f"{report}"
     )
@@ -143,13 +150,14 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         if args.submit or args.message:
             check_submit_flags(args)
         from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
-        from .submission import check_submission_path
+        from .outputs import plan_outputs
 
-        check_submission_path(out)
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
             data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
-            # Bad files and settings are reported before TensorFlow loads (and takes seconds).
+            # Bad files, settings and output paths are reported before TensorFlow loads (and takes seconds).
             datasets = load_datasets(data_dir)
+            inputs = [file["path"] for file in datasets.inputs.values()]
+            plan_outputs(out, inputs, test_rows=len(datasets.test_images))
             check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
             check_split(config, len(datasets.train_labels))
             check_memory(config)
@@ -170,10 +178,10 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
-        raise type(interruption)(f"after writing {out}: its run folder is marked incomplete") from None
+        raise type(interruption)(f"after writing {out} and its record") from None
     print(summarize(result, config), flush=True)
     if args.submit:
-        return upload(result.submission_path, args.message, n_rows=len(result.test_probabilities))
+        return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0
 
 

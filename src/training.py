@@ -21,6 +21,7 @@ from tensorflow import keras
 from .config import N_CLASSES, Config, bag_size
 from .data import as_features
 from .devices import configure_devices, distribution_strategy, model_scope
+from .epoch_timer import EpochTimer
 from .evaluation import accuracy
 from .model import build_model
 from .prediction import predict_probabilities
@@ -240,7 +241,7 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
         if config.members > 1:
             keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
         validation = None
-        callbacks = []
+        callbacks = [EpochTimer()]
         if len(validation_rows):
             validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
         if config.early_stopping:

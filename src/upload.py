@@ -4,7 +4,8 @@ python -m src.upload submissions/submission.csv -m "tutorial network, 50 epochs"
 
 The file is validated first (header, ImageId 1..N, labels 0..9, and one row per
 test image: the competition's 28,000, or as many as `--data`'s test.csv has);
-an invalid file is never sent.
+an invalid file is never sent, nor one whose record (`.json` beside it) names
+another file's sha256.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 # The Kaggle client and pandas load inside the command-line boundary (`main`).
 from .cli import ArgumentParser, run_command
+from .kaggle.polling import add_wait_arguments, wait_timeout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder whose test.csv gives the expected row count (default: data/; without it: 28,000)",
     )
+    add_wait_arguments(parser)
     return parser
 
 
@@ -37,24 +40,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(upload_file, argv)
 
 
-def expected_rows(data_dir: Path) -> int:
-    """Rows the submission must have: one per line of `data_dir`'s test.csv, else the competition's test set."""
-    from .kaggle.competition import TEST_ROWS, count_rows
-
-    test_path = data_dir / "test.csv"
-    return count_rows(test_path) if test_path.is_file() else TEST_ROWS
-
-
 def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DEFAULT_DATA_DIR
-    from .kaggle.upload import submitted_line, unknown_arrival, upload_submission
+    from .kaggle.upload import expected_row_count, follow_and_print, submitted_line, unknown_arrival, upload_submission
+    from .outputs import check_pair
 
+    # A submission beside a record of another file is a cut-short or edited run: never sent.
+    check_pair(args.file)
     try:
-        result = upload_submission(args.file, args.message, expected_rows(args.data or DEFAULT_DATA_DIR))
+        result = upload_submission(args.file, args.message, expected_row_count(args.data or DEFAULT_DATA_DIR))
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(args.file)) from None
-    print(submitted_line(args.file, result))
+    print(submitted_line(args.file, result), flush=True)
+    follow_and_print(args.file, result, args.message, wait_timeout(args))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +41,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def snapshot_files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder` (links not followed) by relative path: its bytes and mode; a folder as None.
+
+    Compare two snapshots to show that a failed or interrupted run left every file as it was.
+    """
+    snapshot = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            snapshot[name] = (os.readlink(path).encode(), path.lstat().st_mode)
+        elif path.is_file():
+            snapshot[name] = (path.read_bytes(), path.stat().st_mode)
+        else:
+            snapshot[name] = (None, path.stat().st_mode)
+    return snapshot
+
+
+def write_previous_pair(folder: Path, name: str = "submission.csv") -> Path:
+    """A previous run's outputs in `folder`: a valid 20-row submission and a record naming its sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    submission = folder / name
+    submission.write_text("ImageId,Label\n" + "".join(f"{row},{row % 10}\n" for row in range(1, 21)))
+    digest = hashlib.sha256(submission.read_bytes()).hexdigest()
+    submission.with_suffix(".json").write_text(json.dumps({"submission": {"path": str(submission), "sha256": digest}}))
+    return submission
 
 
 @pytest.fixture

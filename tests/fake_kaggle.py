@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ KERNELS = "/api/v1/kernels.KernelsApiService/"
 ZIP_PATH = "/files/digit-recognizer.zip"
 UPLOAD_PATH = "/upload/submission-token"
 KERNEL_OUTPUT_PATH = "/kernel-output/"
+FIRST_REF = 4242  # the ref of the first submission a fake takes; the next ones count up
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 # The failure modes a test can switch on; "ok" serves every call.
 MODES = ("ok", "rules", "unauthorized", "error", "corrupt", "kernel-error", "upload-error")
@@ -33,6 +35,7 @@ MODES = ("ok", "rules", "unauthorized", "error", "corrupt", "kernel-error", "upl
 FAKE_USER = "fake-user"
 FAKE_KEY = "fake-secret-key-0123"
 FAKE_TOKEN = "fake-api-token-4567"
+POLL_SECONDS = "0.05"  # between a test's polls of the fake
 
 
 @dataclass
@@ -56,22 +59,33 @@ class FakeKaggle:
             "error" answers every call 500; "corrupt" serves a truncated zip;
             "kernel-error" answers SaveKernel 200 with an `error` field;
             "upload-error" answers the PUT of a submission's bytes 500.
-        submissions: What ListSubmissions answers, as Kaggle's JSON (`ApiSubmission`).
+        submissions: What ListSubmissions answers, as Kaggle's JSON (`ApiSubmission`),
+            newest first; CreateSubmission adds the new one (PENDING) at the front.
+        scoring: The states successive reads (GetSubmission, ListSubmissions) give a
+            submission this fake took, e.g. ["PENDING", "PENDING", "COMPLETE"]; the last one repeats.
+        public_score: The public score a COMPLETE submission gets.
+        scoring_error: Kaggle's reason sent with an ERROR state.
         kernel_states: What successive GetKernelSessionStatus calls answer, e.g.
             ["QUEUED", "RUNNING", "COMPLETE"]; the last one repeats.
         kernel_failure: The failure message sent with the kernel's status.
         kernel_files: The kernel's output files, by name, for ListKernelSessionOutput.
         kernel_log: The kernel's log, sent with its output.
+        accept_token: Whether IntrospectToken takes FAKE_TOKEN (as KAGGLE_API_TOKEN) for FAKE_USER;
+            otherwise every token is refused, as for a revoked one.
         requests: Every request received, in order.
     """
 
     zip_bytes: bytes = b""
     mode: str = "ok"
     submissions: list[dict] = field(default_factory=list)
+    scoring: list[str] = field(default_factory=lambda: ["COMPLETE"])
+    public_score: str = "0.91234"
+    scoring_error: str = ""
     kernel_states: list[str] = field(default_factory=lambda: ["COMPLETE"])
     kernel_failure: str = ""
     kernel_files: dict[str, bytes] = field(default_factory=dict)
     kernel_log: str = ""
+    accept_token: bool = False
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self):
@@ -106,6 +120,7 @@ def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True)
 
     HOME and KAGGLE_CONFIG_DIR are fresh folders under `home`, so no real
     credentials are seen; `credentials` adds a fake KAGGLE_USERNAME/KAGGLE_KEY.
+    The ledger is `home/ledger.csv`.
     """
     # Blank (not drop) what could reach the real Kaggle: `run_command` adds this to its own environment.
     env = {**base, **{k: "" for k in base if k.startswith("KAGGLE_") or k.lower() in _PROXY_NAMES}}
@@ -116,6 +131,9 @@ def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True)
         KAGGLE_API_ENVIRONMENT="LOCALHOST",
         HTTP_PROXY=proxy_url,
         http_proxy=proxy_url,
+        # The ledger goes beside the fake home, never into the checkout; polls come fast.
+        DIGIT_RECOGNIZER_LEDGER=str(home / "ledger.csv"),
+        DIGIT_RECOGNIZER_POLL_SECONDS=POLL_SECONDS,
     )
     if credentials:
         env.update(KAGGLE_USERNAME=FAKE_USER, KAGGLE_KEY=FAKE_KEY)
@@ -153,7 +171,34 @@ def assert_no_secret(result) -> None:
         assert secret not in output, output
 
 
+def assert_no_secret_in_files(folder: Path) -> None:
+    """No fake credential is stored in any file under `folder` (ledger, records, run folders, kernel output)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in (FAKE_KEY, FAKE_TOKEN):
+                assert secret.encode() not in content, path
+
+
 _PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def _new_submission(ref: int, description: str) -> dict:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"ref": ref, "date": now, "description": description, "fileName": "submission.csv", "status": "PENDING"}
+
+
+def _advance(fake: FakeKaggle, submission: dict) -> dict:
+    """A submission this fake took, one read further along `fake.scoring`; others stay as they are."""
+    created = fake.calls("CreateSubmission")
+    if submission["status"] == "PENDING" and FIRST_REF <= submission["ref"] < FIRST_REF + len(created):
+        state = fake.scoring.pop(0) if len(fake.scoring) > 1 else fake.scoring[0]
+        submission["status"] = state
+        if state == "COMPLETE":
+            submission["publicScore"] = fake.public_score
+        if state == "ERROR":
+            submission["errorDescription"] = fake.scoring_error
+    return submission
 
 
 def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
@@ -188,6 +233,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             if fake.mode == "error":
                 return self._json({"code": 500, "message": "Internal server error"}, status=500)
             method = request.path.rsplit("/", 1)[-1]
+            if method == "IntrospectToken" and fake.accept_token and request.json().get("token") == FAKE_TOKEN:
+                return self._json({"active": True, "username": FAKE_USER})
             if request.path == COMPETITIONS + "DownloadDataFiles":
                 self.send_response(302)
                 self.send_header("Location", "http://localhost" + ZIP_PATH)
@@ -196,11 +243,18 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             if request.path == COMPETITIONS + "StartSubmissionUpload":
                 return self._json({"token": "submission-token", "createUrl": "http://localhost" + UPLOAD_PATH})
             if request.path == COMPETITIONS + "CreateSubmission":
-                return self._json({"message": "Successfully submitted to Digit Recognizer", "ref": 4242})
+                ref = FIRST_REF + len(fake.calls("CreateSubmission")) - 1
+                fake.submissions.insert(0, _new_submission(ref, request.json()["submissionDescription"]))
+                return self._json({"message": "Successfully submitted to Digit Recognizer", "ref": ref})
+            if request.path == COMPETITIONS + "GetSubmission":
+                found = [item for item in fake.submissions if item["ref"] == request.json()["ref"]]
+                if not found:
+                    return self._json({"code": 404, "message": "Submission not found"}, status=404)
+                return self._json(_advance(fake, found[0]))
             if request.path == COMPETITIONS + "GetSubmissionLimits":
                 return self._json({})
             if request.path == COMPETITIONS + "ListSubmissions":
-                return self._json({"submissions": fake.submissions})
+                return self._json({"submissions": [_advance(fake, item) for item in fake.submissions]})
             if request.path == KERNELS + "GetKernelSessionStatus":
                 state = fake.kernel_states.pop(0) if len(fake.kernel_states) > 1 else fake.kernel_states[0]
                 return self._json({"status": state, "failureMessage": fake.kernel_failure or None})

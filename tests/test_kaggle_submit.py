@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER
+from src.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_KAGGLE_CREDENTIALS,
+    EXIT_KAGGLE_FAILED,
+    EXIT_KAGGLE_REFUSED,
+    EXIT_KAGGLE_UNAVAILABLE,
+    EXIT_TIMED_OUT,
+    EXIT_USER,
+)
+from src.files import sha256
 from src.kaggle.client import state_name
 from src.kaggle.competition import RULES_URL
+from src.kaggle.polling import Progress
+from src.record import KaggleSubmission, RunRecord
 from tests.conftest import REPO_ROOT, assert_one_line_error
-from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, run_with_fake
+from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
 KERNEL_ID = "fake-user/digit-recognizer-dense-network"
@@ -28,11 +46,18 @@ def upload(url, tmp_path, *args, **options):
     return run_with_fake("-m", "src.upload", *args, url=url, home=tmp_path / "home", **options)
 
 
+def ledger_rows(tmp_path) -> list[dict]:
+    """The ledger the commands wrote (kaggle_env puts it beside the fake home)."""
+    with open(tmp_path / "home" / "ledger.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
 def test_upload_sends_the_file_and_prints_the_answer(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "first try", "--data", tiny_data)
     assert result.returncode == 0, result.stderr
     assert "Kaggle says: Successfully submitted to Digit Recognizer (submission 4242)" in result.stdout
+    assert result.stdout.splitlines()[-1] == "public score 0.91234 (submission 4242)"
     assert fake.uploads() == [good_file.read_bytes()]
     start = fake.calls("StartSubmissionUpload")[0].json()
     assert start["competitionName"] == "digit-recognizer" and start["fileName"] == "submission.csv"
@@ -43,6 +68,94 @@ def test_upload_sends_the_file_and_prints_the_answer(good_file, tiny_data, tmp_p
         "blobFileTokens": "submission-token",
         "submissionDescription": "first try",
     }
+
+
+def test_upload_waits_for_the_score_and_keeps_it_in_the_ledger(good_file, tiny_data, tmp_path):
+    with FakeKaggle(scoring=["PENDING", "PENDING", "COMPLETE"], public_score="0.87650") as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "pending twice", "--data", tiny_data)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines[1:3]] == ["waiting for Kaggle to score submission 4242: pending"] * 2
+    assert lines[1].endswith(" s") and lines[-1] == "public score 0.87650 (submission 4242)"
+    assert [call.json() for call in fake.calls("GetSubmission")] == [{"ref": 4242}] * 3
+    [row] = ledger_rows(tmp_path)
+    assert (row["kaggle_ref"], row["status"], row["public_score"]) == ("4242", "complete", "0.87650")
+    assert (row["file"], row["sha256"], row["message"]) == (str(good_file), sha256(good_file), "pending twice")
+    # A file without a record beside it came from elsewhere: no run, no local accuracy.
+    assert (row["settings"], row["run_folder"], row["local_accuracy"]) == ("unknown", "", "")
+
+
+def test_a_scoring_error_exits_6_with_kaggles_reason(good_file, tiny_data, tmp_path):
+    reason = "Submission has 20 rows, expected 28000"
+    with FakeKaggle(scoring=["PENDING", "ERROR"], scoring_error=reason) as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data)
+    assert_one_line_error(result, EXIT_KAGGLE_FAILED, "Kaggle could not score submission 4242 (error)", reason)
+    assert "submitted" in result.stdout  # the file did arrive
+    assert [(row["status"], row["public_score"]) for row in ledger_rows(tmp_path)] == [("error", "")]
+
+
+def test_a_time_out_says_how_to_look_the_score_up_later(good_file, tiny_data, tmp_path):
+    with FakeKaggle(scoring=["PENDING"]) as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--wait-timeout", "0.3")
+    assert_one_line_error(result, EXIT_TIMED_OUT, "submission 4242 was not scored within 0.3 s", "python -m src.ledger")
+    assert len(fake.calls("GetSubmission")) >= 2
+    assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
+
+
+def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
+    with FakeKaggle() as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--no-wait")
+    assert result.returncode == 0, result.stderr
+    assert "not waiting for the score: python -m src.ledger" in result.stdout
+    assert fake.calls("GetSubmission") == []
+    assert [row["status"] for row in ledger_rows(tmp_path)] == ["pending"]
+
+
+def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, tmp_path):
+    with FakeKaggle(scoring=["PENDING"]) as fake:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.upload", str(good_file), "-m", "x", "--data", str(tiny_data)],
+            cwd=REPO_ROOT,
+            env=kaggle_env(os.environ, fake.url, tmp_path / "home"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while len(fake.calls("GetSubmission")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stdout + stderr
+    assert stderr.splitlines()[-1].startswith(
+        "interrupted: submission 4242 is on Kaggle; its score later: python -m src.ledger"
+    )
+    assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_adds_lines_elsewhere():
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = Progress(stream)
+        progress.show("pending, 10 s")
+        progress.show("pending, 5 s")
+        progress.close()
+    assert terminal.getvalue() == "\rpending, 10 s\rpending, 5 s \n"
+    assert log.getvalue() == "pending, 10 s\npending, 5 s\n"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])
+def test_wait_timeout_must_be_a_positive_number(value, good_file, tiny_data, tmp_path):
+    with FakeKaggle() as fake:
+        result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--wait-timeout", value)
+    assert_one_line_error(result, EXIT_USER, "argument --wait-timeout: expected a number of seconds")
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize(
@@ -152,8 +265,20 @@ def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
         result = run_with_fake("-m", "src.submit", *args, url=fake.url, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert f"submitted {out}; Kaggle says: Successfully submitted" in result.stdout
+    assert result.stdout.splitlines()[-1] == "public score 0.91234 (submission 4242)"
     assert fake.uploads() == [out.read_bytes()]
     assert fake.calls("CreateSubmission")[0].json()["submissionDescription"] == "2 epochs"
+    # Kaggle's answer is in both records of the run, and in the ledger beside its local accuracy.
+    record = json.loads(out.with_suffix(".json").read_text())
+    run_record = json.loads((Path(record["run_dir"]) / "record.json").read_text())
+    expected = {"ref": 4242, "message": "2 epochs", "status": "complete", "public_score": 0.91234}
+    assert record["kaggle"] == run_record["kaggle"] == expected
+    # The typed record reads it back: the report and --compare still open the run.
+    assert RunRecord.from_json(out.with_suffix(".json")).kaggle == KaggleSubmission(**expected)
+    [row] = ledger_rows(tmp_path)
+    assert row["run_folder"] == record["run_dir"] and row["settings"] == "h20-15_e2_f1_s42_train80"
+    assert float(row["local_accuracy"]) == pytest.approx(record["validation"]["accuracy"], abs=1e-6)
+    assert (row["validation"], row["public_score"], row["sha256"]) == ("holdout", "0.91234", sha256(out))
 
 
 @pytest.mark.parametrize(
@@ -274,7 +399,7 @@ def test_push_kernel(tmp_path):
     [
         ("rules", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Kaggle refused to push the kernel (HTTP 403"),
         ("kernel-error", "Digit Recognizer Dense Network", EXIT_KAGGLE_REFUSED, "Notebook title is already in use"),
-        ("ok", "Dig", EXIT_USER, "Title must be at least five characters"),
+        ("ok", "Dig", EXIT_USER, "the kernel title needs at least 5 characters"),
     ],
 )
 def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):

@@ -2,7 +2,10 @@
 
 python -m src.kaggle credentials                # which credentials the client will use (never their value)
 python -m src.kaggle download [DIR] [--force]   # the competition's files into DIR (default data/)
-python -m src.kaggle push-kernel DIR            # push a kernel built by python -m src.kernel
+python -m src.kaggle push-kernel DIR [--wait [--timeout S] [--submit -m MSG]]
+                                                # push a kernel built by python -m src.kernel; then follow its run
+python -m src.kaggle kernel-wait USER/SLUG [--kernel-dir DIR] [--timeout S] [--submit -m MSG]
+                                                # wait for its run, fetch its output, compare, submit
 python -m src.kaggle submissions                # your submissions and their public scores
 python -m src.kaggle kernel-status USER/SLUG    # where the kernel's latest run stands
 python -m src.kaggle kernel-output USER/SLUG DIR
@@ -15,15 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import user_error_message
-from ..errors import EXIT_INTERRUPTED, EXIT_USER, UserError
+from ..cli import ArgumentParser, run_command
+from ..errors import UserError
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from .credentials import require_credentials
+from .kernel_run import DEFAULT_KERNEL_TIMEOUT, SUBMISSION_NAME, check_metadata, follow_kernel
+from .polling import add_wait_arguments, seconds_argument, wait_timeout
+from .upload import expected_row_count, follow_and_print, submitted_line, upload_submission
 
 DEFAULT_DATA_DIR = Path("data")
+DEFAULT_KERNEL_DIR = Path("kernel")
+DEFAULT_RUNS_DIR = Path("submissions/runs")
 
 
 def download(directory: Path, force: bool) -> None:
@@ -45,12 +54,34 @@ def download(directory: Path, force: bool) -> None:
     print(f"done: the competition's files are in {directory}")
 
 
-def push_kernel(folder: Path) -> None:
+def push_kernel(folder: Path, args: argparse.Namespace) -> int:
+    check_metadata(folder)
     pushed = client.push_kernel(folder)
-    print(f"pushed {pushed.kernel_id} version {pushed.version}: {pushed.url}")
+    print(f"pushed {pushed.kernel_id} version {pushed.version}: {pushed.url}", flush=True)
+    if args.wait:
+        return wait_for_kernel(pushed.kernel_id, folder, args)
     print(f"when it has run: python -m src.kaggle kernel-status {pushed.kernel_id}")
     print(f"then:            python -m src.kaggle kernel-output {pushed.kernel_id} submissions/kernel")
     print(f'and submit it:   python -m src.upload submissions/kernel/submission.csv -m "kernel {pushed.kernel_id}"')
+    print(f"or all in one:   python -m src.kaggle kernel-wait {pushed.kernel_id} --kernel-dir {folder}")
+    return 0
+
+
+def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) -> int:
+    """Follow the kernel's run to its output; with --submit, send its submission.csv."""
+    try:
+        folder = follow_kernel(kernel_id, kernel_dir, args.timeout, args.runs)
+    except KeyboardInterrupt as interruption:
+        resume = f"python -m src.kaggle kernel-wait {kernel_id}"
+        raise type(interruption)(f"the kernel keeps running on Kaggle; wait again with {resume}") from None
+    if not args.submit:
+        print(f'submit it with:  python -m src.upload {folder / SUBMISSION_NAME} -m "kernel {kernel_id}"')
+        return 0
+    path = folder / SUBMISSION_NAME
+    result = upload_submission(path, args.message, expected_row_count(args.data))
+    print(submitted_line(path, result), flush=True)
+    follow_and_print(path, result, args.message, wait_timeout(args))
+    return 0
 
 
 def list_submissions() -> None:
@@ -72,7 +103,7 @@ def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
+    parser = ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("credentials", help="say which Kaggle credentials will be used, or what to set")
     fetch = commands.add_parser("download", help="download, check and install the competition's files")
@@ -80,39 +111,75 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="download again even when the files are valid")
     push = commands.add_parser("push-kernel", help="push a kernel folder (kernel-metadata.json and its code)")
     push.add_argument("folder", type=Path)
+    push.add_argument("--wait", action="store_true", help="then wait for the run and fetch its output")
+    add_kernel_wait_arguments(push)
     commands.add_parser("submissions", help="list your submissions to the competition")
     status = commands.add_parser("kernel-status", help="the state of a kernel's latest run")
     status.add_argument("kernel_id", metavar="USER/SLUG")
     output = commands.add_parser("kernel-output", help="download a kernel's output files and log")
     output.add_argument("kernel_id", metavar="USER/SLUG")
     output.add_argument("directory", type=Path)
+    follow = commands.add_parser("kernel-wait", help="wait for a kernel's run, fetch its output, compare, submit")
+    follow.add_argument("kernel_id", metavar="USER/SLUG")
+    follow.add_argument(
+        "--kernel-dir", type=Path, default=DEFAULT_KERNEL_DIR, help="its output goes in DIR/output/ (default: kernel/)"
+    )
+    add_kernel_wait_arguments(follow)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_kernel_wait_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=seconds_argument,
+        default=DEFAULT_KERNEL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the kernel's run (default: {DEFAULT_KERNEL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=DEFAULT_RUNS_DIR, help="local run folders to compare with (default: %(default)s)"
+    )
+    parser.add_argument("--submit", action="store_true", help="then submit the kernel's submission.csv (needs -m)")
+    parser.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder whose test.csv gives the expected row count"
+    )
+    add_wait_arguments(parser)
+
+
+def check_follow_flags(args: argparse.Namespace) -> None:
+    """Refuse a --submit that cannot succeed before pushing or waiting."""
+    if args.message and not args.submit:
+        raise UserError("-m/--message is the Kaggle submission's description: add --submit to send the output")
+    if args.submit and not (args.message or "").strip():
+        raise UserError("--submit needs a message for Kaggle: add -m/--message TEXT")
+    if args.command == "push-kernel" and args.submit and not args.wait:
+        raise UserError("--submit sends the kernel's output, so it needs --wait")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(run, argv)
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """Run one subcommand; failures and Ctrl-C end at the command-line boundary (`src.cli`)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "credentials":
-            print(f"Kaggle credentials: {require_credentials()}")
-        elif args.command == "download":
-            download(args.directory, args.force)
-        elif args.command == "push-kernel":
-            push_kernel(args.folder)
-        elif args.command == "submissions":
-            list_submissions()
-        elif args.command == "kernel-status":
-            show_kernel_status(args.kernel_id)
-        else:
-            fetch_kernel_output(args.kernel_id, args.directory)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except OSError as error:
-        print(user_error_message(error), file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if args.command == "credentials":
+        print(f"Kaggle credentials: {require_credentials()}")
+    elif args.command == "download":
+        download(args.directory, args.force)
+    elif args.command == "push-kernel":
+        check_follow_flags(args)
+        return push_kernel(args.folder, args)
+    elif args.command == "kernel-wait":
+        check_follow_flags(args)
+        return wait_for_kernel(args.kernel_id, args.kernel_dir, args)
+    elif args.command == "submissions":
+        list_submissions()
+    elif args.command == "kernel-status":
+        show_kernel_status(args.kernel_id)
+    else:
+        fetch_kernel_output(args.kernel_id, args.directory)
     return 0
 
 

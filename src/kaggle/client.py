@@ -13,6 +13,7 @@ it signs in (and, with a token, goes online).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
@@ -57,6 +58,8 @@ class Submission:
     public_score: float | None
     description: str
     date: datetime | None
+    file_name: str = ""
+    error_description: str = ""  # Kaggle's reason when the status is "error"
 
 
 @dataclass(frozen=True)
@@ -117,17 +120,35 @@ def submissions() -> list[Submission]:
     api = _signed_in_api()
     with _translated("list your submissions", RULES_HINT):
         found = api.competition_submissions(COMPETITION) or []
-    return [
-        Submission(
-            ref=item.ref,
-            status=state_name(item.status),
-            public_score=float(item.public_score) if item.public_score else None,
-            description=item.description or "",
-            date=item.date,
-        )
-        for item in found
-        if item is not None
-    ]
+    return [_submission(item) for item in found if item is not None]
+
+
+def submission(ref: int) -> Submission | None:
+    """One submission, by its ref; None while Kaggle cannot read it yet (HTTP 404 just after submitting)."""
+    import requests
+
+    api = _signed_in_api()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return _submission(api.get_submission(ref))
+    except requests.HTTPError as error:
+        if _status_code(error) == 404:
+            return None
+        raise translate_error(error, f"read submission {ref}", RULES_HINT) from None
+    except (Exception, SystemExit) as error:
+        raise translate_error(error, f"read submission {ref}", RULES_HINT) from None
+
+
+def _submission(item) -> Submission:
+    return Submission(
+        ref=item.ref,
+        status=state_name(item.status),
+        public_score=float(item.public_score) if item.public_score else None,
+        description=item.description or "",
+        date=item.date,
+        file_name=item.file_name or "",
+        error_description=(item.error_description or "").strip(),
+    )
 
 
 def push_kernel(folder: str | Path) -> PushedKernel:
@@ -231,8 +252,9 @@ def _translated(action: str, hint: str = "") -> Iterator[io.StringIO]:
         raise translate_error(error, action, hint) from None
 
 
+@functools.cache
 def _signed_in_api():
-    """A `KaggleApi` signed in with the user's credentials."""
+    """A `KaggleApi` signed in with the user's credentials, once per process (a wait polls many times)."""
     source = require_credentials()
     with _translated("sign in"):
         try:

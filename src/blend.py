@@ -1,0 +1,241 @@
+"""Command line: blend earlier runs into a new submission, without training.
+
+python -m src.blend RUN_DIR RUN_DIR ... --out submissions/blend.csv
+python -m src.blend RUN_A RUN_B --weights 2,1 --out submissions/blend.csv
+
+The runs' saved test probabilities (`test_probabilities.npy`) are averaged,
+weighted by `--weights` (default: equal), and the most probable digit of each
+row is written as a validated submission, with a record beside it (`.json`)
+listing the runs, their validation accuracies and the test file's sha256.
+Runs made on different test files are refused.
+
+Where the runs held out some of the same rows of the same `train.csv` (the
+same split, or folds of any kind, which hold out every row), their
+probabilities on those rows are averaged the same way, and the blend's
+accuracy there is printed beside each run's on the same rows: the blend's
+measured gain. Otherwise the gain cannot be measured, and it says so.
+NumPy, pandas and scikit-learn only: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cli import ArgumentParser, run_command
+from .config import N_CLASSES
+from .errors import UserError
+
+MIN_RUNS = 2
+
+
+@dataclass
+class SharedValidation:
+    """The held-out rows every blended run predicted, their labels, and each run's probabilities on them."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    probabilities: list[np.ndarray]
+
+
+def parse_weights(text: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 2,1, got {text!r}") from None
+    if not all(math.isfinite(weight) and weight >= 0 for weight in weights) or sum(weights) <= 0:
+        raise argparse.ArgumentTypeError(f"weights must be finite, >= 0 and not all 0, got {text!r}")
+    return weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m src.blend",
+        description="Average earlier runs' test probabilities into a new ImageId,Label submission.",
+    )
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished run folders, 2 or more")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the submission to write; its record goes beside it as .json"
+    )
+    parser.add_argument(
+        "--weights", type=parse_weights, metavar="W,W,...", help="one weight per run, in order (default: equal)"
+    )
+    return parser
+
+
+def check_runs(run_dirs: list[Path], weights: tuple[float, ...] | None) -> None:
+    """At least two distinct runs, and one weight per run."""
+    if len(run_dirs) < MIN_RUNS:
+        raise UserError(f"a blend needs at least {MIN_RUNS} run folders, got {len(run_dirs)}")
+    seen = {}
+    for run_dir in run_dirs:
+        earlier = seen.setdefault(run_dir.resolve(), run_dir)
+        if earlier is not run_dir:
+            raise UserError(f"{run_dir}: named twice; give a run more weight with --weights instead")
+    if weights is not None and len(weights) != len(run_dirs):
+        raise UserError(f"--weights gives {len(weights)} weight(s) for {len(run_dirs)} runs; give one per run")
+
+
+def check_same_test_file(run_dirs: list[Path], records) -> None:
+    """Every run must have predicted the same test file (by its sha256 in the run's record)."""
+    digests = []
+    for run_dir, record in zip(run_dirs, records, strict=True):
+        if record.inputs.test.sha256 is None:
+            raise UserError(f"{run_dir}: its record names no test file sha256, so what it predicted cannot be matched")
+        digests.append(record.inputs.test.sha256)
+    for run_dir, digest in zip(run_dirs[1:], digests[1:], strict=True):
+        if digest != digests[0]:
+            raise UserError(
+                f"{run_dirs[0]} and {run_dir} were made on different test files "
+                f"(sha256 {digests[0][:12]}... and {digest[:12]}...); blend runs of one test set"
+            )
+
+
+def plan_out_path(out: Path, run_dirs: list[Path]):
+    """Check `--out` as every command checks its outputs, and refuse one inside a blended run folder."""
+    from .outputs import plan_outputs
+
+    plan = plan_outputs(out)
+    for written in (plan.submission, plan.record):
+        for run_dir in run_dirs:
+            if written.resolve().is_relative_to(run_dir.resolve()):
+                raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
+    return plan
+
+
+def weighted_mean(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """The weighted mean of equally shaped arrays; `weights` need not sum to 1."""
+    return np.tensordot(weights / weights.sum(), np.stack(arrays), axes=1)
+
+
+def held_out_by_row(arrays) -> tuple[np.ndarray, np.ndarray]:
+    """A run's held-out rows, each once, and its probabilities on them.
+
+    A row held out by several members (bagging) gets their mean, as the run's
+    own out-of-bag score counts it.
+    """
+    rows, positions = np.unique(arrays.validation_rows, return_inverse=True)
+    sums = np.zeros((len(rows), N_CLASSES))
+    np.add.at(sums, positions, arrays.validation_probabilities)
+    counts = np.bincount(positions, minlength=len(rows))
+    return rows, sums / counts[:, None]
+
+
+def shared_validation(loaded) -> SharedValidation | None:
+    """The held-out rows all runs share, with their probabilities; None when they share none.
+
+    Rows can only be matched when every run trained on the same `train.csv`:
+    the same sha256 in their records.
+    """
+    train_digests = {record.inputs.train.sha256 for _, record in loaded}
+    if len(train_digests) != 1 or None in train_digests:
+        return None
+    by_row = [held_out_by_row(arrays) for arrays, _ in loaded]
+    shared = by_row[0][0]
+    for rows, _ in by_row[1:]:
+        shared = np.intersect1d(shared, rows)
+    if not len(shared):
+        return None
+    probabilities = [values[np.searchsorted(rows, shared)] for rows, values in by_row]
+    labels = loaded[0][0].train_labels[shared]
+    return SharedValidation(shared, labels, probabilities)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(blend, argv)
+
+
+def blend(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from .evaluation import accuracy, predicted_labels
+    from .outputs import write_pair
+    from .record import (
+        DERIVED_BLEND,
+        DerivedRecord,
+        SourceRun,
+        command_line,
+        created_now,
+        package_versions,
+    )
+    from .runs import load_run
+    from .submission import check_predictions
+
+    check_runs(args.run_dirs, args.weights)
+    loaded = [load_run(run_dir) for run_dir in args.run_dirs]
+    records = [record for _, record in loaded]
+    check_same_test_file(args.run_dirs, records)
+    plan = plan_out_path(args.out, args.run_dirs)
+    weights = np.asarray(args.weights or [1.0] * len(loaded), dtype=np.float64)
+
+    probabilities = weighted_mean([arrays.test_probabilities for arrays, _ in loaded], weights)
+    check_predictions(probabilities)
+    shared = shared_validation(loaded)
+    if shared is None:
+        blend_accuracy, run_accuracies = None, [None] * len(loaded)
+    else:
+        blend_accuracy = accuracy(shared.labels, weighted_mean(shared.probabilities, weights))
+        run_accuracies = [accuracy(shared.labels, values) for values in shared.probabilities]
+
+    sources = [
+        SourceRun(str(run_dir), record.validation.accuracy, float(weight), run_accuracy)
+        for run_dir, record, weight, run_accuracy in zip(
+            args.run_dirs, records, weights / weights.sum(), run_accuracies, strict=True
+        )
+    ]
+
+    def make_record(submission):
+        return DerivedRecord(
+            kind=DERIVED_BLEND,
+            created=created_now(),
+            command=command_line(),
+            versions=package_versions(),
+            test=records[0].inputs.test,
+            sources=sources,
+            submission=submission,
+            validation_accuracy=blend_accuracy,
+            validation_rows=0 if shared is None else len(shared.rows),
+        )
+
+    record = write_pair(plan, predicted_labels(probabilities), make_record)
+    print(gain_lines(record), f"wrote {plan.submission} (record: {plan.record})", sep="\n", flush=True)
+    return 0
+
+
+def format_accuracy(value: float | None) -> str:
+    """An accuracy to four places, or `none` for a run that held out no rows."""
+    return "none" if value is None else f"{value:.4f}"
+
+
+def gain_lines(record) -> str:
+    """Each run's accuracy and, where measurable, the blend's on the held-out rows they share."""
+    lines = [f"blend of {len(record.sources)} runs of the same test file ({record.test.rows} rows):"]
+    for source in record.sources:
+        shared = (
+            "" if source.shared_rows_accuracy is None else f", {source.shared_rows_accuracy:.4f} on the shared rows"
+        )
+        lines.append(
+            f"  weight {source.weight:.3f}  validation accuracy {format_accuracy(source.validation_accuracy)}{shared}  "
+            f"{source.run_dir}"
+        )
+    if record.validation_accuracy is None:
+        lines.append(
+            "blend gain cannot be measured: the runs share no held-out rows of one train.csv "
+            "(use the same --seed and --validation-split, or folds)"
+        )
+    else:
+        best = max(source.shared_rows_accuracy for source in record.sources)
+        lines.append(
+            f"blend accuracy on the {record.validation_rows} shared held-out rows: "
+            f"{record.validation_accuracy:.4f} ({record.validation_accuracy - best:+.4f} over the best run there)"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""A kernel's run on Kaggle: check it before the push, wait for it, fetch its output, hold it against a local run.
+
+The output of each finished run goes into its own `<kernel dir>/output/<UTC
+timestamp>/`, written in a hidden folder first and renamed when complete, so an
+earlier run's output is never touched and a failed fetch leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import KaggleJobFailedError, UserError
+from ..files import sha256
+from . import client, kernel_build
+from .polling import poll_interval, wait_until
+
+METADATA_FILE = "kernel-metadata.json"
+KERNEL_POLL_SECONDS = 30.0  # a kernel queues and trains for minutes
+DEFAULT_KERNEL_TIMEOUT = 3600.0
+OUTPUT_FOLDER = "output"
+SUBMISSION_NAME = "submission.csv"
+RECORD_NAME = "submission.json"  # the kernel's run record, beside its submission
+RUN_RECORD_NAME = "record.json"
+LOG_TAIL_LINES = 20
+SWITCHES = ("enable_gpu", "enable_tpu", "is_private", "enable_internet")
+
+
+def check_metadata(folder: str | Path) -> dict:
+    """`folder`'s kernel-metadata.json, checked as the build checks it, and its code file present.
+
+    Raises:
+        UserError: One line naming the file and what is wrong; nothing has been sent.
+    """
+    path = Path(folder) / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; build the kernel first: python -m src.kernel --out-dir {folder}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path}: unreadable ({type(error).__name__}); build the kernel again") from None
+    if not isinstance(metadata, dict):
+        raise UserError(f"{path}: expected a JSON object; build the kernel again")
+    try:
+        kernel_build.check_metadata(metadata)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    code_file = Path(folder) / str(metadata.get("code_file", ""))
+    if not code_file.is_file():
+        raise UserError(f"{path}: its code_file {code_file} is not there; build the kernel again")
+    for name in SWITCHES:
+        if name in metadata and not isinstance(metadata[name], bool):
+            raise UserError(f"{path}: {name} must be true or false, got {metadata[name]!r}")
+    return metadata
+
+
+def wait_for_kernel(kernel_id: str, timeout: float = DEFAULT_KERNEL_TIMEOUT) -> client.KernelStatus:
+    """Poll the kernel's latest run until it completes or fails; return its last status.
+
+    Raises:
+        KaggleTimeoutError: Still queued or running after `timeout` seconds.
+    """
+    return wait_until(
+        read=lambda: client.kernel_status(kernel_id),
+        finished=lambda status: status.finished or status.failed,
+        describe=lambda status: f"kernel {kernel_id}: {status.state}",
+        timeout=timeout,
+        interval=poll_interval(KERNEL_POLL_SECONDS),
+        timeout_message=(
+            f"kernel {kernel_id} did not finish within {timeout:g} s; it may still be running: "
+            f"wait again with python -m src.kaggle kernel-wait {kernel_id}"
+        ),
+    )
+
+
+def fetch_output(kernel_id: str, kernel_dir: str | Path) -> Path:
+    """Download the kernel's output files and log into a new `kernel_dir/output/<UTC timestamp>/`."""
+    parent = Path(kernel_dir) / OUTPUT_FOLDER
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    temporary = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=parent))
+    try:
+        client.kernel_output(kernel_id, temporary)
+        folder = next(parent / name for name in _names(stamp) if not (parent / name).exists())
+        temporary.rename(folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return folder
+
+
+def _names(stamp: str):
+    """`stamp`, then `stamp-2`, `stamp-3`, ...: two fetches in one second get different folders."""
+    yield stamp
+    attempt = 2
+    while True:
+        yield f"{stamp}-{attempt}"
+        attempt += 1
+
+
+def log_tail(folder: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `count` lines of the kernel's log in `folder` (Kaggle's JSON list of streams, or plain text)."""
+    logs = sorted(folder.glob("*.log"))
+    if not logs:
+        return []
+    text = logs[0].read_text(encoding="utf-8", errors="replace")
+    try:
+        entries = json.loads(text)
+        text = "".join(str(entry.get("data", "")) for entry in entries if isinstance(entry, dict))
+    except (ValueError, AttributeError, TypeError):
+        pass  # not Kaggle's JSON: the log as it is
+    return [line for line in text.splitlines() if line.strip()][-count:]
+
+
+def read_record(path: Path) -> dict | None:
+    """A run record, or None when `path` does not hold a JSON object."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def find_local_run(kernel_record: dict, runs_dir: str | Path) -> Path | None:
+    """The newest local run folder with the kernel's settings and the same train.csv and test.csv."""
+    matches = []
+    for path in sorted(Path(runs_dir).glob(f"*/{RUN_RECORD_NAME}")):
+        record = read_record(path)
+        if record is not None and _same_run(record, kernel_record) and (path.parent / SUBMISSION_NAME).is_file():
+            matches.append(path.parent)
+    return matches[-1] if matches else None
+
+
+def compare_submissions(kernel_file: Path, local_file: Path) -> str:
+    """How far two submissions agree: identical bytes, or the share of rows with the same label."""
+    if sha256(kernel_file) == sha256(local_file):
+        return "identical bytes"
+    kernel_labels, local_labels = _labels(kernel_file), _labels(local_file)
+    if len(kernel_labels) != len(local_labels):
+        return f"different row counts ({len(kernel_labels)} on Kaggle, {len(local_labels)} here)"
+    agree = sum(a == b for a, b in zip(kernel_labels, local_labels, strict=True))
+    return f"{agree} of {len(local_labels)} rows agree ({agree / len(local_labels):.2%})"
+
+
+def follow_kernel(kernel_id: str, kernel_dir: str | Path, timeout: float, runs_dir: str | Path) -> Path:
+    """Wait for the kernel's run, fetch its output and say what it gives; the output folder.
+
+    Raises:
+        KaggleJobFailedError: The run failed or was cancelled (its message and log tail are printed first),
+            or it completed without a submission.
+        KaggleTimeoutError: It did not finish within `timeout` seconds.
+    """
+    status = wait_for_kernel(kernel_id, timeout)
+    folder = fetch_output(kernel_id, kernel_dir)
+    print(f"kernel {kernel_id}: {status.state}; its output is in {folder}", flush=True)
+    if status.failed:
+        tail = log_tail(folder)
+        if tail:
+            print(f"last {len(tail)} lines of its log:\n" + "\n".join(f"  {line}" for line in tail))
+        reason = status.failure_message or "Kaggle gave no reason"
+        raise KaggleJobFailedError(f"kernel {kernel_id} ended with {status.state}: {reason} (its log: {folder})")
+    submission = folder / SUBMISSION_NAME
+    if not submission.is_file():
+        raise KaggleJobFailedError(f"kernel {kernel_id} completed but wrote no {SUBMISSION_NAME} (see {folder})")
+    record = read_record(folder / RECORD_NAME)
+    if record is None:
+        print(f"no run record ({RECORD_NAME}) in its output: no validation accuracy to show")
+        return folder
+    validation = record.get("validation")
+    accuracy = validation.get("accuracy") if isinstance(validation, dict) else None
+    if isinstance(accuracy, float):
+        print(f"kernel's {validation.get('scheme', 'validation')} accuracy: {accuracy:.4f}")
+    else:
+        print(f"its run record ({RECORD_NAME}) has no validation accuracy")
+    local = find_local_run(record, runs_dir)
+    if local is None:
+        print(f"no local run in {runs_dir} with the same settings and data to compare with")
+    else:
+        print(f"against the local run {local}: {compare_submissions(submission, local / SUBMISSION_NAME)}")
+    return folder
+
+
+def _same_run(record: dict, other: dict) -> bool:
+    """Same settings, and the same input files where both records name them by sha256."""
+    if record.get("config") != other.get("config"):
+        return False
+    for name in ("train", "test"):
+        ours = (record.get("inputs") or {}).get(name) or {}
+        theirs = (other.get("inputs") or {}).get(name) or {}
+        if ours.get("sha256") and theirs.get("sha256") and ours["sha256"] != theirs["sha256"]:
+            return False
+    return True
+
+
+def _labels(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as stream:
+        return [line.strip().rsplit(",", 1)[-1] for line in stream.readlines()[1:] if line.strip()]

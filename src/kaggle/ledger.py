@@ -1,0 +1,219 @@
+"""The ledger: one CSV row per submission sent to Kaggle, its local accuracy beside its public score.
+
+`submissions/ledger.csv` (or DIGIT_RECOGNIZER_LEDGER) has the columns of
+`COLUMNS`; every change rewrites it atomically. A row keeps what it needs to
+print (settings, local accuracy), so it still prints when its file or run
+folder is deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import atomic_write, sha256
+from . import client
+
+LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
+DEFAULT_LEDGER = Path("submissions/ledger.csv")
+RUN_RECORD_NAME = "record.json"  # a run folder's record, beside its copy of the submission
+RUN_SUBMISSION_NAME = "submission.csv"
+UNKNOWN_RUN = "unknown"  # the settings of a submission made elsewhere (the website, another machine)
+
+
+@dataclass
+class Row:
+    """One submission. Empty strings stand for what is not known."""
+
+    time_utc: str
+    file: str
+    sha256: str
+    run_folder: str
+    settings: str
+    validation: str  # "holdout" or "stratified K-fold": what local_accuracy was measured on
+    local_accuracy: str
+    kaggle_ref: str
+    message: str
+    status: str  # "pending", "complete" or "error"
+    public_score: str
+
+
+COLUMNS = tuple(field.name for field in fields(Row))
+
+
+def ledger_path() -> Path:
+    """Where the ledger is: DIGIT_RECOGNIZER_LEDGER, else submissions/ledger.csv."""
+    return Path(os.environ.get(LEDGER_VARIABLE) or DEFAULT_LEDGER)
+
+
+def read_ledger(path: str | Path) -> list[Row]:
+    """The ledger's rows; none when there is no ledger yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise UserError(f"{path}: line 1: not a ledger; expected the header {','.join(COLUMNS)}")
+            rows = [Row(**{name: value or "" for name, value in entry.items()}) for entry in reader]
+    except (OSError, UnicodeDecodeError, csv.Error, TypeError) as error:
+        problem = f"unreadable ledger ({type(error).__name__})"
+        raise UserError(f"{path}: {problem}; move it aside to start a new one") from None
+    return rows
+
+
+def write_ledger(path: str | Path, rows: list[Row]) -> None:
+    """Rewrite the whole ledger atomically: a reader sees the old rows or the new ones."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    atomic_write(path, lambda temporary: temporary.write_text(text.getvalue(), encoding="utf-8"))
+
+
+def records_of(submission_path: str | Path) -> list[Path]:
+    """The run records that describe this submission file: the one beside it and its run folder's.
+
+    A record counts only when it is the file's: the sha256 it names is the
+    file's (or, for a record without one, its run folder's copy has the same bytes).
+    """
+    submission_path = Path(submission_path)
+    beside = submission_path.with_suffix(".json")
+    record = _read_object(beside)
+    if record is None:
+        return []
+    digest = sha256(submission_path)
+    named = record.get("submission")
+    if isinstance(named, dict) and named.get("sha256") not in (None, digest):
+        return []
+    run_dir = _run_folder(record, submission_path)
+    if run_dir is None:
+        return [beside]
+    copy = run_dir / RUN_SUBMISSION_NAME
+    if copy.is_file() and sha256(copy) != digest:
+        return []
+    return [beside, run_dir / RUN_RECORD_NAME]
+
+
+def new_row(submission_path: str | Path, result: client.SubmitResult, message: str) -> Row:
+    """The row of a submission just sent, with what its record says about the run."""
+    records = records_of(submission_path)
+    record = _read_object(records[0]) if records else None
+    run_dir = _run_folder(record, Path(submission_path)) if record else None
+    validation = record.get("validation", {}) if record else {}
+    accuracy = validation.get("accuracy") if isinstance(validation, dict) else None
+    return Row(
+        time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        file=str(submission_path),
+        sha256=sha256(submission_path),
+        run_folder=str(run_dir or ""),
+        settings=_settings_name(record, run_dir) if record else UNKNOWN_RUN,
+        validation=str(validation.get("scheme", "")) if isinstance(validation, dict) else "",
+        local_accuracy=f"{accuracy:.6f}" if isinstance(accuracy, float) else "",
+        kaggle_ref=str(result.ref or ""),
+        message=message,
+        status="pending",
+        public_score="",
+    )
+
+
+def append_row(row: Row, path: str | Path | None = None) -> None:
+    path = path or ledger_path()
+    write_ledger(path, [*read_ledger(path), row])
+
+
+def update_row(ref: int, status: str, public_score: float | None, path: str | Path | None = None) -> None:
+    """Set the status and public score of the row of submission `ref`."""
+    path = path or ledger_path()
+    rows = read_ledger(path)
+    for row in rows:
+        if row.kaggle_ref == str(ref):
+            row.status, row.public_score = status, _score_text(public_score)
+    write_ledger(path, rows)
+
+
+def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> tuple[list[Row], list[Row], int]:
+    """Rows updated from Kaggle's list; its submissions missing from the ledger added as unknown runs.
+
+    Returns:
+        `(rows, changed, added)`: every row, oldest first; the rows whose status or score changed;
+        the number of rows added.
+    """
+    by_ref = {row.kaggle_ref: row for row in rows if row.kaggle_ref}
+    changed, added = [], 0
+    for submission in submissions:
+        row = by_ref.get(str(submission.ref))
+        if row is None:
+            rows.append(_row_from_kaggle(submission))
+            added += 1
+        elif (row.status, row.public_score) != (submission.status, _score_text(submission.public_score)):
+            row.status, row.public_score = submission.status, _score_text(submission.public_score)
+            changed.append(row)
+    return sorted(rows, key=lambda row: row.time_utc), changed, added
+
+
+def records_of_row(row: Row) -> list[Path]:
+    """The run records of a ledger row that are still there: its file's, when the file is unchanged."""
+    file = Path(row.file)
+    if not row.sha256 or not file.is_file() or sha256(file) != row.sha256:
+        return []
+    return records_of(file)
+
+
+def _row_from_kaggle(submission: client.Submission) -> Row:
+    date = submission.date
+    if date is not None:  # Kaggle's dates are UTC, with or without saying so
+        date = date.replace(tzinfo=timezone.utc) if date.tzinfo is None else date.astimezone(timezone.utc)
+    return Row(
+        time_utc=date.isoformat(timespec="seconds") if date else "",
+        file=submission.file_name,
+        sha256="",
+        run_folder="",
+        settings=UNKNOWN_RUN,
+        validation="",
+        local_accuracy="",
+        kaggle_ref=str(submission.ref),
+        message=submission.description,
+        status=submission.status,
+        public_score=_score_text(submission.public_score),
+    )
+
+
+def _score_text(score: float | None) -> str:
+    return "" if score is None else f"{score:.5f}"
+
+
+def _read_object(path: Path) -> dict | None:
+    """A JSON object from `path`, or None when there is none (missing, unreadable, not an object)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _run_folder(record: dict, submission_path: Path) -> Path | None:
+    """The record's run folder; for a kernel's output, fetched from Kaggle, the same name beside the file."""
+    named = record.get("run_dir")
+    if not isinstance(named, str) or not named:
+        return None
+    for candidate in (Path(named), submission_path.parent / "runs" / Path(named).name):
+        if (candidate / RUN_RECORD_NAME).is_file():
+            return candidate
+    return None
+
+
+def _settings_name(record: dict, run_dir: Path | None) -> str:
+    """The run's short settings name: the record's, else its run folder's name without the timestamp."""
+    if isinstance(record.get("short_name"), str):
+        return record["short_name"]
+    named = run_dir.name if run_dir else Path(str(record.get("run_dir") or "")).name
+    parts = named.split("-", 2)  # "20261130-021500-h20-15_e50_f1_s42"
+    return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else named or UNKNOWN_RUN

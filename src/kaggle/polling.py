@@ -1,0 +1,124 @@
+"""Waiting on Kaggle: poll until a job is done, with a progress line and a time-out.
+
+The interval between polls is each caller's default, or the value of
+DIGIT_RECOGNIZER_POLL_SECONDS (the tests set a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..errors import KaggleTimeoutError, UserError
+
+POLL_SECONDS_VARIABLE = "DIGIT_RECOGNIZER_POLL_SECONDS"
+DEFAULT_SCORE_TIMEOUT = 300.0  # seconds to wait for a public score: Digit Recognizer scores in seconds
+State = TypeVar("State")
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds, finite and above zero, from a flag or a variable."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UserError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"expected a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def seconds_argument(text: str) -> float:
+    """`positive_seconds` as an argparse type: a bad value is argparse's usage error (exit 2)."""
+    try:
+        return positive_seconds(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_wait_arguments(parser) -> None:
+    """The flags that say whether, and how long, a command waits for the public score."""
+    parser.add_argument(
+        "--wait-timeout",
+        type=seconds_argument,
+        default=DEFAULT_SCORE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for Kaggle's score (default: {DEFAULT_SCORE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
+    )
+
+
+def wait_timeout(args: argparse.Namespace) -> float | None:
+    """The time-out the flags ask for; None with --no-wait."""
+    return None if args.no_wait else args.wait_timeout
+
+
+def poll_interval(default: float) -> float:
+    """Seconds between polls: DIGIT_RECOGNIZER_POLL_SECONDS when set, else `default`."""
+    text = os.environ.get(POLL_SECONDS_VARIABLE, "").strip()
+    if not text:
+        return default
+    try:
+        return positive_seconds(text)
+    except UserError as error:
+        raise UserError(f"{POLL_SECONDS_VARIABLE}: {error}") from None
+
+
+def wait_until(
+    read: Callable[[], State],
+    finished: Callable[[State], bool],
+    describe: Callable[[State], str],
+    timeout: float,
+    interval: float,
+    timeout_message: str,
+) -> State:
+    """Call `read()` every `interval` seconds until `finished` holds for its answer; return that answer.
+
+    Each poll that is not finished prints `describe(answer)` with the elapsed
+    time: a line per poll, or one line updated in place on a terminal.
+
+    Raises:
+        KaggleTimeoutError: `timeout` seconds passed first; its message is `timeout_message`.
+    """
+    progress = Progress(sys.stdout)
+    started = time.monotonic()
+    try:
+        while True:
+            answer = read()
+            elapsed = time.monotonic() - started
+            if finished(answer):
+                return answer
+            progress.show(f"{describe(answer)}, {elapsed:.0f} s")
+            if elapsed >= timeout:
+                raise KaggleTimeoutError(timeout_message)
+            time.sleep(min(interval, timeout - elapsed))
+    finally:
+        progress.close()
+
+
+class Progress:
+    """One progress line: rewritten in place on a terminal, a new line per update elsewhere (logs, pipes)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.in_place = stream.isatty()
+        self.width = 0
+
+    def show(self, text: str) -> None:
+        if self.in_place:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.in_place and self.width:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,136 @@
+"""Command line: predict a test file again with a finished run's saved models, without training.
+
+python -m src.predict submissions/runs/<name> --out submissions/again.csv
+python -m src.predict submissions/runs/<name> --data other/ --out other.csv
+
+The run folder's models (`members/*.keras`, checked against `members.json`)
+predict `--data`'s `test.csv` with the run's own pixel scaling, their softmax
+outputs averaged (over the test-time shifts too, when the run used them).
+The submission is validated and written atomically, with a record beside it
+(`.json`) naming the run and the test file's sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Only light modules here: NumPy, pandas and TensorFlow load inside the boundary (`predict_again`).
+from .cli import ArgumentParser, import_tensorflow, run_command
+from .errors import UserError
+
+TEST_HINT = "give --data the folder holding test.csv"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m src.predict",
+        description="Predict a test.csv again with a run folder's saved models and write an ImageId,Label submission.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (submissions/runs/<name>)")
+    parser.add_argument("--data", type=Path, help="folder with test.csv (default: data/)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the submission to write; its record goes beside it as .json"
+    )
+    return parser
+
+
+def plan_out_path(out: Path, inputs: list[Path], run_dir: Path):
+    """Check `--out` as every command checks its outputs, and refuse one inside the run folder."""
+    from .outputs import plan_outputs
+
+    plan = plan_outputs(out, inputs)
+    for written in (plan.submission, plan.record):
+        if written.resolve().is_relative_to(run_dir.resolve()):
+            raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
+    return plan
+
+
+def read_test_file(path: Path):
+    """`test.csv`'s images, through the parsed-CSV cache, and its `InputFile` (rows, sha256, path)."""
+    from .cache import CacheSource, cached_arrays, default_cache_dir
+    from .csv_format import check_csv_start, check_memory
+    from .data import SWAPPED_WITH_TEST, TEST_HEADER, read_test, valid_test_arrays
+    from .files import sha256
+    from .record import InputFile
+
+    size = check_csv_start(path, TEST_HEADER, TEST_HINT, SWAPPED_WITH_TEST)
+    check_memory(path, size)
+    source = CacheSource("test", sha256(path), size)
+    arrays = cached_arrays(default_cache_dir(), source, lambda: {"images": read_test(path)}, valid_test_arrays)
+    return arrays["images"], InputFile(len(arrays["images"]), source.sha256, str(path))
+
+
+def check_input_width(models, paths: list[Path], width: int) -> None:
+    """Every model must take rows of `width` pixels, as the test file gives them."""
+    for model, path in zip(models, paths, strict=True):
+        shape = tuple(model.input_shape)
+        if shape[1:] != (width,):
+            raise UserError(f"{path}: the model takes inputs of shape {shape[1:]}, not rows of {width} pixels")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(predict_again, argv)
+
+
+def predict_again(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DEFAULT_DATA_DIR, as_features
+    from .evaluation import predicted_labels
+    from .outputs import write_pair
+    from .record import (
+        DERIVED_PREDICT,
+        DerivedRecord,
+        SourceRun,
+        command_line,
+        created_now,
+        package_versions,
+    )
+    from .runs import member_files, read_run_record
+    from .submission import check_predictions
+
+    # The run folder and its model files are checked before the test file is read and TensorFlow loads.
+    run = read_run_record(args.run_dir)
+    paths = member_files(args.run_dir)
+    test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
+    plan = plan_out_path(args.out, [test_path, *paths], args.run_dir)
+    images, test_file = read_test_file(test_path)
+
+    import_tensorflow()
+    from .prediction import load_models, predict_probabilities, uses_tta
+
+    models = load_models(paths)
+    check_input_width(models, paths, images.shape[1])
+    tta = uses_tta(run.config)
+    probabilities = predict_probabilities(models, as_features(images, run.config.scaling), tta)
+    check_predictions(probabilities)
+    write_pair(
+        plan,
+        predicted_labels(probabilities),
+        lambda submission: DerivedRecord(
+            kind=DERIVED_PREDICT,
+            created=created_now(),
+            command=command_line(),
+            versions=package_versions(),
+            test=test_file,
+            sources=[SourceRun(str(args.run_dir), run.validation.accuracy)],
+            submission=submission,
+            tta=tta,
+        ),
+    )
+    with_tta = " with test-time augmentation" if tta else ""
+    same_test = "the run's own test file" if test_file.sha256 == run.inputs.test.sha256 else "a new test file"
+    scored = "" if run.validation.accuracy is None else f" (its validation accuracy {run.validation.accuracy:.4f})"
+    print(
+        f"predicted {test_file.rows} rows of {same_test} with {len(models)} saved model(s){with_tta} "
+        f"of {args.run_dir}{scored}\n"
+        f"wrote {plan.submission} (record: {plan.record})",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""`python -m src.blend`: one test file only, labels from the weighted mean, the measured gain."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.config import Config
+from src.evaluation import accuracy
+from src.pipeline import run
+from src.record import DERIVED_BLEND, DerivedRecord
+from src.runs import INCOMPLETE_MARKER, load_run
+from src.submission import validate_submission
+from tests.conftest import assert_one_line_error, run_command
+from tests.synthetic import write_dataset
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny real runs: two on one dataset, one on another train.csv with the same test.csv, one on another test.csv."""
+    base = tmp_path_factory.mktemp("blend")
+    data = write_dataset(base / "data")
+    other = write_dataset(base / "other", seed=1)
+    # Same test file, other training rows: a blend is allowed, its gain cannot be measured.
+    other_train = base / "other-train"
+    other_train.mkdir()
+    shutil.copyfile(other / "train.csv", other_train / "train.csv")
+    shutil.copyfile(data / "test.csv", other_train / "test.csv")
+    out = base / "submissions" / "submission.csv"
+    plan = {
+        "single": (Config(epochs=1, seed=1, scaling="unit", l2=1e-4), data),
+        "folds": (Config(epochs=1, folds=2, seed=2, scaling="unit", l2=1e-4), data),
+        "other train": (Config(epochs=1, seed=3, scaling="unit", l2=1e-4), other_train),
+        "other test": (Config(epochs=1, seed=1, scaling="unit", l2=1e-4), other),
+    }
+    return {name: run(config, folder, out, verbose=0, report=False).run_dir for name, (config, folder) in plan.items()}
+
+
+def blend(*arguments):
+    return run_command("-m", "src.blend", *arguments)
+
+
+def read_labels(path):
+    return pd.read_csv(path)["Label"].to_numpy()
+
+
+def test_labels_are_the_argmax_of_the_mean_probabilities_and_the_gain_is_measured(runs, tmp_path):
+    out = tmp_path / "blend.csv"
+    completed = blend(runs["single"], runs["folds"], "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+    (single, single_record), (folds, folds_record) = load_run(runs["single"]), load_run(runs["folds"])
+    mean = (single.test_probabilities + folds.test_probabilities) / 2
+    validate_submission(out, n_rows=20)
+    np.testing.assert_array_equal(read_labels(out), mean.argmax(axis=1))
+
+    record = DerivedRecord.from_json(tmp_path / "blend.json")
+    assert record.kind == DERIVED_BLEND
+    assert record.test == single_record.inputs.test
+    assert [source.run_dir for source in record.sources] == [str(runs["single"]), str(runs["folds"])]
+    assert [source.validation_accuracy for source in record.sources] == [
+        single_record.validation.accuracy,
+        folds_record.validation.accuracy,
+    ]
+    assert [source.weight for source in record.sources] == [0.5, 0.5]
+    # The single model held out the last 16 rows; the 2-fold run held out every row: 16 shared.
+    shared = single.validation_rows
+    assert record.validation_rows == len(shared) == 16
+    folds_on_shared = folds.validation_probabilities[np.argsort(folds.validation_rows)][shared]
+    labels = single.train_labels[shared]
+    assert record.validation_accuracy == accuracy(labels, (single.validation_probabilities + folds_on_shared) / 2)
+    assert record.sources[0].shared_rows_accuracy == single_record.validation.accuracy
+    assert record.sources[1].shared_rows_accuracy == accuracy(labels, folds_on_shared)
+    assert f"blend accuracy on the 16 shared held-out rows: {record.validation_accuracy:.4f}" in completed.stdout
+
+
+def test_weights_change_the_mean(runs, tmp_path):
+    out = tmp_path / "weighted.csv"
+    completed = blend(runs["single"], runs["folds"], "--weights", "3,1", "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    single, folds = load_run(runs["single"])[0], load_run(runs["folds"])[0]
+    weighted = 0.75 * single.test_probabilities + 0.25 * folds.test_probabilities
+    np.testing.assert_array_equal(read_labels(out), weighted.argmax(axis=1))
+    assert [source.weight for source in DerivedRecord.from_json(out.with_suffix(".json")).sources] == [0.75, 0.25]
+
+
+def test_runs_without_shared_held_out_rows_say_the_gain_cannot_be_measured(runs, tmp_path):
+    out = tmp_path / "blend.csv"
+    completed = blend(runs["single"], runs["other train"], "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert "blend gain cannot be measured" in completed.stdout
+    record = DerivedRecord.from_json(out.with_suffix(".json"))
+    assert record.validation_accuracy is None and record.validation_rows == 0
+    validate_submission(out, n_rows=20)
+
+
+def test_runs_on_different_test_files_are_refused(runs, tmp_path):
+    out = tmp_path / "blend.csv"
+    completed = blend(runs["single"], runs["other test"], "--out", out)
+    assert_one_line_error(completed, 2, str(runs["single"]), str(runs["other test"]), "different test files")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("case", ["one run", "incomplete", "weights", "named twice", "out in a run folder"])
+def test_bad_requests_are_one_line(runs, tmp_path, case):
+    incomplete = shutil.copytree(runs["folds"], tmp_path / "incomplete")
+    (incomplete / INCOMPLETE_MARKER).touch()
+    out = tmp_path / "blend.csv"
+    arguments, fragment = {
+        "one run": ((runs["single"], "--out", out), "at least 2 run folders"),
+        "incomplete": ((runs["single"], incomplete, "--out", out), "incomplete run folder"),
+        "weights": ((runs["single"], runs["folds"], "--weights", "1", "--out", out), "one per run"),
+        "named twice": ((runs["single"], runs["single"], "--out", out), "named twice"),
+        "out in a run folder": ((runs["single"], runs["folds"], "--out", runs["folds"] / "b.csv"), "inside the run"),
+    }[case]
+    assert_one_line_error(blend(*arguments), 2, fragment)
+    assert not out.exists() and not (runs["folds"] / "b.csv").exists()

@@ -1,0 +1,46 @@
+"""Epoch end times in the histories (`src.epoch_timer`), and the benchmark's time-to-accuracy table."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from src.config import Config
+from src.epoch_timer import SECONDS_KEY
+from src.training import train
+from tests.conftest import REPO_ROOT, run_command
+from tests.synthetic import make_arrays, write_dataset
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_every_member_history_holds_rising_epoch_end_seconds(plain, capsys):
+    images, labels, _ = make_arrays()
+    config = Config(epochs=3, folds=2, seed=1, plain=plain)
+    started = time.perf_counter()
+    result = train(config, images.astype(np.uint8), labels, verbose=2)
+    elapsed = time.perf_counter() - started
+    for member in result.members:
+        seconds = member.history[SECONDS_KEY]
+        assert len(seconds) == len(member.history["loss"]) == 3
+        assert 0 < seconds[0] <= seconds[1] <= seconds[2] < elapsed
+    # The times go into the History, not into Keras' per-epoch progress line.
+    assert SECONDS_KEY not in capsys.readouterr().out
+
+
+def test_benchmark_time_to_accuracy_table(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    out = tmp_path / "curves"
+    completed = run_command(
+        REPO_ROOT / "scripts" / "benchmark.py", "--time-to-accuracy", "tutorial-scaled", "--epochs", "2",
+        "--data", data, "--out", out,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    (curve,) = report["presets"]
+    assert curve["preset"] == "tutorial-scaled" and [row["epoch"] for row in curve["epochs"]] == [1, 2]
+    assert curve["epochs"][0]["seconds"] <= curve["epochs"][1]["seconds"] <= curve["train_seconds"]
+    assert curve["epochs"][-1]["val_accuracy"] == curve["accuracy"]
+    assert "| tutorial-scaled | 2 |" in out.with_suffix(".md").read_text()

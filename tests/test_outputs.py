@@ -1,0 +1,206 @@
+"""Output safety, as a user meets it: no output replaces an input or a file it should not, and a
+failed run leaves the previous submission and its record byte for byte as they were."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from src.errors import UserError
+from src.files import sha256
+from src.outputs import check_pair, plan_outputs, prepared_pair
+from src.submission import validate_submission
+from tests.conftest import assert_one_line_error, run_command, snapshot_files, write_previous_pair
+from tests.fake_kaggle import FakeKaggle, run_with_fake
+
+ONE_EPOCH = ["--epochs", "1", "--verbose", "0", "--no-report"]
+
+
+def submit(*args):
+    return run_command("-m", "src.submit", *args)
+
+
+def assert_refused_before_training(result, *fragments):
+    """Exit 2, one `error:` line and nothing else: refused before TensorFlow loaded, let alone trained."""
+    assert_one_line_error(result, 2, *fragments)
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == "", result.stderr
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """The previous run's submission and record in `tmp_path/out`."""
+    return write_previous_pair(tmp_path / "out")
+
+
+def make_link(kind: str, link: Path, target: Path) -> Path:
+    (os.symlink if kind == "symbolic" else os.link)(target, link)
+    return link
+
+
+@pytest.mark.parametrize("kind", ["the same name", "symbolic", "hard"])
+@pytest.mark.parametrize("input_name", ["train.csv", "test.csv"])
+def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_name):
+    out = (
+        tiny_data / input_name
+        if kind == "the same name"
+        else make_link(kind, tmp_path / "s.csv", tiny_data / input_name)
+    )
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", out, *ONE_EPOCH)
+    which = "is an input file" if kind == "the same name" else f"leads to the input file {tiny_data / input_name}"
+    assert_refused_before_training(result, f"{out}: {which}", "the submission must never replace an input")
+    assert snapshot_files(tmp_path) == before
+
+
+def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path):
+    (tmp_path / "out").mkdir()
+    record = make_link("symbolic", tmp_path / "out" / "s.json", tiny_data / "train.csv")
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", tmp_path / "out" / "s.csv", *ONE_EPOCH)
+    assert_refused_before_training(result, f"{record}: leads to the input file", "its record must never replace")
+    assert snapshot_files(tmp_path) == before
+
+
+def test_a_read_only_submission_is_not_replaced(tiny_data, tmp_path, previous):
+    previous.chmod(0o444)
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", previous, *ONE_EPOCH)
+    assert_refused_before_training(
+        result, f"{previous}: is read-only (mode -r--r--r--), so the submission was not replaced", "chmod u+w"
+    )
+    assert snapshot_files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda out: (out / "submission.json").unlink() or (out / "submission.json").mkdir(), "is a folder, where its"),
+        (lambda out: (out / "runs").write_text("x"), "runs: is not a folder; the run folders go there"),
+        (lambda out: os.mkfifo(out / "fifo.csv"), "fifo.csv: is not a regular file"),
+    ],
+    ids=["record-is-a-folder", "runs-is-a-file", "out-is-a-fifo"],
+)
+def test_an_output_that_cannot_be_a_file_is_refused(tiny_data, tmp_path, previous, make, fragment):
+    make(previous.parent)
+    out = previous.parent / ("fifo.csv" if "fifo" in fragment else "submission.csv")
+    before = snapshot_files(tmp_path)
+    assert_refused_before_training(submit("--data", tiny_data, "--out", out, *ONE_EPOCH), fragment)
+    assert snapshot_files(tmp_path) == before
+
+
+def test_an_out_below_a_file_is_refused(tiny_data, tmp_path):
+    (tmp_path / "plain.txt").write_text("x")
+    result = submit("--data", tiny_data, "--out", tmp_path / "plain.txt" / "s.csv", *ONE_EPOCH)
+    assert_refused_before_training(result, f"{tmp_path / 'plain.txt'}: is a file, not a folder")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KB tmpfs at `tmp_path/disk`, or a skip where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", disk], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'}); needs root")
+    yield disk
+    subprocess.run(["umount", disk], check=True)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill `disk` but for `leave` bytes."""
+    status = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * (status.f_bavail * status.f_frsize - leave))
+
+
+def test_a_read_only_file_system_is_refused(tiny_data, small_disk):
+    previous = write_previous_pair(small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
+    before = snapshot_files(small_disk)
+    result = submit("--data", tiny_data, "--out", previous, *ONE_EPOCH)
+    assert_refused_before_training(result, f"{small_disk}: read-only file system")
+    assert snapshot_files(small_disk) == before
+
+
+def test_too_little_room_is_refused_before_training(tiny_data, small_disk):
+    previous = write_previous_pair(small_disk)
+    fill(small_disk, leave=16 * 1024)
+    before = snapshot_files(small_disk)
+    result = submit("--data", tiny_data, "--out", previous, *ONE_EPOCH)
+    assert_refused_before_training(result, f"{small_disk}: only 16 KB free; the submission and its record need about")
+    assert snapshot_files(small_disk) == before
+
+
+def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk):
+    previous = write_previous_pair(small_disk)
+    # Room for the submission and its record (the check passes), not for the run folder and its report.
+    fill(small_disk, leave=96 * 1024)
+    before = snapshot_files(small_disk)
+    result = submit("--data", tiny_data, "--out", previous, "--epochs", "1", "--verbose", "0")
+    assert_one_line_error(result, 2, "No space left on device; ", f"{previous} and its record were left as they were")
+    after = snapshot_files(small_disk)
+    # The run folder stays, marked incomplete; everything that was there before is as it was.
+    assert {name: after[name] for name in before} == before
+    assert not [name for name in after if name.endswith(".tmp")], sorted(after)
+
+
+def test_a_symbolic_link_out_is_followed_and_kept(tiny_data, tmp_path, previous):
+    link = make_link("symbolic", tmp_path / "latest.csv", previous)
+    result = submit("--data", tiny_data, "--out", link, *ONE_EPOCH)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(previous)
+    validate_submission(previous, n_rows=20)
+    check_pair(previous)
+    assert f"wrote {previous} (record: {previous.with_suffix('.json')})" in result.stdout
+    assert (previous.parent / "runs").is_dir() and not (tmp_path / "latest.json").exists()
+
+
+def write_pair(plan, submission_text: str) -> None:
+    """What a run does: the pair written to temporary files, then swapped in."""
+    with prepared_pair(plan) as pair:
+        pair.submission.write_text(submission_text)
+        pair.record.write_text(f'{{"submission": {{"sha256": "{sha256(pair.submission)}"}}}}')
+        pair.swap()
+
+
+def test_the_pair_is_swapped_in_together(tmp_path, previous):
+    write_pair(plan_outputs(previous), "ImageId,Label\n1,4\n")
+    assert previous.read_text() == "ImageId,Label\n1,4\n"
+    check_pair(previous)
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["submission.csv", "submission.json"]
+
+
+def test_a_failed_swap_puts_the_previous_record_back(tmp_path, previous):
+    plan = plan_outputs(previous)
+    before = snapshot_files(tmp_path)
+    # The submission's rename fails after the record's has succeeded.
+    previous.unlink()
+    previous.mkdir()
+    with pytest.raises(UserError, match=f"{previous}: Is a directory; {previous} and its record were left as they"):
+        write_pair(plan, "ImageId,Label\n1,4\n")
+    after = snapshot_files(tmp_path)
+    assert after["out/submission.json"] == before["out/submission.json"]
+    assert sorted(after) == sorted(before)
+
+
+def test_a_mismatched_pair_is_refused_and_never_sent(tmp_path, previous, tiny_data):
+    previous.write_text(previous.read_text().replace("20,0", "20,1"))
+    with FakeKaggle() as fake:
+        result = run_with_fake(
+            "-m", "src.upload", previous, "-m", "edited", "--data", tiny_data, url=fake.url, home=tmp_path / "home"
+        )
+        assert fake.uploads() == []
+    assert_one_line_error(result, 2, f"{previous}: does not match its record {previous.with_suffix('.json')}")
+    with pytest.raises(UserError, match="does not match its record"):
+        check_pair(previous)
+
+
+def test_a_matching_pair_is_sent(tmp_path, previous, tiny_data):
+    with FakeKaggle() as fake:
+        result = run_with_fake(
+            "-m", "src.upload", previous, "-m", "kept", "--data", tiny_data, url=fake.url, home=tmp_path / "home"
+        )
+        assert fake.uploads() == [previous.read_bytes()]
+    assert result.returncode == 0, result.stderr

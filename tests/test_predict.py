@@ -1,0 +1,187 @@
+"""Saved models and `python -m src.predict`: reload equality, same bytes again, damaged folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from tensorflow import keras
+
+from src.augmentation import build_augmentation, predict_with_tta
+from src.config import Config
+from src.data import as_features, read_test, read_train
+from src.evaluation import accuracy
+from src.files import sha256
+from src.model import build_cnn
+from src.pipeline import run
+from src.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
+from src.record import DERIVED_PREDICT, DerivedRecord
+from src.runs import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
+from src.schedules import learning_rate_schedule
+from tests.conftest import assert_one_line_error, run_command
+from tests.synthetic import make_arrays, write_dataset
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny real runs: a 2-fold ensemble on the compiled path, and a single model with plain `fit`."""
+    base = tmp_path_factory.mktemp("predict")
+    data_dir = write_dataset(base / "data")
+    out = base / "submissions" / "submission.csv"
+    configs = {
+        "stacked": Config(epochs=1, folds=2, seed=1, scaling="unit", l2=1e-4),
+        "plain": Config(epochs=1, seed=1, plain=True),
+    }
+    results = {name: run(config, data_dir, out, verbose=0, report=False) for name, config in configs.items()}
+    return data_dir, results
+
+
+@pytest.mark.parametrize("name", ["stacked", "plain"])
+def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
+    data_dir, results = runs
+    result = results[name]
+    paths = member_files(result.run_dir)
+    assert [path.relative_to(result.run_dir).as_posix() for path in paths] == [
+        f"members/member-{index}.keras" for index in range(1, len(result.training.members) + 1)
+    ]
+    features = as_features(read_test(data_dir / "test.csv"), result.record.config.scaling)
+    reloaded = predict_probabilities(load_models(paths), features)
+    np.testing.assert_array_equal(reloaded, result.test_probabilities)
+    np.testing.assert_array_equal(reloaded, np.load(result.run_dir / "test_probabilities.npy"))
+
+
+def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_reload(tmp_path):
+    images, labels, test_images = make_arrays()
+    features, test_features = as_features(images, "unit"), as_features(test_images, "unit")
+    schedule = learning_rate_schedule("one-cycle", 1e-3, steps_per_epoch=3, epochs=1)
+    model = build_cnn((4, 8), augmentation=build_augmentation(seed=1), learning_rate=schedule)
+    model.fit(features, keras.utils.to_categorical(labels, 10), epochs=1, batch_size=32, verbose=0)
+    paths = save_members(tmp_path, [model])
+    expected = predict_probabilities([model], test_features)
+    np.testing.assert_array_equal(predict_probabilities(load_models(paths), test_features), expected)
+
+
+def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_rows(runs):
+    data_dir, results = runs
+    result = results["stacked"]
+    models, members, scaling = result.training.models, result.training.members, result.record.config.scaling
+    features = as_features(read_test(data_dir / "test.csv"), scaling)
+    with_tta = predict_probabilities(models, features, tta=True)
+    np.testing.assert_allclose(with_tta, np.mean([predict_with_tta(model, features) for model in models], axis=0))
+    assert not np.allclose(with_tta, predict_probabilities(models, features))
+    # Held out: each member on its own fold, in the run's row order; without TTA, the run's own probabilities.
+    images, labels = read_train(data_dir / "train.csv")
+    train_features = as_features(images, scaling)
+    np.testing.assert_allclose(
+        held_out_probabilities(members, train_features), result.training.validation_probabilities(), atol=1e-6
+    )
+    rows = result.training.validation_rows()
+    expected = accuracy(labels[rows], held_out_probabilities(members, train_features, tta=True))
+    assert tta_validation_accuracy(members, train_features, labels) == expected
+
+
+def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path):
+    data_dir, results = runs
+    result = results["stacked"]
+    out = tmp_path / "again.csv"
+    completed = run_command("-m", "src.predict", result.run_dir, "--data", data_dir, "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == "", completed.stderr
+    assert out.read_bytes() == (result.run_dir / "submission.csv").read_bytes()
+    record = DerivedRecord.from_json(tmp_path / "again.json")
+    assert record.kind == DERIVED_PREDICT and not record.tta
+    assert record.test.sha256 == result.record.inputs.test.sha256 and record.test.rows == 20
+    assert [source.run_dir for source in record.sources] == [str(result.run_dir)]
+    assert record.sources[0].validation_accuracy == result.record.validation.accuracy
+    assert record.submission.rows == 20 and f"wrote {out}" in completed.stdout
+
+
+def damage_missing_manifest(run_dir, data_dir):
+    (run_dir / MEMBERS_MANIFEST).unlink()
+
+
+def damage_missing_model(run_dir, data_dir):
+    (run_dir / "members" / "member-2.keras").unlink()
+
+
+def damage_altered_model(run_dir, data_dir):
+    path = run_dir / "members" / "member-1.keras"
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def damage_incomplete(run_dir, data_dir):
+    (run_dir / INCOMPLETE_MARKER).touch()
+
+
+def damage_manifest_elsewhere(run_dir, data_dir):
+    manifest = json.loads((run_dir / MEMBERS_MANIFEST).read_text())
+    manifest["members"][0]["file"] = "../../data/test.csv"
+    (run_dir / MEMBERS_MANIFEST).write_text(json.dumps(manifest))
+
+
+def damage_test_shape(run_dir, data_dir):
+    # A train.csv in test.csv's place: a label column too many.
+    shutil.copyfile(data_dir / "train.csv", data_dir / "test.csv")
+
+
+def damage_test_columns(run_dir, data_dir):
+    lines = (data_dir / "test.csv").read_text().splitlines()
+    (data_dir / "test.csv").write_text("\n".join(",".join(line.split(",")[:-1]) for line in lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragments"),
+    [
+        (damage_missing_manifest, ("no saved models", MEMBERS_MANIFEST)),
+        (damage_missing_model, ("member-2.keras", "saved model is missing")),
+        (damage_altered_model, ("member-1.keras", "saved model is damaged")),
+        (damage_incomplete, ("incomplete run folder",)),
+        (damage_manifest_elsewhere, (MEMBERS_MANIFEST, "expected the files members/member-1.keras")),
+        (damage_test_shape, ("test.csv", "line 1")),
+        (damage_test_columns, ("test.csv", "line 1")),
+    ],
+)
+def test_a_damaged_run_folder_or_test_file_is_one_line(runs, tmp_path, damage, fragments):
+    data_dir, results = runs
+    run_dir = shutil.copytree(results["stacked"].run_dir, tmp_path / "run")
+    test_dir = shutil.copytree(data_dir, tmp_path / "data")
+    damage(run_dir, test_dir)
+    out = tmp_path / "out.csv"
+    completed = run_command("-m", "src.predict", run_dir, "--data", test_dir, "--out", out)
+    assert_one_line_error(completed, 2, *fragments)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_a_model_file_keras_cannot_read_is_one_line(runs, tmp_path):
+    data_dir, results = runs
+    run_dir = shutil.copytree(results["stacked"].run_dir, tmp_path / "run")
+    model = run_dir / "members" / "member-1.keras"
+    model.write_bytes(b"not a zip file at all")
+    # A manifest that matches the damaged file: only loading it can tell.
+    manifest = json.loads((run_dir / MEMBERS_MANIFEST).read_text())
+    manifest["members"][0]["sha256"] = sha256(model)
+    (run_dir / MEMBERS_MANIFEST).write_text(json.dumps(manifest))
+    out = tmp_path / "out.csv"
+    completed = run_command("-m", "src.predict", run_dir, "--data", data_dir, "--out", out)
+    assert_one_line_error(completed, 2, "member-1.keras", "cannot load the saved model")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing folder", "out in the run folder", "out is test.csv"])
+def test_bad_paths_are_one_line(runs, tmp_path, case):
+    data_dir, results = runs
+    run_dir = results["stacked"].run_dir
+    test_copy = tmp_path / "data"
+    shutil.copytree(data_dir, test_copy)
+    before = (test_copy / "test.csv").read_bytes()
+    arguments, fragment = {
+        "missing folder": ((tmp_path / "nowhere", "--out", tmp_path / "out.csv"), "not a folder"),
+        "out in the run folder": ((run_dir, "--out", run_dir / "again.csv"), "inside the run folder"),
+        "out is test.csv": ((run_dir, "--out", test_copy / "test.csv"), "is an input of this command"),
+    }[case]
+    completed = run_command("-m", "src.predict", *arguments, "--data", test_copy)
+    assert_one_line_error(completed, 2, fragment)
+    assert (test_copy / "test.csv").read_bytes() == before
+    assert not (run_dir / "again.csv").exists()

@@ -1,0 +1,149 @@
+"""Ctrl-C and SIGTERM sent to a real `python -m src.submit` run at each stage: while libraries
+import, while training, with the new pair written to temporary files and the run folder being
+saved, and between the two renames that put the pair in place.
+
+A stage inside the write is reached without racing: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` makes
+the run stop itself (SIGSTOP) there; the test sees it stopped (`waitpid`), sends the signal and
+lets it continue, so the signal lands exactly at that point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from src.outputs import PAUSE_VARIABLE, check_pair
+from src.runs import INCOMPLETE_MARKER
+from src.submission import validate_submission
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, snapshot_files, write_previous_pair
+
+FLAGS = ["--verbose", "2", "--no-report"]
+WORDS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """The previous run's submission and record, alone in `tmp_path/out`."""
+    return write_previous_pair(tmp_path / "out")
+
+
+def start(tmp_path: Path, *args, env: dict | None = None) -> subprocess.Popen:
+    """`python -m src.submit` in the background, its output into files (a full pipe cannot block it)."""
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "src.submit", *map(str, args)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+
+def finish(process: subprocess.Popen, tmp_path: Path) -> subprocess.CompletedProcess:
+    process.wait(timeout=120)
+    logs = tmp_path / "logs"
+    stdout, stderr = ((logs / name).read_text() for name in ("stdout", "stderr"))
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"the run ended or timed out before {what}")
+        time.sleep(0.01)
+
+
+def assert_stopped_cleanly(result, signal_number: int, detail: str) -> None:
+    """Its exit code, one `interrupted:`/`terminated:` line and nothing else on stderr, no traceback."""
+    word, exit_code = WORDS[signal_number]
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr == f"{word}: {detail}\n"
+
+
+def temporary_files(*folders: Path) -> list[Path]:
+    return [path for folder in folders for path in folder.rglob("*.tmp")]
+
+
+def cache_folder() -> Path:
+    return Path(os.environ["DIGIT_RECOGNIZER_CACHE"])
+
+
+def test_sigterm_while_tensorflow_imports(tiny_data, tmp_path, previous):
+    before = snapshot_files(previous.parent)
+    process = start(tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *FLAGS)
+    maps = Path(f"/proc/{process.pid}/maps")
+    # TensorFlow's shared library is mapped as soon as its import starts, seconds before it ends.
+    wait_until(lambda: "tensorflow" in maps.read_text(), process, "TensorFlow started loading")
+    process.send_signal(signal.SIGTERM)
+    result = finish(process, tmp_path)
+    assert_stopped_cleanly(result, signal.SIGTERM, f"{previous} was left as it was")
+    assert result.stdout == ""
+    assert snapshot_files(previous.parent) == before
+
+
+def test_sigterm_while_training(tiny_data, tmp_path, previous):
+    before = snapshot_files(previous.parent)
+    process = start(tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "100000", *FLAGS)
+    wait_until(lambda: "Epoch 2/" in (tmp_path / "logs" / "stdout").read_text(), process, "the second epoch")
+    process.send_signal(signal.SIGTERM)
+    assert_stopped_cleanly(finish(process, tmp_path), signal.SIGTERM, f"{previous} was left as it was")
+    # No run folder, no temporary file: the outputs are planned before training, made after it.
+    assert snapshot_files(previous.parent) == before
+    assert temporary_files(cache_folder()) == []
+
+
+def stopped_at(point: str, tmp_path: Path, *args) -> subprocess.Popen:
+    """A run that has stopped itself at `point` (see `src.outputs.pause_point`)."""
+    process = start(tmp_path, *args, env={PAUSE_VARIABLE: point})
+    _, status = os.waitpid(process.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        pytest.fail(f"the run ended before {point}: {(tmp_path / 'logs' / 'stderr').read_text()}")
+    return process
+
+
+def signal_and_continue(process: subprocess.Popen, signal_number: int) -> None:
+    # Sent while stopped, the signal is handled the moment the run continues: exactly at the point.
+    os.kill(process.pid, signal_number)
+    os.kill(process.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(tiny_data, tmp_path, previous, signal_number):
+    before = snapshot_files(previous.parent)
+    process = stopped_at("run-folder", tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *FLAGS)
+    # Stopped with the new pair in temporary files beside the old one, and the new run folder made.
+    assert len(temporary_files(previous.parent)) == 2
+    signal_and_continue(process, signal_number)
+    assert_stopped_cleanly(finish(process, tmp_path), signal_number, f"{previous} was left as it was")
+    after = snapshot_files(previous.parent)
+    assert {name: after[name] for name in before} == before
+    assert temporary_files(previous.parent, cache_folder()) == []
+    # The unfinished run folder says so, and the report refuses it.
+    (run_dir,) = (previous.parent / "runs").iterdir()
+    assert (run_dir / INCOMPLETE_MARKER).exists()
+    assert_one_line_error(run_command("-m", "src.report", run_dir), 2, "incomplete")
+
+
+def test_sigterm_between_the_two_renames_finishes_the_pair_first(tiny_data, tmp_path, previous):
+    process = stopped_at("swap", tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *FLAGS)
+    # Stopped after the record's rename and before the submission's: the one moment the pair differs.
+    with pytest.raises(Exception, match="does not match its record"):
+        check_pair(previous)
+    signal_and_continue(process, signal.SIGTERM)
+    result = finish(process, tmp_path)
+    assert_stopped_cleanly(result, signal.SIGTERM, f"after writing {previous} and its record")
+    # The signal waited for the second rename: the new submission, beside the record naming it.
+    validate_submission(previous, n_rows=20)
+    check_pair(previous)
+    assert temporary_files(previous.parent, cache_folder()) == []

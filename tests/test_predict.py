@@ -179,7 +179,7 @@ def test_bad_paths_are_one_line(runs, tmp_path, case):
     arguments, fragment = {
         "missing folder": ((tmp_path / "nowhere", "--out", tmp_path / "out.csv"), "not a folder"),
         "out in the run folder": ((run_dir, "--out", run_dir / "again.csv"), "inside the run folder"),
-        "out is test.csv": ((run_dir, "--out", test_copy / "test.csv"), "is an input of this command"),
+        "out is test.csv": ((run_dir, "--out", test_copy / "test.csv"), "is an input file"),
     }[case]
     completed = run_command("-m", "src.predict", *arguments, "--data", test_copy)
     assert_one_line_error(completed, 2, fragment)

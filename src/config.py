@@ -274,12 +274,15 @@ PRESETS = {
         augment_shift=0.08,
         schedule="one-cycle",
         learning_rate=4e-3,
-        epochs=8,
+        epochs=15,
+        tta=True,
     ),
     # Fifteen of the network, each on a random 90% of the rows: a job for a GPU kernel.
     "cnn-ensemble": Config(**LARGE_CNN, members=15),
 }
 DEFAULT_PRESET = "tutorial"
+# Presets too big for a CPU: `python -m src.kernel` turns the kernel's GPU on for them.
+GPU_PRESETS = ("cnn-ensemble",)
 
 
 # What `--help` shows for a setting's value, unless the setting names its own.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .cli import ArgumentParser, run_command
-from .config import add_settings_arguments, config_from_args
+from .config import GPU_PRESETS, add_settings_arguments, config_from_args
 from .errors import UserError
 from .files import atomic_write, write_json
 from .kaggle.credentials import kaggle_username
@@ -34,7 +34,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     kernel = parser.add_argument_group("kernel")
     kernel.add_argument("--username", help="your Kaggle user name (default: KAGGLE_USERNAME or kaggle.json)")
     kernel.add_argument("--title", default=DEFAULT_TITLE, help=f"the kernel's title (default: {DEFAULT_TITLE})")
-    kernel.add_argument("--gpu", action="store_true", help="run the kernel on a GPU (default: CPU)")
+    kernel.add_argument(
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        help=f"run the kernel on a GPU, or not (default: a GPU for the presets {', '.join(GPU_PRESETS)}, else CPU)",
+    )
     shapes = ", ".join(f"{shape} is {name}" for shape, name in MACHINE_SHAPES.items())
     kernel.add_argument(
         "--machine-shape", choices=sorted(MACHINE_SHAPES), help=f"the GPU to run on; implies --gpu ({shapes})"
@@ -58,7 +62,10 @@ def build_kernel(argv: Sequence[str] | None) -> int:
     if not username:
         raise UserError("no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json")
     # Both are checked before either is written.
-    metadata = kernel_metadata(username, args.title, args.gpu, args.public, args.machine_shape)
+    gpu = args.preset in GPU_PRESETS if args.gpu is None else args.gpu
+    if args.gpu is False and args.machine_shape:
+        raise UserError("--machine-shape names a GPU: drop --no-gpu, or drop --machine-shape")
+    metadata = kernel_metadata(username, args.title, gpu, args.public, args.machine_shape)
     script = build_script(config, args.title)
     atomic_write(args.out_dir / CODE_FILE, lambda temporary: temporary.write_text(script, encoding="utf-8"))
     write_json(args.out_dir / METADATA_FILE, metadata)

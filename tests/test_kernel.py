@@ -231,6 +231,17 @@ def test_machine_shape_implies_a_gpu_and_cpu_has_none(tmp_path):
     assert metadata["enable_gpu"] is False and "machine_shape" not in metadata
 
 
+def test_a_gpu_preset_turns_the_gpu_on_unless_told_not_to(tmp_path):
+    assert build(tmp_path / "gpu", "--username", "tester", "--preset", "cnn-ensemble").returncode == 0
+    metadata = json.loads((tmp_path / "gpu" / METADATA_FILE).read_text())
+    assert metadata["enable_gpu"] is True and metadata["machine_shape"] == "NvidiaTeslaT4"
+    assert build(tmp_path / "cpu", "--username", "tester", "--preset", "cnn-ensemble", "--no-gpu").returncode == 0
+    metadata = json.loads((tmp_path / "cpu" / METADATA_FILE).read_text())
+    assert metadata["enable_gpu"] is False and "machine_shape" not in metadata
+    result = build(tmp_path / "both", "--username", "tester", "--no-gpu", "--machine-shape", "NvidiaTeslaT4")
+    assert_one_line_error(result, 2, "--machine-shape names a GPU")
+
+
 @pytest.mark.parametrize(
     ("flags", "problem"),
     [

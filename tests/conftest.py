@@ -31,6 +31,17 @@ def run_command(*args, env=None, cwd=REPO_ROOT, timeout=600, python=True) -> sub
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
+def start_command(*args, env=None, cwd=REPO_ROOT, **streams) -> subprocess.Popen:
+    """`run_command` in the background: `python <args>`, unbuffered, for tests that signal a running command.
+
+    Its output goes where `streams` say (text pipes by default; files where a
+    full pipe could block a long run).
+    """
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **streams}
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=environment, **streams)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
     """The command failed with `exit_code` and one `error:` line naming every fragment; no traceback."""
     output = result.stdout + result.stderr

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from src.cli import run_command as cli_run_command
 from src.errors import KaggleRefusedError, UserError
 from src.files import sha256
 from src.submission import validate_submission
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, start_command
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
@@ -36,14 +35,7 @@ def assert_only_error_line(result, *fragments):
 
 def start_submit(*args) -> subprocess.Popen:
     """`python -m src.submit` in the background, its output line by line as it comes."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "src.submit", *map(str, args)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_command("-m", "src.submit", *args)
 
 
 def wait_for_output(process: subprocess.Popen, text: str, timeout: float = 180) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 
@@ -13,7 +12,7 @@ import pytest
 
 from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
 from src.kaggle.competition import RULES_URL, check_competition_files, install_competition_zip
-from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error
+from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error, run_command
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, closed_port_url, run_with_fake
 from tests.synthetic import write_dataset
 
@@ -215,5 +214,5 @@ def test_install_accepts_the_real_competition_zip(tmp_path):
 def test_scripts_pass_shellcheck():
     scripts = sorted(str(path) for path in (REPO_ROOT / "scripts").glob("*.sh"))
     assert scripts
-    result = subprocess.run(["shellcheck", "-x", *scripts], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run_command("shellcheck", "-x", *scripts, python=False)
     assert result.returncode == 0, result.stdout

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from src.kaggle.client import state_name
 from src.kaggle.competition import RULES_URL
 from src.kaggle.polling import Progress
 from src.record import KaggleSubmission, RunRecord
-from tests.conftest import REPO_ROOT, assert_one_line_error
+from tests.conftest import REPO_ROOT, assert_one_line_error, start_command
 from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
@@ -113,14 +112,8 @@ def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
 
 def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, tmp_path):
     with FakeKaggle(scoring=["PENDING"]) as fake:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "src.upload", str(good_file), "-m", "x", "--data", str(tiny_data)],
-            cwd=REPO_ROOT,
-            env=kaggle_env(os.environ, fake.url, tmp_path / "home"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = kaggle_env(os.environ, fake.url, tmp_path / "home")
+        process = start_command("-m", "src.upload", good_file, "-m", "x", "--data", tiny_data, env=env)
         deadline = time.monotonic() + 120
         while len(fake.calls("GetSubmission")) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def test_header_shows_settings_and_commit(built_script):
     settings, archive = script_parts(text)
     assert Config(**settings) == BUILD_CONFIG
     assert '"hidden_units": (16, 8),' in text and '"scaling": "unit",' in text
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+    head = run_command("git", "rev-parse", "HEAD", python=False)
     commit = head.stdout.strip() if head.returncode == 0 else "unknown"
     assert f"Built from commit {commit}" in text.split('"""')[1]
     # Only the modules the kernel runs: not the command lines, the build, or the Kaggle client.

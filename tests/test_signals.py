@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,13 @@ import pytest
 from src.outputs import PAUSE_VARIABLE, check_pair
 from src.runs import INCOMPLETE_MARKER
 from src.submission import validate_submission
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, snapshot_files, write_previous_pair
+from tests.conftest import (
+    assert_one_line_error,
+    run_command,
+    snapshot_files,
+    start_command,
+    write_previous_pair,
+)
 
 FLAGS = ["--verbose", "2", "--no-report"]
 WORDS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
@@ -38,13 +43,7 @@ def start(tmp_path: Path, *args, env: dict | None = None) -> subprocess.Popen:
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "src.submit", *map(str, args)],
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=stdout,
-            stderr=stderr,
-        )
+        return start_command("-m", "src.submit", *args, env=env, stdout=stdout, stderr=stderr, text=False)
 
 
 def finish(process: subprocess.Popen, tmp_path: Path) -> subprocess.CompletedProcess:

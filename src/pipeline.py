@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import Config
 from .data import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
-from .evaluation import accuracy, per_class_scores, predicted_labels
+from .evaluation import per_class_scores, predicted_labels
 from .files import sha256
 from .outputs import pause_point, plan_outputs, prepared_pair
 from .prediction import predict_probabilities, tta_validation_accuracy, uses_tta
@@ -101,7 +101,7 @@ def run(
     # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
     if tta and validation.accuracy is not None:
         features = as_features(datasets.train_images, config.scaling)
-        tta_accuracy = tta_validation_accuracy(training.members, features, datasets.train_labels)
+        tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
         validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
     run_dir = create_run_dir(plan.runs, f"{config.short_name()}_{inputs.short_name()}")
     # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,
@@ -160,12 +160,13 @@ def score(config: Config, training: TrainingResult, labels: np.ndarray, train_se
         )
         for member in training.members
     ]
-    validation_labels = labels[training.validation_rows()]
-    probabilities = training.validation_probabilities()
-    held_out = len(validation_labels) > 0  # none after --validation-split 0
+    rows, probabilities, _ = training.held_out()
+    validation_labels = labels[rows]
+    held_out = len(rows) > 0  # none after --validation-split 0
     return Validation(
         scheme=validation_scheme(config),
-        accuracy=accuracy(validation_labels, probabilities) if held_out else None,
+        # The one held-out accuracy, as `tta_validation_accuracy` counts it too.
+        accuracy=training.validation_accuracy(labels),
         members=members,
         members_trained_together=together,
         per_class=per_class_scores(validation_labels, predicted_labels(probabilities)) if held_out else {},

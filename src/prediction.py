@@ -9,7 +9,6 @@ from tensorflow import keras
 
 from .augmentation import predict_with_tta
 from .errors import UserError
-from .evaluation import accuracy
 
 PREDICT_BATCH_SIZE = 4096
 
@@ -34,26 +33,30 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: 
     return np.mean(outputs, axis=0)
 
 
-def held_out_probabilities(members, features: np.ndarray, tta: bool = False) -> np.ndarray:
-    """Each member's probabilities on its own validation rows, one after another.
-
-    The rows come in the order of `TrainingResult.validation_rows()`, so the
-    result lines up with the run's held-out labels.
+def held_out_probabilities(members, features: np.ndarray, tta: bool = False) -> list[np.ndarray]:
+    """Each member's probabilities on its own validation rows, one array per member.
 
     Args:
         members: Trained members, each with `.model` and `.validation_rows`.
         features: The network's input for every training row.
         tta: Average each prediction over the test-time shifts.
     """
-    return np.concatenate(
-        [predict_probabilities([member.model], features[member.validation_rows], tta) for member in members]
-    )
+    return [predict_probabilities([member.model], features[member.validation_rows], tta) for member in members]
 
 
-def tta_validation_accuracy(members, features: np.ndarray, labels: np.ndarray) -> float:
-    """The held-out accuracy the members reach with test-time augmentation (out-of-fold for folds)."""
-    rows = np.concatenate([member.validation_rows for member in members])
-    return accuracy(labels[rows], held_out_probabilities(members, features, tta=True))
+def tta_validation_accuracy(training, features: np.ndarray, labels: np.ndarray) -> float | None:
+    """The run's held-out accuracy with test-time augmentation, counted as the one without it.
+
+    The same rows, combined the same way (`TrainingResult.validation_accuracy`:
+    out-of-fold for folds, out-of-bag means for a bag); only each member's
+    probabilities are its test-time-augmented ones.
+
+    Args:
+        training: The run's `TrainingResult`.
+        features: The network's input for every training row.
+        labels: Every training row's label.
+    """
+    return training.validation_accuracy(labels, held_out_probabilities(training.members, features, tta=True))
 
 
 def load_models(paths: list[Path]) -> list[keras.Model]:

@@ -70,46 +70,76 @@ class TrainingResult:
     def models(self) -> list[keras.Model]:
         return [member.model for member in self.members]
 
-    def validation_rows(self) -> np.ndarray:
+    def held_out(self, member_probabilities: list[np.ndarray] | None = None):
+        """The rows the run is scored on, its probabilities on them, and the member that scored each.
+
+        Out-of-fold or holdout: each member's own rows, one after another; a bag:
+        `out_of_bag`. Every held-out figure of the run is computed here, so one
+        computed from other probabilities (test-time augmentation) counts the
+        same rows the same way.
+
+        Args:
+            member_probabilities: Each member's probabilities on its own
+                validation rows, in place of those it kept from training.
+
+        Returns:
+            `(rows, probabilities, members)`; in a bag, `members` names the
+            first of the members that held each row out.
+        """
+        if member_probabilities is None:
+            member_probabilities = [member.validation_probabilities for member in self.members]
+        member_rows = [member.validation_rows for member in self.members]
+        if [len(rows) for rows in member_rows] != [len(values) for values in member_probabilities]:
+            raise ValueError("member_probabilities needs one row per validation row of each member")
         if self.bagged:
-            return out_of_bag(self.members)[0]
-        return np.concatenate([member.validation_rows for member in self.members])
+            return out_of_bag(member_rows, member_probabilities)
+        owners = np.repeat(np.arange(len(member_rows)), [len(rows) for rows in member_rows])
+        return np.concatenate(member_rows), np.concatenate(member_probabilities), owners
+
+    def validation_rows(self) -> np.ndarray:
+        return self.held_out()[0]
 
     def validation_probabilities(self) -> np.ndarray:
-        if self.bagged:
-            return out_of_bag(self.members)[1]
-        return np.concatenate([member.validation_probabilities for member in self.members])
+        return self.held_out()[1]
 
     def validation_members(self) -> np.ndarray:
         """Which member predicted each of `validation_rows()`; in a bag, the first of those that did."""
-        if self.bagged:
-            return out_of_bag(self.members)[2]
-        sizes = [len(member.validation_rows) for member in self.members]
-        return np.repeat(np.arange(len(sizes)), sizes)
+        return self.held_out()[2]
 
-    def validation_accuracy(self, labels: np.ndarray) -> float | None:
-        """Accuracy on the held-out rows (out-of-fold or out-of-bag for an ensemble); `None` without any."""
-        rows = self.validation_rows()
+    def validation_accuracy(
+        self, labels: np.ndarray, member_probabilities: list[np.ndarray] | None = None
+    ) -> float | None:
+        """Accuracy on the held-out rows (out-of-fold or out-of-bag for an ensemble); `None` without any.
+
+        With `member_probabilities` (see `held_out`), the same accuracy from those instead.
+        """
+        rows, probabilities, _ = self.held_out(member_probabilities)
         if not len(rows):
             return None
-        return accuracy(labels[rows], self.validation_probabilities())
+        return accuracy(labels[rows], probabilities)
 
 
-def out_of_bag(members: list[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def out_of_bag(
+    member_rows: list[np.ndarray], member_probabilities: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row some member held out, scored by the mean probabilities of the members that held it out.
+
+    Args:
+        member_rows: Each member's validation rows.
+        member_probabilities: Each member's probabilities on its own rows.
 
     Returns:
         `(rows, probabilities, first_member)`: the sorted rows, their mean
         probabilities, and the index of the first member that held each out.
     """
-    rows = np.concatenate([member.validation_rows for member in members])
-    probabilities = np.concatenate([member.validation_probabilities for member in members])
-    owners = np.repeat(np.arange(len(members)), [len(member.validation_rows) for member in members])
+    rows = np.concatenate(member_rows)
+    probabilities = np.concatenate(member_probabilities)
+    owners = np.repeat(np.arange(len(member_rows)), [len(member) for member in member_rows])
     unique_rows, position = np.unique(rows, return_inverse=True)
     sums = np.zeros((len(unique_rows), N_CLASSES), np.float64)
     np.add.at(sums, position, probabilities)
     counts = np.bincount(position, minlength=len(unique_rows))
-    first_member = np.full(len(unique_rows), len(members), np.int64)
+    first_member = np.full(len(unique_rows), len(member_rows), np.int64)
     np.minimum.at(first_member, position, owners)
     return unique_rows, (sums / counts[:, None]).astype(np.float32), first_member
 

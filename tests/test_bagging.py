@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import src.prediction
+from src.augmentation import IMAGE_SIDE, predict_with_tta
 from src.config import Config, bag_size
+from src.data import Datasets, as_features
 from src.errors import UserError
+from src.evaluation import accuracy
+from src.pipeline import run
+from src.prediction import held_out_probabilities, tta_validation_accuracy
 from src.training import Member, TrainingResult, member_seeds, split_rows, train
 from tests.conftest import assert_one_line_error, run_command
 from tests.synthetic import make_arrays
@@ -32,9 +38,9 @@ def test_members_never_validate_on_their_own_training_rows_and_differ_by_seed():
     np.testing.assert_array_equal(split_rows(config.replace(members=2), labels)[1][1], splits[1][1])
 
 
-def member(rows, probabilities) -> Member:
+def member(rows, probabilities, model=None) -> Member:
     rows = np.array(rows)
-    return Member(None, {}, rows, np.zeros(len(rows)), np.array(probabilities, np.float32), 0.0)
+    return Member(model, {}, rows, np.zeros(len(rows)), np.array(probabilities, np.float32), 0.0)
 
 
 def test_out_of_bag_accuracy_averages_the_members_that_held_each_row_out():
@@ -55,6 +61,66 @@ def test_out_of_bag_accuracy_averages_the_members_that_held_each_row_out():
     assert result.validation_accuracy(labels) == pytest.approx(3 / 4)
     # The same members as folds would simply be concatenated: each member's own rows, row 1 and 2 twice.
     assert TrainingResult([a, b, c]).validation_accuracy(labels) == pytest.approx(4 / 6)
+
+
+class CentreLookup:
+    """Stands in for a Keras model: probabilities looked up by the image's centre pixel.
+
+    The test images are flat, so every one-pixel test-time shift keeps the centre.
+    """
+
+    def __init__(self, table: dict[int, np.ndarray]):
+        self.table = table
+
+    def predict(self, pixels, batch_size=None, verbose=0):
+        centres = pixels.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)[:, IMAGE_SIDE // 2, IMAGE_SIDE // 2]
+        return np.array([self.table[int(centre)] for centre in centres], np.float32)
+
+
+def test_a_bags_tta_accuracy_averages_the_members_that_held_each_row_out():
+    labels = np.array([0, 1, 2, 3, 4])
+    features = np.repeat(np.arange(5.0), IMAGE_SIDE * IMAGE_SIDE).reshape(5, -1)  # row i: every pixel i
+    digit = np.eye(10)
+    # With TTA, the members say what the out-of-bag test above has them say; without, 9 for every row.
+    a = CentreLookup({0: digit[0], 1: 0.4 * digit[0] + 0.6 * digit[3]})
+    b = CentreLookup({1: 0.1 * digit[0] + 0.9 * digit[1], 2: 0.4 * digit[2] + 0.3 * digit[5] + 0.3 * digit[0]})
+    c = CentreLookup({2: 0.8 * digit[5] + 0.2 * digit[0], 3: digit[3]})
+    members = [member(rows, [digit[9]] * 2, model) for rows, model in (([0, 1], a), ([1, 2], b), ([2, 3], c))]
+    result = TrainingResult(members, bagged=True)
+    assert result.validation_accuracy(labels) == 0
+    # Member by member, rows 1 and 2 counted twice, TTA would score 4/6; out-of-bag, as the run is scored, 3/4.
+    one_by_one = held_out_probabilities(members, features, tta=True)
+    assert accuracy(labels[[0, 1, 1, 2, 2, 3]], np.concatenate(one_by_one)) == pytest.approx(4 / 6)
+    assert tta_validation_accuracy(result, features, labels) == pytest.approx(3 / 4)
+
+
+def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_path):
+    images, labels, test_images = make_arrays()
+    config = Config(members=3, epochs=1, seed=2, scaling="unit", tta=True)
+    features = as_features(images, config.scaling)
+    held_out = [validation_rows for _, validation_rows in split_rows(config, labels)]
+    assert len(np.concatenate(held_out)) > len(np.unique(np.concatenate(held_out))), "some row held out twice"
+    # With TTA the first member is sure of each row's label; the others lean 0.6 to the next digit.
+    right, wrong = np.eye(10)[labels], np.eye(10)[(labels + 1) % 10]
+    leaning = [right if index == 0 else 0.4 * right + 0.6 * wrong for index in range(3)]
+    row_of = {row.tobytes(): index for index, row in enumerate(features)}
+
+    def scripted_tta(model, pixels, batch_size=512, shifts=None):
+        rows = [row_of.get(row.tobytes()) for row in pixels]
+        if None in rows:  # the test rows: predicted as they are
+            return predict_with_tta(model, pixels, batch_size)
+        index = next(index for index, member_rows in enumerate(held_out) if list(member_rows) == rows)
+        return leaning[index][rows].astype(np.float32)
+
+    monkeypatch.setattr(src.prediction, "predict_with_tta", scripted_tta)
+    datasets = Datasets(images, labels, test_images)
+    result = run(config, tmp_path, tmp_path / "submission.csv", datasets_override=datasets, verbose=0, report=False)
+    # Out-of-bag, a row is right exactly when the first member held it out: its 1.0 outweighs any mean of 0.6s.
+    unique = np.unique(np.concatenate(held_out))
+    expected = len(held_out[0]) / len(unique)
+    member_by_member = len(held_out[0]) / len(np.concatenate(held_out))
+    assert expected != member_by_member
+    assert result.record.validation.tta_accuracy == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["compiled", "fit"])

@@ -71,15 +71,14 @@ def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_ro
     with_tta = predict_probabilities(models, features, tta=True)
     np.testing.assert_allclose(with_tta, np.mean([predict_with_tta(model, features) for model in models], axis=0))
     assert not np.allclose(with_tta, predict_probabilities(models, features))
-    # Held out: each member on its own fold, in the run's row order; without TTA, the run's own probabilities.
+    # Held out: each member on its own fold; without TTA, the probabilities it kept from training.
     images, labels = read_train(data_dir / "train.csv")
     train_features = as_features(images, scaling)
-    np.testing.assert_allclose(
-        held_out_probabilities(members, train_features), result.training.validation_probabilities(), atol=1e-6
-    )
+    for member, values in zip(members, held_out_probabilities(members, train_features), strict=True):
+        np.testing.assert_allclose(values, member.validation_probabilities, atol=1e-6)
     rows = result.training.validation_rows()
-    expected = accuracy(labels[rows], held_out_probabilities(members, train_features, tta=True))
-    assert tta_validation_accuracy(members, train_features, labels) == expected
+    expected = accuracy(labels[rows], np.concatenate(held_out_probabilities(members, train_features, tta=True)))
+    assert tta_validation_accuracy(result.training, train_features, labels) == expected
 
 
 def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path):

@@ -89,7 +89,8 @@ class Validation:
     `members_trained_together`: the members were trained at once, in one
     compiled loop, so each member's `seconds` is that loop's shared time, not
     its own. `tta_accuracy`: with test-time augmentation, the accuracy on the
-    same rows with it (`accuracy` is without); None when the run did not use it.
+    same rows with it, counted the same way (`accuracy` is without); None when
+    the run did not use it.
     """
 
     scheme: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
+import src.prediction
 from src.augmentation import build_augmentation, predict_with_tta
 from src.config import Config
 from src.data import as_features, read_test, read_train
@@ -79,6 +81,16 @@ def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_ro
     rows = result.training.validation_rows()
     expected = accuracy(labels[rows], np.concatenate(held_out_probabilities(members, train_features, tta=True)))
     assert tta_validation_accuracy(result.training, train_features, labels) == expected
+
+
+@pytest.mark.parametrize("name", ["stacked", "plain"])
+def test_with_no_shift_the_tta_accuracy_is_the_runs_own(runs, name, monkeypatch):
+    data_dir, results = runs
+    result = results[name]
+    images, labels = read_train(data_dir / "train.csv")
+    features = as_features(images, result.record.config.scaling)
+    monkeypatch.setattr(src.prediction, "predict_with_tta", functools.partial(predict_with_tta, shifts=[(0, 0)]))
+    assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 
 def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path):

@@ -261,21 +261,19 @@ PRESETS = {
     "wide": Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30),
     # Five of the wide networks, one per stratified fold, their softmax averaged.
     "wide-ensemble": Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30, folds=5),
-    # A CPU-sized single convolutional network (see the README's Presets for its measured time and accuracy).
+    # The network made to fit 15 minutes on 2 CPU cores: 15 epochs (not 45) under a one-cycle schedule,
+    # which gets the most from few epochs; lighter dropout for the shorter run; batch 128 (half the steps of
+    # 64); 10% held out, so that more rows train. No test-time shifts: their gain measured within the noise.
     "cnn": Config(
-        family="cnn",
-        scaling="unit",
-        filters=(16, 32, 64),
-        convs_per_block=2,
-        head_units=0,
-        dropout=0.25,
-        augment_rotation=8.0,
-        augment_zoom=0.08,
-        augment_shift=0.08,
-        schedule="one-cycle",
-        learning_rate=4e-3,
-        epochs=15,
-        tta=True,
+        **{
+            **LARGE_CNN,
+            "dropout": 0.3,
+            "schedule": "one-cycle",
+            "learning_rate": 4e-3,
+            "batch_size": 128,
+            "epochs": 15,
+            "validation_split": 0.1,
+        }
     ),
     # Fifteen of the network, each on a random 90% of the rows: a job for a GPU kernel.
     "cnn-ensemble": Config(**LARGE_CNN, members=15),

@@ -101,6 +101,7 @@ def summarize(result, config) -> str:
     """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
     from .evaluation import format_per_class
+    from .record import NO_VALIDATION
 
     record = result.record
     validation = record.validation
@@ -113,7 +114,7 @@ def summarize(result, config) -> str:
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     if validation.accuracy is None:
         return (
-            f"done: {rows}; {kind}; no validation (trained on every row); {record.timings.total:.1f} s\n"
+            f"done: {rows}; {kind}; {NO_VALIDATION}; {record.timings.total:.1f} s\n"
             f"wrote {result.submission_path} (record: {result.record_path})\n"
             f"{report}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -20,6 +21,17 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, start_
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
+# Every command line in the package, by module, each with a `main(argv)`.
+COMMAND_MODULES = (
+    "src.submit",
+    "src.upload",
+    "src.predict",
+    "src.blend",
+    "src.report",
+    "src.ledger",
+    "src.kernel",
+    "src.kaggle.__main__",
+)
 LIBRARY_NOISE = ("cuInit", "NodeDef", "retracing", "absl", "XLA", "oneDNN", "cuda", "I0000", "WARNING")
 
 
@@ -264,3 +276,11 @@ def test_tensorflow_noise_pattern_matches_only_its_start_up_lines():
     assert all(TENSORFLOW_NOISE.match(line) for line in noise)
     assert not TENSORFLOW_NOISE.match("error: data/train.csv: file not found")
     assert not TENSORFLOW_NOISE.match("ImportError: libcudart.so.12: cannot open shared object file")
+
+
+@pytest.mark.parametrize("module", COMMAND_MODULES)
+def test_a_bad_argument_is_one_line_in_every_command_line(module, capsys):
+    status = importlib.import_module(module).main(["--no-such-flag"])
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+    assert "--help)" in error, error

@@ -13,9 +13,11 @@ import zipfile
 
 import pytest
 
+from src.cli import run_command as cli_run_command
 from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
 from src.kaggle import competition
 from src.kaggle.competition import RULES_URL, check_competition_files, install_competition_zip
+from src.kaggle.credentials import require_credentials
 from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error, run_command
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, closed_port_url, run_with_fake
 from tests.synthetic import write_dataset
@@ -119,6 +121,18 @@ def test_malformed_kaggle_json_is_named(content, reason, competition_zip, tmp_pa
     assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, f"malformed kaggle.json at {config} ({reason}")
     assert "no Kaggle credentials found" not in result.stderr
     assert fake.requests == []
+
+
+def test_a_token_file_that_is_not_utf8_is_one_credentials_line(tmp_path, monkeypatch, capsys):
+    token = tmp_path / ".kaggle" / "access_token"
+    token.parent.mkdir()
+    token.write_bytes(b"\xffsecret-token\x80")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    assert cli_run_command(lambda argv: require_credentials() and 0) == EXIT_KAGGLE_CREDENTIALS
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: unreadable Kaggle token at {token} (not UTF-8") and error.count("\n") == 1
+    assert "secret" not in error
 
 
 def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):

@@ -175,12 +175,13 @@ def train_and_write(argv: Sequence[str] | None) -> int:
                 sample=args.sample,
                 started=started,
             )
+        # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
+        print(summarize(result, config), flush=True)
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None
-    print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0

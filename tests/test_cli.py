@@ -7,11 +7,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from src import submit as submit_module
 from src.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
 from src.cli import run_command as cli_run_command
 from src.errors import KaggleRefusedError, UserError
@@ -212,6 +215,24 @@ def test_ctrl_c_while_tensorflow_imports_is_a_clean_exit(tiny_data, tmp_path):
     assert process.returncode == 130, stderr
     assert stderr == f"interrupted: {tmp_path / 's.csv'} was left as it was\n"
     assert stdout == "" and not (tmp_path / "s.csv").exists()
+
+
+def test_ctrl_c_while_the_summary_prints_says_the_submission_was_written(monkeypatch, tmp_path, capsys):
+    # The pipeline and TensorFlow stand in as fakes: the run writes the submission, then Ctrl-C comes.
+    out = tmp_path / "s.csv"
+
+    def run(config, data_dir, out, **options):
+        out.write_text("ImageId,Label\n")
+        return SimpleNamespace()
+
+    def interrupted_summary(result, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "src.pipeline", SimpleNamespace(run=run))
+    monkeypatch.setattr(submit_module, "import_tensorflow", lambda: None)
+    monkeypatch.setattr(submit_module, "summarize", interrupted_summary)
+    assert submit_module.main(["--sample", "--out", str(out)]) == 130
+    assert capsys.readouterr().err == f"interrupted: after writing {out} and its record\n"
 
 
 def test_help_lists_every_setting():

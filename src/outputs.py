@@ -34,14 +34,13 @@ import signal
 import stat
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .files import current_umask, sha256
+from .files import current_umask, sha256, signals_deferred
 from .runs import RUNS_FOLDER
 
 RECORD_SUFFIX = ".json"
@@ -50,7 +49,6 @@ RECORD_BYTES = 64 * 1024
 # `ImageId,Label` plus a line end; each row holds the id, a comma, one digit and a line end.
 HEADER_BYTES = 14
 ROW_OVERHEAD_BYTES = 3
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Tests only: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` stops the process (SIGSTOP) at that point of a run,
 # so a test can send it a signal exactly there; see `pause_point`.
 PAUSE_VARIABLE = "DIGIT_RECOGNIZER_PAUSE_AT"
@@ -280,30 +278,6 @@ def sync_folder(folder: Path) -> None:
         pass  # Some file systems cannot sync a folder; the renames are done all the same.
     finally:
         os.close(descriptor)
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
-
-    Python runs signal handlers in the main thread only, so elsewhere there is nothing to defer.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def remember(number, frame):
-        received.append(number)
-
-    previous = {number: signal.signal(number, remember) for number in DEFERRED_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in received:
-            signal.raise_signal(number)
 
 
 def pause_point(name: str) -> None:

@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .cli import run_command
+from .cli import ArgumentParser, run_command
 from .config import N_CLASSES
 from .evaluation import AVERAGES, CLASS_NAMES, DIGITS, ClassScores, confusion_counts, predicted_labels
 from .files import atomic_write
@@ -271,7 +271,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.report",
         description="Redraw a run folder's figures and report.html without training, or compare runs.",
     )

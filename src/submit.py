@@ -101,6 +101,7 @@ def summarize(result, config) -> str:
     """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
     from .evaluation import format_per_class
+    from .record import NO_VALIDATION
 
     record = result.record
     validation = record.validation
@@ -113,7 +114,7 @@ def summarize(result, config) -> str:
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     if validation.accuracy is None:
         return (
-            f"done: {rows}; {kind}; no validation (trained on every row); {record.timings.total:.1f} s\n"
+            f"done: {rows}; {kind}; {NO_VALIDATION}; {record.timings.total:.1f} s\n"
             f"wrote {result.submission_path} (record: {result.record_path})\n"
             f"{report}"
         )
@@ -174,12 +175,13 @@ def train_and_write(argv: Sequence[str] | None) -> int:
                 sample=args.sample,
                 started=started,
             )
+        # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
+        print(summarize(result, config), flush=True)
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None
-    print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0

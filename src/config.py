@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-N_PIXELS = 784
+IMAGE_SIDE = 28
+N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 N_CLASSES = 10
 SCALINGS = ("none", "unit")
 FAMILIES = ("dense", "cnn")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tensorflow import keras
 
 from .augmentation import build_augmentation
-from .config import N_CLASSES, N_PIXELS, Config
+from .config import IMAGE_SIDE, N_CLASSES, N_PIXELS, Config
 from .schedules import learning_rate_schedule
 
 
@@ -94,7 +94,7 @@ def build_dense(
     return model
 
 
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 DOWNSAMPLINGS = ("stride", "pool")
 PADDINGS = ("same", "valid")
 

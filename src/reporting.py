@@ -21,13 +21,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .config import N_CLASSES
+from .config import IMAGE_SIDE, N_CLASSES
 from .evaluation import AVERAGES, CLASS_NAMES, DIGITS, ClassScores, confusion_counts, predicted_labels
 from .files import atomic_write
 from .record import RunRecord
 from .runs import RunArrays, load_run, read_run_record
 
-IMAGE_SIDE = 28
 FIGURE_DPI = 100
 LEARNING_CURVES_PNG = "learning_curves.png"
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"

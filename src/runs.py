@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import N_CLASSES
+from .config import N_CLASSES, N_PIXELS
 from .errors import UserError
 from .evaluation import confident_mistakes
 from .files import sha256, write_json
@@ -46,7 +46,6 @@ HISTORIES_NAME = "histories.json"
 INCOMPLETE_MARKER = ".incomplete"
 MEMBERS_FOLDER = "members"
 MEMBERS_MANIFEST = "members.json"
-IMAGE_PIXELS = 784
 # Each array's shape, in named sizes: n held-out rows, m test rows, t training rows,
 # k kept mistakes, g gallery images. Every array holds integers but the probabilities.
 RUN_ARRAY_SHAPES = {
@@ -57,9 +56,9 @@ RUN_ARRAY_SHAPES = {
     "test_probabilities": ("m", N_CLASSES),
     "train_labels": ("t",),
     "mistake_positions": ("k",),
-    "mistake_images": ("k", IMAGE_PIXELS),
+    "mistake_images": ("k", N_PIXELS),
     "gallery_rows": ("g",),
-    "gallery_images": ("g", IMAGE_PIXELS),
+    "gallery_images": ("g", N_PIXELS),
 }
 RUN_ARRAY_NAMES = tuple(RUN_ARRAY_SHAPES)
 PROBABILITY_ARRAYS = ("validation_probabilities", "test_probabilities")

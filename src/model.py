@@ -5,7 +5,7 @@ from __future__ import annotations
 from tensorflow import keras
 
 from .augmentation import build_augmentation
-from .config import IMAGE_SIDE, N_CLASSES, N_PIXELS, Config
+from .config import DOWNSAMPLINGS, IMAGE_SIDE, N_CLASSES, N_PIXELS, PADDINGS, Config
 from .schedules import learning_rate_schedule
 
 
@@ -95,8 +95,6 @@ def build_dense(
 
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
-DOWNSAMPLINGS = ("stride", "pool")
-PADDINGS = ("same", "valid")
 
 
 def build_cnn(

@@ -37,11 +37,9 @@ from .config import N_CLASSES, N_PIXELS
 from .errors import UserError
 from .evaluation import confident_mistakes
 from .files import sha256, write_json
+from .paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME
 from .record import RunRecord
 
-RUNS_FOLDER = "runs"
-RUN_RECORD_NAME = "record.json"
-RUN_SUBMISSION_NAME = "submission.csv"
 HISTORIES_NAME = "histories.json"
 INCOMPLETE_MARKER = ".incomplete"
 MEMBERS_FOLDER = "members"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
+from tensorflow import keras
 
 from .config import IMAGE_SIDE
 

@@ -339,7 +339,6 @@ def write_pair(plan: OutputPlan, labels, make_record):
     Returns:
         The record written.
     """
-    from .files import sha256
     from .record import Submission
     from .submission import write_submission
 

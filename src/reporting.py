@@ -22,7 +22,15 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .config import IMAGE_SIDE, N_CLASSES
-from .evaluation import AVERAGES, CLASS_NAMES, DIGITS, ClassScores, confusion_counts, predicted_labels
+from .evaluation import (
+    AVERAGES,
+    CLASS_NAMES,
+    DIGITS,
+    ClassScores,
+    accuracy_text,
+    confusion_counts,
+    predicted_labels,
+)
 from .files import atomic_write
 from .record import RunRecord
 from .runs import RunArrays, load_run, read_run_record
@@ -288,11 +296,6 @@ def _members_table(validation) -> str:
     for row, member in zip(rows, validation.members, strict=True):
         row.append(f"{member.seconds:.1f}")
     return _html_table([*header, "seconds"], rows)
-
-
-def accuracy_text(accuracy: float | None) -> str:
-    """An accuracy to four places, or what stands in for it when no row was held out."""
-    return "none (no rows held out)" if accuracy is None else f"{accuracy:.4f}"
 
 
 def _per_class_rows(validation) -> list[list[str]]:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import N_CLASSES, N_PIXELS
-from .errors import UserError
+from .errors import REASON_CHARS, UserError, error_reason
 from .evaluation import confident_mistakes
 from .files import sha256, write_json
 from .paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME
@@ -196,7 +196,7 @@ def member_files(run_dir: str | Path) -> list[Path]:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["members"]
         files = [(entry["file"], entry["sha256"]) for entry in entries]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:80]}") from None
+        raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:REASON_CHARS]}") from None
     # Only the names save_members gives: a list pointing elsewhere is not this run's.
     expected_names = [member_file_name(index) for index in range(1, len(files) + 1)]
     if [name for name, _ in files] != expected_names:
@@ -265,8 +265,7 @@ def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        message = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
-        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {message}") from None
+        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {error_reason(error)}") from None
 
 
 def _check_arrays(run_dir: Path, values: dict[str, np.ndarray], n_members: int) -> None:
@@ -307,7 +306,7 @@ def _load_histories(path: Path, n_members: int) -> list[dict[str, list[float]]]:
     try:
         histories = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path}: unreadable: {str(error)[:80]}") from None
+        raise UserError(f"{path}: unreadable: {str(error)[:REASON_CHARS]}") from None
     if not isinstance(histories, list) or len(histories) != n_members:
         raise UserError(f"{path}: expected a list of {n_members} member histories")
     for index, history in enumerate(histories):

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from src.cli import ArgumentParser, run_command  # noqa: E402
 from src.errors import UserError  # noqa: E402
 from src.files import atomic_write, signals_deferred, write_json  # noqa: E402
+from src.paths import record_path_for  # noqa: E402
 from src.record import RunRecord  # noqa: E402
 from src.runs import load_run  # noqa: E402
 
@@ -138,7 +139,7 @@ def package_run(data: Path, epochs: int, folds: int, scratch: Path, env: dict) -
     command = [sys.executable, "-m", "src.submit", "--no-report", "--data", str(data), "--out", str(out)]
     command += ["--epochs", str(epochs)]
     measured = timed_process([*command, "--folds", str(folds)], env)
-    record = RunRecord.from_json(out.with_suffix(".json"))
+    record = RunRecord.from_json(record_path_for(out))
     n_rows = record.inputs.train.rows
     members = record.validation.members
     steps = sum(epochs * math.ceil((n_rows - member.validation_rows) / BATCH_SIZE) for member in members)
@@ -198,7 +199,7 @@ def preset_curve(preset: str, data: Path, epochs: int | None, scratch: Path, env
     command = [sys.executable, "-m", "src.submit", "--preset", preset, "--no-report", "--verbose", "0"]
     command += ["--data", str(data), "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
     measured = timed_process(command, env)
-    record = RunRecord.from_json(out.with_suffix(".json"))
+    record = RunRecord.from_json(record_path_for(out))
     histories = load_run(record.run_dir)[0].histories
     missing = [name for name in ("seconds", "val_accuracy") if not all(name in history for history in histories)]
     if missing:

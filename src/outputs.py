@@ -41,9 +41,8 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import current_umask, sha256, signals_deferred
-from .runs import RUNS_FOLDER
+from .paths import RECORD_SUFFIX, RUNS_FOLDER, record_path_for
 
-RECORD_SUFFIX = ".json"
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
 # `ImageId,Label` plus a line end; each row holds the id, a comma, one digit and a line end.
@@ -61,11 +60,6 @@ class OutputPlan:
     submission: Path
     record: Path
     runs: Path
-
-
-def record_path_for(submission_path: str | Path) -> Path:
-    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
-    return Path(submission_path).with_suffix(RECORD_SUFFIX)
 
 
 def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: int | None = None) -> OutputPlan:
@@ -319,7 +313,6 @@ def write_pair(plan: OutputPlan, labels, make_record):
     Returns:
         The record written.
     """
-    from .files import sha256
     from .record import Submission
     from .submission import write_submission
 

@@ -22,8 +22,8 @@ from .cli import ArgumentParser, import_tensorflow, run_command
 from .config import add_settings_arguments, check_memory, check_split, config_from_args
 from .errors import UserError
 from .kaggle.polling import add_wait_arguments, wait_timeout
+from .paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
 
-DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
 
@@ -37,7 +37,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     files = parser.add_argument_group("data and output")
     files.add_argument("--data", type=Path, help="folder with train.csv and test.csv (default: data/)")
     files.add_argument(
-        "--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})"
+        "--out", type=Path, help=f"submission file (default: {DEFAULT_SUBMISSION}; with --sample: {SAMPLE_OUT})"
     )
     files.add_argument(
         "--sample",
@@ -144,13 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def train_and_write(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
-    out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
+    out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_SUBMISSION)
     previous = file_state(out)
     try:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
-        from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+        from .data import check_labels, load_datasets, write_sample
         from .outputs import plan_outputs
 
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:

@@ -106,6 +106,17 @@ def test_script_runs_alone_on_kaggles_input_layouts(built_script, local_submissi
     assert sha256(submission) == sha256(local_submission)
 
 
+def command_line_modules() -> set[str]:
+    """The `src` files a user runs: a `__main__.py`, or a module ending in `if __name__ == "__main__":`."""
+    found = set()
+    for path in (REPO_ROOT / "src").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        guarded = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+        if guarded or path.name == "__main__.py":
+            found.add(path.relative_to(REPO_ROOT).as_posix())
+    return found
+
+
 def test_header_shows_settings_and_commit(built_script):
     text = built_script.read_text()
     settings, archive = script_parts(text)
@@ -118,6 +129,9 @@ def test_header_shows_settings_and_commit(built_script):
     names = archive.namelist()
     assert {"src/__init__.py", "src/kaggle/__init__.py", "src/kaggle/kernel_entry.py", "src/pipeline.py"} <= set(names)
     assert not {"src/kernel.py", "src/submit.py", "src/kaggle/kernel_build.py", "src/kaggle_io.py"} & set(names)
+    command_lines = command_line_modules()
+    assert {"src/report.py", "src/submit.py", "src/kaggle/__main__.py"} <= command_lines
+    assert not command_lines & set(names), sorted(command_lines & set(names))
     assert all(name.endswith(".py") for name in names)
 
 

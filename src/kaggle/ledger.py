@@ -19,12 +19,11 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import atomic_write, sha256
+from ..paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, RUNS_FOLDER, record_path_for
 from . import client
 
 LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
 DEFAULT_LEDGER = Path("submissions/ledger.csv")
-RUN_RECORD_NAME = "record.json"  # a run folder's record, beside its copy of the submission
-RUN_SUBMISSION_NAME = "submission.csv"
 UNKNOWN_RUN = "unknown"  # the settings of a submission made elsewhere (the website, another machine)
 # The cells read as numbers, and as what; an empty one stands for what is not known.
 NUMBER_CELLS = {"local_accuracy": float, "public_score": float, "kaggle_ref": int}
@@ -109,7 +108,7 @@ def records_of(submission_path: str | Path) -> list[Path]:
     file's (or, for a record without one, its run folder's copy has the same bytes).
     """
     submission_path = Path(submission_path)
-    beside = submission_path.with_suffix(".json")
+    beside = record_path_for(submission_path)
     record = _read_object(beside)
     if record is None:
         return []
@@ -228,7 +227,7 @@ def _run_folder(record: dict, submission_path: Path) -> Path | None:
     named = record.get("run_dir")
     if not isinstance(named, str) or not named:
         return None
-    for candidate in (Path(named), submission_path.parent / "runs" / Path(named).name):
+    for candidate in (Path(named), submission_path.parent / RUNS_FOLDER / Path(named).name):
         if (candidate / RUN_RECORD_NAME).is_file():
             return candidate
     return None

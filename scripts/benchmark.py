@@ -44,6 +44,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Read the records with this checkout's own `src`, the one the timed runs use.
 sys.path.insert(0, str(REPO_ROOT))
+from src.cli import ArgumentParser, run_command  # noqa: E402
+from src.errors import UserError  # noqa: E402
+from src.files import atomic_write, signals_deferred, write_json  # noqa: E402
+from src.paths import record_path_for  # noqa: E402
 from src.record import RunRecord  # noqa: E402
 from src.runs import load_run  # noqa: E402
 
@@ -64,7 +68,7 @@ print(json.dumps({"first": seconds[0], "cached": seconds[1]}))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python scripts/benchmark.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", type=Path, default=Path("data"), help="folder with train.csv and test.csv, or a zip of them"
     )
@@ -94,14 +98,14 @@ def data_folder(path: Path, scratch: Path) -> Path:
     if path.is_dir():
         missing = [name for name in DATA_FILES if not (path / name).is_file()]
         if missing:
-            raise SystemExit(f"error: {path}: no {', '.join(missing)} there")
+            raise UserError(f"{path}: no {', '.join(missing)} there")
         return path
     if not zipfile.is_zipfile(path):
-        raise SystemExit(f"error: {path}: expected a folder with train.csv and test.csv, or a zip of them")
+        raise UserError(f"{path}: expected a folder with train.csv and test.csv, or a zip of them")
     with zipfile.ZipFile(path) as archive:
         for name in DATA_FILES:
             if name not in archive.namelist():
-                raise SystemExit(f"error: {path}: the zip holds no {name}")
+                raise UserError(f"{path}: the zip holds no {name}")
             archive.extract(name, scratch)
     return scratch
 
@@ -115,7 +119,8 @@ def timed_process(command: list[str], env: dict) -> dict:
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{stderr.decode()[-2000:]}")
+        said = stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        raise UserError(f"a timed run exited with {process.returncode} ({said[-1]}): {' '.join(command)}")
     # ru_maxrss is in kilobytes on Linux.
     return {"wall_seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
 
@@ -134,7 +139,7 @@ def package_run(data: Path, epochs: int, folds: int, scratch: Path, env: dict) -
     command = [sys.executable, "-m", "src.submit", "--no-report", "--data", str(data), "--out", str(out)]
     command += ["--epochs", str(epochs)]
     measured = timed_process([*command, "--folds", str(folds)], env)
-    record = RunRecord.from_json(out.with_suffix(".json"))
+    record = RunRecord.from_json(record_path_for(out))
     n_rows = record.inputs.train.rows
     members = record.validation.members
     steps = sum(epochs * math.ceil((n_rows - member.validation_rows) / BATCH_SIZE) for member in members)
@@ -194,11 +199,11 @@ def preset_curve(preset: str, data: Path, epochs: int | None, scratch: Path, env
     command = [sys.executable, "-m", "src.submit", "--preset", preset, "--no-report", "--verbose", "0"]
     command += ["--data", str(data), "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
     measured = timed_process(command, env)
-    record = RunRecord.from_json(out.with_suffix(".json"))
+    record = RunRecord.from_json(record_path_for(out))
     histories = load_run(record.run_dir)[0].histories
     missing = [name for name in ("seconds", "val_accuracy") if not all(name in history for history in histories)]
     if missing:
-        raise SystemExit(f"error: {record.run_dir}: the histories hold no {' or '.join(missing)} per epoch")
+        raise UserError(f"{record.run_dir}: the histories hold no {' or '.join(missing)} per epoch")
     seconds = [sum(values) / len(values) for values in zip(*(h["seconds"] for h in histories), strict=True)]
     accuracies = [sum(values) / len(values) for values in zip(*(h["val_accuracy"] for h in histories), strict=True)]
     return {
@@ -253,25 +258,33 @@ def time_to_accuracy(args) -> dict:
 
 
 def write_report(out: Path, report: dict, table: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    """Write OUT.json, then OUT.md, each atomically, with Ctrl-C held until both are in.
+
+    A report that cannot be written as JSON fails before either file changes.
+    """
+    with signals_deferred():
+        write_json(out.with_suffix(".json"), report)
+        atomic_write(out.with_suffix(".md"), lambda temporary: temporary.write_text(table))
     print(table, end="")
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(benchmark, argv)
+
+
+def benchmark(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.time_to_accuracy:
         if args.epochs is not None and args.epochs < 1:
-            raise SystemExit("error: --epochs must be >= 1")
+            raise UserError("--epochs must be >= 1")
         report = time_to_accuracy(args)
         write_report(args.out or Path("benchmarks/time-to-accuracy"), report, curves_markdown(report))
         return 0
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     args.out = args.out or Path("benchmarks/benchmark")
     if args.epochs < 1 or args.repeats < 1 or args.folds < 2:
-        raise SystemExit("error: --epochs and --repeats must be >= 1, --folds >= 2")
+        raise UserError("--epochs and --repeats must be >= 1, --folds >= 2")
     with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
         scratch = Path(scratch_name)
         data = data_folder(args.data.resolve(), scratch / "data")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
+from tensorflow import keras
 
-IMAGE_SIDE = 28
+from .config import IMAGE_SIDE
+
 FULL_TURN_DEGREES = 360.0
 
 # Test-time shifts in pixels (down, right): the image itself and one pixel each way.

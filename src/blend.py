@@ -207,22 +207,17 @@ def blend(argv: Sequence[str] | None) -> int:
     return 0
 
 
-def format_accuracy(value: float | None) -> str:
-    """An accuracy to four places, or `none` for a run that held out no rows."""
-    return "none" if value is None else f"{value:.4f}"
-
-
 def gain_lines(record) -> str:
     """Each run's accuracy and, where measurable, the blend's on the held-out rows they share."""
+    from .evaluation import accuracy_text
+
     lines = [f"blend of {len(record.sources)} runs of the same test file ({record.test.rows} rows):"]
     for source in record.sources:
         shared = (
             "" if source.shared_rows_accuracy is None else f", {source.shared_rows_accuracy:.4f} on the shared rows"
         )
-        lines.append(
-            f"  weight {source.weight:.3f}  validation accuracy {format_accuracy(source.validation_accuracy)}{shared}  "
-            f"{source.run_dir}"
-        )
+        measured = accuracy_text(source.validation_accuracy, missing="none")
+        lines.append(f"  weight {source.weight:.3f}  validation accuracy {measured}{shared}  {source.run_dir}")
     if record.validation_accuracy is None:
         lines.append(
             "blend gain cannot be measured: the runs share no held-out rows of one train.csv "

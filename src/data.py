@@ -19,7 +19,6 @@ PIXEL_COLUMNS = [f"pixel{index}" for index in range(N_PIXELS)]
 TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
 TEST_HEADER = PIXEL_COLUMNS
 # Where scripts/download.sh puts the competition's files.
-DEFAULT_DATA_DIR = Path("data")
 # The other file's header, by its name: found in this file, the two were swapped.
 SWAPPED_WITH_TRAIN = {"test.csv": TEST_HEADER}
 SWAPPED_WITH_TEST = {"train.csv": TRAIN_HEADER}

@@ -32,6 +32,16 @@ EXIT_CODES = {
 }
 
 
+# How much of a library's own error message a one-line error quotes.
+REASON_CHARS = 80
+
+
+def error_reason(error: BaseException) -> str:
+    """The first line of `error`'s message, cut to `REASON_CHARS`; its type's name when it has none."""
+    text = str(error)
+    return text.splitlines()[0][:REASON_CHARS] if text else type(error).__name__
+
+
 class UserError(ValueError):
     """A problem the user can fix (bad input file, flag, output path); shown as one line."""
 

@@ -54,6 +54,11 @@ def per_class_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Cla
     return scores
 
 
+def accuracy_text(accuracy: float | None, missing: str = "none (no rows held out)") -> str:
+    """An accuracy to four places, or `missing` when no row was held out to measure it on."""
+    return missing if accuracy is None else f"{accuracy:.4f}"
+
+
 def format_per_class(scores: dict[str, ClassScores], accuracy: float) -> str:
     """The per-class table as aligned text, laid out like `classification_report`'s."""
     lines = [f"{'digit':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]

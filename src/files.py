@@ -1,13 +1,19 @@
-"""Writing files atomically, and fingerprinting them."""
+"""Writing files atomically, holding Ctrl-C back while files are renamed, and fingerprinting them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+# What `signals_deferred` holds back: Ctrl-C and SIGTERM.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -43,6 +49,30 @@ def write_json(path: str | Path, payload: dict) -> Path:
     """Write `payload` as indented JSON, atomically."""
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Python runs signal handlers in the main thread only, so elsewhere there is nothing to defer.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def remember(number, frame):
+        received.append(number)
+
+    previous = {number: signal.signal(number, remember) for number in DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)
 
 
 def sha256(path: str | Path) -> str:

@@ -17,17 +17,23 @@ from .config import GPU_PRESETS, add_settings_arguments, config_from_args
 from .errors import UserError
 from .files import atomic_write, write_json
 from .kaggle.credentials import kaggle_username
-from .kaggle.kernel_build import CODE_FILE, DEFAULT_TITLE, MACHINE_SHAPES, METADATA_FILE, build_script, kernel_metadata
-
-DEFAULT_OUT_DIR = Path("kernel")
+from .kaggle.kernel_build import (
+    CODE_FILE,
+    DEFAULT_KERNEL_DIR,
+    DEFAULT_TITLE,
+    MACHINE_SHAPES,
+    METADATA_FILE,
+    build_script,
+    kernel_metadata,
+)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m src.kernel",
         description=(
-            f"Write {DEFAULT_OUT_DIR}/{CODE_FILE} (one script carrying the src package) and "
-            f"{DEFAULT_OUT_DIR}/{METADATA_FILE}, ready for `kaggle kernels push -p {DEFAULT_OUT_DIR}`."
+            f"Write {DEFAULT_KERNEL_DIR}/{CODE_FILE} (one script carrying the src package) and "
+            f"{DEFAULT_KERNEL_DIR}/{METADATA_FILE}, ready for `kaggle kernels push -p {DEFAULT_KERNEL_DIR}`."
         ),
         epilog="The model and training flags are those of python -m src.submit.",
     )
@@ -45,7 +51,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     kernel.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     kernel.add_argument(
-        "--out-dir", type=Path, default=DEFAULT_OUT_DIR, help=f"where to write (default: {DEFAULT_OUT_DIR}/)"
+        "--out-dir", type=Path, default=DEFAULT_KERNEL_DIR, help=f"where to write (default: {DEFAULT_KERNEL_DIR}/)"
     )
     add_settings_arguments(parser, argv)
     return parser

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import ArgumentParser, run_command
+from .cli import ArgumentParser, run_command, shorten
 from .files import atomic_write
 from .kaggle import client
 from .kaggle.ledger import (
@@ -65,7 +65,7 @@ def format_table(rows: list[Row]) -> str:
             f"{float(row.local_accuracy):.4f}" if row.local_accuracy else "-",
             row.public_score or "-",
             row.status or "-",
-            _shorten(row.message),
+            shorten(row.message, MESSAGE_WIDTH),
         )
         for row in rows
     ]
@@ -138,11 +138,6 @@ def show_ledger(argv: Sequence[str] | None) -> int:
     else:
         print(f"no submission has both a local accuracy and a public score yet; {figure_path} not drawn")
     return 0
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MESSAGE_WIDTH else text[: MESSAGE_WIDTH - 3] + "..."
 
 
 if __name__ == "__main__":

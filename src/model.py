@@ -5,7 +5,7 @@ from __future__ import annotations
 from tensorflow import keras
 
 from .augmentation import build_augmentation
-from .config import N_CLASSES, N_PIXELS, Config
+from .config import DOWNSAMPLINGS, IMAGE_SIDE, N_CLASSES, N_PIXELS, PADDINGS, Config
 from .schedules import learning_rate_schedule
 
 
@@ -94,9 +94,7 @@ def build_dense(
     return model
 
 
-IMAGE_SHAPE = (28, 28, 1)
-DOWNSAMPLINGS = ("stride", "pool")
-PADDINGS = ("same", "valid")
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 
 
 def build_cnn(

@@ -34,23 +34,20 @@ import signal
 import stat
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .files import current_umask, sha256
-from .runs import RUNS_FOLDER
+from .files import current_umask, sha256, signals_deferred
+from .paths import RECORD_SUFFIX, RUNS_FOLDER, record_path_for
 
-RECORD_SUFFIX = ".json"
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
 # `ImageId,Label` plus a line end; each row holds the id, a comma, one digit and a line end.
 HEADER_BYTES = 14
 ROW_OVERHEAD_BYTES = 3
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Tests only: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` stops the process (SIGSTOP) at that point of a run,
 # so a test can send it a signal exactly there; see `pause_point`.
 PAUSE_VARIABLE = "DIGIT_RECOGNIZER_PAUSE_AT"
@@ -63,11 +60,6 @@ class OutputPlan:
     submission: Path
     record: Path
     runs: Path
-
-
-def record_path_for(submission_path: str | Path) -> Path:
-    """The record sits beside the submission: `submission.csv` -> `submission.json`."""
-    return Path(submission_path).with_suffix(RECORD_SUFFIX)
 
 
 def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: int | None = None) -> OutputPlan:
@@ -282,30 +274,6 @@ def sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
-
-    Python runs signal handlers in the main thread only, so elsewhere there is nothing to defer.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def remember(number, frame):
-        received.append(number)
-
-    previous = {number: signal.signal(number, remember) for number in DEFERRED_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in received:
-            signal.raise_signal(number)
-
-
 def pause_point(name: str) -> None:
     """Tests only: stop here when `DIGIT_RECOGNIZER_PAUSE_AT` names this point (see `tests/test_signals.py`)."""
     if os.environ.get(PAUSE_VARIABLE) == name:
@@ -345,7 +313,6 @@ def write_pair(plan: OutputPlan, labels, make_record):
     Returns:
         The record written.
     """
-    from .files import sha256
     from .record import Submission
     from .submission import write_submission
 

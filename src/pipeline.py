@@ -30,7 +30,7 @@ from .record import (
     created_now,
     package_versions,
 )
-from .report import make_report
+from .reporting import make_report
 from .runs import RunArrays, collect_run_arrays, create_run_dir, save_run
 from .submission import check_predictions, write_submission
 from .training import TrainingResult, train, validation_scheme

@@ -77,9 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DEFAULT_DATA_DIR, as_features
+    from .data import as_features
     from .evaluation import predicted_labels
     from .outputs import write_pair
+    from .paths import DEFAULT_DATA_DIR
     from .record import (
         DERIVED_PREDICT,
         DerivedRecord,

@@ -8,7 +8,7 @@ import numpy as np
 from tensorflow import keras
 
 from .augmentation import predict_with_tta
-from .errors import UserError
+from .errors import UserError, error_reason
 
 PREDICT_BATCH_SIZE = 4096
 
@@ -67,6 +67,5 @@ def load_models(paths: list[Path]) -> list[keras.Model]:
             models.append(keras.models.load_model(path, compile=False))
         # Keras reports a damaged file as any of several kinds (zip, JSON, HDF5, shape errors).
         except Exception as error:  # noqa: BLE001
-            reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
-            raise UserError(f"{path}: cannot load the saved model: {reason}") from None
+            raise UserError(f"{path}: cannot load the saved model: {error_reason(error)}") from None
     return models

@@ -80,6 +80,10 @@ class MemberScore:
     seconds: float
 
 
+# How a summary says that a run held no row out (`--validation-split 0`).
+NO_VALIDATION = "no validation (trained on every row)"
+
+
 @dataclass(frozen=True)
 class Validation:
     """How the run scored on rows it never trained on (out-of-fold for folds, out-of-bag for a bag).

@@ -33,20 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import N_CLASSES
-from .errors import UserError
+from .config import N_CLASSES, N_PIXELS
+from .errors import REASON_CHARS, UserError, error_reason
 from .evaluation import confident_mistakes
 from .files import sha256, write_json
+from .paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME
 from .record import RunRecord
 
-RUNS_FOLDER = "runs"
-RUN_RECORD_NAME = "record.json"
-RUN_SUBMISSION_NAME = "submission.csv"
 HISTORIES_NAME = "histories.json"
 INCOMPLETE_MARKER = ".incomplete"
 MEMBERS_FOLDER = "members"
 MEMBERS_MANIFEST = "members.json"
-IMAGE_PIXELS = 784
 # Each array's shape, in named sizes: n held-out rows, m test rows, t training rows,
 # k kept mistakes, g gallery images. Every array holds integers but the probabilities.
 RUN_ARRAY_SHAPES = {
@@ -57,9 +54,9 @@ RUN_ARRAY_SHAPES = {
     "test_probabilities": ("m", N_CLASSES),
     "train_labels": ("t",),
     "mistake_positions": ("k",),
-    "mistake_images": ("k", IMAGE_PIXELS),
+    "mistake_images": ("k", N_PIXELS),
     "gallery_rows": ("g",),
-    "gallery_images": ("g", IMAGE_PIXELS),
+    "gallery_images": ("g", N_PIXELS),
 }
 RUN_ARRAY_NAMES = tuple(RUN_ARRAY_SHAPES)
 PROBABILITY_ARRAYS = ("validation_probabilities", "test_probabilities")
@@ -199,7 +196,7 @@ def member_files(run_dir: str | Path) -> list[Path]:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["members"]
         files = [(entry["file"], entry["sha256"]) for entry in entries]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:80]}") from None
+        raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:REASON_CHARS]}") from None
     # Only the names save_members gives: a list pointing elsewhere is not this run's.
     expected_names = [member_file_name(index) for index in range(1, len(files) + 1)]
     if [name for name, _ in files] != expected_names:
@@ -268,8 +265,7 @@ def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        message = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
-        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {message}") from None
+        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {error_reason(error)}") from None
 
 
 def _check_arrays(run_dir: Path, values: dict[str, np.ndarray], n_members: int) -> None:
@@ -310,7 +306,7 @@ def _load_histories(path: Path, n_members: int) -> list[dict[str, list[float]]]:
     try:
         histories = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path}: unreadable: {str(error)[:80]}") from None
+        raise UserError(f"{path}: unreadable: {str(error)[:REASON_CHARS]}") from None
     if not isinstance(histories, list) or len(histories) != n_members:
         raise UserError(f"{path}: expected a list of {n_members} member histories")
     for index, history in enumerate(histories):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import keras
+from tensorflow import keras
 
-SCHEDULES = ("constant", "exponential", "one-cycle", "cosine")
+from .config import SCHEDULES
 
 # One-cycle's shape (Smith, 2018, as fastai sets it): a quarter of the steps warming
 # up from max/25, the rest annealing along a cosine to max/25e4.
@@ -15,7 +15,7 @@ ONE_CYCLE_START_DIVISOR = 25.0
 ONE_CYCLE_END_DIVISOR = 25e4
 
 
-@keras.saving.register_keras_serializable(package="digit_recognizer")
+@keras.utils.register_keras_serializable(package="digit_recognizer")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Cosine warm-up from `maximum / start_divisor` to `maximum`, then cosine down to `maximum / end_divisor`."""
 

@@ -22,8 +22,8 @@ from .cli import ArgumentParser, import_tensorflow, run_command
 from .config import add_settings_arguments, check_memory, check_split, config_from_args
 from .errors import UserError
 from .kaggle.polling import add_wait_arguments, wait_timeout
+from .paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
 
-DEFAULT_OUT = Path("submissions/submission.csv")
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
 
@@ -37,7 +37,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     files = parser.add_argument_group("data and output")
     files.add_argument("--data", type=Path, help="folder with train.csv and test.csv (default: data/)")
     files.add_argument(
-        "--out", type=Path, help=f"submission file (default: {DEFAULT_OUT}; with --sample: {SAMPLE_OUT})"
+        "--out", type=Path, help=f"submission file (default: {DEFAULT_SUBMISSION}; with --sample: {SAMPLE_OUT})"
     )
     files.add_argument(
         "--sample",
@@ -101,6 +101,7 @@ def summarize(result, config) -> str:
     """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
     from .evaluation import format_per_class
+    from .record import NO_VALIDATION
 
     record = result.record
     validation = record.validation
@@ -113,7 +114,7 @@ def summarize(result, config) -> str:
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     if validation.accuracy is None:
         return (
-            f"done: {rows}; {kind}; no validation (trained on every row); {record.timings.total:.1f} s\n"
+            f"done: {rows}; {kind}; {NO_VALIDATION}; {record.timings.total:.1f} s\n"
             f"wrote {result.submission_path} (record: {result.record_path})\n"
             f"{report}"
         )
@@ -143,13 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def train_and_write(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
-    out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_OUT)
+    out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_SUBMISSION)
     previous = file_state(out)
     try:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
-        from .data import DEFAULT_DATA_DIR, check_labels, load_datasets, write_sample
+        from .data import check_labels, load_datasets, write_sample
         from .outputs import plan_outputs
 
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
@@ -174,12 +175,13 @@ def train_and_write(argv: Sequence[str] | None) -> int:
                 sample=args.sample,
                 started=started,
             )
+        # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
+        print(summarize(result, config), flush=True)
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None
-    print(summarize(result, config), flush=True)
     if args.submit:
         return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
     return 0

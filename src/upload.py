@@ -42,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DEFAULT_DATA_DIR
     from .kaggle.upload import expected_row_count, follow_and_print, submitted_line, unknown_arrival, upload_submission
     from .outputs import check_pair
+    from .paths import DEFAULT_DATA_DIR
 
     # A submission beside a record of another file is a cut-short or edited run: never sent.
     check_pair(args.file)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from src import submit as submit_module
 from src.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
 from src.cli import run_command as cli_run_command
 from src.errors import KaggleRefusedError, UserError
@@ -20,6 +24,17 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, start_
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
+# Every command line in the package, by module, each with a `main(argv)`.
+COMMAND_MODULES = (
+    "src.submit",
+    "src.upload",
+    "src.predict",
+    "src.blend",
+    "src.report",
+    "src.ledger",
+    "src.kernel",
+    "src.kaggle.__main__",
+)
 LIBRARY_NOISE = ("cuInit", "NodeDef", "retracing", "absl", "XLA", "oneDNN", "cuda", "I0000", "WARNING")
 
 
@@ -202,6 +217,24 @@ def test_ctrl_c_while_tensorflow_imports_is_a_clean_exit(tiny_data, tmp_path):
     assert stdout == "" and not (tmp_path / "s.csv").exists()
 
 
+def test_ctrl_c_while_the_summary_prints_says_the_submission_was_written(monkeypatch, tmp_path, capsys):
+    # The pipeline and TensorFlow stand in as fakes: the run writes the submission, then Ctrl-C comes.
+    out = tmp_path / "s.csv"
+
+    def run(config, data_dir, out, **options):
+        out.write_text("ImageId,Label\n")
+        return SimpleNamespace()
+
+    def interrupted_summary(result, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "src.pipeline", SimpleNamespace(run=run))
+    monkeypatch.setattr(submit_module, "import_tensorflow", lambda: None)
+    monkeypatch.setattr(submit_module, "summarize", interrupted_summary)
+    assert submit_module.main(["--sample", "--out", str(out)]) == 130
+    assert capsys.readouterr().err == f"interrupted: after writing {out} and its record\n"
+
+
 def test_help_lists_every_setting():
     result = submit("--help")
     assert result.returncode == 0
@@ -264,3 +297,11 @@ def test_tensorflow_noise_pattern_matches_only_its_start_up_lines():
     assert all(TENSORFLOW_NOISE.match(line) for line in noise)
     assert not TENSORFLOW_NOISE.match("error: data/train.csv: file not found")
     assert not TENSORFLOW_NOISE.match("ImportError: libcudart.so.12: cannot open shared object file")
+
+
+@pytest.mark.parametrize("module", COMMAND_MODULES)
+def test_a_bad_argument_is_one_line_in_every_command_line(module, capsys):
+    status = importlib.import_module(module).main(["--no-such-flag"])
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+    assert "--help)" in error, error

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import shutil
+import signal
 import sys
 import zipfile
 
 import pytest
 
+from src.cli import run_command as cli_run_command
 from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
+from src.kaggle import competition
 from src.kaggle.competition import RULES_URL, check_competition_files, install_competition_zip
+from src.kaggle.credentials import require_credentials
 from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error, run_command
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, closed_port_url, run_with_fake
 from tests.synthetic import write_dataset
@@ -117,6 +123,18 @@ def test_malformed_kaggle_json_is_named(content, reason, competition_zip, tmp_pa
     assert fake.requests == []
 
 
+def test_a_token_file_that_is_not_utf8_is_one_credentials_line(tmp_path, monkeypatch, capsys):
+    token = tmp_path / ".kaggle" / "access_token"
+    token.parent.mkdir()
+    token.write_bytes(b"\xffsecret-token\x80")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    assert cli_run_command(lambda argv: require_credentials() and 0) == EXIT_KAGGLE_CREDENTIALS
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: unreadable Kaggle token at {token} (not UTF-8") and error.count("\n") == 1
+    assert "secret" not in error
+
+
 def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": FAKE_USER, "key": "k" * 32}))
@@ -198,6 +216,40 @@ def test_install_refuses_a_bad_crc(competition_zip, tmp_path):
     with pytest.raises(UserError, match="corrupt"):
         install_competition_zip(tmp_path / "c.zip", tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def replace_then(action):
+    """`os.replace` (patched in the `os` module `competition` uses), calling `action(count)` after each rename."""
+    made, real_replace = [], os.replace
+
+    def replace(source, target):
+        real_replace(source, target)
+        made.append(target)
+        action(len(made))
+
+    return replace
+
+
+def test_ctrl_c_while_installing_waits_until_all_three_files_are_in(competition_zip, tmp_path, monkeypatch):
+    (tmp_path / "c.zip").write_bytes(competition_zip)
+    interrupt_after_first = replace_then(lambda count: count == 1 and signal.raise_signal(signal.SIGINT))
+    monkeypatch.setattr(competition.os, "replace", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        install_competition_zip(tmp_path / "c.zip", tmp_path / "data")
+    assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
+
+
+def test_a_failed_install_shows_its_own_error_when_its_new_folder_cannot_go(competition_zip, tmp_path, monkeypatch):
+    (tmp_path / "c.zip").write_bytes(competition_zip)
+
+    def disk_full(count):
+        if count == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(competition.os, "replace", replace_then(disk_full))
+    with pytest.raises(OSError) as raised:
+        install_competition_zip(tmp_path / "c.zip", tmp_path / "data")
+    assert raised.value.errno == errno.ENOSPC  # not the folder's "not empty"
 
 
 def test_install_accepts_the_real_competition_zip(tmp_path):

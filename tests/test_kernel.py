@@ -9,16 +9,20 @@ import json
 import os
 import re
 import shutil
+import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from src.config import Config
 from src.errors import UserError
 from src.files import sha256
+from src.kaggle import kernel_entry
 from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
 from src.kaggle.kernel_entry import find_competition_dir
+from src.record import NO_VALIDATION
 from src.submission import validate_submission
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
@@ -102,6 +106,17 @@ def test_script_runs_alone_on_kaggles_input_layouts(built_script, local_submissi
     assert sha256(submission) == sha256(local_submission)
 
 
+def command_line_modules() -> set[str]:
+    """The `src` files a user runs: a `__main__.py`, or a module ending in `if __name__ == "__main__":`."""
+    found = set()
+    for path in (REPO_ROOT / "src").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        guarded = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+        if guarded or path.name == "__main__.py":
+            found.add(path.relative_to(REPO_ROOT).as_posix())
+    return found
+
+
 def test_header_shows_settings_and_commit(built_script):
     text = built_script.read_text()
     settings, archive = script_parts(text)
@@ -114,6 +129,9 @@ def test_header_shows_settings_and_commit(built_script):
     names = archive.namelist()
     assert {"src/__init__.py", "src/kaggle/__init__.py", "src/kaggle/kernel_entry.py", "src/pipeline.py"} <= set(names)
     assert not {"src/kernel.py", "src/submit.py", "src/kaggle/kernel_build.py", "src/kaggle_io.py"} & set(names)
+    command_lines = command_line_modules()
+    assert {"src/report.py", "src/submit.py", "src/kaggle/__main__.py"} <= command_lines
+    assert not command_lines & set(names), sorted(command_lines & set(names))
     assert all(name.endswith(".py") for name in names)
 
 
@@ -193,6 +211,22 @@ def test_script_without_data_is_a_one_line_error(built_script, tmp_path):
     (tmp_path / "input").mkdir()
     result = run_alone(built_script, "--input", tmp_path / "input", "--output", tmp_path / "working")
     assert_one_line_error(result, 2, "no train.csv in", "digit-recognizer")
+
+
+@pytest.mark.parametrize("accuracy, words", [(None, NO_VALIDATION), (0.9875, "validation accuracy 0.9875")])
+def test_closing_line_with_and_without_validation(accuracy, words, monkeypatch, tmp_path, capsys):
+    # The pipeline and TensorFlow stand in as fakes: this checks only the line printed after the run.
+    written = tmp_path / "working" / "submission.csv"
+    result = SimpleNamespace(
+        record=SimpleNamespace(validation=SimpleNamespace(accuracy=accuracy)), submission_path=written
+    )
+    monkeypatch.setitem(sys.modules, "src.pipeline", SimpleNamespace(run=lambda *arguments: result))
+    monkeypatch.setattr(kernel_entry, "import_tensorflow", lambda: None)
+    write_dataset(tmp_path / "input" / "digit-recognizer")
+    status = kernel_entry.main(Config(validation_split=0.0), ["--input", str(tmp_path / "input")])
+    output = capsys.readouterr()
+    assert status == 0, output.err
+    assert output.out.splitlines()[-1] == f"{words}; wrote {written}"
 
 
 @pytest.mark.parametrize("layout", [*LAYOUTS, "."])

@@ -7,9 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from src.errors import EXIT_USER
 from src.files import sha256
 from src.kaggle.ledger import COLUMNS
+from src.ledger import main as ledger_main
 from tests.conftest import assert_one_line_error, run_command
 from tests.fake_kaggle import FakeKaggle, assert_no_secret_in_files, run_with_fake
 
@@ -123,3 +126,18 @@ def test_a_file_that_is_not_a_ledger_is_refused_and_kept(tmp_path):
         result = ledger(fake.url, tmp_path)
     assert_one_line_error(result, EXIT_USER, f"{path}: line 1: not a ledger", ",".join(COLUMNS))
     assert path.read_text() == "ImageId,Label\n1,2\n"
+
+
+@pytest.mark.parametrize("column, cell", [("local_accuracy", "0.97x"), ("public_score", "nan"), ("kaggle_ref", "12.5")])
+def test_a_hand_edited_number_cell_is_one_line_naming_file_line_and_column(column, cell, tmp_path, capsys):
+    path = tmp_path / "ledger.csv"
+    good = {name: "" for name in COLUMNS} | {"local_accuracy": "0.97", "public_score": "0.96", "kaggle_ref": "12"}
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows([good, good | {column: cell}])
+    before = path.read_bytes()
+    assert ledger_main(["--offline", "--ledger", str(path)]) == EXIT_USER
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: line 3: column {column}: '{cell}'") and error.count("\n") == 1, error
+    assert path.read_bytes() == before

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from src.config import N_CLASSES, N_PIXELS, PRESETS
+from src.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, PRESETS
 from src.model import build_model
 from src.pipeline import run
 from tests.conftest import run_command
 
-IMAGE_SIDE = 28
 # Batch normalization keeps four numbers per channel: scale, offset, moving mean, moving variance.
 BATCH_NORM_NUMBERS = 4
 

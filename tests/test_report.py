@@ -15,7 +15,8 @@ from src.config import Config
 from src.evaluation import confusion_counts, predicted_labels
 from src.pipeline import run
 from src.record import RunRecord
-from src.report import (
+from src.report import main as report_main
+from src.reporting import (
     CONFUSION_MATRIX_PNG,
     GALLERY_PNG,
     LEARNING_CURVES_PNG,
@@ -24,9 +25,6 @@ from src.report import (
     compare_runs,
     make_report,
     plot_learning_curves,
-)
-from src.report import (
-    main as report_main,
 )
 from src.runs import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
 from tests.conftest import assert_one_line_error, run_command

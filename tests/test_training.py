@@ -192,6 +192,10 @@ def test_ensemble_progress_is_one_line_per_epoch_with_the_mean_and_each_fold(cap
             assert shown[name] == pytest.approx(value, abs=1e-4), name
     fold_lines = [line for line in lines if line.startswith("fold ")]
     assert [line.split(":")[0] for line in fold_lines] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    # Trained together, the folds share one time: printed once, whole, not split into thirds.
+    assert result.trained_together and not any(line.endswith(" s)") for line in fold_lines)
+    shared = {member.seconds for member in result.members}
+    assert len(shared) == 1 and f"folds trained together in {shared.pop():.1f} s" in lines
 
 
 def test_settings_that_cannot_go_together_are_refused():

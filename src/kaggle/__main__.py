@@ -23,16 +23,15 @@ from pathlib import Path
 
 from ..cli import ArgumentParser, run_command
 from ..errors import UserError
+from ..paths import DEFAULT_DATA_DIR, DEFAULT_RUNS_DIR
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from .credentials import require_credentials
-from .kernel_run import DEFAULT_KERNEL_TIMEOUT, SUBMISSION_NAME, check_metadata, follow_kernel
+from .kernel_build import DEFAULT_KERNEL_DIR
+from .kernel_entry import SUBMISSION_NAME
+from .kernel_run import DEFAULT_KERNEL_TIMEOUT, check_metadata, follow_kernel
 from .polling import add_wait_arguments, seconds_argument, wait_timeout
 from .upload import expected_row_count, follow_and_print, submitted_line, upload_submission
-
-DEFAULT_DATA_DIR = Path("data")
-DEFAULT_KERNEL_DIR = Path("kernel")
-DEFAULT_RUNS_DIR = Path("submissions/runs")
 
 
 def download(directory: Path, force: bool) -> None:

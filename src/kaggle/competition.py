@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from ..csv_format import check_csv_start
 from ..data import TEST_HEADER, TRAIN_HEADER
 from ..errors import UserError
+from ..files import signals_deferred
 from ..submission import HEADER as SUBMISSION_HEADER
 
 COMPETITION = "digit-recognizer"
@@ -54,11 +56,15 @@ def install_competition_zip(zip_path: str | Path, directory: str | Path) -> list
         with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as temporary:
             _unpack(zip_path, Path(temporary))
             check_competition_files(temporary)
-            for name in COMPETITION_FILES:
-                os.replace(Path(temporary) / name, directory / name)
+            # All three or none: Ctrl-C or SIGTERM takes effect before the first rename or after the last.
+            with signals_deferred():
+                for name in COMPETITION_FILES:
+                    os.replace(Path(temporary) / name, directory / name)
     except BaseException:
         if created:
-            directory.rmdir()  # a folder made for a failed download goes too
+            # A folder made for a failed download goes too; if it cannot, the first error is the one to show.
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         raise
     return [directory / name for name in COMPETITION_FILES]
 

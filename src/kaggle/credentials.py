@@ -63,7 +63,7 @@ def find_credentials() -> str | None:
         return "KAGGLE_API_TOKEN"
     for name in TOKEN_FILES:
         path = Path.home() / ".kaggle" / name
-        if path.is_file() and path.read_text().strip():
+        if path.is_file() and _read_token(path).strip():
             return str(path)
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return "KAGGLE_USERNAME/KAGGLE_KEY"
@@ -73,6 +73,16 @@ def find_credentials() -> str | None:
     ):
         return str(config_dir() / "kaggle.json")
     return None
+
+
+def _read_token(path: Path) -> str:
+    """A token file's text; a file that is not UTF-8 is a `KaggleCredentialsError` that never quotes it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KaggleCredentialsError(
+            f"unreadable Kaggle token at {path} (not UTF-8 text); create a new API token at {TOKEN_URL}"
+        ) from None
 
 
 def require_credentials() -> str:

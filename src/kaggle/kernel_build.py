@@ -31,6 +31,7 @@ ENTRY_MODULE = "src.kaggle.kernel_entry"
 ARCHIVE_NAME = "src.zip"
 CODE_FILE = "digit_recognizer.py"
 METADATA_FILE = "kernel-metadata.json"
+DEFAULT_KERNEL_DIR = Path("kernel")
 DEFAULT_TITLE = "Digit Recognizer Dense Network"
 # Besides the standard library, what Kaggle's Python image is sure to have.
 KAGGLE_PACKAGES = frozenset({"tensorflow", "keras", "numpy", "pandas", "sklearn", "scipy", "matplotlib"})

@@ -15,16 +15,15 @@ from pathlib import Path
 
 from ..errors import KaggleJobFailedError, UserError
 from ..files import sha256
+from ..paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, record_path_for
 from . import client, kernel_build
+from .kernel_build import METADATA_FILE
+from .kernel_entry import SUBMISSION_NAME
 from .polling import poll_interval, wait_until
 
-METADATA_FILE = "kernel-metadata.json"
 KERNEL_POLL_SECONDS = 30.0  # a kernel queues and trains for minutes
 DEFAULT_KERNEL_TIMEOUT = 3600.0
 OUTPUT_FOLDER = "output"
-SUBMISSION_NAME = "submission.csv"
-RECORD_NAME = "submission.json"  # the kernel's run record, beside its submission
-RUN_RECORD_NAME = "record.json"
 LOG_TAIL_LINES = 20
 SWITCHES = ("enable_gpu", "enable_tpu", "is_private", "enable_internet")
 
@@ -129,7 +128,7 @@ def find_local_run(kernel_record: dict, runs_dir: str | Path) -> Path | None:
     matches = []
     for path in sorted(Path(runs_dir).glob(f"*/{RUN_RECORD_NAME}")):
         record = read_record(path)
-        if record is not None and _same_run(record, kernel_record) and (path.parent / SUBMISSION_NAME).is_file():
+        if record is not None and _same_run(record, kernel_record) and (path.parent / RUN_SUBMISSION_NAME).is_file():
             matches.append(path.parent)
     return matches[-1] if matches else None
 
@@ -165,21 +164,22 @@ def follow_kernel(kernel_id: str, kernel_dir: str | Path, timeout: float, runs_d
     submission = folder / SUBMISSION_NAME
     if not submission.is_file():
         raise KaggleJobFailedError(f"kernel {kernel_id} completed but wrote no {SUBMISSION_NAME} (see {folder})")
-    record = read_record(folder / RECORD_NAME)
+    record_path = record_path_for(submission)
+    record = read_record(record_path)
     if record is None:
-        print(f"no run record ({RECORD_NAME}) in its output: no validation accuracy to show")
+        print(f"no run record ({record_path.name}) in its output: no validation accuracy to show")
         return folder
     validation = record.get("validation")
     accuracy = validation.get("accuracy") if isinstance(validation, dict) else None
     if isinstance(accuracy, float):
         print(f"kernel's {validation.get('scheme', 'validation')} accuracy: {accuracy:.4f}")
     else:
-        print(f"its run record ({RECORD_NAME}) has no validation accuracy")
+        print(f"its run record ({record_path.name}) has no validation accuracy")
     local = find_local_run(record, runs_dir)
     if local is None:
         print(f"no local run in {runs_dir} with the same settings and data to compare with")
     else:
-        print(f"against the local run {local}: {compare_submissions(submission, local / SUBMISSION_NAME)}")
+        print(f"against the local run {local}: {compare_submissions(submission, local / RUN_SUBMISSION_NAME)}")
     return folder
 
 

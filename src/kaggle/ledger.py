@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -18,13 +19,15 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import atomic_write, sha256
+from ..paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, RUNS_FOLDER, record_path_for
 from . import client
 
 LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
 DEFAULT_LEDGER = Path("submissions/ledger.csv")
-RUN_RECORD_NAME = "record.json"  # a run folder's record, beside its copy of the submission
-RUN_SUBMISSION_NAME = "submission.csv"
 UNKNOWN_RUN = "unknown"  # the settings of a submission made elsewhere (the website, another machine)
+# The cells read as numbers, and as what; an empty one stands for what is not known.
+NUMBER_CELLS = {"local_accuracy": float, "public_score": float, "kaggle_ref": int}
+SHOWN_CELL_CHARS = 30  # of a bad cell, in its error message
 
 
 @dataclass
@@ -62,11 +65,31 @@ def read_ledger(path: str | Path) -> list[Row]:
             reader = csv.DictReader(stream)
             if tuple(reader.fieldnames or ()) != COLUMNS:
                 raise UserError(f"{path}: line 1: not a ledger; expected the header {','.join(COLUMNS)}")
-            rows = [Row(**{name: value or "" for name, value in entry.items()}) for entry in reader]
+            rows = []
+            for entry in reader:
+                rows.append(Row(**{name: value or "" for name, value in entry.items()}))
+                check_numbers(rows[-1], f"{path}: line {reader.line_num}")
     except (OSError, UnicodeDecodeError, csv.Error, TypeError) as error:
         problem = f"unreadable ledger ({type(error).__name__})"
         raise UserError(f"{path}: {problem}; move it aside to start a new one") from None
     return rows
+
+
+def check_numbers(row: Row, where: str) -> None:
+    """Refuse a row whose number cells (`NUMBER_CELLS`) hold anything but a finite number or nothing."""
+    for name, kind in NUMBER_CELLS.items():
+        text = getattr(row, name)
+        if text and not _is_number(text, kind):
+            shown = text if len(text) <= SHOWN_CELL_CHARS else text[:SHOWN_CELL_CHARS] + "..."
+            number = "a whole number" if kind is int else "a number"
+            raise UserError(f"{where}: column {name}: {shown!r} is not {number}; correct it or move the ledger aside")
+
+
+def _is_number(text: str, kind: type) -> bool:
+    try:
+        return math.isfinite(kind(text))
+    except ValueError:
+        return False
 
 
 def write_ledger(path: str | Path, rows: list[Row]) -> None:
@@ -85,7 +108,7 @@ def records_of(submission_path: str | Path) -> list[Path]:
     file's (or, for a record without one, its run folder's copy has the same bytes).
     """
     submission_path = Path(submission_path)
-    beside = submission_path.with_suffix(".json")
+    beside = record_path_for(submission_path)
     record = _read_object(beside)
     if record is None:
         return []
@@ -204,7 +227,7 @@ def _run_folder(record: dict, submission_path: Path) -> Path | None:
     named = record.get("run_dir")
     if not isinstance(named, str) or not named:
         return None
-    for candidate in (Path(named), submission_path.parent / "runs" / Path(named).name):
+    for candidate in (Path(named), submission_path.parent / RUNS_FOLDER / Path(named).name):
         if (candidate / RUN_RECORD_NAME).is_file():
             return candidate
     return None

@@ -1,0 +1,46 @@
+"""`scripts/benchmark.py` in-process: bad input is one line (exit 2), and OUT.md/OUT.json are replaced as a pair."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from src.errors import EXIT_USER
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def benchmark_script():
+    spec = importlib.util.spec_from_file_location("benchmark", REPO_ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--epochs", "0"], "--epochs and --repeats must be >= 1"),
+        (["--time-to-accuracy", "tutorial", "--epochs", "0"], "--epochs must be >= 1"),
+        (["--data", "not-data.txt"], "expected a folder with train.csv and test.csv, or a zip of them"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(benchmark_script, argv, fragment, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-data.txt").write_text("not a zip")
+    assert benchmark_script.main(argv) == EXIT_USER
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and fragment in error and error.count("\n") == 1, error
+
+
+def test_a_report_that_cannot_be_written_leaves_the_previous_pair(benchmark_script, tmp_path):
+    out = tmp_path / "benchmark"
+    previous = {suffix: f"previous {suffix}\n" for suffix in (".md", ".json")}
+    for suffix, text in previous.items():
+        out.with_suffix(suffix).write_text(text)
+    with pytest.raises(TypeError):
+        benchmark_script.write_report(out, {"rows": object()}, "| new table |\n")  # not JSON
+    assert {suffix: out.with_suffix(suffix).read_text() for suffix in previous} == previous
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["benchmark.json", "benchmark.md"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,11 @@ import pytest
 from tests.synthetic import write_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A suite started in the background by a script (`pytest &`) inherits Ctrl-C ignored, and so would every
+# command it starts: Python then never raises KeyboardInterrupt and the Ctrl-C tests would hang. A handler
+# here is reset to the default in each child, so the commands see Ctrl-C as a user's terminal sends it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ZIP = REPO_ROOT.parent / "shared" / "data" / "digit-recognizer.zip"

@@ -12,12 +12,11 @@ import dataclasses
 import itertools
 import math
 import numbers
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import UserError
+from .memory import available_memory
 
 IMAGE_SIDE = 28
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -35,7 +34,6 @@ VALIDATION_SPLIT_HELP = (
 BAG_SHARE = 0.9
 SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
 BYTES_PER_FLOAT = 4
-MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -391,20 +389,6 @@ def training_bytes(config: Config) -> int:
     parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in itertools.pairwise(widths))
     activations = config.batch_size * sum(widths)
     return (4 * parameters + 2 * activations) * BYTES_PER_FLOAT * max(config.folds, config.members)
-
-
-def available_memory() -> int | None:
-    """Bytes the machine can give a new allocation (Linux's MemAvailable), or `None` when unknown."""
-    try:
-        for line in MEMINFO.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def check_memory(config: Config, available: int | None = None) -> None:

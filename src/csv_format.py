@@ -18,7 +18,6 @@ values cut to `LONGEST_QUOTE` characters.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .memory import available_memory
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 PLAIN_INTEGER = re.compile(r"[0-9]+")
@@ -44,8 +44,6 @@ LONGEST_HEADER_LINE = 1 << 20
 # Peak memory per byte of file while parsing: the text, its lines, and two int64
 # copies of the cells (a cell takes at least two bytes, "0,", and becomes eight).
 MEMORY_PER_FILE_BYTE = 10
-MEMINFO = Path("/proc/meminfo")
-CGROUP_MEMORY = Path("/sys/fs/cgroup")
 SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
 FILE_KINDS = {
     stat.S_ISFIFO: "a FIFO",
@@ -227,20 +225,6 @@ def check_memory(path: str | Path, size: int) -> None:
             f"{path}: file is {format_size(size)}; reading it needs about {format_size(needed)} of memory, "
             f"more than the {format_size(available)} available"
         )
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process may still use (the machine's, or its container's if lower); None if unknown."""
-    known = []
-    # Either figure may be absent (another system, no cgroup v2): then it is not known.
-    with contextlib.suppress(OSError, KeyError, ValueError, IndexError):
-        fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
-        known.append(int(fields["MemAvailable"].split()[0]) * 1024)
-    with contextlib.suppress(OSError, ValueError):
-        limit = (CGROUP_MEMORY / "memory.max").read_text().strip()
-        if limit != "max":
-            known.append(int(limit) - int((CGROUP_MEMORY / "memory.current").read_text()))
-    return min(known) if known else None
 
 
 def format_size(size: int) -> str:

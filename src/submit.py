@@ -31,7 +31,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; `argv` names the preset whose values `--help` shows."""
     parser = ArgumentParser(
         prog="python -m src.submit",
-        description="Train the dense network (or a k-fold ensemble of it) and write an ImageId,Label submission.",
+        description="Train the tutorial's dense network, a CNN or an ensemble of either; write the submission.",
         epilog="Settings left unset come from the preset (default: the tutorial's network).",
     )
     files = parser.add_argument_group("data and output")

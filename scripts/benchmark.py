@@ -147,14 +147,11 @@ def package_run(data: Path, epochs: int, folds: int, scratch: Path, env: dict) -
 
 
 def cache_timing(data: Path, cache_dir: Path, env: dict) -> dict:
-    output = subprocess.run(
-        [sys.executable, "-c", CACHE_TIMING, str(data), str(cache_dir)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    command = [sys.executable, "-c", CACHE_TIMING, str(data), str(cache_dir)]
+    output = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if output.returncode != 0:
+        said = output.stderr.strip().splitlines() or ["no output"]
+        raise UserError(f"timing the CSV loading exited with {output.returncode} ({said[-1]})")
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 

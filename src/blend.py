@@ -97,18 +97,6 @@ def check_same_test_file(run_dirs: list[Path], records) -> None:
             )
 
 
-def plan_out_path(out: Path, run_dirs: list[Path]):
-    """Check `--out` as every command checks its outputs, and refuse one inside a blended run folder."""
-    from .outputs import plan_outputs
-
-    plan = plan_outputs(out)
-    for written in (plan.submission, plan.record):
-        for run_dir in run_dirs:
-            if written.resolve().is_relative_to(run_dir.resolve()):
-                raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
-    return plan
-
-
 def weighted_mean(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """The weighted mean of equally shaped arrays; `weights` need not sum to 1."""
     return np.tensordot(weights / weights.sum(), np.stack(arrays), axes=1)
@@ -154,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def blend(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .evaluation import accuracy, predicted_labels
-    from .outputs import write_pair
+    from .outputs import plan_outputs, write_pair
     from .record import (
         DERIVED_BLEND,
         DerivedRecord,
@@ -170,7 +158,7 @@ def blend(argv: Sequence[str] | None) -> int:
     loaded = [load_run(run_dir) for run_dir in args.run_dirs]
     records = [record for _, record in loaded]
     check_same_test_file(args.run_dirs, records)
-    plan = plan_out_path(args.out, args.run_dirs)
+    plan = plan_outputs(args.out, [path for record in records for path in record.inputs.paths()])
     weights = np.asarray(args.weights or [1.0] * len(loaded), dtype=np.float64)
 
     probabilities = weighted_mean([arrays.test_probabilities for arrays, _ in loaded], weights)

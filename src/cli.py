@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
+from .safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
 
@@ -57,8 +58,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """`text` on one line and at most `limit` characters."""
-    text = " ".join(str(text).split())
+    """`text` on one line and at most `limit` characters, secrets masked and control characters escaped."""
+    text = printable(" ".join(redact(str(text), environment_secrets()).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import current_umask, sha256, signals_deferred
-from .paths import RECORD_SUFFIX, RUNS_FOLDER, record_path_for
+from .paths import RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
 
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
@@ -80,12 +80,32 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     plan = OutputPlan(submission, record_path_for(submission), submission.parent / RUNS_FOLDER)
     input_files = {file_identity(path): Path(path) for path in inputs}
     input_files.pop(None, None)
-    check_file_target(out, "the submission", input_files, folder=plan.submission.parent)
-    check_file_target(plan.record, "its record", input_files, folder=plan.record.parent)
+    for target, what in ((out, "the submission"), (plan.record, "its record")):
+        check_outside_run_folders(target, what)
+        check_file_target(
+            target, what, input_files, folder=target.parent if target is plan.record else plan.submission.parent
+        )
     check_folder_target(plan.runs)
     if test_rows is not None:
         check_room(plan.submission.parent, submission_bytes(test_rows) + RECORD_BYTES)
     return plan
+
+
+def enclosing_run_folder(path: str | Path) -> Path | None:
+    """The run folder `path` lies in (a folder holding a run's `record.json`, links followed), or None."""
+    for folder in Path(os.path.realpath(path)).parents:
+        if (folder / RUN_RECORD_NAME).is_file():
+            return folder
+    return None
+
+
+def check_outside_run_folders(path: Path, what: str) -> None:
+    """A run folder's files are the run's evidence (saved models, probabilities, its record): never replaced."""
+    run_folder = enclosing_run_folder(path)
+    if run_folder is not None:
+        raise UserError(
+            f"{path}: is inside the run folder {run_folder}; {what} must go elsewhere: choose another --out"
+        )
 
 
 def file_identity(path: str | Path) -> tuple[int, int] | None:

@@ -37,17 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan_out_path(out: Path, inputs: list[Path], run_dir: Path):
-    """Check `--out` as every command checks its outputs, and refuse one inside the run folder."""
-    from .outputs import plan_outputs
-
-    plan = plan_outputs(out, inputs)
-    for written in (plan.submission, plan.record):
-        if written.resolve().is_relative_to(run_dir.resolve()):
-            raise UserError(f"{written}: is inside the run folder {run_dir}; choose another --out")
-    return plan
-
-
 def read_test_file(path: Path):
     """`test.csv`'s images, through the parsed-CSV cache, and its `InputFile` (rows, sha256, path)."""
     from .cache import CacheSource, cached_arrays, default_cache_dir
@@ -79,7 +68,7 @@ def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .data import as_features
     from .evaluation import predicted_labels
-    from .outputs import write_pair
+    from .outputs import plan_outputs, write_pair
     from .paths import DEFAULT_DATA_DIR
     from .record import (
         DERIVED_PREDICT,
@@ -96,7 +85,7 @@ def predict_again(argv: Sequence[str] | None) -> int:
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
     test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
-    plan = plan_out_path(args.out, [test_path, *paths], args.run_dir)
+    plan = plan_outputs(args.out, [test_path, *run.inputs.paths(), *paths])
     images, test_file = read_test_file(test_path)
 
     import_tensorflow()

@@ -66,6 +66,10 @@ class Inputs:
             return f"sample seed {self.sample_seed} {rows}"
         return f"{self.source} {rows}"
 
+    def paths(self) -> list[Path]:
+        """The CSV files read, where they were files: what a later command must never write over."""
+        return [Path(file.path) for file in (self.train, self.test) if file.path]
+
     def short_name(self) -> str:
         """For run-folder names: `sample1500` or `train42000`."""
         return f"{'sample' if self.source == SOURCE_SAMPLE else 'train'}{self.train.rows}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from src.config import Config
 from src.evaluation import accuracy
 from src.pipeline import run
-from src.record import DERIVED_BLEND, DerivedRecord
+from src.record import DERIVED_BLEND, DerivedRecord, RunRecord
 from src.runs import INCOMPLETE_MARKER, load_run
 from src.submission import validate_submission
 from tests.conftest import assert_one_line_error, run_command
@@ -102,6 +103,23 @@ def test_runs_on_different_test_files_are_refused(runs, tmp_path):
     completed = blend(runs["single"], runs["other test"], "--out", out)
     assert_one_line_error(completed, 2, str(runs["single"]), str(runs["other test"]), "different test files")
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("target", ["test.csv", "train.csv"])
+def test_out_never_replaces_a_file_the_runs_read(runs, target):
+    read = Path(RunRecord.from_json(runs["single"] / "record.json").inputs.test.path).parent / target
+    before = read.read_bytes()
+    assert_one_line_error(blend(runs["single"], runs["folds"], "--out", read), 2, "is an input file")
+    assert read.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["members/member-1.keras", "test_probabilities.npy", "submission.csv"])
+def test_out_never_replaces_a_file_of_another_run_folder(runs, name):
+    target = runs["other test"] / name
+    before = target.read_bytes()
+    completed = blend(runs["single"], runs["folds"], "--out", target)
+    assert_one_line_error(completed, 2, f"is inside the run folder {runs['other test']}")
+    assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize("case", ["one run", "incomplete", "weights", "named twice", "out in a run folder"])

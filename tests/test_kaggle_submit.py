@@ -356,6 +356,26 @@ def test_kernel_output_downloads_files_and_log(tmp_path):
     assert len(result.stdout.splitlines()) == 3
 
 
+@pytest.mark.parametrize("where", ["submissions", "data", "a run folder"])
+def test_kernel_output_never_replaces_local_files(where, tmp_path):
+    folder = tmp_path / where
+    folder.mkdir()
+    if where == "a run folder":
+        (folder / "record.json").write_text("{}")
+        target = folder / "kernel"
+    else:
+        (folder / "submission.csv" if where == "submissions" else folder / "train.csv").write_text("kept\n")
+        target = folder
+    before = {path: path.read_bytes() for path in folder.rglob("*")}
+    files = {"submission.csv": ("ImageId,Label\n" + GOOD_ROWS).encode(), "train.csv": b"label\n"}
+    with FakeKaggle(kernel_files=files) as fake:
+        result = kaggle_command(fake.url, tmp_path, "kernel-output", KERNEL_ID, target)
+    fragment = "is inside the run folder" if where == "a run folder" else "not a new or empty folder"
+    assert_one_line_error(result, EXIT_USER, fragment)
+    assert {path: path.read_bytes() for path in folder.rglob("*")} == before
+    assert fake.calls("ListKernelSessionOutput") == []
+
+
 def test_kernel_of_another_account_is_refused(tmp_path):
     with FakeKaggle(mode="rules") as fake:
         result = kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID)

@@ -124,6 +124,29 @@ def test_a_failed_run_shows_kaggles_message_and_the_log_tail(state, word, tmp_pa
     assert fake.uploads() == []
 
 
+def test_submit_writes_only_into_the_fetched_output(local_run, tmp_path):
+    """A kernel's record may name any run_dir; the `kaggle` section goes only into its output's records."""
+    victim = tmp_path / "elsewhere" / "runs" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "record.json").write_text('{"untouched": true}')
+    files = kernel_files(local_run)
+    record = json.loads(files["submission.json"])
+    files["submission.json"] = json.dumps({**record, "run_dir": str(victim)}).encode()
+    with FakeKaggle(kernel_files=files) as fake:
+        result = kernel_wait(fake.url, tmp_path, "--submit", "-m", "x", "--data", local_run["data"])
+    assert result.returncode == 0, result.stderr
+    assert (victim / "record.json").read_text() == '{"untouched": true}'
+
+
+def test_kaggles_failure_message_and_log_are_printed_with_escapes_shown(tmp_path):
+    log = json.dumps([{"stream_name": "stderr", "time": 1.0, "data": "boom \x1b[2J\n"}])
+    with FakeKaggle(kernel_states=["ERROR"], kernel_failure="\x1b[31mout of memory", kernel_log=log) as fake:
+        result = kernel_wait(fake.url, tmp_path)
+    assert_one_line_error(result, EXIT_KAGGLE_FAILED, "ended with error: \\x1b[31mout of memory")
+    assert "  boom \\x1b[2J" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr
+
+
 def test_a_run_that_outlasts_the_time_out(tmp_path):
     with FakeKaggle(kernel_states=["QUEUED", "RUNNING"]) as fake:
         result = run_with_fake(

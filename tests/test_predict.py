@@ -180,6 +180,20 @@ def test_a_model_file_keras_cannot_read_is_one_line(runs, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["train.csv", "other run's model", "other run's probabilities"])
+def test_out_never_replaces_the_training_file_or_another_run(runs, name):
+    data_dir, results = runs
+    target = {
+        "train.csv": data_dir / "train.csv",
+        "other run's model": results["plain"].run_dir / "members" / "member-1.keras",
+        "other run's probabilities": results["plain"].run_dir / "test_probabilities.npy",
+    }[name]
+    before = target.read_bytes()
+    completed = run_command("-m", "src.predict", results["stacked"].run_dir, "--data", data_dir, "--out", target)
+    assert_one_line_error(completed, 2, "is an input file" if name == "train.csv" else "is inside the run folder")
+    assert target.read_bytes() == before
+
+
 @pytest.mark.parametrize("case", ["missing folder", "out in the run folder", "out is test.csv"])
 def test_bad_paths_are_one_line(runs, tmp_path, case):
     data_dir, results = runs

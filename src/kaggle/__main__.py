@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ..cli import ArgumentParser, run_command
 from ..errors import UserError
+from ..files import signals_deferred
+from ..outputs import check_outside_run_folders
 from ..paths import DEFAULT_DATA_DIR, DEFAULT_RUNS_DIR
 from . import client
 from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
@@ -97,8 +99,22 @@ def show_kernel_status(kernel_id: str) -> None:
 
 
 def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
-    for path in client.kernel_output(kernel_id, directory):
-        print(f"wrote {path}")
+    """Download into a new or empty `directory`, through a temporary folder: the files replace nothing."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise UserError(
+            f"{directory}: not a new or empty folder; kernel-output writes only there, so that the kernel's "
+            "files replace nothing: choose another folder"
+        )
+    check_outside_run_folders(directory / SUBMISSION_NAME, "the kernel's output")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{directory.name}-", dir=directory.parent) as workspace:
+        files = client.kernel_output(kernel_id, workspace)
+        with signals_deferred():
+            directory.mkdir(exist_ok=True)
+            for path in Path(workspace).iterdir():
+                path.rename(directory / path.name)
+    for path in files:
+        print(f"wrote {directory / Path(path).name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,8 +28,9 @@ from ..errors import (
     KaggleUnavailableError,
     UserError,
 )
+from ..safe_text import printable, redact
 from .competition import COMPETITION, RULES_URL
-from .credentials import TOKEN_URL, require_credentials
+from .credentials import TOKEN_URL, require_credentials, secret_values
 
 RULES_HINT = f"accept the competition's rules at {RULES_URL} with the account your token belongs to, then try again"
 CREDENTIALS_HINT = (
@@ -110,9 +111,9 @@ def submit(path: str | Path, message: str) -> SubmitResult:
     if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
         # The client prints the failed upload's reason instead of raising it.
         lines = printed.getvalue().strip().splitlines()
-        reason = f" ({lines[-1][:DETAIL_LIMIT]})" if lines else ""
+        reason = f" ({_first_line(lines[-1])})" if lines else ""
         raise KaggleUnavailableError(f"Kaggle did not accept the upload of {path}: {response.message}{reason}")
-    return SubmitResult(message=response.message or "", ref=response.ref or None)
+    return SubmitResult(message=_from_kaggle(response.message), ref=response.ref or None)
 
 
 def submissions() -> list[Submission]:
@@ -144,10 +145,10 @@ def _submission(item) -> Submission:
         ref=item.ref,
         status=state_name(item.status),
         public_score=float(item.public_score) if item.public_score else None,
-        description=item.description or "",
+        description=_from_kaggle(item.description),
         date=item.date,
-        file_name=item.file_name or "",
-        error_description=(item.error_description or "").strip(),
+        file_name=_from_kaggle(item.file_name),
+        error_description=_from_kaggle(item.error_description),
     )
 
 
@@ -168,7 +169,7 @@ def kernel_status(kernel_id: str) -> KernelStatus:
     api = _signed_in_api()
     with _translated(f"read the status of kernel {kernel_id}"):
         response = api.kernels_status(kernel_id)
-    return KernelStatus(state=state_name(response.status), failure_message=response.failure_message or "")
+    return KernelStatus(state=state_name(response.status), failure_message=_from_kaggle(response.failure_message))
 
 
 def kernel_output(kernel_id: str, directory: str | Path) -> list[Path]:
@@ -237,8 +238,14 @@ def _status_code(error) -> int | None:
 
 
 def _first_line(error) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:DETAIL_LIMIT] if text else type(error).__name__
+    """The start of a library's message, with any credential in it masked."""
+    text = redact(str(error), secret_values()).strip()
+    return printable(text.splitlines()[0][:DETAIL_LIMIT]) if text else type(error).__name__
+
+
+def _from_kaggle(text) -> str:
+    """Text Kaggle sent (a reason, a description): control characters escaped before anyone prints it."""
+    return printable(str(text or "").strip())
 
 
 @contextlib.contextmanager

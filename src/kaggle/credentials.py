@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import KaggleCredentialsError
+from ..safe_text import SECRET_VARIABLES
 
 TOKEN_URL = "https://www.kaggle.com/settings/api"
 TOKEN_FILES = ("access_token", "access_token.txt", "credentials.json")
@@ -85,8 +86,66 @@ def _read_token(path: Path) -> str:
         ) from None
 
 
+def secret_values() -> list[str]:
+    """Every secret the client may send (environment, token files, kaggle.json's key), to mask in messages."""
+    values = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    for name in TOKEN_FILES:
+        path = Path.home() / ".kaggle" / name
+        if path.is_file():
+            values.append(path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        values.append(read_kaggle_json().get("key", ""))
+    except KaggleCredentialsError:
+        pass  # a malformed kaggle.json is reported by require_credentials; nothing of it is quoted anywhere
+    return [value for raw in values for value in (raw, raw.strip()) if value.strip()]
+
+
+def check_credential_text() -> list[str]:
+    """Make the credentials' text safe to send; return a note for each setting that was tidied.
+
+    A secret pasted with its line end (a CI setting, a token file saved on Windows) is
+    used without the surrounding whitespace, and the note says so. A character no Kaggle
+    credential has (whitespace inside it, a control or non-ASCII character) is refused:
+    the HTTP library would otherwise fail on it with the secret quoted in its message.
+
+    Raises:
+        KaggleCredentialsError: Names the setting, never its value.
+    """
+    notes = []
+    for name in ("KAGGLE_USERNAME", *SECRET_VARIABLES):
+        value = os.environ.get(name)
+        if value is None or (name == "KAGGLE_API_TOKEN" and Path(value.strip()).is_file()):
+            continue  # KAGGLE_API_TOKEN may name a token file: the client reads it and strips it
+        if value != value.strip():
+            os.environ[name] = value = value.strip()
+            notes.append(f"note: {name} had spaces or line ends around it; they were left out")
+        _check_plain(value, name, f"set {name} again, copied from {TOKEN_URL}")
+    for name in TOKEN_FILES:
+        path = Path.home() / ".kaggle" / name
+        if path.is_file():
+            _check_plain(_read_token(path).strip(), str(path), f"create a new API token at {TOKEN_URL}")
+    for name, value in read_kaggle_json().items():
+        if name in ("username", "key"):
+            where = f"{config_dir() / 'kaggle.json'}'s {name}"
+            _check_plain(value, where, f"download a new token at {TOKEN_URL}", allow_padding=False)
+    return notes
+
+
+def _check_plain(value: str, where: str, fix: str, allow_padding: bool = True) -> None:
+    text = value.strip() if allow_padding else value
+    if not (text.isascii() and text.isprintable() and not any(char.isspace() for char in text)):
+        raise KaggleCredentialsError(
+            f"{where} holds a character no Kaggle credential has (whitespace, a control or non-ASCII character); {fix}"
+        )
+
+
 def require_credentials() -> str:
-    """The credentials' source, or a `KaggleCredentialsError` saying what to set."""
+    """The credentials' source, or a `KaggleCredentialsError` saying what to set.
+
+    Whitespace around a secret in the environment is dropped first, with a note on stderr.
+    """
+    for note in check_credential_text():
+        print(note, file=sys.stderr, flush=True)
     source = find_credentials()
     if source is None:
         raise KaggleCredentialsError(NO_CREDENTIALS)

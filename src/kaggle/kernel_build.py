@@ -30,6 +30,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 ENTRY_MODULE = "src.kaggle.kernel_entry"
 ARCHIVE_NAME = "src.zip"
 CODE_FILE = "digit_recognizer.py"
+# The built script's first line says this; a push refuses a code file without it.
+SCRIPT_MARK = "a Kaggle kernel built by `python -m src.kernel`"
 METADATA_FILE = "kernel-metadata.json"
 DEFAULT_KERNEL_DIR = Path("kernel")
 DEFAULT_TITLE = "Digit Recognizer Dense Network"
@@ -205,7 +207,7 @@ def build_script(
     )
     shown_title = title.replace("\\", "\\\\").replace('"', '\\"')  # safe inside the docstring
     docstring = (
-        f"{shown_title}: a Kaggle kernel built by `python -m src.kernel`; rebuild it, do not edit it.\n\n"
+        f"{shown_title}: {SCRIPT_MARK}; rebuild it, do not edit it.\n\n"
         f"{textwrap.fill(contents, width=100)}\n\n"
         f"Built from commit {source_commit(package_dir)}."
     )

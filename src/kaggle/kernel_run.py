@@ -8,6 +8,7 @@ earlier run's output is never touched and a failed fetch leaves nothing half-wri
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..errors import KaggleJobFailedError, UserError
 from ..files import sha256
 from ..paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, record_path_for
+from ..safe_text import printable
 from . import client, kernel_build
 from .kernel_build import METADATA_FILE
 from .kernel_entry import SUBMISSION_NAME
@@ -47,13 +49,34 @@ def check_metadata(folder: str | Path) -> dict:
         kernel_build.check_metadata(metadata)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
-    code_file = Path(folder) / str(metadata.get("code_file", ""))
-    if not code_file.is_file():
-        raise UserError(f"{path}: its code_file {code_file} is not there; build the kernel again")
+    check_code_file(Path(folder), metadata, path)
     for name in SWITCHES:
         if name in metadata and not isinstance(metadata[name], bool):
             raise UserError(f"{path}: {name} must be true or false, got {metadata[name]!r}")
     return metadata
+
+
+def check_code_file(folder: Path, metadata: dict, path: Path) -> None:
+    """The code file must be the built script itself, inside `folder`: the client sends whatever file it names.
+
+    A metadata file edited to name another file (`../../.kaggle/kaggle.json`), or a
+    script that is a link out of the folder, would publish that file as a kernel.
+    """
+    name = metadata.get("code_file")
+    if name != kernel_build.CODE_FILE:
+        raise UserError(
+            f"{path}: code_file must be {kernel_build.CODE_FILE}, the script the build writes, got {name!r}; "
+            "build the kernel again"
+        )
+    script = folder / kernel_build.CODE_FILE
+    if script.is_symlink() or not script.is_file():
+        raise UserError(f"{path}: its code_file {script} is missing or a link; build the kernel again")
+    if Path(os.path.realpath(script)).parent != Path(os.path.realpath(folder)):
+        raise UserError(f"{path}: its code_file {script} lies outside {folder}; build the kernel again")
+    with open(script, "rb") as stream:
+        start = stream.read(len(kernel_build.SCRIPT_MARK) + 1024)
+    if kernel_build.SCRIPT_MARK.encode() not in start:
+        raise UserError(f"{script}: not a script built by python -m src.kernel; build the kernel again")
 
 
 def wait_for_kernel(kernel_id: str, timeout: float = DEFAULT_KERNEL_TIMEOUT) -> client.KernelStatus:
@@ -111,7 +134,7 @@ def log_tail(folder: Path, count: int = LOG_TAIL_LINES) -> list[str]:
         text = "".join(str(entry.get("data", "")) for entry in entries if isinstance(entry, dict))
     except (ValueError, AttributeError, TypeError):
         pass  # not Kaggle's JSON: the log as it is
-    return [line for line in text.splitlines() if line.strip()][-count:]
+    return [printable(line) for line in text.splitlines() if line.strip()][-count:]
 
 
 def read_record(path: Path) -> dict | None:

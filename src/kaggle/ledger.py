@@ -223,14 +223,16 @@ def _read_object(path: Path) -> dict | None:
 
 
 def _run_folder(record: dict, submission_path: Path) -> Path | None:
-    """The record's run folder; for a kernel's output, fetched from Kaggle, the same name beside the file."""
+    """The record's run folder, which a run always puts in `runs/` beside its submission.
+
+    Only there: a record fetched from a kernel, or edited, may name any folder, and the
+    `kaggle` section is written into the run folder's record.
+    """
     named = record.get("run_dir")
     if not isinstance(named, str) or not named:
         return None
-    for candidate in (Path(named), submission_path.parent / RUNS_FOLDER / Path(named).name):
-        if (candidate / RUN_RECORD_NAME).is_file():
-            return candidate
-    return None
+    candidate = submission_path.parent / RUNS_FOLDER / Path(named).name
+    return candidate if (candidate / RUN_RECORD_NAME).is_file() else None
 
 
 def _settings_name(record: dict, run_dir: Path | None) -> str:

@@ -19,7 +19,7 @@ which the reference does not make either. Writes OUT.md and OUT.json.
 With `--time-to-accuracy PRESET ...`, each preset instead runs once as
 `python -m src.submit --preset P --no-report` (its own epochs unless --epochs
 is given), and the table gives, per epoch, the seconds since training started
-(the `seconds` that `src.epoch_timer` keeps in the run folder's histories) and
+(the `seconds` that `src.training.epoch_timer` keeps in the run folder's histories) and
 the validation accuracy then: how soon each preset gets how good. Members
 trained one after another (`--plain`, bagged CNNs) each keep their own clock;
 for those the table gives the members' mean, and says so.
@@ -38,18 +38,18 @@ import sys
 import tempfile
 import time
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Read the records with this checkout's own `src`, the one the timed runs use.
 sys.path.insert(0, str(REPO_ROOT))
-from src.cli import ArgumentParser, run_command  # noqa: E402
-from src.errors import UserError  # noqa: E402
-from src.files import atomic_write, signals_deferred, write_json  # noqa: E402
-from src.paths import record_path_for  # noqa: E402
-from src.record import RunRecord  # noqa: E402
-from src.runs import load_run  # noqa: E402
+from src.core.cli import ArgumentParser, run_command  # noqa: E402
+from src.core.errors import UserError  # noqa: E402
+from src.core.files import atomic_write, signals_deferred, write_json  # noqa: E402
+from src.core.paths import record_path_for  # noqa: E402
+from src.runs.folders import load_run  # noqa: E402
+from src.runs.record import RunRecord  # noqa: E402
 
 REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
 BATCH_SIZE = 128
@@ -57,7 +57,7 @@ DEFAULT_EPOCHS = 50
 DATA_FILES = ("train.csv", "test.csv")
 CACHE_TIMING = """
 import json, sys, time
-from src.data import load_datasets
+from src.data.loading import load_datasets
 seconds = []
 for _ in range(2):
     started = time.perf_counter()
@@ -246,7 +246,7 @@ def time_to_accuracy(args) -> dict:
             curves.append(preset_curve(preset, data, args.epochs, scratch, env))
         rows_in_train = RunRecord.from_json(scratch / f"submission-{args.time_to_accuracy[0]}.json").inputs.train.rows
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
         "data": str(args.data),
         "rows_in_train": rows_in_train,
@@ -305,7 +305,7 @@ def benchmark(argv: list[str] | None) -> int:
     for row in rows:
         row["ratio_to_reference"] = row["wall_seconds"] / rows[0]["wall_seconds"]
     report = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
         "data": str(args.data),
         "rows_in_train": rows_in_train,

@@ -23,25 +23,14 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, run_command
-from .config import N_CLASSES
-from .errors import UserError
+from src.core.cli import ArgumentParser, run_command
+from src.core.errors import UserError
 
 MIN_RUNS = 2
-
-
-@dataclass
-class SharedValidation:
-    """The held-out rows every blended run predicted, their labels, and each run's probabilities on them."""
-
-    rows: np.ndarray
-    labels: np.ndarray
-    probabilities: list[np.ndarray]
 
 
 def parse_weights(text: str) -> tuple[float, ...]:
@@ -82,68 +71,17 @@ def check_runs(run_dirs: list[Path], weights: tuple[float, ...] | None) -> None:
         raise UserError(f"--weights gives {len(weights)} weight(s) for {len(run_dirs)} runs; give one per run")
 
 
-def check_same_test_file(run_dirs: list[Path], records) -> None:
-    """Every run must have predicted the same test file (by its sha256 in the run's record)."""
-    digests = []
-    for run_dir, record in zip(run_dirs, records, strict=True):
-        if record.inputs.test.sha256 is None:
-            raise UserError(f"{run_dir}: its record names no test file sha256, so what it predicted cannot be matched")
-        digests.append(record.inputs.test.sha256)
-    for run_dir, digest in zip(run_dirs[1:], digests[1:], strict=True):
-        if digest != digests[0]:
-            raise UserError(
-                f"{run_dirs[0]} and {run_dir} were made on different test files "
-                f"(sha256 {digests[0][:12]}... and {digest[:12]}...); blend runs of one test set"
-            )
-
-
-def weighted_mean(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """The weighted mean of equally shaped arrays; `weights` need not sum to 1."""
-    return np.tensordot(weights / weights.sum(), np.stack(arrays), axes=1)
-
-
-def held_out_by_row(arrays) -> tuple[np.ndarray, np.ndarray]:
-    """A run's held-out rows, each once, and its probabilities on them.
-
-    A row held out by several members (bagging) gets their mean, as the run's
-    own out-of-bag score counts it.
-    """
-    rows, positions = np.unique(arrays.validation_rows, return_inverse=True)
-    sums = np.zeros((len(rows), N_CLASSES))
-    np.add.at(sums, positions, arrays.validation_probabilities)
-    counts = np.bincount(positions, minlength=len(rows))
-    return rows, sums / counts[:, None]
-
-
-def shared_validation(loaded) -> SharedValidation | None:
-    """The held-out rows all runs share, with their probabilities; None when they share none.
-
-    Rows can only be matched when every run trained on the same `train.csv`:
-    the same sha256 in their records.
-    """
-    train_digests = {record.inputs.train.sha256 for _, record in loaded}
-    if len(train_digests) != 1 or None in train_digests:
-        return None
-    by_row = [held_out_by_row(arrays) for arrays, _ in loaded]
-    shared = by_row[0][0]
-    for rows, _ in by_row[1:]:
-        shared = np.intersect1d(shared, rows)
-    if not len(shared):
-        return None
-    probabilities = [values[np.searchsorted(rows, shared)] for rows, values in by_row]
-    labels = loaded[0][0].train_labels[shared]
-    return SharedValidation(shared, labels, probabilities)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return run_command(blend, argv)
 
 
 def blend(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .evaluation import accuracy, predicted_labels
-    from .outputs import plan_outputs, write_pair
-    from .record import (
+    from src.data.submission import check_predictions
+    from src.runs.blending import check_same_test_file, shared_validation, weighted_mean
+    from src.runs.folders import load_run
+    from src.runs.outputs import plan_outputs, write_pair
+    from src.runs.record import (
         DERIVED_BLEND,
         DerivedRecord,
         SourceRun,
@@ -151,8 +89,7 @@ def blend(argv: Sequence[str] | None) -> int:
         created_now,
         package_versions,
     )
-    from .runs import load_run
-    from .submission import check_predictions
+    from src.training.evaluation import accuracy, predicted_labels
 
     check_runs(args.run_dirs, args.weights)
     loaded = [load_run(run_dir) for run_dir in args.run_dirs]
@@ -197,7 +134,7 @@ def blend(argv: Sequence[str] | None) -> int:
 
 def gain_lines(record) -> str:
     """Each run's accuracy and, where measurable, the blend's on the held-out rows they share."""
-    from .evaluation import accuracy_text
+    from src.training.evaluation import accuracy_text
 
     lines = [f"blend of {len(record.sources)} runs of the same test file ({record.test.rows} rows):"]
     for source in record.sources:

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import ArgumentParser, run_command
-from .config import GPU_PRESETS, add_settings_arguments, config_from_args
-from .errors import UserError
-from .files import atomic_write, write_json
-from .kaggle.credentials import kaggle_username
-from .kaggle.kernel_build import (
+from src.core.cli import ArgumentParser, run_command
+from src.core.config import GPU_PRESETS
+from src.core.errors import UserError
+from src.core.files import atomic_write, write_json
+from src.core.flags import add_settings_arguments, config_from_args
+from src.kaggle.credentials import kaggle_username
+from src.kaggle.kernel_build import (
     CODE_FILE,
     DEFAULT_KERNEL_DIR,
     DEFAULT_TITLE,

@@ -18,10 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Only light modules here: NumPy, pandas and TensorFlow load inside the boundary (`predict_again`).
-from .cli import ArgumentParser, import_tensorflow, run_command
-from .errors import UserError
-
-TEST_HINT = "give --data the folder holding test.csv"
+from src.core.cli import ArgumentParser, import_tensorflow, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,59 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_test_file(path: Path):
-    """`test.csv`'s images, through the parsed-CSV cache, and its `InputFile` (rows, sha256, path)."""
-    from .cache import CacheSource, cached_arrays, default_cache_dir
-    from .csv_format import check_csv_start, check_memory
-    from .data import SWAPPED_WITH_TEST, TEST_HEADER, read_test, valid_test_arrays
-    from .files import sha256
-    from .record import InputFile
-
-    size = check_csv_start(path, TEST_HEADER, TEST_HINT, SWAPPED_WITH_TEST)
-    check_memory(path, size)
-    source = CacheSource("test", sha256(path), size)
-    arrays = cached_arrays(default_cache_dir(), source, lambda: {"images": read_test(path)}, valid_test_arrays)
-    return arrays["images"], InputFile(len(arrays["images"]), source.sha256, str(path))
-
-
-def check_input_width(models, paths: list[Path], width: int) -> None:
-    """Every model must take rows of `width` pixels, as the test file gives them."""
-    for model, path in zip(models, paths, strict=True):
-        shape = tuple(model.input_shape)
-        if shape[1:] != (width,):
-            raise UserError(f"{path}: the model takes inputs of shape {shape[1:]}, not rows of {width} pixels")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return run_command(predict_again, argv)
 
 
 def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import as_features
-    from .evaluation import predicted_labels
-    from .outputs import plan_outputs, write_pair
-    from .paths import DEFAULT_DATA_DIR
-    from .record import (
+    from src.core.paths import DEFAULT_DATA_DIR
+    from src.data.loading import as_features, read_test_file
+    from src.data.submission import check_predictions
+    from src.runs.folders import member_files, read_run_record
+    from src.runs.outputs import plan_outputs, write_pair
+    from src.runs.record import (
         DERIVED_PREDICT,
         DerivedRecord,
+        InputFile,
         SourceRun,
         command_line,
         created_now,
         package_versions,
     )
-    from .runs import member_files, read_run_record
-    from .submission import check_predictions
+    from src.training.evaluation import predicted_labels
 
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
     test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
     plan = plan_outputs(args.out, [test_path, *run.inputs.paths(), *paths])
-    images, test_file = read_test_file(test_path)
+    images, test_sha256 = read_test_file(test_path, "give --data the folder holding test.csv")
+    test_file = InputFile(len(images), test_sha256, str(test_path))
 
     import_tensorflow()
-    from .prediction import load_models, predict_probabilities, uses_tta
+    from src.training.prediction import check_input_width, load_models, predict_probabilities, uses_tta
 
     models = load_models(paths)
     check_input_width(models, paths, images.shape[1])

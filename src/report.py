@@ -1,6 +1,6 @@
 """`python -m src.report`: redraw run folders' figures and report.html, or compare runs.
 
-The drawing is `src/reporting.py`; this is its command line:
+The drawing is `src/runs/reporting.py`; this is its command line:
 
 python -m src.report submissions/runs/<name>             # redraw figures and report.html
 python -m src.report --compare RUN_DIR RUN_DIR ...        # runs side by side
@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import ArgumentParser, run_command
-from .reporting import compare_runs, make_report
-from .runs import find_run_dirs
+from src.core.cli import ArgumentParser, run_command
+from src.runs.folders import find_run_dirs
+from src.runs.reporting import compare_runs, make_report
 
 
 def build_report_parser() -> argparse.ArgumentParser:

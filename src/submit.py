@@ -18,11 +18,11 @@ from pathlib import Path
 
 # Only light modules here: pandas, scikit-learn and TensorFlow load inside the
 # command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
-from .cli import ArgumentParser, import_tensorflow, run_command
-from .config import add_settings_arguments, check_memory, check_split, config_from_args
-from .errors import UserError
-from .kaggle.polling import add_wait_arguments, wait_timeout
-from .paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
+from src.core.cli import ArgumentParser, import_tensorflow, run_command
+from src.core.config import check_split
+from src.core.errors import UserError
+from src.core.flags import add_settings_arguments, add_wait_arguments, config_from_args, wait_timeout
+from src.core.paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
 
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
 
@@ -69,7 +69,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def check_submit_flags(args: argparse.Namespace) -> None:
     """Refuse a `--submit` that cannot succeed before any training starts."""
-    from .kaggle.credentials import require_credentials
+    from src.kaggle.credentials import require_credentials
 
     if not args.submit:
         raise UserError("-m/--message is the Kaggle submission's description: add --submit to send the file")
@@ -82,7 +82,7 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
     """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
-    from .kaggle.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
+    from src.pipeline.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows)
@@ -100,8 +100,8 @@ def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
 def summarize(result, config) -> str:
     """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
-    from .evaluation import format_per_class
-    from .record import NO_VALIDATION
+    from src.runs.record import NO_VALIDATION
+    from src.training.evaluation import format_per_class
 
     record = result.record
     validation = record.validation
@@ -150,8 +150,9 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
-        from .data import check_labels, load_datasets, write_sample
-        from .outputs import plan_outputs
+        from src.data.loading import check_labels, load_datasets, write_sample
+        from src.models.registry import check_size
+        from src.runs.outputs import plan_outputs
 
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
             data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
@@ -161,9 +162,9 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             plan_outputs(out, inputs, test_rows=len(datasets.test_images))
             check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
             check_split(config, len(datasets.train_labels))
-            check_memory(config)
+            check_size(config)
             import_tensorflow()
-            from .pipeline import run
+            from src.pipeline.run import run
 
             result = run(
                 config,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # The Kaggle client and pandas load inside the command-line boundary (`main`).
-from .cli import ArgumentParser, run_command
-from .kaggle.polling import add_wait_arguments, wait_timeout
+from src.core.cli import ArgumentParser, run_command
+from src.core.flags import add_wait_arguments, wait_timeout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def upload_file(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .kaggle.upload import expected_row_count, follow_and_print, submitted_line, unknown_arrival, upload_submission
-    from .outputs import check_pair
-    from .paths import DEFAULT_DATA_DIR
+    from src.core.paths import DEFAULT_DATA_DIR
+    from src.pipeline.upload import (
+        expected_row_count,
+        follow_and_print,
+        submitted_line,
+        unknown_arrival,
+        upload_submission,
+    )
+    from src.runs.outputs import check_pair
 
     # A submission beside a record of another file is a cut-short or edited run: never sent.
     check_pair(args.file)

@@ -15,12 +15,12 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.conftest import run_command
+from tests.helpers import run_command
 
 COMPETITIONS = "/api/v1/competitions.CompetitionApiService/"
 KERNELS = "/api/v1/kernels.KernelsApiService/"
@@ -184,7 +184,7 @@ _PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 def _new_submission(ref: int, description: str) -> dict:
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"ref": ref, "date": now, "description": description, "fileName": "submission.csv", "status": "PENDING"}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.data import PIXEL_COLUMNS
+from src.data.loading import PIXEL_COLUMNS
 
 
 def make_arrays(n_per_class: int = 8, n_test: int = 20, seed: int = 0):

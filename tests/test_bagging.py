@@ -7,16 +7,16 @@ import functools
 import numpy as np
 import pytest
 
-import src.prediction
-from src.augmentation import IMAGE_SIDE, predict_with_tta
-from src.config import Config, bag_size
-from src.data import Datasets, as_features
-from src.errors import UserError
-from src.evaluation import accuracy
-from src.pipeline import run
-from src.prediction import held_out_probabilities, tta_validation_accuracy
-from src.training import Member, TrainingResult, member_seeds, split_rows, train
-from tests.conftest import assert_one_line_error, run_command
+import src.training.prediction
+from src.core.config import Config, bag_size
+from src.core.errors import UserError
+from src.data.loading import Datasets, as_features
+from src.models.augmentation import IMAGE_SIDE, predict_with_tta
+from src.pipeline.run import run
+from src.training.evaluation import accuracy
+from src.training.prediction import held_out_probabilities, tta_validation_accuracy
+from src.training.trainer import Member, TrainingResult, member_seeds, split_rows, train
+from tests.helpers import assert_one_line_error, run_command
 from tests.synthetic import make_arrays
 
 
@@ -114,7 +114,7 @@ def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_pa
         index = next(index for index, member_rows in enumerate(held_out) if list(member_rows) == rows)
         return leaning[index][rows].astype(np.float32)
 
-    monkeypatch.setattr(src.prediction, "predict_with_tta", scripted_tta)
+    monkeypatch.setattr(src.training.prediction, "predict_with_tta", scripted_tta)
     datasets = Datasets(images, labels, test_images)
     result = run(config, tmp_path, tmp_path / "submission.csv", datasets_override=datasets, verbose=0, report=False)
     # Out-of-bag, a row is right exactly when the first member held it out: its 1.0 outweighs any mean of 0.6s.
@@ -124,7 +124,9 @@ def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_pa
     assert expected != member_by_member
     assert result.record.validation.tta_accuracy == pytest.approx(expected)
     # With no shift at all, the TTA figure is the plain one: the same rows, counted the same way.
-    monkeypatch.setattr(src.prediction, "predict_with_tta", functools.partial(predict_with_tta, shifts=[(0, 0)]))
+    monkeypatch.setattr(
+        src.training.prediction, "predict_with_tta", functools.partial(predict_with_tta, shifts=[(0, 0)])
+    )
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from src.errors import EXIT_USER
-from tests.conftest import REPO_ROOT
+from src.core.errors import EXIT_USER
+from tests.helpers import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.config import Config
-from src.evaluation import accuracy
-from src.pipeline import run
-from src.record import DERIVED_BLEND, DerivedRecord, RunRecord
-from src.runs import INCOMPLETE_MARKER, load_run
-from src.submission import validate_submission
-from tests.conftest import assert_one_line_error, run_command
+from src.core.config import Config
+from src.data.submission import validate_submission
+from src.pipeline.run import run
+from src.runs.folders import INCOMPLETE_MARKER, load_run
+from src.runs.record import DERIVED_BLEND, DerivedRecord, RunRecord
+from src.training.evaluation import accuracy
+from tests.helpers import assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.cache import CACHE_VERSION, cache_entry, save_arrays
-from src.data import load_datasets, read_train
-from src.files import sha256
+from src.core.files import sha256
+from src.data.cache import CACHE_VERSION, cache_entry, save_arrays
+from src.data.loading import load_datasets, read_train
 from tests.synthetic import write_dataset
 
 

@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import pytest
 
 from src import submit as submit_module
-from src.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
-from src.cli import run_command as cli_run_command
-from src.errors import KaggleRefusedError, UserError
-from src.files import sha256
-from src.submission import validate_submission
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_command, start_command
+from src.core.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
+from src.core.cli import run_command as cli_run_command
+from src.core.errors import KaggleRefusedError, UserError
+from src.core.files import sha256
+from src.data.submission import validate_submission
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, start_command
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
@@ -150,7 +150,7 @@ def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path):
 
 
 def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
-    assert_only_error_line(submit("--data", tiny_data, "--epochs", "0"), "epochs must be >= 1")
+    assert_only_error_line(submit("--data", tiny_data, "--epochs", "0"), "epochs must be in 1..10000")
     assert_only_error_line(submit("--data", tiny_data, "--seed", "-1"), "seed must be in 0..4294967295")
     assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path / "s.json"), "must not be a .json file")
     assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path), "is a folder")
@@ -229,7 +229,7 @@ def test_ctrl_c_while_the_summary_prints_says_the_submission_was_written(monkeyp
     def interrupted_summary(result, config):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(sys.modules, "src.pipeline", SimpleNamespace(run=run))
+    monkeypatch.setitem(sys.modules, "src.pipeline.run", SimpleNamespace(run=run))
     monkeypatch.setattr(submit_module, "import_tensorflow", lambda: None)
     monkeypatch.setattr(submit_module, "summarize", interrupted_summary)
     assert submit_module.main(["--sample", "--out", str(out)]) == 130

@@ -6,9 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from src.augmentation import build_augmentation, predict_with_tta, shift_images, tta_shifts
-from src.model import build_cnn
-from src.schedules import OneCycle, learning_rate_schedule
+from src.core.config import Config
+from src.core.errors import UserError
+from src.models import cnn
+from src.models.augmentation import build_augmentation, predict_with_tta, shift_images, tta_shifts
+from src.models.schedules import OneCycle, learning_rate_schedule
 
 # The issue's [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128C4-10, counted by hand: convolutions
 # carry no bias under batch norm, each batch norm has 4 values per channel.
@@ -24,12 +26,17 @@ DEOTTE_PARAMETERS = (
 )
 
 
+def build_cnn(filters, augmentation=None, learning_rate=1e-3, **changes):
+    """The cnn family's network of `filters`, with `changes` to the defaults."""
+    return cnn.build(Config(family="cnn", scaling="unit", filters=filters, **changes), learning_rate, augmentation)
+
+
 def images(count=4, seed=0):
     return np.random.default_rng(seed).random((count, 784), dtype=np.float32)
 
 
 def test_cnn_architecture_and_parameter_count():
-    model = build_cnn((32, 64), padding="valid", downsample_kernel_size=5, dense_units=128)
+    model = build_cnn((32, 64), padding="valid", downsample_kernel_size=5, head_units=128)
     assert model.count_params() == DEOTTE_PARAMETERS == 326_826
     assert model.input_shape == (None, 784)
     assert model.get_layer("image").output.shape == (None, 28, 28, 1)
@@ -41,7 +48,7 @@ def test_cnn_architecture_and_parameter_count():
 
 
 def test_pooling_without_batch_norm_or_head():
-    model = build_cnn((8,), downsample="pool", batch_norm=False, dropout=0.0, dense_units=0, label_smoothing=0.1)
+    model = build_cnn((8,), downsample="pool", batch_norm=False, dropout=0.0, head_units=0, label_smoothing=0.1)
     assert [layer.name for layer in model.layers] == [
         "image",
         "block1_conv1",
@@ -59,7 +66,7 @@ def test_pooling_without_batch_norm_or_head():
 def test_output_stays_float32_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_cnn((4,), dense_units=8)
+        model = build_cnn((4,), head_units=8)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("block1_conv1").compute_dtype == "float16"
@@ -70,8 +77,8 @@ def test_output_stays_float32_under_mixed_precision():
     "changes", [{"filters": ()}, {"filters": (8, 0)}, {"downsample": "avg"}, {"padding": "full"}, {"dropout": 1.0}]
 )
 def test_invalid_cnn_settings_are_refused(changes):
-    with pytest.raises(ValueError):
-        build_cnn(**changes)
+    with pytest.raises(UserError):
+        build_cnn(**{"filters": (8,), **changes})
 
 
 def test_augmentation_changes_pixels_in_training_only():
@@ -89,7 +96,7 @@ def test_augmentation_changes_pixels_in_training_only():
 
 def test_augmentation_inside_a_model_is_inactive_in_predict():
     keras.utils.set_random_seed(0)
-    model = build_cnn((4,), dense_units=0, augmentation=build_augmentation(seed=0))
+    model = build_cnn((4,), head_units=0, augmentation=build_augmentation(seed=0))
     first, second = model.predict(images(), verbose=0), model.predict(images(), verbose=0)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first, keras.ops.convert_to_numpy(model(images(), training=False)), rtol=1e-6)

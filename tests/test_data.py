@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from src.csv_format import check_csv_start
-from src.data import TRAIN_HEADER, as_features, check_labels, load_datasets, read_test, read_train, write_sample
-from src.errors import UserError
-from src.submission import HEADER as SUBMISSION_HEADER
-from src.submission import validate_submission
-from tests.conftest import assert_one_line_error, run_command
+from src.core.errors import UserError
+from src.data.csv_format import check_csv_start
+from src.data.loading import TRAIN_HEADER, as_features, check_labels, load_datasets, read_test, read_train, write_sample
+from src.data.submission import HEADER as SUBMISSION_HEADER
+from src.data.submission import validate_submission
+from tests.helpers import assert_one_line_error, run_command
 
 HEADER = "label," + ",".join(f"pixel{index}" for index in range(784))
 TEST_HEADER = ",".join(f"pixel{index}" for index in range(784))
@@ -349,8 +349,8 @@ def test_a_number_beyond_64_bits(tmp_path):
 # Caps this process's address space a little above what it has loaded, then reads the file.
 READ_UNDER_A_MEMORY_LIMIT = """
 import resource, sys
-from src.data import read_train
-from src.errors import UserError
+from src.data.loading import read_train
+from src.core.errors import UserError
 with open("/proc/self/status") as status:
     loaded = int(next(line for line in status if line.startswith("VmSize")).split()[1]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (loaded + 40_000_000, loaded + 40_000_000))

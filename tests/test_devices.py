@@ -6,19 +6,19 @@ import json
 
 import pytest
 
-from src.devices import LOGICAL_CPUS_VARIABLE, logical_cpus_wanted
-from src.errors import UserError
-from tests.conftest import run_command
+from src.core.errors import UserError
+from src.models.devices import LOGICAL_CPUS_VARIABLE, logical_cpus_wanted
+from tests.helpers import run_command
 
 # Trains a small CNN under the strategy, then predicts with its weights in a model built outside any strategy.
 TWO_DEVICES_SCRIPT = """
 import json
 import numpy as np
 import tensorflow as tf
-from src.config import Config
-from src.devices import distribution_strategy
-from src.model import build_model
-from src.training import train
+from src.core.config import Config
+from src.models.devices import distribution_strategy
+from src.models.registry import build_model
+from src.training.trainer import train
 from tests.synthetic import make_arrays
 
 images, labels, test_images = make_arrays(n_per_class=20, n_test=50)

@@ -13,13 +13,13 @@ import zipfile
 
 import pytest
 
-from src.cli import run_command as cli_run_command
-from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
-from src.kaggle import competition
-from src.kaggle.competition import RULES_URL, check_competition_files, install_competition_zip
+from src.core.cli import run_command as cli_run_command
+from src.core.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_REFUSED, EXIT_KAGGLE_UNAVAILABLE, EXIT_USER, UserError
+from src.data import competition
+from src.data.competition import RULES_URL, check_competition_files, install_competition_zip
 from src.kaggle.credentials import require_credentials
-from tests.conftest import REPO_ROOT, SHARED_ZIP, assert_one_line_error, run_command
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, closed_port_url, run_with_fake
+from tests.helpers import REPO_ROOT, SHARED_ZIP, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 SCRIPT = REPO_ROOT / "scripts" / "download.sh"

@@ -1,4 +1,4 @@
-"""Epoch end times in the histories (`src.epoch_timer`), and the benchmark's time-to-accuracy table."""
+"""Epoch end times in the histories (`src.training.epoch_timer`), and the benchmark's time-to-accuracy table."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from src.config import Config
-from src.epoch_timer import SECONDS_KEY
-from src.training import train
-from tests.conftest import REPO_ROOT, run_command
+from src.core.config import Config
+from src.training.epoch_timer import SECONDS_KEY
+from src.training.trainer import train
+from tests.helpers import REPO_ROOT, run_command
 from tests.synthetic import make_arrays, write_dataset
 
 

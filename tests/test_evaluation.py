@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.evaluation import (
+from src.training.evaluation import (
     accuracy,
     confident_mistakes,
     confusion_counts,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import (
+from src.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_KAGGLE_CREDENTIALS,
     EXIT_KAGGLE_FAILED,
@@ -22,13 +22,13 @@ from src.errors import (
     EXIT_TIMED_OUT,
     EXIT_USER,
 )
-from src.files import sha256
+from src.core.files import sha256
+from src.data.competition import RULES_URL
 from src.kaggle.client import state_name
-from src.kaggle.competition import RULES_URL
 from src.kaggle.polling import Progress
-from src.record import KaggleSubmission, RunRecord
-from tests.conftest import REPO_ROOT, assert_one_line_error, start_command
+from src.runs.record import KaggleSubmission, RunRecord
 from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
+from tests.helpers import REPO_ROOT, assert_one_line_error, start_command
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
 KERNEL_ID = "fake-user/digit-recognizer-dense-network"

@@ -16,15 +16,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from src.config import Config
-from src.errors import UserError
-from src.files import sha256
-from src.kaggle import kernel_entry
+from src.core.config import Config
+from src.core.errors import UserError
+from src.core.files import sha256
+from src.data.submission import validate_submission
 from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
-from src.kaggle.kernel_entry import find_competition_dir
-from src.record import NO_VALIDATION
-from src.submission import validate_submission
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
+from src.pipeline import kernel_entry
+from src.pipeline.kernel_entry import find_competition_dir
+from src.runs.record import NO_VALIDATION
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 BUILD_FLAGS = ["--epochs", "2", "--hidden-units", "16,8", "--scaling", "unit", "--seed", "7"]
@@ -127,7 +127,12 @@ def test_header_shows_settings_and_commit(built_script):
     assert f"Built from commit {commit}" in text.split('"""')[1]
     # Only the modules the kernel runs: not the command lines, the build, or the Kaggle client.
     names = archive.namelist()
-    assert {"src/__init__.py", "src/kaggle/__init__.py", "src/kaggle/kernel_entry.py", "src/pipeline.py"} <= set(names)
+    assert {
+        "src/__init__.py",
+        "src/pipeline/__init__.py",
+        "src/pipeline/kernel_entry.py",
+        "src/pipeline/run.py",
+    } <= set(names)
     assert not {"src/kernel.py", "src/submit.py", "src/kaggle/kernel_build.py", "src/kaggle_io.py"} & set(names)
     command_lines = command_line_modules()
     assert {"src/report.py", "src/submit.py", "src/kaggle/__main__.py"} <= command_lines
@@ -159,12 +164,12 @@ def test_build_is_deterministic(tmp_path):
 )
 def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
     tree = copy_of_src(tmp_path / "tree")
-    model = tree / "src" / "model.py"
+    model = tree / "src" / "models" / "build.py"
     line = len(model.read_text().splitlines()) + 1
     model.write_text(model.read_text() + addition)
     result = build(tmp_path / "out", "--username", "tester", cwd=tree)
     if refused:
-        assert_one_line_error(result, 2, f"src/model.py line {line} imports requests", "Kaggle's Python image")
+        assert_one_line_error(result, 2, f"src/models/build.py line {line} imports requests", "Kaggle's Python image")
         assert not (tmp_path / "out").exists()
     else:
         assert result.returncode == 0, result.stderr
@@ -172,16 +177,16 @@ def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
 
 def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_path):
     tree = copy_of_src(tmp_path / "tree")
-    extra = tree / "src" / "kaggle" / "extra"
+    extra = tree / "src" / "pipeline" / "extra"
     extra.mkdir()
     (extra / "__init__.py").write_text("")
     (extra / "where.py").write_text("def where():\n    return __file__\n")
-    (tree / "src" / "kaggle" / "kernel_entry.py").write_text(
-        "import src.errors\n"
-        "from .. import config\n"
+    (tree / "src" / "pipeline" / "kernel_entry.py").write_text(
+        "import src.core.errors\n"
+        "from ..core import config\n"
         "from .extra.where import where\n\n\n"
         "def main(settings):\n"
-        "    print('probe', where(), config.__file__, src.errors.__file__, settings.epochs)\n"
+        "    print('probe', where(), config.__file__, src.core.errors.__file__, settings.epochs)\n"
         "    raise RuntimeError('probe failure')\n"
     )
     assert build(tmp_path / "out", "--username", "tester", "--epochs", "3", cwd=tree).returncode == 0
@@ -190,11 +195,11 @@ def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_pa
     printed = result.stdout.split()
     assert printed[0] == "probe" and printed[-1] == "3"
     assert [path.split("src.zip/")[1] for path in printed[1:4]] == [
-        "src/kaggle/extra/where.py",
-        "src/config.py",
-        "src/errors.py",
+        "src/pipeline/extra/where.py",
+        "src/core/config.py",
+        "src/core/errors.py",
     ]
-    assert 'src.zip/src/kaggle/kernel_entry.py", line 8, in main' in result.stderr
+    assert 'src.zip/src/pipeline/kernel_entry.py", line 8, in main' in result.stderr
     assert "raise RuntimeError('probe failure')" in result.stderr
 
 
@@ -220,7 +225,7 @@ def test_closing_line_with_and_without_validation(accuracy, words, monkeypatch, 
     result = SimpleNamespace(
         record=SimpleNamespace(validation=SimpleNamespace(accuracy=accuracy)), submission_path=written
     )
-    monkeypatch.setitem(sys.modules, "src.pipeline", SimpleNamespace(run=lambda *arguments: result))
+    monkeypatch.setitem(sys.modules, "src.pipeline.run", SimpleNamespace(run=lambda *arguments: result))
     monkeypatch.setattr(kernel_entry, "import_tensorflow", lambda: None)
     write_dataset(tmp_path / "input" / "digit-recognizer")
     status = kernel_entry.main(Config(validation_split=0.0), ["--input", str(tmp_path / "input")])

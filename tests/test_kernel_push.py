@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from src.kaggle.kernel_build import CODE_FILE
-from tests.conftest import REPO_ROOT
 from tests.fake_kaggle import FakeKaggle, error_line, run_with_fake
+from tests.helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "push_kernel.sh"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
-from src.record import RunRecord
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_command
+from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
+from src.runs.record import RunRecord
 from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"

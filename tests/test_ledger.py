@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import EXIT_USER
-from src.files import sha256
-from src.kaggle.ledger import COLUMNS
+from src.core.errors import EXIT_USER
+from src.core.files import sha256
 from src.ledger import main as ledger_main
-from tests.conftest import assert_one_line_error, run_command
+from src.runs.ledger import COLUMNS
 from tests.fake_kaggle import FakeKaggle, assert_no_secret_in_files, run_with_fake
+from tests.helpers import assert_one_line_error, run_command
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ELSEWHERE = {

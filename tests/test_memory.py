@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from src import memory
-from src.config import PRESETS, check_memory
-from src.errors import UserError
+from src.core import memory
+from src.core.config import PRESETS
+from src.core.errors import UserError
+from src.models.registry import check_size
 
 GIB = 2**30
 
@@ -42,4 +43,4 @@ def test_the_training_memory_check_sees_the_container_limit(machine):
     # Plenty free on the machine, but a container allowing 1 MiB more: a wide network is refused.
     machine(64 * 1024 * 1024, limit=str(GIB + 2**20), used=GIB)
     with pytest.raises(UserError, match="GiB of memory is available"):
-        check_memory(PRESETS["wide"].replace(hidden_units=(4096, 4096)))
+        check_size(PRESETS["wide"].replace(hidden_units=(4096, 4096)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from tensorflow import keras
 
-from src.config import PRESETS, Config
-from src.errors import UserError
-from src.model import build_model
+from src.core.config import PRESETS, Config
+from src.core.errors import UserError
+from src.models.registry import build_model
 
 
 def test_tutorial_architecture():

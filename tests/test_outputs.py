@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import UserError
-from src.files import sha256
-from src.outputs import check_pair, plan_outputs, prepared_pair
-from src.submission import validate_submission
-from tests.conftest import assert_one_line_error, run_command, snapshot_files, write_previous_pair
+from src.core.errors import UserError
+from src.core.files import sha256
+from src.data.submission import validate_submission
+from src.runs.outputs import check_pair, plan_outputs, prepared_pair
 from tests.fake_kaggle import FakeKaggle, run_with_fake
+from tests.helpers import assert_one_line_error, run_command, snapshot_files, write_previous_pair
 
 ONE_EPOCH = ["--epochs", "1", "--verbose", "0", "--no-report"]
 

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-import src.prediction
-from src.augmentation import build_augmentation, predict_with_tta
-from src.config import Config
-from src.data import as_features, read_test, read_train
-from src.evaluation import accuracy
-from src.files import sha256
-from src.model import build_cnn
-from src.pipeline import run
-from src.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
-from src.record import DERIVED_PREDICT, DerivedRecord
-from src.runs import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
-from src.schedules import learning_rate_schedule
-from tests.conftest import assert_one_line_error, run_command
+import src.training.prediction
+from src.core.config import Config
+from src.core.files import sha256
+from src.data.loading import as_features, read_test, read_train
+from src.models import cnn
+from src.models.augmentation import build_augmentation, predict_with_tta
+from src.models.schedules import learning_rate_schedule
+from src.pipeline.run import run
+from src.runs.folders import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
+from src.runs.record import DERIVED_PREDICT, DerivedRecord
+from src.training.evaluation import accuracy
+from src.training.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
+from tests.helpers import assert_one_line_error, run_command
 from tests.synthetic import make_arrays, write_dataset
 
 
@@ -58,7 +58,7 @@ def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_re
     images, labels, test_images = make_arrays()
     features, test_features = as_features(images, "unit"), as_features(test_images, "unit")
     schedule = learning_rate_schedule("one-cycle", 1e-3, steps_per_epoch=3, epochs=1)
-    model = build_cnn((4, 8), augmentation=build_augmentation(seed=1), learning_rate=schedule)
+    model = cnn.build(Config(family="cnn", scaling="unit", filters=(4, 8)), schedule, build_augmentation(seed=1))
     model.fit(features, keras.utils.to_categorical(labels, 10), epochs=1, batch_size=32, verbose=0)
     paths = save_members(tmp_path, [model])
     expected = predict_probabilities([model], test_features)
@@ -89,7 +89,9 @@ def test_with_no_shift_the_tta_accuracy_is_the_runs_own(runs, name, monkeypatch)
     result = results[name]
     images, labels = read_train(data_dir / "train.csv")
     features = as_features(images, result.record.config.scaling)
-    monkeypatch.setattr(src.prediction, "predict_with_tta", functools.partial(predict_with_tta, shifts=[(0, 0)]))
+    monkeypatch.setattr(
+        src.training.prediction, "predict_with_tta", functools.partial(predict_with_tta, shifts=[(0, 0)])
+    )
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from src.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, PRESETS
-from src.model import build_model
-from src.pipeline import run
-from tests.conftest import run_command, start_command
+from src.core.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, PRESETS
+from src.models.registry import build_model
+from src.pipeline.run import run
+from tests.helpers import run_command, start_command
 
 # Batch normalization keeps four numbers per channel: scale, offset, moving mean, moving variance.
 BATCH_NORM_NUMBERS = 4

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from src.config import Config
-from src.pipeline import run
-from src.submission import validate_submission
+from src.core.config import Config
+from src.data.submission import validate_submission
+from src.pipeline.run import run
 
 REAL_EPOCHS = 20
 

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from src.config import Config
-from src.errors import UserError
-from src.evaluation import CLASS_NAMES, ClassScores
-from src.record import (
+from src.core.config import Config
+from src.core.errors import UserError
+from src.runs.record import (
     SOURCE_FILES,
     SOURCE_SAMPLE,
     InputFile,
@@ -20,6 +19,7 @@ from src.record import (
     Timings,
     Validation,
 )
+from src.training.evaluation import CLASS_NAMES, ClassScores
 
 
 def a_record(**changes) -> RunRecord:
@@ -87,7 +87,7 @@ def edited(record: RunRecord, edit) -> dict:
         (lambda v: v["validation"].update(members={}), "validation.members should be a list"),
         (lambda v: v["validation"]["per_class"].pop("macro avg"), "per_class lacks macro avg"),
         (lambda v: v["inputs"].update(source="elsewhere"), "source must be one of"),
-        (lambda v: v["config"].update(epochs=0), "epochs must be >= 1"),
+        (lambda v: v["config"].update(epochs=0), "epochs must be in 1..10000"),
         (lambda v: v.update(surprise=1), "unknown key surprise"),
     ],
 )

@@ -11,12 +11,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from src.config import Config
-from src.evaluation import confusion_counts, predicted_labels
-from src.pipeline import run
-from src.record import RunRecord
+from src.core.config import Config
+from src.pipeline.run import run
 from src.report import main as report_main
-from src.reporting import (
+from src.runs.folders import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
+from src.runs.record import RunRecord
+from src.runs.reporting import (
     CONFUSION_MATRIX_PNG,
     GALLERY_PNG,
     LEARNING_CURVES_PNG,
@@ -26,8 +26,8 @@ from src.reporting import (
     make_report,
     plot_learning_curves,
 )
-from src.runs import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
-from tests.conftest import assert_one_line_error, run_command
+from src.training.evaluation import confusion_counts, predicted_labels
+from tests.helpers import assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -11,11 +11,11 @@ import os
 
 import pytest
 
-from src.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_FAILED, EXIT_USER
+from src.core.errors import EXIT_KAGGLE_CREDENTIALS, EXIT_KAGGLE_FAILED, EXIT_USER
+from src.core.safe_text import MASK, printable, redact
 from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE
-from src.safe_text import MASK, printable, redact
-from tests.conftest import assert_one_line_error
 from tests.fake_kaggle import FAKE_KEY, FAKE_TOKEN, FakeKaggle, run_with_fake
+from tests.helpers import assert_one_line_error
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
 

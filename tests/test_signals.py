@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from src.outputs import PAUSE_VARIABLE, check_pair
-from src.runs import INCOMPLETE_MARKER
-from src.submission import validate_submission
-from tests.conftest import (
+from src.data.submission import validate_submission
+from src.runs.folders import INCOMPLETE_MARKER
+from src.runs.outputs import PAUSE_VARIABLE, check_pair
+from tests.helpers import (
     assert_one_line_error,
     run_command,
     snapshot_files,
@@ -103,7 +103,7 @@ def test_sigterm_while_training(tiny_data, tmp_path, previous):
 
 
 def stopped_at(point: str, tmp_path: Path, *args) -> subprocess.Popen:
-    """A run that has stopped itself at `point` (see `src.outputs.pause_point`)."""
+    """A run that has stopped itself at `point` (see `src.runs.outputs.pause_point`)."""
     process = start(tmp_path, *args, env={PAUSE_VARIABLE: point})
     _, status = os.waitpid(process.pid, os.WUNTRACED)
     if not os.WIFSTOPPED(status):

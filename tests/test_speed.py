@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from src import data as data_module
-from src.cache import CACHE_ENV, MAX_CACHE_ENTRIES, cache_entry, prune_cache
-from src.config import PRESETS, Config
-from src.data import as_features
-from src.files import sha256
-from src.model import build_model
-from src.stacked import StackedDense, check_mirrored, epoch_batches, stacked_mirrors
-from src.training import seed_everything, split_rows, train
+from src.core.config import PRESETS, Config
+from src.core.files import sha256
+from src.data import loading as data_module
+from src.data.cache import CACHE_ENV, MAX_CACHE_ENTRIES, cache_entry, prune_cache
+from src.data.loading import as_features
+from src.models.registry import build_model
+from src.training.stacked import StackedDense, check_mirrored, epoch_batches, stacked_mirrors
+from src.training.trainer import seed_everything, split_rows, train
 from tests.synthetic import make_arrays, write_dataset
 
 
@@ -41,7 +41,7 @@ def test_stacked_members_train_only_on_their_own_training_rows(monkeypatch):
         seen.append((rows, mask))
         return rows, mask
 
-    monkeypatch.setattr("src.stacked.epoch_batches", recording_epoch_batches)
+    monkeypatch.setattr("src.training.stacked.epoch_batches", recording_epoch_batches)
     train(config, images, labels, verbose=0)
     assert len(seen) == config.epochs
     for rows, mask in seen:
@@ -292,7 +292,7 @@ def test_an_unusable_cache_never_fails_the_load(tmp_path):
 
 
 def test_plain_flag_selects_the_plain_path():
-    from src.config import config_from_args
+    from src.core.flags import config_from_args
     from src.submit import build_parser
 
     assert config_from_args(build_parser().parse_args(["--plain"])).plain is True

@@ -8,10 +8,10 @@ import stat
 import numpy as np
 import pytest
 
-from src import submission
-from src.errors import UserError
-from src.submission import check_predictions, validate_submission, write_submission
-from tests.conftest import assert_one_line_error, run_command
+from src.core.errors import UserError
+from src.data import submission
+from src.data.submission import check_predictions, validate_submission, write_submission
+from tests.helpers import assert_one_line_error, run_command
 
 
 def test_writes_the_competition_format(tmp_path):

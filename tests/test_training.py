@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from src.config import Config
-from src.data import as_features
-from src.errors import UserError
-from src.evaluation import predicted_labels as predict_labels
-from src.prediction import predict_probabilities
-from src.training import split_rows, train, validation_scheme
+from src.core.config import Config
+from src.core.errors import UserError
+from src.data.loading import as_features
+from src.training.evaluation import predicted_labels as predict_labels
+from src.training.prediction import predict_probabilities
+from src.training.trainer import split_rows, train, validation_scheme
 from tests.synthetic import make_arrays
 
 
@@ -169,7 +169,7 @@ def test_the_parameter_count_is_printed_once_and_kept(capsys):
     images, labels, _ = make_arrays(n_per_class=6)
     result = train(Config(epochs=1, folds=2, scaling="unit"), images, labels, verbose=2)
     lines = [line for line in capsys.readouterr().out.splitlines() if "parameters" in line]
-    assert lines == ["model: dense, 16,175 parameters per member"]
+    assert lines == ["model: dense, 16,175 parameters and 16,130 multiply-adds per image, per member"]
     assert result.parameters == 16_175
 
 

@@ -10,7 +10,7 @@ python -m src.kaggle submissions                # your submissions and their pub
 python -m src.kaggle kernel-status USER/SLUG    # where the kernel's latest run stands
 python -m src.kaggle kernel-output USER/SLUG DIR
 
-Each failure is one line on stderr and its kind's exit code (see src/errors.py).
+Each failure is one line on stderr and its kind's exit code (see src/core/errors.py).
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ArgumentParser, run_command
-from ..errors import UserError
-from ..files import signals_deferred
-from ..outputs import check_outside_run_folders
-from ..paths import DEFAULT_DATA_DIR, DEFAULT_RUNS_DIR
-from . import client
-from .competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
-from .credentials import require_credentials
-from .kernel_build import DEFAULT_KERNEL_DIR
-from .kernel_entry import SUBMISSION_NAME
-from .kernel_run import DEFAULT_KERNEL_TIMEOUT, check_metadata, follow_kernel
-from .polling import add_wait_arguments, seconds_argument, wait_timeout
-from .upload import expected_row_count, follow_and_print, submitted_line, upload_submission
+from src.core.cli import ArgumentParser, run_command
+from src.core.errors import UserError
+from src.core.files import signals_deferred
+from src.core.flags import add_wait_arguments, seconds_argument, wait_timeout
+from src.core.paths import DEFAULT_DATA_DIR, DEFAULT_RUNS_DIR, KERNEL_SUBMISSION_NAME
+from src.data.competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
+from src.kaggle import client
+from src.kaggle.credentials import require_credentials
+from src.kaggle.kernel_build import DEFAULT_KERNEL_DIR
+from src.kaggle.kernel_run import DEFAULT_KERNEL_TIMEOUT, check_metadata, follow_kernel
+from src.pipeline.upload import expected_row_count, follow_and_print, submitted_line, upload_submission
+from src.runs.outputs import check_outside_run_folders
 
 
 def download(directory: Path, force: bool) -> None:
@@ -76,9 +75,9 @@ def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) 
         resume = f"python -m src.kaggle kernel-wait {kernel_id}"
         raise type(interruption)(f"the kernel keeps running on Kaggle; wait again with {resume}") from None
     if not args.submit:
-        print(f'submit it with:  python -m src.upload {folder / SUBMISSION_NAME} -m "kernel {kernel_id}"')
+        print(f'submit it with:  python -m src.upload {folder / KERNEL_SUBMISSION_NAME} -m "kernel {kernel_id}"')
         return 0
-    path = folder / SUBMISSION_NAME
+    path = folder / KERNEL_SUBMISSION_NAME
     result = upload_submission(path, args.message, expected_row_count(args.data))
     print(submitted_line(path, result), flush=True)
     follow_and_print(path, result, args.message, wait_timeout(args))
@@ -105,7 +104,7 @@ def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
             f"{directory}: not a new or empty folder; kernel-output writes only there, so that the kernel's "
             "files replace nothing: choose another folder"
         )
-    check_outside_run_folders(directory / SUBMISSION_NAME, "the kernel's output")
+    check_outside_run_folders(directory / KERNEL_SUBMISSION_NAME, "the kernel's output")
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{directory.name}-", dir=directory.parent) as workspace:
         files = client.kernel_output(kernel_id, workspace)
@@ -177,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str] | None) -> int:
-    """Run one subcommand; failures and Ctrl-C end at the command-line boundary (`src.cli`)."""
+    """Run one subcommand; failures and Ctrl-C end at the command-line boundary (`src.core.cli`)."""
     args = build_parser().parse_args(argv)
     if args.command == "credentials":
         print(f"Kaggle credentials: {require_credentials()}")

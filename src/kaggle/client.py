@@ -1,7 +1,7 @@
 """The one Kaggle client: the official `kaggle` package's `KaggleApi`, and one translator of its failures.
 
 Every call returns data (dataclasses, paths), never printed text: the client's
-own prints are captured. Every failure becomes one of `src.errors`' Kaggle
+own prints are captured. Every failure becomes one of `src.core.errors`' Kaggle
 errors, one line long, so a kind of failure has one exit code in every command:
 no or rejected credentials 3, a refusal (HTTP 403, another 4xx) 4, Kaggle
 unreachable or failing (network down, HTTP 5xx) 5. No secret is ever printed.
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import (
+from src.core.errors import (
     KaggleCredentialsError,
     KaggleRefusedError,
     KaggleUnavailableError,
     UserError,
 )
-from ..safe_text import printable, redact
-from .competition import COMPETITION, RULES_URL
-from .credentials import TOKEN_URL, require_credentials, secret_values
+from src.core.safe_text import printable, redact
+from src.data.competition import COMPETITION, RULES_URL
+from src.kaggle.credentials import TOKEN_URL, require_credentials, secret_values
 
 RULES_HINT = f"accept the competition's rules at {RULES_URL} with the account your token belongs to, then try again"
 CREDENTIALS_HINT = (

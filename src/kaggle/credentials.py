@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import KaggleCredentialsError
-from ..safe_text import SECRET_VARIABLES
+from src.core.errors import KaggleCredentialsError
+from src.core.safe_text import SECRET_VARIABLES
 
 TOKEN_URL = "https://www.kaggle.com/settings/api"
 TOKEN_FILES = ("access_token", "access_token.txt", "credentials.json")

@@ -5,7 +5,7 @@ names, so that file must carry the package itself. The script is a short header
 (what it is, the commit it was built from, the settings as Python), then the
 modules the kernel needs as a base64 zip, which it writes to a temporary folder
 and imports from. The modules keep their own files, imports and sub-packages,
-and a traceback on Kaggle names them (`.../src.zip/src/pipeline.py`).
+and a traceback on Kaggle names them (`.../src.zip/src/pipeline/run.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-from ..config import Config
-from ..errors import UserError
-from .competition import COMPETITION
+from src.core.config import Config
+from src.core.errors import UserError
+from src.data.competition import COMPETITION
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-ENTRY_MODULE = "src.kaggle.kernel_entry"
+ENTRY_MODULE = "src.pipeline.kernel_entry"
 ARCHIVE_NAME = "src.zip"
 CODE_FILE = "digit_recognizer.py"
 # The built script's first line says this; a push refuses a code file without it.
@@ -58,7 +58,7 @@ def main() -> int:
     archive = Path(folder) / "{archive}"
     archive.write_bytes(base64.b64decode(PACKAGE))
     sys.path.insert(0, str(archive))
-    from src.config import Config
+    from src.core.config import Config
     from {entry} import main as run_kernel
 
     return run_kernel(Config(**SETTINGS))
@@ -214,7 +214,7 @@ def build_script(
     imports = "".join(f"import {name}\n" for name in SCRIPT_IMPORTS) + "from pathlib import Path\n"
     return (
         f'"""{docstring}\n"""\n\n{imports}\n'
-        "# The settings of this build: the fields of src.config.Config.\n"
+        "# The settings of this build: the fields of src.core.config.Config.\n"
         f"{settings_source(config)}\n"
         f'PACKAGE = """\n{encoded}"""\n\n' + BOOTSTRAP.format(archive=ARCHIVE_NAME, entry=entry)
     )

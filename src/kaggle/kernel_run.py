@@ -11,17 +11,16 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import KaggleJobFailedError, UserError
-from ..files import sha256
-from ..paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, record_path_for
-from ..safe_text import printable
-from . import client, kernel_build
-from .kernel_build import METADATA_FILE
-from .kernel_entry import SUBMISSION_NAME
-from .polling import poll_interval, wait_until
+from src.core.errors import KaggleJobFailedError, UserError
+from src.core.files import sha256
+from src.core.paths import KERNEL_SUBMISSION_NAME, RUN_RECORD_NAME, RUN_SUBMISSION_NAME, record_path_for
+from src.core.safe_text import printable
+from src.kaggle import client, kernel_build
+from src.kaggle.kernel_build import METADATA_FILE
+from src.kaggle.polling import poll_interval, wait_until
 
 KERNEL_POLL_SECONDS = 30.0  # a kernel queues and trains for minutes
 DEFAULT_KERNEL_TIMEOUT = 3600.0
@@ -102,7 +101,7 @@ def fetch_output(kernel_id: str, kernel_dir: str | Path) -> Path:
     """Download the kernel's output files and log into a new `kernel_dir/output/<UTC timestamp>/`."""
     parent = Path(kernel_dir) / OUTPUT_FOLDER
     parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     temporary = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=parent))
     try:
         client.kernel_output(kernel_id, temporary)
@@ -184,9 +183,9 @@ def follow_kernel(kernel_id: str, kernel_dir: str | Path, timeout: float, runs_d
             print(f"last {len(tail)} lines of its log:\n" + "\n".join(f"  {line}" for line in tail))
         reason = status.failure_message or "Kaggle gave no reason"
         raise KaggleJobFailedError(f"kernel {kernel_id} ended with {status.state}: {reason} (its log: {folder})")
-    submission = folder / SUBMISSION_NAME
+    submission = folder / KERNEL_SUBMISSION_NAME
     if not submission.is_file():
-        raise KaggleJobFailedError(f"kernel {kernel_id} completed but wrote no {SUBMISSION_NAME} (see {folder})")
+        raise KaggleJobFailedError(f"kernel {kernel_id} completed but wrote no {KERNEL_SUBMISSION_NAME} (see {folder})")
     record_path = record_path_for(submission)
     record = read_record(record_path)
     if record is None:

@@ -6,57 +6,17 @@ DIGIT_RECOGNIZER_POLL_SECONDS (the tests set a fraction of a second).
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..errors import KaggleTimeoutError, UserError
+from src.core.errors import KaggleTimeoutError, UserError
+from src.core.flags import positive_seconds
 
 POLL_SECONDS_VARIABLE = "DIGIT_RECOGNIZER_POLL_SECONDS"
-DEFAULT_SCORE_TIMEOUT = 300.0  # seconds to wait for a public score: Digit Recognizer scores in seconds
 State = TypeVar("State")
-
-
-def positive_seconds(text: str) -> float:
-    """A number of seconds, finite and above zero, from a flag or a variable."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise UserError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UserError(f"expected a number of seconds above 0, got {text!r}")
-    return seconds
-
-
-def seconds_argument(text: str) -> float:
-    """`positive_seconds` as an argparse type: a bad value is argparse's usage error (exit 2)."""
-    try:
-        return positive_seconds(text)
-    except UserError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def add_wait_arguments(parser) -> None:
-    """The flags that say whether, and how long, a command waits for the public score."""
-    parser.add_argument(
-        "--wait-timeout",
-        type=seconds_argument,
-        default=DEFAULT_SCORE_TIMEOUT,
-        metavar="SECONDS",
-        help=f"how long to wait for Kaggle's score (default: {DEFAULT_SCORE_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
-    )
-
-
-def wait_timeout(args: argparse.Namespace) -> float | None:
-    """The time-out the flags ask for; None with --no-wait."""
-    return None if args.no_wait else args.wait_timeout
 
 
 def poll_interval(default: float) -> float:

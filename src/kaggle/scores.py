@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import KaggleJobFailedError
-from ..files import write_json
-from . import client
-from .polling import DEFAULT_SCORE_TIMEOUT, poll_interval, wait_until
+from src.core.errors import KaggleJobFailedError
+from src.core.files import write_json
+from src.core.flags import DEFAULT_SCORE_TIMEOUT
+from src.kaggle import client
+from src.kaggle.polling import poll_interval, wait_until
 
 SCORE_POLL_SECONDS = 5.0  # Digit Recognizer scores a file in seconds; a poll every 5 s is polite
 LOOK_UP_LATER = "python -m src.ledger (or python -m src.kaggle submissions)"

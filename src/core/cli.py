@@ -1,0 +1,140 @@
+"""The one boundary every command line runs inside, and TensorFlow's quiet start.
+
+`run_command(main, argv)` turns what can end a command into an exit status and
+at most one line on stderr:
+
+- a `UserError`: `error: <message>`, exit `error.exit_code` (see `src.errors`);
+- an `OSError` (a folder given as a file, a full disk): `error: <file>: <reason>`, exit 2;
+- Ctrl-C: `interrupted: ...`, exit 130; SIGTERM: `terminated: ...`, exit 143.
+
+SIGTERM raises `Terminated` (a `KeyboardInterrupt`), so every `finally` and
+`except KeyboardInterrupt` cleanup that Ctrl-C runs, runs for it too. Commands
+import their heavy libraries inside `main`, so an interruption while they load
+is caught here as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+
+from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
+from src.core.safe_text import environment_secrets, printable, redact
+
+MAX_MESSAGE_CHARS = 300
+
+# What a command line catches and prints as one line: the user's problems, and the
+# file system's (a folder given as --out, a full disk, a file without read permission).
+USER_ERRORS = (UserError, OSError)
+
+# TensorFlow's C++ start-up lines, written to fd 2 before its log level applies:
+# absl's banner, glog-style lines (`I0000 00:00:... port.cc:153] ...`) and the CPU-feature note.
+TENSORFLOW_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d\d"
+    r"|To enable the following instructions:)"
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanups run as they do for Ctrl-C."""
+
+    exit_code = EXIT_TERMINATED
+    verb = "terminated"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An `argparse` parser whose mistakes are `UserError`s: one line, not usage plus a line."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` on one line and at most `limit` characters, secrets masked and control characters escaped."""
+    text = printable(" ".join(redact(str(text), environment_secrets()).split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def user_error_message(error: Exception) -> str:
+    """The one line a command line prints for one of `USER_ERRORS`."""
+    if isinstance(error, OSError) and error.filename:
+        return shorten(f"error: {error.filename}: {error.strerror or error}")
+    return shorten(f"error: {error}")
+
+
+def interruption_message(interruption: KeyboardInterrupt) -> str:
+    """`interrupted: <what the command left>` (or `terminated: ...` for SIGTERM)."""
+    verb = getattr(interruption, "verb", "interrupted")
+    detail = str(interruption) or "nothing was finished"
+    return shorten(f"{verb}: {detail}")
+
+
+def _raise_terminated(signum, frame):
+    # Once: a second SIGTERM while the first one's cleanups run must not cut them short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run `main(argv)` and return its exit status, ending every way as the module docstring says."""
+    # Python lets only the main thread install a signal handler.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        quiet_tensorflow_logs()
+        return main(argv)
+    except USER_ERRORS as error:
+        print(user_error_message(error), file=sys.stderr)
+        return getattr(error, "exit_code", EXIT_USER)
+    except KeyboardInterrupt as interruption:
+        print(interruption_message(interruption), file=sys.stderr)
+        return getattr(interruption, "exit_code", EXIT_INTERRUPTED)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def quiet_tensorflow_logs() -> None:
+    """Before TensorFlow loads: keep its C++ and Python logs to real errors.
+
+    Level 3 hides `failed call to cuInit` and the `NodeDef mentions attribute`
+    lines; the lines written before the level applies are `import_tensorflow`'s job.
+    """
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # `tf.function retracing` (with --plain --folds 5) and other notices go through this logger.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up lines on fd 2 held back; any other line is passed on.
+
+    TensorFlow 2.21 writes absl's banner and `port.cc`/`cudart_stub.cc` lines from
+    C++ before `TF_CPP_MIN_LOG_LEVEL` takes effect, so only catching fd 2 hides them.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    quiet_tensorflow_logs()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved_stderr = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+            from tensorflow import keras  # noqa: F401  (Keras' own start-up lines come with its first import)
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not TENSORFLOW_NOISE.match(line):
+                    print(line, file=sys.stderr)
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    return tensorflow

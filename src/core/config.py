@@ -1,0 +1,355 @@
+"""Every setting of a run, declared once in `SETTINGS`, and the named presets.
+
+Each `Setting` states its default, type, allowed values and help. The `Config`
+dataclass, its validation, the command-line flags and their help text are all
+derived from that table, so a new setting is one line in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from src.core.errors import UserError
+
+IMAGE_SIDE = 28
+N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+N_CLASSES = 10
+SCALINGS = ("none", "unit")
+FAMILIES = ("dense", "cnn")
+PADDINGS = ("same", "valid")
+DOWNSAMPLINGS = ("stride", "pool")
+SCHEDULES = ("constant", "exponential", "one-cycle", "cosine")
+MAX_MEMBERS = 100
+VALIDATION_SPLIT_HELP = (
+    "share of rows (the last ones, as Keras takes them) held out by a single model; 0 trains on every row"
+)
+# A bagged member trains on this share of the rows, drawn at random, and is validated on the rest.
+BAG_SHARE = 0.9
+SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of `Config`: its default, type, allowed values and help.
+
+    Attributes:
+        name: The field's name; its flag is `--name` with dashes.
+        default: The tutorial's value.
+        kind: `int`, `float`, `str`, `bool`, or `tuple` (a non-empty tuple of ints).
+        help: What the setting does, as `--help` shows it.
+        low, high: Bounds of an int, float or tuple item (`None`: unbounded).
+        low_open, high_open: Whether the bound itself is excluded.
+        choices: The allowed values of a `str` setting.
+        metavar: The placeholder `--help` shows for the value.
+        group: The model family that reads it; None for every family.
+        since: The run-record schema that first stored it; records of older schemas lack it,
+            and their runs trained with its default.
+    """
+
+    name: str
+    default: object
+    kind: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    group: str | None = None
+    since: int = 1
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values in words, as error messages end: `>= 1`, `in (0, 1)`, `one of none, unit`."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.low is not None and self.high is not None:
+            if self.kind is float:
+                return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+            return f"in {self.low}..{self.high - 1 if self.high_open else self.high}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'<' if self.high_open else '<='} {self.high}"
+
+    def in_range(self, number: float) -> bool:
+        above = self.low is None or (number > self.low if self.low_open else number >= self.low)
+        below = self.high is None or (number < self.high if self.high_open else number <= self.high)
+        return above and below
+
+    def check(self, value):
+        """`value` in this setting's canonical type (a float for an int given as `l2=0`), or a `UserError`."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise UserError(f"{self.name} must be true or false, got {value!r}")
+            return value
+        if self.kind is str:
+            if value not in self.choices:
+                raise UserError(f"{self.name} must be {self.allowed()}, got {value!r}")
+            return value
+        if self.kind is tuple:
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+                raise UserError(f"{self.name} must be a non-empty list of integers, got {value!r}")
+            return tuple(self._check_number(item, int, f"{self.name} items") for item in value)
+        return self._check_number(value, self.kind, self.name)
+
+    def _check_number(self, value, kind: type, name: str):
+        # bool is an int to Python, never to a user: folds=True is a mistake.
+        wanted = numbers.Integral if kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise UserError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        value = kind(value)
+        if not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number, got {value}")
+        if not self.in_range(value):
+            raise UserError(f"{name} must be {self.allowed()}, got {value}")
+        return value
+
+
+MAX_UNITS = 65_536  # widest dense layer or head: keeps every weight count inside int32
+MAX_FILTERS = 4_096
+MAX_BATCH_SIZE = 65_536
+MAX_EPOCHS = 10_000
+MAX_FOLDS = 1_000
+
+
+def setting(default, kind: type, help: str, **limits) -> dataclasses.Field:
+    """A `Config` field whose metadata holds its `Setting`; the setting's name is the field's."""
+    return dataclasses.field(default=default, metadata={"setting": Setting("", default, kind, help, **limits)})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one run; the defaults are the Keras tutorial's dense network exactly.
+
+    Each field's `Setting` (its metadata, listed in `SETTINGS`) gives its type,
+    allowed values and help; validation, the flags, `--help` and the settings
+    page of the docs are derived from them. `group` names the model family a
+    setting belongs to (none: every family).
+    """
+
+    family: str = setting("dense", str, "model: dense (the tutorial's network) or cnn", choices=FAMILIES, since=2)
+    hidden_units: tuple[int, ...] = setting(
+        (20, 15), tuple, "dense: hidden layer widths, in order", low=1, high=MAX_UNITS, group="dense"
+    )
+    l2: float = setting(1e-2, float, "dense: L2 factor on every kernel", low=0, group="dense")
+    filters: tuple[int, ...] = setting(
+        (16, 32, 64), tuple, "cnn: filters of each block, in order", low=1, high=MAX_FILTERS, group="cnn", since=2
+    )
+    convs_per_block: int = setting(
+        2, int, "cnn: convolutions per block before it halves the image", low=1, high=8, group="cnn", since=2
+    )
+    kernel_size: int = setting(
+        3, int, "cnn: kernel side of the blocks' convolutions", low=1, high=7, group="cnn", since=2
+    )
+    padding: str = setting(
+        "same", str, "cnn: padding of the blocks' convolutions", choices=PADDINGS, group="cnn", since=2
+    )
+    downsample: str = setting(
+        "stride", str, "cnn: halve by a stride-2 convolution or a max-pool", choices=DOWNSAMPLINGS, group="cnn", since=2
+    )
+    downsample_kernel_size: int = setting(
+        3, int, "cnn: kernel side of the stride-2 convolution", low=1, high=7, group="cnn", since=2
+    )
+    batch_norm: bool = setting(
+        True, bool, "cnn: batch normalization after every convolution and the head", group="cnn", since=2
+    )
+    dropout: float = setting(
+        0.4, float, "cnn: dropout after every block and the head", low=0, high=1, high_open=True, group="cnn", since=2
+    )
+    head_units: int = setting(
+        128,
+        int,
+        "cnn: units of the dense layer before the output (0: none)",
+        low=0,
+        high=MAX_UNITS,
+        group="cnn",
+        since=2,
+    )
+    augment_rotation: float = setting(
+        0.0, float, "training-only random rotation, degrees (0: none)", low=0, high=180, since=2
+    )
+    augment_zoom: float = setting(
+        0.0, float, "training-only random zoom, share of side", low=0, high=1, high_open=True, since=2
+    )
+    augment_shift: float = setting(
+        0.0, float, "training-only random shift, share of side", low=0, high=1, high_open=True, since=2
+    )
+    learning_rate: float = setting(1e-3, float, "Adam's (peak) learning rate", low=0, low_open=True)
+    schedule: str = setting("constant", str, "learning-rate schedule over the epochs", choices=SCHEDULES, since=2)
+    decay: float = setting(0.95, float, "exponential schedule: factor per epoch", low=0, high=1, low_open=True, since=2)
+    label_smoothing: float = setting(
+        0.0, float, "label smoothing of the cross-entropy", low=0, high=1, high_open=True, since=2
+    )
+    batch_size: int = setting(128, int, "rows per training step", low=1, high=MAX_BATCH_SIZE)
+    epochs: int = setting(50, int, "passes over the training rows", low=1, high=MAX_EPOCHS)
+    early_stopping: int = setting(
+        0, int, "patience in epochs on val_loss, best weights kept (0: off)", low=0, high=MAX_EPOCHS, since=2
+    )
+    validation_split: float = setting(0.2, float, VALIDATION_SPLIT_HELP, low=0, high=1, high_open=True)
+    scaling: str = setting("none", str, "pixel scaling: none (raw 0..255) or unit (divided by 255)", choices=SCALINGS)
+    folds: int = setting(
+        1, int, "K >= 2 trains a stratified K-fold ensemble; 1 a single model", low=1, high=MAX_FOLDS, metavar="K"
+    )
+    members: int = setting(
+        1, int, "N >= 2 bags N models, each on a random 90% of the rows", low=1, high=MAX_MEMBERS, since=2
+    )
+    tta: bool = setting(False, bool, "test-time augmentation: average predictions over one-pixel shifts", since=2)
+    seed: int = setting(
+        42, int, "seed for weights, shuffling and folds", low=0, high=SEED_LIMIT, high_open=True, metavar="S"
+    )
+    plain: bool = setting(False, bool, "train with Keras' plain model.fit, one model after another (slower)")
+
+    def __post_init__(self):
+        # Loading is validation: every field is checked, and stored in its canonical type.
+        for field_setting in SETTINGS:
+            object.__setattr__(self, field_setting.name, field_setting.check(getattr(self, field_setting.name)))
+        check_combination(self)
+
+    def replace(self, **changes) -> Config:
+        """A copy with `changes` applied; `None` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """The config a run record stored (`to_dict`'s output), validated; unknown or missing keys are errors.
+
+        A record older than a setting lacks it; it trained with the setting's default,
+        which `src.runs.record` fills in by the record's schema version.
+        """
+        if not isinstance(values, dict):
+            raise UserError(f"a config must be a mapping of settings, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(SETTINGS_BY_NAME))
+        missing = sorted(set(SETTINGS_BY_NAME) - set(values))
+        if unknown or missing:
+            problems = [f"unknown settings {', '.join(unknown)}"] * bool(unknown)
+            problems += [f"missing settings {', '.join(missing)}"] * bool(missing)
+            raise UserError(f"config: {'; '.join(problems)}")
+        return cls(**values)
+
+    @property
+    def augmented(self) -> bool:
+        return bool(self.augment_rotation or self.augment_zoom or self.augment_shift)
+
+
+SETTINGS = tuple(
+    dataclasses.replace(field.metadata["setting"], name=field.name) for field in dataclasses.fields(Config)
+)
+SETTINGS_BY_NAME = {entry.name: entry for entry in SETTINGS}
+
+
+def check_combination(config) -> None:
+    """Refuse settings that are each valid but cannot go together, with what to change."""
+    if config.members > 1 and config.folds > 1:
+        raise UserError(
+            f"--members {config.members} and --folds {config.folds} are two ways to ensemble: "
+            "bagging validates each member on its own random 10%, folds on its fold; choose one"
+        )
+    if config.family == "cnn" and config.scaling != "unit":
+        raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
+    if config.early_stopping and config.members == 1 and config.folds == 1 and config.validation_split == 0:
+        raise UserError("--early-stopping watches the held-out rows: --validation-split 0 leaves none")
+
+
+# The issue's convolutional network, [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm and dropout
+# 0.4, trained with augmentation and Adam at 1e-3 * 0.95**epoch, batch 64, 45 epochs (about 0.9964 alone).
+# Named once so that the CNN presets are written as changes to it, and a change to it reaches them all.
+LARGE_CNN = dict(
+    family="cnn",
+    scaling="unit",
+    filters=(32, 64),
+    padding="valid",
+    downsample_kernel_size=5,
+    head_units=128,
+    dropout=0.4,
+    augment_rotation=10.0,
+    augment_zoom=0.1,
+    augment_shift=0.1,
+    schedule="exponential",
+    decay=0.95,
+    batch_size=64,
+    epochs=45,
+)
+# Named once, so that its ensemble is the same network by construction, not by copying its settings.
+# The tutorial's 20-15 units cap its accuracy: 256-128 measured 0.9747 against 0.9476 (means over
+# seeds 0-4, README's Presets). The penalty is light for the same reason as tutorial-scaled's.
+WIDE = Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30)
+
+PRESETS = {
+    # The baseline every other preset is measured against, and the default.
+    "tutorial": Config(),
+    # Scaling alone, to measure what it is worth. The tutorial's L2(1e-2) would then weigh
+    # ~255 times heavier against the (now larger) weights, so it is lightened too.
+    "tutorial-scaled": Config(scaling="unit", l2=1e-4),
+    "wide": WIDE,
+    # Averaging five models evens out their separate mistakes; folds also score every row once.
+    "wide-ensemble": WIDE.replace(folds=5),
+    # The issue's network made to fit 15 minutes on 2 CPU cores: 15 epochs (not 45) under a one-cycle
+    # schedule, which gets the most from few epochs; dropout 0.15 for the short run (0.3 measured 0.0005
+    # lower on average); batch 128 (half the steps of 64); 10% held out, so that more rows train. No
+    # test-time shifts: their gain measured within the noise.
+    "cnn": Config(
+        **{
+            **LARGE_CNN,
+            "dropout": 0.15,
+            "schedule": "one-cycle",
+            "learning_rate": 4e-3,
+            "batch_size": 128,
+            "epochs": 15,
+            "validation_split": 0.1,
+        }
+    ),
+    # The issue's network bagged, for the most accuracy when time is no object: fifteen members at
+    # about 94 CPU minutes each make it a job for a GPU kernel.
+    "cnn-ensemble": Config(**LARGE_CNN, members=15),
+}
+DEFAULT_PRESET = "tutorial"
+# Presets too big for a CPU: `python -m src.kernel` turns the kernel's GPU on for them.
+GPU_PRESETS = ("cnn-ensemble",)
+
+
+def bag_size(n_rows: int) -> int:
+    """How many of `n_rows` rows a bagged member trains on; the rest validate it."""
+    return math.floor(n_rows * BAG_SHARE)
+
+
+def check_split(config: Config, n_rows: int) -> None:
+    """Refuse settings that leave no training or no held-out row on `n_rows` rows.
+
+    `validation_split` 0 holds out nothing on purpose: a final fit on every row.
+    """
+    if config.folds > 1:
+        if config.folds > n_rows:
+            raise UserError(f"{config.folds} folds need at least {config.folds} training rows, found {n_rows}")
+        return
+    if config.members > 1:
+        if not 1 <= bag_size(n_rows) < n_rows:
+            raise UserError(f"bagging needs at least 2 training rows, found {n_rows}")
+        return
+    n_training = math.floor(n_rows * (1.0 - config.validation_split))
+    if n_training < 1:
+        raise UserError(f"validation_split {config.validation_split} leaves no training row of {n_rows}")
+    if n_training == n_rows and config.validation_split > 0:
+        raise UserError(
+            f"validation_split {config.validation_split} leaves no held-out row of {n_rows} "
+            "(0 trains on every row on purpose)"
+        )
+
+
+def format_default(value) -> str:
+    """A value as `--help` and the README show it: `20,15`, `on`, `0.2`."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -1,0 +1,107 @@
+"""Command-line flags declared once: a flag for every setting of the settings table, and the waiting flags.
+
+`python -m src.submit` and `python -m src.kernel` take the settings flags;
+the commands that upload take the waiting flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+from src.core.config import DEFAULT_PRESET, PRESETS, SETTINGS, Config, format_default
+from src.core.errors import UserError
+
+# What `--help` shows for a setting's value, unless the setting names its own.
+METAVARS = {int: "N", float: "X", tuple: "A,B,..."}
+DEFAULT_SCORE_TIMEOUT = 300.0  # seconds to wait for a public score: Digit Recognizer scores in seconds
+
+
+def parse_hidden_units(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,15, got {text!r}") from None
+
+
+def chosen_preset(argv: Sequence[str] | None = None) -> str:
+    """The `--preset` that `argv` names (so that `--help` can show its values), else the default."""
+    scout = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    scout.add_argument("--preset", default=DEFAULT_PRESET)
+    try:
+        preset = scout.parse_known_args(argv)[0].preset
+    except argparse.ArgumentError:
+        return DEFAULT_PRESET  # the real parser reports the mistake
+    return preset if preset in PRESETS else DEFAULT_PRESET
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+    """Add `--preset` and a flag for every setting to `parser`.
+
+    Unset flags stay `None` (the preset's value is used); `--help` shows the
+    values of the preset that `argv` (default: `sys.argv[1:]`) names.
+    `python -m src.submit` and `python -m src.kernel` take the same ones.
+    """
+    preset_name = chosen_preset(argv)
+    preset = PRESETS[preset_name]
+    settings = parser.add_argument_group("model and training", f"unset flags take the values of --preset {preset_name}")
+    settings.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"named starting settings (default: {DEFAULT_PRESET})",
+    )
+    for setting in SETTINGS:
+        help_text = f"{setting.help} (default: {format_default(getattr(preset, setting.name))})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if setting.kind is bool:
+            settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        value_type = {tuple: parse_hidden_units, str: str}.get(setting.kind, setting.kind)
+        choices = setting.choices or None
+        metavar = setting.metavar or METAVARS.get(setting.kind)
+        settings.add_argument(setting.flag, type=value_type, choices=choices, metavar=metavar, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset named by `args.preset`, with every flag that was given applied."""
+    return PRESETS[args.preset].replace(**{setting.name: getattr(args, setting.name) for setting in SETTINGS})
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds, finite and above zero, from a flag or a variable."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UserError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"expected a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def seconds_argument(text: str) -> float:
+    """`positive_seconds` as an argparse type: a bad value is argparse's usage error (exit 2)."""
+    try:
+        return positive_seconds(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_wait_arguments(parser) -> None:
+    """The flags that say whether, and how long, a command waits for the public score."""
+    parser.add_argument(
+        "--wait-timeout",
+        type=seconds_argument,
+        default=DEFAULT_SCORE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for Kaggle's score (default: {DEFAULT_SCORE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
+    )
+
+
+def wait_timeout(args: argparse.Namespace) -> float | None:
+    """The time-out the flags ask for; None with --no-wait."""
+    return None if args.no_wait else args.wait_timeout

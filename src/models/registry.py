@@ -1,0 +1,97 @@
+"""The model families by name, and what every run asks of its family: a model, a cost, a name.
+
+A new family is a module declaring a `FAMILY` (see `src.models.family`) and one
+line in `FAMILIES` below; its name must also be one of the `family` setting's
+choices, which `tests/test_models.py` holds equal to this table.
+"""
+
+from __future__ import annotations
+
+from src.core.config import Config, format_default
+from src.core.errors import UserError
+from src.core.memory import available_memory
+from src.models import cnn, dense
+from src.models.family import Cost, Family
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (dense.FAMILY, cnn.FAMILY)}
+# One image's forward pass beyond this is a setting gone wrong (a filter count typed with an extra digit),
+# not an MNIST network: a step of it would hold the CPU for minutes, deaf to Ctrl-C and SIGTERM.
+MAX_MULTIPLY_ADDS = 2_000_000_000
+
+
+def family_of(config: Config) -> Family:
+    return FAMILIES[config.family]
+
+
+def model_cost(config: Config) -> Cost:
+    """The cost of one member of `config`'s network; a `UserError` for a network that cannot build."""
+    return family_of(config).cost(config)
+
+
+def members_at_once(config: Config) -> int:
+    """How many members train side by side: the fused dense trainer trains them all at once."""
+    if config.family == "dense" and not config.plain:
+        return max(config.folds, config.members)
+    return 1
+
+
+def training_bytes(config: Config) -> int:
+    """A rough estimate of the memory training takes (see `Cost.training_bytes`)."""
+    return model_cost(config).training_bytes(config.batch_size, members_at_once(config))
+
+
+def check_size(config: Config, available: int | None = None) -> Cost:
+    """Refuse, before anything loads, a network that cannot build, is absurdly slow, or cannot fit in memory.
+
+    Returns:
+        The network's cost, for the record.
+    """
+    cost = model_cost(config)
+    if cost.multiply_adds > MAX_MULTIPLY_ADDS:
+        raise UserError(
+            f"this {config.family} network costs {cost.multiply_adds / 1e9:.1f} G multiply-adds per image "
+            f"(the limit is {MAX_MULTIPLY_ADDS / 1e9:.0f} G; the cnn preset costs about 15 M): "
+            "use fewer or narrower layers"
+        )
+    available = available_memory() if available is None else available
+    needed = cost.training_bytes(config.batch_size, members_at_once(config))
+    if available is not None and needed > available:
+        layers = (
+            f"hidden_units {format_default(config.hidden_units)}"
+            if config.family == "dense"
+            else f"filters {format_default(config.filters)}, head_units {config.head_units}"
+        )
+        raise UserError(
+            f"{layers}, batch_size {config.batch_size} and {members_at_once(config)} member(s) at once need "
+            f"about {needed / 2**30:.1f} GiB to train, but {available / 2**30:.1f} GiB of memory is available: "
+            "try a smaller --batch-size or fewer or narrower layers"
+        )
+    return cost
+
+
+def build_model(config: Config, steps_per_epoch: int = 1, seed: int | None = None):
+    """Build and compile the model of `config.family`, with its schedule, label smoothing and augmentation.
+
+    Args:
+        config: The run's settings.
+        steps_per_epoch: Training steps in an epoch, which a schedule counts in.
+        seed: Seed of the augmentation's random layers (default: `config.seed`).
+    """
+    from src.models.augmentation import build_augmentation
+    from src.models.schedules import learning_rate_schedule
+
+    learning_rate = learning_rate_schedule(
+        config.schedule, config.learning_rate, steps_per_epoch, config.epochs, config.decay
+    )
+    augmentation = None
+    if config.augmented:
+        augmentation = build_augmentation(
+            config.augment_rotation, config.augment_zoom, config.augment_shift, config.seed if seed is None else seed
+        )
+    return family_of(config).build(config, learning_rate, augmentation)
+
+
+def run_name(config: Config) -> str:
+    """A compact, file-name-safe summary: `h20-15_e50_f1_s42`, or `cnn16-32-64_e15_m5_s42` for a bag of CNNs."""
+    ensemble = f"_m{config.members}" if config.members > 1 else f"_f{config.folds}"
+    return f"{family_of(config).short_name(config)}_e{config.epochs}{ensemble}_s{config.seed}"

@@ -1,0 +1,302 @@
+"""The ledger: one CSV row per submission sent to Kaggle, its local accuracy beside its public score.
+
+`submissions/ledger.csv` (or DIGIT_RECOGNIZER_LEDGER) has the columns of
+`COLUMNS`; every change rewrites it atomically. A row keeps what it needs to
+print (settings, local accuracy), so it still prints when its file or run
+folder is deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from src.core.cli import shorten
+from src.core.errors import UserError
+from src.core.files import atomic_write, sha256
+from src.core.paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, RUNS_FOLDER, record_path_for
+from src.kaggle import client
+
+LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
+DEFAULT_LEDGER = Path("submissions/ledger.csv")
+UNKNOWN_RUN = "unknown"  # the settings of a submission made elsewhere (the website, another machine)
+# The cells read as numbers, and as what; an empty one stands for what is not known.
+NUMBER_CELLS = {"local_accuracy": float, "public_score": float, "kaggle_ref": int}
+SHOWN_CELL_CHARS = 30  # of a bad cell, in its error message
+
+
+@dataclass
+class Row:
+    """One submission. Empty strings stand for what is not known."""
+
+    time_utc: str
+    file: str
+    sha256: str
+    run_folder: str
+    settings: str
+    validation: str  # "holdout" or "stratified K-fold": what local_accuracy was measured on
+    local_accuracy: str
+    kaggle_ref: str
+    message: str
+    status: str  # "pending", "complete" or "error"
+    public_score: str
+
+
+COLUMNS = tuple(field.name for field in fields(Row))
+
+
+def ledger_path() -> Path:
+    """Where the ledger is: DIGIT_RECOGNIZER_LEDGER, else submissions/ledger.csv."""
+    return Path(os.environ.get(LEDGER_VARIABLE) or DEFAULT_LEDGER)
+
+
+def read_ledger(path: str | Path) -> list[Row]:
+    """The ledger's rows; none when there is no ledger yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise UserError(f"{path}: line 1: not a ledger; expected the header {','.join(COLUMNS)}")
+            rows = []
+            for entry in reader:
+                rows.append(Row(**{name: value or "" for name, value in entry.items()}))
+                check_numbers(rows[-1], f"{path}: line {reader.line_num}")
+    except (OSError, UnicodeDecodeError, csv.Error, TypeError) as error:
+        problem = f"unreadable ledger ({type(error).__name__})"
+        raise UserError(f"{path}: {problem}; move it aside to start a new one") from None
+    return rows
+
+
+def check_numbers(row: Row, where: str) -> None:
+    """Refuse a row whose number cells (`NUMBER_CELLS`) hold anything but a finite number or nothing."""
+    for name, kind in NUMBER_CELLS.items():
+        text = getattr(row, name)
+        if text and not _is_number(text, kind):
+            shown = text if len(text) <= SHOWN_CELL_CHARS else text[:SHOWN_CELL_CHARS] + "..."
+            number = "a whole number" if kind is int else "a number"
+            raise UserError(f"{where}: column {name}: {shown!r} is not {number}; correct it or move the ledger aside")
+
+
+def _is_number(text: str, kind: type) -> bool:
+    try:
+        return math.isfinite(kind(text))
+    except ValueError:
+        return False
+
+
+def write_ledger(path: str | Path, rows: list[Row]) -> None:
+    """Rewrite the whole ledger atomically: a reader sees the old rows or the new ones."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    atomic_write(path, lambda temporary: temporary.write_text(text.getvalue(), encoding="utf-8"))
+
+
+FIGURE_NAME = "ledger.png"
+TABLE_COLUMNS = ("ref", "submitted (UTC)", "settings", "local", "public", "status", "message")
+MESSAGE_WIDTH = 40  # characters of a message shown in the table
+
+
+def format_table(rows: list[Row]) -> str:
+    """The ledger as an aligned text table, oldest first."""
+    cells = [TABLE_COLUMNS] + [
+        (
+            row.kaggle_ref or "-",
+            row.time_utc.replace("T", " ")[:16] or "-",
+            row.settings + ("" if not row.run_folder or Path(row.run_folder).is_dir() else " (run folder gone)"),
+            f"{float(row.local_accuracy):.4f}" if row.local_accuracy else "-",
+            row.public_score or "-",
+            row.status or "-",
+            shorten(row.message, MESSAGE_WIDTH),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(TABLE_COLUMNS))]
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def draw(rows: list[Row], figure_path: Path) -> int:
+    """Plot local accuracy against public score, with y = x; the number of points drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [row for row in rows if row.local_accuracy and row.public_score]
+    local = [float(row.local_accuracy) for row in points]
+    public = [float(row.public_score) for row in points]
+    figure, axes = plt.subplots(figsize=(6, 6))
+    low, high = min(local + public), max(local + public)
+    margin = max(0.005, (high - low) * 0.08)  # room for the points at the edges and their labels
+    low, high = low - margin, high + margin
+    axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="public = local")
+    axes.scatter(local, public, color="tab:blue", zorder=3, label="a submission")
+    for row, x, y in zip(points, local, public, strict=True):
+        axes.annotate(f"{row.kaggle_ref} {row.settings}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set(
+        xlim=(low, high),
+        ylim=(low, high),
+        xlabel="local accuracy (validation or out-of-fold)",
+        ylabel="Kaggle public score",
+        title="Does validation track the leaderboard?",
+    )
+    axes.set_aspect("equal")
+    axes.legend(loc="best")
+    figure.tight_layout()
+    atomic_write(figure_path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
+    return len(points)
+
+
+def records_of(submission_path: str | Path) -> list[Path]:
+    """The run records that describe this submission file: the one beside it and its run folder's.
+
+    A record counts only when it is the file's: the sha256 it names is the
+    file's (or, for a record without one, its run folder's copy has the same bytes).
+    """
+    submission_path = Path(submission_path)
+    beside = record_path_for(submission_path)
+    record = _read_object(beside)
+    if record is None:
+        return []
+    digest = sha256(submission_path)
+    named = record.get("submission")
+    if isinstance(named, dict) and named.get("sha256") not in (None, digest):
+        return []
+    run_dir = _run_folder(record, submission_path)
+    if run_dir is None:
+        return [beside]
+    copy = run_dir / RUN_SUBMISSION_NAME
+    if copy.is_file() and sha256(copy) != digest:
+        return []
+    return [beside, run_dir / RUN_RECORD_NAME]
+
+
+def new_row(submission_path: str | Path, result: client.SubmitResult, message: str) -> Row:
+    """The row of a submission just sent, with what its record says about the run."""
+    records = records_of(submission_path)
+    record = _read_object(records[0]) if records else None
+    run_dir = _run_folder(record, Path(submission_path)) if record else None
+    validation = record.get("validation", {}) if record else {}
+    accuracy = validation.get("accuracy") if isinstance(validation, dict) else None
+    return Row(
+        time_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        file=str(submission_path),
+        sha256=sha256(submission_path),
+        run_folder=str(run_dir or ""),
+        settings=_settings_name(record, run_dir) if record else UNKNOWN_RUN,
+        validation=str(validation.get("scheme", "")) if isinstance(validation, dict) else "",
+        local_accuracy=f"{accuracy:.6f}" if isinstance(accuracy, float) else "",
+        kaggle_ref=str(result.ref or ""),
+        message=message,
+        status="pending",
+        public_score="",
+    )
+
+
+def append_row(row: Row, path: str | Path | None = None) -> None:
+    path = path or ledger_path()
+    write_ledger(path, [*read_ledger(path), row])
+
+
+def update_row(ref: int, status: str, public_score: float | None, path: str | Path | None = None) -> None:
+    """Set the status and public score of the row of submission `ref`."""
+    path = path or ledger_path()
+    rows = read_ledger(path)
+    for row in rows:
+        if row.kaggle_ref == str(ref):
+            row.status, row.public_score = status, _score_text(public_score)
+    write_ledger(path, rows)
+
+
+def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> tuple[list[Row], list[Row], int]:
+    """Rows updated from Kaggle's list; its submissions missing from the ledger added as unknown runs.
+
+    Returns:
+        `(rows, changed, added)`: every row, oldest first; the rows whose status or score changed;
+        the number of rows added.
+    """
+    by_ref = {row.kaggle_ref: row for row in rows if row.kaggle_ref}
+    changed, added = [], 0
+    for submission in submissions:
+        row = by_ref.get(str(submission.ref))
+        if row is None:
+            rows.append(_row_from_kaggle(submission))
+            added += 1
+        elif (row.status, row.public_score) != (submission.status, _score_text(submission.public_score)):
+            row.status, row.public_score = submission.status, _score_text(submission.public_score)
+            changed.append(row)
+    return sorted(rows, key=lambda row: row.time_utc), changed, added
+
+
+def records_of_row(row: Row) -> list[Path]:
+    """The run records of a ledger row that are still there: its file's, when the file is unchanged."""
+    file = Path(row.file)
+    if not row.sha256 or not file.is_file() or sha256(file) != row.sha256:
+        return []
+    return records_of(file)
+
+
+def _row_from_kaggle(submission: client.Submission) -> Row:
+    date = submission.date
+    if date is not None:  # Kaggle's dates are UTC, with or without saying so
+        date = date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
+    return Row(
+        time_utc=date.isoformat(timespec="seconds") if date else "",
+        file=submission.file_name,
+        sha256="",
+        run_folder="",
+        settings=UNKNOWN_RUN,
+        validation="",
+        local_accuracy="",
+        kaggle_ref=str(submission.ref),
+        message=submission.description,
+        status=submission.status,
+        public_score=_score_text(submission.public_score),
+    )
+
+
+def _score_text(score: float | None) -> str:
+    return "" if score is None else f"{score:.5f}"
+
+
+def _read_object(path: Path) -> dict | None:
+    """A JSON object from `path`, or None when there is none (missing, unreadable, not an object)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _run_folder(record: dict, submission_path: Path) -> Path | None:
+    """The record's run folder, which a run always puts in `runs/` beside its submission.
+
+    Only there: a record fetched from a kernel, or edited, may name any folder, and the
+    `kaggle` section is written into the run folder's record.
+    """
+    named = record.get("run_dir")
+    if not isinstance(named, str) or not named:
+        return None
+    candidate = submission_path.parent / RUNS_FOLDER / Path(named).name
+    return candidate if (candidate / RUN_RECORD_NAME).is_file() else None
+
+
+def _settings_name(record: dict, run_dir: Path | None) -> str:
+    """The run's short settings name: the record's, else its run folder's name without the timestamp."""
+    if isinstance(record.get("short_name"), str):
+        return record["short_name"]
+    named = run_dir.name if run_dir else Path(str(record.get("run_dir") or "")).name
+    parts = named.split("-", 2)  # "20261130-021500-h20-15_e50_f1_s42"
+    return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else named or UNKNOWN_RUN

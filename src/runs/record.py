@@ -1,0 +1,361 @@
+"""The run record: what a submission came from, as one typed dataclass and its JSON file.
+
+`RunRecord.to_json` writes it; `RunRecord.from_json` reads it back, and reading
+is checking: a missing key or a value of the wrong type is a one-line
+`UserError` that names the file and the key, so nothing that reads a record
+(the report, `--compare`, the closing summary, the benchmark) trips on one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import shlex
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from src.core.config import SETTINGS, Config
+from src.core.errors import UserError
+from src.core.files import write_json
+from src.training.evaluation import CLASS_NAMES, ClassScores
+
+PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn")
+# Where the training and test rows came from.
+SOURCE_FILES = "files"
+SOURCE_SAMPLE = "sample"
+SOURCE_ARRAYS = "arrays"
+SOURCES = (SOURCE_FILES, SOURCE_SAMPLE, SOURCE_ARRAYS)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One of the CSV files read; `path` is None for the embedded sample (its folder is gone)."""
+
+    rows: int
+    sha256: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The data a run trained and predicted on."""
+
+    source: str
+    train: InputFile
+    test: InputFile
+    # The embedded sample is scikit-learn's digits, shuffled and split with this seed.
+    sample_seed: int | None = None
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+
+    def describe(self) -> str:
+        """E.g. `files data/ (42000+28000 rows)` or `sample seed 0 (1500+297 rows)`."""
+        rows = f"({self.train.rows}+{self.test.rows} rows)"
+        if self.source == SOURCE_FILES and self.train.path:
+            return f"files {Path(self.train.path).parent}/ {rows}"
+        if self.source == SOURCE_SAMPLE:
+            return f"sample seed {self.sample_seed} {rows}"
+        return f"{self.source} {rows}"
+
+    def paths(self) -> list[Path]:
+        """The CSV files read, where they were files: what a later command must never write over."""
+        return [Path(file.path) for file in (self.train, self.test) if file.path]
+
+    def short_name(self) -> str:
+        """For run-folder names: `sample1500` or `train42000`."""
+        return f"{'sample' if self.source == SOURCE_SAMPLE else 'train'}{self.train.rows}"
+
+
+@dataclass(frozen=True)
+class MemberScore:
+    """One trained model: its held-out rows, its accuracy on them, and its training time."""
+
+    validation_rows: int
+    validation_accuracy: float | None
+    seconds: float
+
+
+# How a summary says that a run held no row out (`--validation-split 0`).
+NO_VALIDATION = "no validation (trained on every row)"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How the run scored on rows it never trained on (out-of-fold for folds, out-of-bag for a bag).
+
+    `accuracy` is None, and `per_class` empty, when no row was held out (`--validation-split 0`).
+
+    `members_trained_together`: the members were trained at once, in one
+    compiled loop, so each member's `seconds` is that loop's shared time, not
+    its own. `tta_accuracy`: with test-time augmentation, the accuracy on the
+    same rows with it, counted the same way (`accuracy` is without); None when
+    the run did not use it.
+    """
+
+    scheme: str
+    accuracy: float | None
+    members: list[MemberScore]
+    members_trained_together: bool
+    per_class: dict[str, ClassScores]
+    tta_accuracy: float | None = None
+
+    def __post_init__(self):
+        missing = [name for name in CLASS_NAMES if name not in self.per_class and self.accuracy is not None]
+        if missing:
+            raise ValueError(f"per_class lacks {', '.join(missing)}")
+        if not self.members:
+            raise ValueError("members is empty")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per stage; `total` runs from the command's start to the submission and record written."""
+
+    load: float
+    train: float
+    predict: float
+    write: float
+    total: float
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The submission file the record belongs to; its sha256 tells a mismatched pair."""
+
+    path: str
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class KaggleSubmission:
+    """Kaggle's answer to the submission of this run's file (see src/kaggle/scores.py), the latest one."""
+
+    ref: int | None
+    message: str
+    status: str  # "pending", "complete" or "error"
+    public_score: float | None
+    error: str = ""  # Kaggle's reason for an "error"
+
+
+# The run record's format; each `Setting.since` is at most this.
+RECORD_SCHEMA = 2
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything needed to tell how a submission was made."""
+
+    created: str
+    command: str
+    config: Config
+    versions: dict[str, str]
+    inputs: Inputs
+    validation: Validation
+    timings: Timings
+    submission: Submission
+    run_dir: str | None = None
+    # Parameters of each member's network (None in records written before it was kept).
+    parameters: int | None = None
+    # Multiply-adds of one image's forward pass through one member (None before schema 2 kept it).
+    multiply_adds: int | None = None
+    kaggle: KaggleSubmission | None = None  # added when the file is submitted
+    # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
+    schema: int = 2
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["config"] = self.config.to_dict()
+        return values
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the record as indented JSON, atomically."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values, where: str = "record") -> RunRecord:
+        """Check `values` (parsed JSON) and build the record; a `UserError` names `where` and the key.
+
+        A setting the record's schema predates is filled in with its default, which is how
+        that run trained; any other missing setting is an error, never today's default.
+        """
+        if isinstance(values, dict):
+            schema = values.get("schema", 1)
+            _expect(isinstance(schema, int) and not isinstance(schema, bool), "an integer", schema, where, "schema")
+            if schema > RECORD_SCHEMA:
+                raise UserError(f"{where}: record schema {schema} is newer than this package's ({RECORD_SCHEMA})")
+            values = {**values, "schema": schema}
+            if isinstance(values.get("config"), dict):
+                newer = {entry.name: entry.default for entry in SETTINGS if entry.since > schema}
+                values["config"] = {**newer, **values["config"]}
+        return _build(cls, values, where, "")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunRecord:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{path}: unreadable run record: {_short(error)}") from None
+        return cls.from_dict(values, str(path))
+
+
+def command_line() -> str:
+    """How this process was started, e.g. `python -m src.submit --folds 5`."""
+    program = Path(sys.argv[0])
+    if program.parent.name == "src" and program.suffix == ".py":
+        start = f"python -m src.{program.stem}"
+    else:
+        start = f"python {program.name}"
+    return " ".join([start, *map(shlex.quote, sys.argv[1:])])
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def created_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _build(kind, value, where: str, key: str):
+    """`value` as `kind` (a dataclass, list[...], dict[str, ...], X | None or a plain type), checked."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        (kind,) = [argument for argument in arguments if argument is not type(None)]
+        return _build(kind, value, where, key)
+    if dataclasses.is_dataclass(kind):
+        return _build_dataclass(kind, value, where, key)
+    if origin is list:
+        _expect(isinstance(value, list), "a list", value, where, key)
+        return [_build(arguments[0], item, where, f"{key}[{index}]") for index, item in enumerate(value)]
+    if origin is tuple:
+        _expect(isinstance(value, list), "a list", value, where, key)
+        return tuple(_build(arguments[0], item, where, f"{key}[{index}]") for index, item in enumerate(value))
+    if origin is dict:
+        _expect(isinstance(value, dict), "an object", value, where, key)
+        return {name: _build(arguments[1], item, where, f"{key}.{name}") for name, item in value.items()}
+    if kind is bool:
+        _expect(isinstance(value, bool), "true or false", value, where, key)
+    elif kind is int:
+        _expect(isinstance(value, int) and not isinstance(value, bool), "an integer", value, where, key)
+    elif kind is float:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        _expect(is_number and math.isfinite(value), "a finite number", value, where, key)
+        return float(value)
+    elif kind is str:
+        _expect(isinstance(value, str), "a string", value, where, key)
+    return value
+
+
+def _build_dataclass(kind, value, where: str, key: str):
+    _expect(isinstance(value, dict), "an object", value, where, key or "the record")
+    hints = typing.get_type_hints(kind)
+    fields = {declared.name: declared for declared in dataclasses.fields(kind)}
+    prefix = f"{key}." if key else ""
+    for name, declared in fields.items():
+        has_default = declared.default is not dataclasses.MISSING or declared.default_factory is not dataclasses.MISSING
+        # A setting is never filled in from today's default here: that would misreport the run
+        # (`RunRecord.from_dict` fills in only those the record's schema predates).
+        if name not in value and (kind is Config or not has_default):
+            raise UserError(f"{where}: not a run record: {prefix}{name} is missing")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: not a run record: unknown key {prefix}{unknown[0]}")
+    arguments = {name: _build(hints[name], item, where, f"{prefix}{name}") for name, item in value.items()}
+    try:
+        return kind(**arguments)
+    except (UserError, ValueError, TypeError) as error:
+        raise UserError(f"{where}: not a run record: {key or 'the record'}: {_short(error)}") from None
+
+
+def _expect(condition: bool, wanted: str, value, where: str, key: str) -> None:
+    if not condition:
+        raise UserError(f"{where}: not a run record: {key} should be {wanted}, not {_short(json.dumps(value))}")
+
+
+def _short(error, limit: int = 80) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# How a derived submission (made without training) came about.
+DERIVED_PREDICT = "predict"
+DERIVED_BLEND = "blend"
+DERIVED_KINDS = (DERIVED_PREDICT, DERIVED_BLEND)
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """A run folder a derived submission was made from.
+
+    `validation_accuracy` is the run's own (from its record; None when it held
+    out no rows); `weight` its share of the blend (1.0 for `predict`);
+    `shared_rows_accuracy` its accuracy on the held-out rows every blended run
+    shares, None when there are none.
+    """
+
+    run_dir: str
+    validation_accuracy: float | None
+    weight: float = 1.0
+    shared_rows_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    """The record of a submission made from earlier runs without training.
+
+    `python -m src.predict` (kind `predict`) predicts a test file with one run's
+    saved models, `python -m src.blend` (kind `blend`) averages several runs'
+    test probabilities. `test` is the test file predicted (sha256 and rows);
+    `tta`, whether predictions were averaged over test-time shifts;
+    `validation_accuracy`, a blend's accuracy on the `validation_rows` held-out
+    rows its runs share (None, 0 rows: not measurable).
+    """
+
+    kind: str
+    created: str
+    command: str
+    versions: dict[str, str]
+    test: InputFile
+    sources: list[SourceRun]
+    submission: Submission
+    tta: bool = False
+    validation_accuracy: float | None = None
+    validation_rows: int = 0
+
+    def __post_init__(self):
+        if self.kind not in DERIVED_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(DERIVED_KINDS)}, got {self.kind!r}")
+        if not self.sources:
+            raise ValueError("sources is empty")
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the record as indented JSON, atomically."""
+        return write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> DerivedRecord:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{path}: unreadable record: {_short(error)}") from None
+        return _build(cls, values, str(path), "")

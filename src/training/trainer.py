@@ -1,0 +1,339 @@
+"""Training one model, a stratified k-fold ensemble, or a bag of models.
+
+`train` is the one entry: it splits the rows, builds each member's model and
+hands the members to one of two trainers. The tutorial's dense network goes to
+`src.stacked`'s compiled loop, every member at once; anything that loop does not
+mirror (a CNN, a schedule, augmentation, label smoothing, early stopping) and
+every `--plain` run goes to Keras' `fit`, one member after another.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import StratifiedKFold
+from tensorflow import keras
+
+from src.core.config import N_CLASSES, Config, bag_size
+from src.data.loading import as_features
+from src.models.devices import configure_devices, distribution_strategy, model_scope
+from src.models.family import count_text
+from src.models.registry import build_model, model_cost
+from src.training.epoch_timer import EpochTimer
+from src.training.evaluation import accuracy
+from src.training.prediction import predict_probabilities
+from src.training.stacked import stacked_mirrors, train_stacked
+
+# Early stopping watches the held-out rows' loss, smoother than their accuracy.
+EARLY_STOPPING_MONITOR = "val_loss"
+
+
+@dataclass
+class Member:
+    """One trained model and how it did on the rows it never trained on (none after `--validation-split 0`)."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    validation_rows: np.ndarray
+    validation_labels: np.ndarray
+    validation_probabilities: np.ndarray
+    seconds: float  # its training time; with members trained together, their one shared time
+    train_rows: np.ndarray | None = None
+    seed: int | None = None
+
+    def validation_accuracy(self, labels: np.ndarray) -> float | None:
+        """Accuracy on its held-out rows; `None` when it held none out."""
+        if not len(self.validation_rows):
+            return None
+        return accuracy(labels[self.validation_rows], self.validation_probabilities)
+
+
+@dataclass
+class TrainingResult:
+    """The members of a run: one for a single model, K for a k-fold ensemble, N for a bag.
+
+    The held-out rows of a fold ensemble are every row, each scored by the member
+    that did not train on it; those of a bag are the out-of-bag rows, each scored
+    by the mean of the members that did not train on it.
+    """
+
+    members: list[Member] = field(default_factory=list)
+    bagged: bool = False
+    parameters: int = 0
+    # Trained at once in the compiled loop, rather than one `fit` after another.
+    trained_together: bool = False
+
+    @property
+    def models(self) -> list[keras.Model]:
+        return [member.model for member in self.members]
+
+    def held_out(self, member_probabilities: list[np.ndarray] | None = None):
+        """The rows the run is scored on, its probabilities on them, and the member that scored each.
+
+        Out-of-fold or holdout: each member's own rows, one after another; a bag:
+        `out_of_bag`. Every held-out figure of the run is computed here, so one
+        computed from other probabilities (test-time augmentation) counts the
+        same rows the same way.
+
+        Args:
+            member_probabilities: Each member's probabilities on its own
+                validation rows, in place of those it kept from training.
+
+        Returns:
+            `(rows, probabilities, members)`; in a bag, `members` names the
+            first of the members that held each row out.
+        """
+        if member_probabilities is None:
+            member_probabilities = [member.validation_probabilities for member in self.members]
+        member_rows = [member.validation_rows for member in self.members]
+        if [len(rows) for rows in member_rows] != [len(values) for values in member_probabilities]:
+            raise ValueError("member_probabilities needs one row per validation row of each member")
+        if self.bagged:
+            return out_of_bag(member_rows, member_probabilities)
+        owners = np.repeat(np.arange(len(member_rows)), [len(rows) for rows in member_rows])
+        return np.concatenate(member_rows), np.concatenate(member_probabilities), owners
+
+    def validation_rows(self) -> np.ndarray:
+        return self.held_out()[0]
+
+    def validation_probabilities(self) -> np.ndarray:
+        return self.held_out()[1]
+
+    def validation_members(self) -> np.ndarray:
+        """Which member predicted each of `validation_rows()`; in a bag, the first of those that did."""
+        return self.held_out()[2]
+
+    def validation_accuracy(
+        self, labels: np.ndarray, member_probabilities: list[np.ndarray] | None = None
+    ) -> float | None:
+        """Accuracy on the held-out rows (out-of-fold or out-of-bag for an ensemble); `None` without any.
+
+        With `member_probabilities` (see `held_out`), the same accuracy from those instead.
+        """
+        rows, probabilities, _ = self.held_out(member_probabilities)
+        if not len(rows):
+            return None
+        return accuracy(labels[rows], probabilities)
+
+
+def out_of_bag(
+    member_rows: list[np.ndarray], member_probabilities: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row some member held out, scored by the mean probabilities of the members that held it out.
+
+    Args:
+        member_rows: Each member's validation rows.
+        member_probabilities: Each member's probabilities on its own rows.
+
+    Returns:
+        `(rows, probabilities, first_member)`: the sorted rows, their mean
+        probabilities, and the index of the first member that held each out.
+    """
+    rows = np.concatenate(member_rows)
+    probabilities = np.concatenate(member_probabilities)
+    owners = np.repeat(np.arange(len(member_rows)), [len(member) for member in member_rows])
+    unique_rows, position = np.unique(rows, return_inverse=True)
+    sums = np.zeros((len(unique_rows), N_CLASSES), np.float64)
+    np.add.at(sums, position, probabilities)
+    counts = np.bincount(position, minlength=len(unique_rows))
+    first_member = np.full(len(unique_rows), len(member_rows), np.int64)
+    np.minimum.at(first_member, position, owners)
+    return unique_rows, (sums / counts[:, None]).astype(np.float32), first_member
+
+
+def validation_scheme(config: Config) -> str:
+    """How the held-out rows were chosen, in words, for records and summaries."""
+    if config.members > 1:
+        return f"bag of {config.members}, out-of-bag"
+    if config.folds > 1:
+        return f"stratified {config.folds}-fold"
+    return "holdout" if config.validation_split else "no validation"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def member_seeds(config: Config) -> list[int]:
+    """Each member's own seed: `config.seed` for a single model or folds, derived from it and the index in a bag."""
+    if config.members == 1:
+        return [config.seed] * config.folds
+    return [int(np.random.SeedSequence([config.seed, index]).generate_state(1)[0]) for index in range(config.members)]
+
+
+def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(train_rows, validation_rows)` for each member.
+
+    A single model holds out the last `validation_split` of the rows, exactly as
+    Keras' `fit(validation_split=...)` does (none with 0); an ensemble uses
+    scikit-learn's `StratifiedKFold`, so every row is validated exactly once;
+    a bagged member trains on a random `BAG_SHARE` of the rows drawn with its
+    own seed and holds out the rest.
+    """
+    n_samples = len(labels)
+    if config.members > 1:
+        return [bag_rows(n_samples, seed) for seed in member_seeds(config)]
+    if config.folds == 1:
+        split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
+        return [(np.arange(split_at), np.arange(split_at, n_samples))]
+    folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    return list(folds.split(np.zeros(n_samples), labels))
+
+
+def bag_rows(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random `bag_size` of the rows to train on and the rest to validate on, both sorted."""
+    order = np.random.default_rng(seed).permutation(n_samples)
+    n_train = bag_size(n_samples)
+    return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int = 2) -> TrainingResult:
+    """Train the model, k-fold ensemble or bag that `config` describes.
+
+    The tutorial's dense network (any members) trains in `src.stacked`'s compiled
+    loop, every member at once; everything else, and every `config.plain` run,
+    with Keras' `fit`, member after member. Both train the same thing for the
+    dense network: same initialisation, loss, optimizer, batches and held-out rows.
+
+    Args:
+        config: The run's settings.
+        images: uint8 pixels, shape (n_samples, 784).
+        labels: Digits 0..9, shape (n_samples,).
+        verbose: Keras' `fit` verbosity; 0 also silences the per-member lines.
+    """
+    configure_devices()
+    seed_everything(config.seed)
+    features = as_features(images, config.scaling)
+    splits = split_rows(config, labels)
+    seeds = member_seeds(config)
+    together = stacked_mirrors(config) and not config.plain
+    result = (train_together if together else train_with_fit)(config, features, labels, splits, seeds, verbose)
+    result.bagged = config.members > 1
+    result.trained_together = together
+    result.parameters = int(result.members[0].model.count_params())
+    if verbose:
+        print_members(config, result, labels)
+    return result
+
+
+def print_members(config: Config, result: TrainingResult, labels: np.ndarray) -> None:
+    """The parameter count, then each member's held-out accuracy and time when there are several.
+
+    Members trained together have one shared time, printed once rather than split among them.
+    """
+    multiply_adds = model_cost(config).multiply_adds
+    print(
+        f"model: {config.family}, {result.parameters:,} parameters and {count_text(multiply_adds)} multiply-adds "
+        "per image, per member",
+        flush=True,
+    )
+    if len(result.members) == 1:
+        return
+    for index, member in enumerate(result.members, start=1):
+        took = "" if result.trained_together else f" ({member.seconds:.1f} s)"
+        print(
+            f"{member_kind(config)} {index}/{len(result.members)}: validation accuracy "
+            f"{member.validation_accuracy(labels):.4f}{took}",
+            flush=True,
+        )
+    if result.trained_together:
+        print(f"{member_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
+    if result.bagged:
+        n_rows = len(result.validation_rows())
+        print(f"out-of-bag accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
+
+
+def member_kind(config: Config) -> str:
+    return "member" if config.members > 1 else "fold"
+
+
+def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) -> keras.Model:
+    """A member's fresh model; a bagged member's is drawn from its own seed."""
+    if config.members > 1:
+        keras.utils.set_random_seed(seed)
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    with model_scope(config.family, strategy):
+        return build_model(config, steps_per_epoch=steps_per_epoch, seed=seed)
+
+
+def batches(features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
+    """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given."""
+    dataset = tf.data.Dataset.from_tensor_slices((features, targets))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(features), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int) -> TrainingResult:
+    """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees."""
+    targets = keras.utils.to_categorical(labels, N_CLASSES)
+    strategy = distribution_strategy()
+    result = TrainingResult()
+    for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
+        started = time.perf_counter()
+        if verbose and len(splits) > 1:
+            print(f"{member_kind(config)} {index}/{len(splits)}: training on {len(train_rows)} rows", flush=True)
+        model = new_model(config, train_rows, seed, strategy)
+        if config.members > 1:
+            keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
+        validation = None
+        callbacks = [EpochTimer()]
+        if len(validation_rows):
+            validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
+        if config.early_stopping:
+            stopping = keras.callbacks.EarlyStopping(
+                monitor=EARLY_STOPPING_MONITOR, patience=config.early_stopping, restore_best_weights=True
+            )
+            callbacks.append(stopping)
+        history = model.fit(
+            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed),
+            validation_data=validation,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles, with the member's seed
+            verbose=verbose,
+        )
+        probabilities = np.zeros((0, N_CLASSES), np.float32)
+        if len(validation_rows):
+            probabilities = predict_probabilities([model], features[validation_rows])
+        member = Member(
+            model=model,
+            history=history.history,
+            validation_rows=validation_rows,
+            validation_labels=labels[validation_rows],
+            validation_probabilities=probabilities,
+            seconds=time.perf_counter() - started,
+            train_rows=train_rows,
+            seed=seed,
+        )
+        result.members.append(member)
+    return result
+
+
+def train_together(config: Config, features, labels, splits, seeds, verbose: int) -> TrainingResult:
+    """Every member at once, in one compiled program: `src.stacked.train_stacked`."""
+    started = time.perf_counter()
+    models = [new_model(config, train_rows, seed) for (train_rows, _), seed in zip(splits, seeds, strict=True)]
+    trained = train_stacked(config, models, features, labels, splits, verbose)
+    # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
+    seconds = time.perf_counter() - started
+    result = TrainingResult()
+    for (model, probabilities), (train_rows, validation_rows), seed in zip(trained, splits, seeds, strict=True):
+        member = Member(
+            model=model,
+            history=model.history.history,
+            validation_rows=validation_rows,
+            validation_labels=labels[validation_rows],
+            validation_probabilities=probabilities,
+            seconds=seconds,
+            train_rows=train_rows,
+            seed=seed,
+        )
+        result.members.append(member)
+    return result

@@ -1,0 +1,74 @@
+"""What the tests share besides fixtures: running the package's commands, and checking what they leave."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_ZIP = REPO_ROOT.parent / "shared" / "data" / "digit-recognizer.zip"
+
+
+def run_command(*args, env=None, cwd=REPO_ROOT, timeout=600, python=True) -> subprocess.CompletedProcess:
+    """Run a command as a user would, in a subprocess; `python -m src.submit ...` when `python`.
+
+    `args` are turned into strings; `env` is added to (not instead of) this
+    process's environment. The output is text, captured.
+    """
+    command = [sys.executable, *map(str, args)] if python else list(map(str, args))
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def start_command(*args, env=None, cwd=REPO_ROOT, **streams) -> subprocess.Popen:
+    """`run_command` in the background: `python <args>`, unbuffered, for tests that signal a running command.
+
+    Its output goes where `streams` say (text pipes by default; files where a
+    full pipe could block a long run).
+    """
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **streams}
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=environment, **streams)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
+    """The command failed with `exit_code` and one `error:` line naming every fragment; no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == exit_code, output
+    assert "Traceback" not in output, output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot_files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder` (links not followed) by relative path: its bytes and mode; a folder as None.
+
+    Compare two snapshots to show that a failed or interrupted run left every file as it was.
+    """
+    snapshot = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            snapshot[name] = (os.readlink(path).encode(), path.lstat().st_mode)
+        elif path.is_file():
+            snapshot[name] = (path.read_bytes(), path.stat().st_mode)
+        else:
+            snapshot[name] = (None, path.stat().st_mode)
+    return snapshot
+
+
+def write_previous_pair(folder: Path, name: str = "submission.csv") -> Path:
+    """A previous run's outputs in `folder`: a valid 20-row submission and a record naming its sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    submission = folder / name
+    submission.write_text("ImageId,Label\n" + "".join(f"{row},{row % 10}\n" for row in range(1, 21)))
+    digest = hashlib.sha256(submission.read_bytes()).hexdigest()
+    submission.with_suffix(".json").write_text(json.dumps({"submission": {"path": str(submission), "sha256": digest}}))
+    return submission

@@ -64,6 +64,16 @@ def test_every_relative_link_and_anchor_resolves():
     assert broken == []
 
 
+def test_every_table_has_a_header_row():
+    headless = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if re.match(r"^\|( *:?-{3,}:? *\|)+$", line) and (number == 0 or not lines[number - 1].startswith("|")):
+                headless.append(f"{page.relative_to(REPO_ROOT)}: line {number + 1}")
+    assert headless == []
+
+
 def test_docs_name_no_local_paths_or_internal_words():
     offending = [
         f"{page.relative_to(REPO_ROOT)}: {word!r}"

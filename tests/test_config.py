@@ -196,8 +196,8 @@ def test_split_leaves_training_and_held_out_rows():
 
 
 def test_readme_settings_table_lists_exactly_the_flags_with_the_tutorials_defaults():
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split("### Settings", 1)[1].split("\n### ", 1)[0]
+    readme = (REPO_ROOT / "docs" / "settings.md").read_text()
+    section = readme.split("# Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| (?:`-\w`, )?`(--[a-z0-9-]+)[^`]*` \| ([^|]+?) \|", section, flags=re.MULTILINE))
     flags = {option for action in build_parser([])._actions for option in action.option_strings}
     negations = {"--no-" + setting.flag[2:] for setting in SETTINGS if setting.kind is bool}
@@ -213,6 +213,6 @@ def test_readme_settings_table_lists_exactly_the_flags_with_the_tutorials_defaul
 
 
 def test_readme_exit_codes_table_is_the_errors_table():
-    readme = (REPO_ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme.split("### Exit codes", 1)[1], flags=re.MULTILINE))
+    readme = (REPO_ROOT / "docs" / "safety.md").read_text()
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme.split("## Exit codes", 1)[1], flags=re.MULTILINE))
     assert {int(code): meaning for code, meaning in rows.items()} == EXIT_CODES

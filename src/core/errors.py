@@ -2,7 +2,7 @@
 
 Every command line ends the same way (see `src.cli`): success exits 0; a
 `UserError` prints its one line and exits with its kind's code; Ctrl-C exits
-130 and SIGTERM 143. The README's exit-code table is this one.
+130 and SIGTERM 143. The exit-code table of docs/safety.md is this one.
 """
 
 from __future__ import annotations

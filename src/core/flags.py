@@ -53,7 +53,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
         help=f"named starting settings (default: {DEFAULT_PRESET})",
     )
     for setting in SETTINGS:
-        help_text = f"{setting.help} (default: {format_default(getattr(preset, setting.name))})"
+        # Numbers say their range, so that an upper bound (kept for int32/float32 arithmetic) is no surprise.
+        limits = f"; {setting.allowed()}" if setting.kind in (int, float, tuple) and setting.high is not None else ""
+        help_text = f"{setting.help}{limits} (default: {format_default(getattr(preset, setting.name))})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if setting.kind is bool:
             settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)

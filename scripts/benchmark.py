@@ -4,6 +4,7 @@ python scripts/benchmark.py                                    # data/, 50 epoch
 python scripts/benchmark.py --data ../shared/data/digit-recognizer.zip --repeats 3
 python scripts/benchmark.py --epochs 5                         # a quick look
 python scripts/benchmark.py --time-to-accuracy tutorial wide   # accuracy after each epoch vs wall seconds
+python scripts/benchmark.py --versus-peer cnn-fast cnn         # CNN presets against the keras-io recipe
 
 Each run is its own process, timed from start to exit:
   reference       the tutorial's code as written (scripts/tutorial_reference.py)
@@ -23,11 +24,20 @@ is given), and the table gives, per epoch, the seconds since training started
 the validation accuracy then: how soon each preset gets how good. Members
 trained one after another (`--plain`, bagged CNNs) each keep their own clock;
 for those the table gives the members' mean, and says so.
+
+With `--versus-peer PRESET ...`, the keras-io example `mnist_convnet.py` as
+published (scripts/keras_io_reference.py: 15 epochs, 10% held out) runs first,
+then each preset, in the same benchmark run: for each, the wall time of the
+whole command, the final validation accuracy, the seconds of training until
+the validation accuracy first reached 0.99, 0.994 and 0.995, and the wall time
+as a ratio to the recipe's. Machines of one kind differ in pace by up to half,
+so only ratios taken in one run compare across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -52,6 +62,10 @@ from src.runs.folders import load_run  # noqa: E402
 from src.runs.record import RunRecord  # noqa: E402
 
 REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
+PEER_SCRIPT = REPO_ROOT / "scripts" / "keras_io_reference.py"
+PEER_EPOCHS = 15  # as published
+PEER_NAME = "keras-io mnist_convnet (as published)"
+MILESTONES = (0.99, 0.994, 0.995)
 BATCH_SIZE = 128
 DEFAULT_EPOCHS = 50
 DATA_FILES = ("train.csv", "test.csv")
@@ -85,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="writes OUT.md and OUT.json (default: benchmarks/benchmark, or benchmarks/time-to-accuracy)",
     )
     parser.add_argument(
+        "--versus-peer",
+        nargs="+",
+        metavar="PRESET",
+        help="instead: each preset against the keras-io recipe, timed in the same run (--repeats times each)",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="with --versus-peer: the seed of every run")
+    parser.add_argument(
         "--time-to-accuracy",
         nargs="+",
         metavar="PRESET",
@@ -108,6 +129,28 @@ def data_folder(path: Path, scratch: Path) -> Path:
                 raise UserError(f"{path}: the zip holds no {name}")
             archive.extract(name, scratch)
     return scratch
+
+
+@contextlib.contextmanager
+def workspace(data_path: Path):
+    """A scratch folder, the data in it (a zip extracted), and the environment every timed run gets."""
+    with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
+        scratch = Path(scratch_name)
+        data = data_folder(data_path.resolve(), scratch / "data")
+        yield (
+            scratch,
+            data,
+            {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DIGIT_RECOGNIZER_CACHE": str(scratch / "cache")},
+        )
+
+
+def about_the_run(args) -> dict:
+    """When, on what machine and on which data a report was measured."""
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "data": str(args.data),
+    }
 
 
 def timed_process(command: list[str], env: dict) -> dict:
@@ -190,11 +233,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def preset_curve(preset: str, data: Path, epochs: int | None, scratch: Path, env: dict) -> dict:
+def preset_curve(preset: str, data: Path, epochs: int | None, scratch: Path, env: dict, extra: list[str] = ()) -> dict:
     """Run `preset` once; its process wall time and, per epoch, seconds since training began and validation accuracy."""
     out = scratch / f"submission-{preset}.csv"
     command = [sys.executable, "-m", "src.submit", "--preset", preset, "--no-report", "--verbose", "0"]
-    command += ["--data", str(data), "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
+    command += ["--data", str(data), "--out", str(out), *extra] + (["--epochs", str(epochs)] if epochs else [])
     measured = timed_process(command, env)
     record = RunRecord.from_json(record_path_for(out))
     histories = load_run(record.run_dir)[0].histories
@@ -236,22 +279,70 @@ def curves_markdown(report: dict) -> str:
 
 
 def time_to_accuracy(args) -> dict:
-    with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
-        scratch = Path(scratch_name)
-        data = data_folder(args.data.resolve(), scratch / "data")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DIGIT_RECOGNIZER_CACHE": str(scratch / "cache")}
+    with workspace(args.data) as (scratch, data, env):
         curves = []
         for preset in args.time_to_accuracy:
             print(f"python -m src.submit --preset {preset} ...", flush=True)
             curves.append(preset_curve(preset, data, args.epochs, scratch, env))
         rows_in_train = RunRecord.from_json(scratch / f"submission-{args.time_to_accuracy[0]}.json").inputs.train.rows
     return {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-        "data": str(args.data),
+        **about_the_run(args),
         "rows_in_train": rows_in_train,
         "presets": curves,
     }
+
+
+def peer_curve(data: Path, scratch: Path, env: dict, seed: int) -> dict:
+    """Run the keras-io recipe once: the same fields as `preset_curve`'s."""
+    result_path = scratch / "peer.json"
+    command = [sys.executable, str(PEER_SCRIPT), str(data), str(PEER_EPOCHS), str(result_path), str(seed)]
+    measured = timed_process(command, env)
+    result = json.loads(result_path.read_text())
+    return {"preset": PEER_NAME, "members": 1, "members_trained_together": True, **measured, **result}
+
+
+def first_reaching(curve: dict, level: float) -> float | None:
+    """Seconds of training until the validation accuracy first reached `level`; None if it never did."""
+    return next((row["seconds"] for row in curve["epochs"] if row["val_accuracy"] >= level), None)
+
+
+def versus_peer(args) -> dict:
+    with workspace(args.data) as (scratch, data, env):
+        curves = []
+        for repeat in range(1, args.repeats + 1):
+            print(f"repeat {repeat}/{args.repeats}: {PEER_NAME} ...", flush=True)
+            curves.append(peer_curve(data, scratch, env, args.seed))
+            for preset in args.versus_peer:
+                print(f"repeat {repeat}/{args.repeats}: python -m src.submit --preset {preset} ...", flush=True)
+                curves.append(preset_curve(preset, data, args.epochs, scratch, env, ["--seed", str(args.seed)]))
+    return {
+        **about_the_run(args),
+        "seed": args.seed,
+        "runs": curves,
+    }
+
+
+def versus_peer_markdown(report: dict) -> str:
+    heads = " | ".join(f"to {level}" for level in MILESTONES)
+    lines = [
+        f"| run | wall s | x recipe | validation accuracy | {heads} |",
+        "| --- | ---: | ---: | ---: |" + " ---: |" * len(MILESTONES),
+    ]
+    peer_wall = None
+    for curve in report["runs"]:
+        if curve["preset"] == PEER_NAME:
+            peer_wall = curve["wall_seconds"]
+        reached = " | ".join(
+            "not reached" if seconds is None else f"{seconds:.0f} s"
+            for seconds in (first_reaching(curve, level) for level in MILESTONES)
+        )
+        name = curve["preset"] if curve["preset"] == PEER_NAME else f"`--preset {curve['preset']}`"
+        lines.append(
+            f"| {name} | {curve['wall_seconds']:.1f} | {curve['wall_seconds'] / peer_wall:.2f} | "
+            f"{curve['accuracy']:.4f} | {reached} |"
+        )
+    lines.append(f"\nSeed {report['seed']}; {report['machine']}; {report['created']}.")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(out: Path, report: dict, table: str) -> None:
@@ -272,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def benchmark(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.versus_peer:
+        if (args.epochs is not None and args.epochs < 1) or args.repeats < 1:
+            raise UserError("--epochs and --repeats must be >= 1")
+        report = versus_peer(args)
+        write_report(args.out or Path("benchmarks/versus-peer"), report, versus_peer_markdown(report))
+        return 0
     if args.time_to_accuracy:
         if args.epochs is not None and args.epochs < 1:
             raise UserError("--epochs must be >= 1")
@@ -282,10 +379,7 @@ def benchmark(argv: list[str] | None) -> int:
     args.out = args.out or Path("benchmarks/benchmark")
     if args.epochs < 1 or args.repeats < 1 or args.folds < 2:
         raise UserError("--epochs and --repeats must be >= 1, --folds >= 2")
-    with tempfile.TemporaryDirectory(prefix="digit-benchmark-") as scratch_name:
-        scratch = Path(scratch_name)
-        data = data_folder(args.data.resolve(), scratch / "data")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DIGIT_RECOGNIZER_CACHE": str(scratch / "cache")}
+    with workspace(args.data) as (scratch, data, env):
         load = cache_timing(data, scratch / "cache", env)
         runs = {"reference": [], "single": [], "folds": []}
         for repeat in range(1, args.repeats + 1):
@@ -305,9 +399,7 @@ def benchmark(argv: list[str] | None) -> int:
     for row in rows:
         row["ratio_to_reference"] = row["wall_seconds"] / rows[0]["wall_seconds"]
     report = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-        "data": str(args.data),
+        **about_the_run(args),
         "rows_in_train": rows_in_train,
         "epochs": args.epochs,
         "repeats": args.repeats,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -44,3 +45,19 @@ def test_a_report_that_cannot_be_written_leaves_the_previous_pair(benchmark_scri
         benchmark_script.write_report(out, {"rows": object()}, "| new table |\n")  # not JSON
     assert {suffix: out.with_suffix(suffix).read_text() for suffix in previous} == previous
     assert sorted(path.name for path in tmp_path.iterdir()) == ["benchmark.json", "benchmark.md"]
+
+
+@pytest.mark.slow
+def test_versus_peer_times_the_recipe_and_each_preset_in_one_run(benchmark_script, tiny_data, tmp_path, capsys):
+    out = tmp_path / "versus"
+    argv = ["--versus-peer", "cnn", "--epochs", "1", "--data", str(tiny_data), "--out", str(out)]
+    assert benchmark_script.main(argv) == 0, capsys.readouterr().err
+    report = json.loads(out.with_suffix(".json").read_text())
+    peer, cnn = report["runs"]
+    assert peer["preset"] == benchmark_script.PEER_NAME and len(peer["epochs"]) == benchmark_script.PEER_EPOCHS
+    assert cnn["preset"] == "cnn" and len(cnn["epochs"]) == 1
+    table = out.with_suffix(".md").read_text()
+    assert "| run | wall s | x recipe | validation accuracy | to 0.99 | to 0.994 | to 0.995 |" in table
+    assert f"| {benchmark_script.PEER_NAME} | {peer['wall_seconds']:.1f} | 1.00 |" in table
+    ratio = cnn["wall_seconds"] / peer["wall_seconds"]
+    assert f"| `--preset cnn` | {cnn['wall_seconds']:.1f} | {ratio:.2f} | {cnn['accuracy']:.4f} |" in table

@@ -164,10 +164,18 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
         (["--learning-rate", "inf"], "learning_rate must be a finite number, got inf"),
         (["--l2=-inf"], "l2 must be a finite number, got -inf"),
         (["--l2=-1e-3"], "l2 must be >= 0, got -0.001"),
-        (["--batch-size", "-5"], "batch_size must be >= 1, got -5"),
+        (["--batch-size", "-5"], "batch_size must be in 1..65536, got -5"),
+        (["--batch-size", "99999999999999999999"], "batch_size must be in 1..65536, got 99999999999999999999"),
+        (["--epochs", "100000000000000000000"], "epochs must be in 1..10000"),
         (["--validation-split", "1"], "validation_split must be in [0, 1), got 1.0"),
         (["--validation-split", "0.99"], "validation_split 0.99 leaves no training row of 80"),
-        (["--hidden-units", "1000000,1000000"], "GiB of memory is available"),
+        (["--hidden-units", "20000,20000", "--folds", "5"], "GiB of memory is available"),
+        (["--hidden-units", "1000000,1000000"], "hidden_units items must be in 1..65536, got 1000000"),
+        (["--family", "cnn", "--scaling", "unit", "--filters", "2000,2000"], "G multiply-adds per image"),
+        (
+            ["--family", "cnn", "--scaling", "unit", "--downsample", "pool", "--filters", "1,1,1,1,1,1"],
+            "the image shrinks to nothing at block5_pool",
+        ),
         (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
         (["--hidden-units", "20,x"], "expected comma-separated integers"),
         (["--scaling", "rgb"], "argument --scaling: invalid choice: 'rgb'"),
@@ -190,7 +198,7 @@ def test_signal_during_training_keeps_the_previous_submission(tiny_data, tmp_pat
     out = tmp_path / "submission.csv"
     out.write_text("ImageId,Label\n1,7\n")
     before = files_under(tmp_path)
-    process = start_submit("--data", tiny_data, "--out", out, "--epochs", "100000")
+    process = start_submit("--data", tiny_data, "--out", out, "--epochs", "10000")
     wait_for_output(process, "Epoch 2/")
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)

@@ -66,6 +66,7 @@ def test_the_defaults_are_the_tutorials_network():
         "decay": 0.95,
         "label_smoothing": 0.0,
         "early_stopping": 0,
+        "keep_best": False,
         "members": 1,
         "tta": False,
     }

@@ -93,7 +93,7 @@ def test_sigterm_while_tensorflow_imports(tiny_data, tmp_path, previous):
 
 def test_sigterm_while_training(tiny_data, tmp_path, previous):
     before = snapshot_files(previous.parent)
-    process = start(tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "100000", *FLAGS)
+    process = start(tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "10000", *FLAGS)
     wait_until(lambda: "Epoch 2/" in (tmp_path / "logs" / "stdout").read_text(), process, "the second epoch")
     process.send_signal(signal.SIGTERM)
     assert_stopped_cleanly(finish(process, tmp_path), signal.SIGTERM, f"{previous} was left as it was")

@@ -165,6 +165,25 @@ def test_early_stopping_keeps_the_weights_of_the_best_epoch():
     assert member.model.evaluate(features, targets, verbose=0)[0] == pytest.approx(min(losses), rel=1e-4)
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
+def test_keep_best_keeps_each_members_epoch_of_lowest_validation_loss(plain):
+    images, labels, _ = make_arrays(n_per_class=10)
+    # A high learning rate, so that the validation loss rises again within the epochs.
+    config = Config(epochs=8, scaling="unit", learning_rate=0.3, batch_size=16, folds=2, keep_best=True, plain=plain)
+    result = train(config, images, labels, verbose=0)
+    assert result.trained_together is not plain
+    features = as_features(images, config.scaling)
+    for member in result.members:
+        losses = member.history["val_loss"]
+        assert len(losses) == config.epochs and member.best_epoch == int(np.argmin(losses)) + 1
+        targets = keras.utils.to_categorical(member.validation_labels, 10)
+        kept = member.model.evaluate(features[member.validation_rows], targets, verbose=0)[0]
+        assert kept == pytest.approx(min(losses), rel=1e-3)
+        expected = predict_probabilities([member.model], features[member.validation_rows])
+        np.testing.assert_allclose(member.validation_probabilities, expected, rtol=1e-5, atol=1e-6)
+    assert any(member.best_epoch < config.epochs for member in result.members), "no member's best was earlier"
+
+
 def test_the_parameter_count_is_printed_once_and_kept(capsys):
     images, labels, _ = make_arrays(n_per_class=6)
     result = train(Config(epochs=1, folds=2, scaling="unit"), images, labels, verbose=2)

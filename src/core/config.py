@@ -193,6 +193,12 @@ class Config:
     early_stopping: int = setting(
         0, int, "patience in epochs on val_loss, best weights kept (0: off)", low=0, high=MAX_EPOCHS, since=2
     )
+    keep_best: bool = setting(
+        False,
+        bool,
+        "keep each model's weights from its epoch of lowest validation loss, not its last (needs held-out rows)",
+        since=3,
+    )
     validation_split: float = setting(0.2, float, VALIDATION_SPLIT_HELP, low=0, high=1, high_open=True)
     scaling: str = setting("none", str, "pixel scaling: none (raw 0..255) or unit (divided by 255)", choices=SCALINGS)
     folds: int = setting(
@@ -257,8 +263,11 @@ def check_combination(config) -> None:
         )
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
-    if config.early_stopping and config.members == 1 and config.folds == 1 and config.validation_split == 0:
+    single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0
+    if config.early_stopping and single_without_rows:
         raise UserError("--early-stopping watches the held-out rows: --validation-split 0 leaves none")
+    if config.keep_best and single_without_rows:
+        raise UserError("--keep-best picks the epoch by the held-out rows: --validation-split 0 leaves none")
 
 
 # The convolutional network, [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm and dropout
@@ -283,7 +292,8 @@ LARGE_CNN = dict(
 # Named once, so that its ensemble is the same network by construction, not by copying its settings.
 # The tutorial's 20-15 units cap its accuracy: 256-128 measured 0.9747 against 0.9476 (means over
 # seeds 0-4, README's Presets). The penalty is light for the same reason as tutorial-scaled's.
-WIDE = Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30)
+# Its best epoch is kept: its last one measured up to 0.009 below its best (0.9661 against 0.9748).
+WIDE = Config(hidden_units=(256, 128), l2=1e-4, scaling="unit", epochs=30, keep_best=True)
 
 PRESETS = {
     # The baseline every other preset is measured against, and the default.

@@ -160,6 +160,7 @@ def score(config: Config, training: TrainingResult, labels: np.ndarray, train_se
             validation_rows=len(member.validation_rows),
             validation_accuracy=member.validation_accuracy(labels),
             seconds=round(train_seconds if together else member.seconds, 3),
+            best_epoch=member.best_epoch,
         )
         for member in training.members
     ]

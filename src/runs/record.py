@@ -82,6 +82,8 @@ class MemberScore:
     validation_rows: int
     validation_accuracy: float | None
     seconds: float
+    # The epoch whose weights it kept (`keep_best` or early stopping); None: its last.
+    best_epoch: int | None = None
 
 
 # How a summary says that a run held no row out (`--validation-split 0`).
@@ -148,7 +150,7 @@ class KaggleSubmission:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class RunRecord:
     multiply_adds: int | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
-    schema: int = 2
+    schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -44,6 +44,7 @@ class Member:
     seconds: float  # its training time; with members trained together, their one shared time
     train_rows: np.ndarray | None = None
     seed: int | None = None
+    best_epoch: int | None = None  # 1-based; None when it kept its last epoch's weights
 
     def validation_accuracy(self, labels: np.ndarray) -> float | None:
         """Accuracy on its held-out rows; `None` when it held none out."""
@@ -286,9 +287,13 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
         callbacks = [EpochTimer()]
         if len(validation_rows):
             validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
-        if config.early_stopping:
+        stopping = None
+        if len(validation_rows) and (config.early_stopping or config.keep_best):
+            # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
             stopping = keras.callbacks.EarlyStopping(
-                monitor=EARLY_STOPPING_MONITOR, patience=config.early_stopping, restore_best_weights=True
+                monitor=EARLY_STOPPING_MONITOR,
+                patience=config.early_stopping or config.epochs,
+                restore_best_weights=True,
             )
             callbacks.append(stopping)
         history = model.fit(
@@ -311,6 +316,7 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
             seconds=time.perf_counter() - started,
             train_rows=train_rows,
             seed=seed,
+            best_epoch=None if stopping is None else stopping.best_epoch + 1,
         )
         result.members.append(member)
     return result
@@ -324,7 +330,9 @@ def train_together(config: Config, features, labels, splits, seeds, verbose: int
     # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
     seconds = time.perf_counter() - started
     result = TrainingResult()
-    for (model, probabilities), (train_rows, validation_rows), seed in zip(trained, splits, seeds, strict=True):
+    for (model, probabilities, best_epoch), (train_rows, validation_rows), seed in zip(
+        trained, splits, seeds, strict=True
+    ):
         member = Member(
             model=model,
             history=model.history.history,
@@ -334,6 +342,7 @@ def train_together(config: Config, features, labels, splits, seeds, verbose: int
             seconds=seconds,
             train_rows=train_rows,
             seed=seed,
+            best_epoch=best_epoch,
         )
         result.members.append(member)
     return result

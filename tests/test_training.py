@@ -224,3 +224,20 @@ def test_settings_that_cannot_go_together_are_refused():
         Config(early_stopping=3, validation_split=0.0)
     # A bag and folds hold rows out themselves, whatever validation_split says.
     assert Config(early_stopping=3, validation_split=0.0, members=2).members == 2
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
+def test_images_per_second_counts_each_epochs_training_rows_over_its_time(plain):
+    images, labels, _ = make_arrays(n_per_class=6)
+    result = train(Config(epochs=3, folds=2, scaling="unit", plain=plain), images, labels, verbose=0)
+    speeds = result.images_per_second()
+    assert len(speeds) == 3 and all(speed > 0 for speed in speeds)
+    first = result.members[0]
+    rows = sum(len(member.train_rows) for member in result.members) if not plain else len(first.train_rows)
+    epoch_two = first.history["seconds"][1] - first.history["seconds"][0]
+    if not plain:
+        assert speeds[1] == pytest.approx(rows / epoch_two, rel=1e-3)
+    else:
+        second = result.members[1]
+        other = len(second.train_rows) / (second.history["seconds"][1] - second.history["seconds"][0])
+        assert speeds[1] == pytest.approx((rows / epoch_two + other) / 2, rel=1e-3)

@@ -124,6 +124,7 @@ def run(
             run_dir=str(run_dir),
             parameters=training.parameters,
             multiply_adds=cost.multiply_adds,
+            images_per_second=training.images_per_second(),
         )
         record.to_json(pair.record)
         pause_point("run-folder")

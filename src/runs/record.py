@@ -170,6 +170,8 @@ class RunRecord:
     parameters: int | None = None
     # Multiply-adds of one image's forward pass through one member (None before schema 2 kept it).
     multiply_adds: int | None = None
+    # Training images per second in each epoch (every member's at once when trained together, else their mean).
+    images_per_second: list[float] | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
     schema: int = RECORD_SCHEMA

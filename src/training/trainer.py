@@ -23,7 +23,7 @@ from src.data.loading import as_features
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost
-from src.training.epoch_timer import EpochTimer
+from src.training.epoch_timer import SECONDS_KEY, EpochTimer
 from src.training.evaluation import accuracy
 from src.training.prediction import predict_probabilities
 from src.training.stacked import stacked_mirrors, train_stacked
@@ -100,6 +100,26 @@ class TrainingResult:
 
     def validation_rows(self) -> np.ndarray:
         return self.held_out()[0]
+
+    def images_per_second(self) -> list[float]:
+        """Training images per second in each epoch: of every member at once when trained together, else their mean.
+
+        An epoch's time is from the end of the one before to its own end (`EpochTimer`), its validation included.
+        """
+        speeds = []
+        for member in self.members:
+            ends = member.history.get(SECONDS_KEY, [])
+            durations = np.diff([0.0, *ends])
+            rows = (
+                sum(len(other.train_rows) for other in self.members)
+                if self.trained_together
+                else len(member.train_rows)
+            )
+            speeds.append(rows / np.maximum(durations, 1e-9))
+            if self.trained_together:
+                break  # one shared clock
+        epochs = min((len(values) for values in speeds), default=0)
+        return [round(float(np.mean([values[epoch] for values in speeds])), 1) for epoch in range(epochs)]
 
     def validation_probabilities(self) -> np.ndarray:
         return self.held_out()[1]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from src.core.config import Config
+from src.models.registry import run_name
 from src.pipeline.run import run
 from src.report import main as report_main
 from src.runs.folders import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
@@ -60,7 +61,7 @@ def test_every_run_gets_its_own_folder_named_by_settings_and_data(runs):
     for config, result in runs:
         assert result.run_dir.parent == result.submission_path.parent / "runs"
         name = RUN_NAME.match(result.run_dir.name)
-        assert name["config"] == config.short_name() and name["data"] == "train80"
+        assert name["config"] == run_name(config) and name["data"] == "train80"
         assert result.record.run_dir == str(result.run_dir)
         assert not (result.run_dir / INCOMPLETE_MARKER).exists()
     # --out holds the latest run; each run folder keeps its own copy.

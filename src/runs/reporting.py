@@ -221,6 +221,11 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
         "submission": record.submission.path,
         "submission sha256": record.submission.sha256,
     }
+    # The network's cost, where the record keeps it (older records do not).
+    cost = {"parameters per model": record.parameters, "multiply-adds per image": record.multiply_adds}
+    summary.update({name: f"{value:,}" for name, value in cost.items() if value is not None})
+    if record.images_per_second:
+        summary["training images per second (last epoch)"] = f"{record.images_per_second[-1]:,.0f}"
     sections = [
         f"<h1>Run {html.escape(title)}</h1>",
         _html_pairs(summary),

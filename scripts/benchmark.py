@@ -5,6 +5,7 @@ python scripts/benchmark.py --data ../shared/data/digit-recognizer.zip --repeats
 python scripts/benchmark.py --epochs 5                         # a quick look
 python scripts/benchmark.py --time-to-accuracy tutorial wide   # accuracy after each epoch vs wall seconds
 python scripts/benchmark.py --versus-peer cnn-fast cnn         # CNN presets against the keras-io recipe
+python scripts/benchmark.py --profile cnn                      # where an epoch's time goes
 
 Each run is its own process, timed from start to exit:
   reference       the tutorial's code as written (scripts/tutorial_reference.py)
@@ -32,6 +33,11 @@ whole command, the final validation accuracy, the seconds of training until
 the validation accuracy first reached 0.99, 0.994 and 0.995, and the wall time
 as a ratio to the recipe's. Machines of one kind differ in pace by up to half,
 so only ratios taken in one run compare across machines.
+
+With `--profile PRESET ...`, each preset's training step is taken apart
+(scripts/epoch_profile.py): seconds per epoch of Keras' whole fit step, the
+input pipeline, the augmentation, the forward pass, the backward pass, and
+the optimizer's update with Keras' overhead, each timed alone.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ from src.runs.record import RunRecord  # noqa: E402
 
 REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "tutorial_reference.py"
 PEER_SCRIPT = REPO_ROOT / "scripts" / "keras_io_reference.py"
+PROFILE_SCRIPT = REPO_ROOT / "scripts" / "epoch_profile.py"
+PROFILE_STEPS = 40
+PROFILE_PARTS = ("fit_step", "input_pipeline", "augmentation", "forward", "backward", "optimizer_and_overhead")
 PEER_EPOCHS = 15  # as published
 PEER_NAME = "keras-io mnist_convnet (as published)"
 MILESTONES = (0.99, 0.994, 0.995)
@@ -105,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: each preset against the keras-io recipe, timed in the same run (--repeats times each)",
     )
     parser.add_argument("--seed", type=int, default=42, help="with --versus-peer: the seed of every run")
+    parser.add_argument(
+        "--profile", nargs="+", metavar="PRESET", help="instead: where one epoch of each preset's training goes"
+    )
     parser.add_argument(
         "--time-to-accuracy",
         nargs="+",
@@ -345,6 +357,33 @@ def versus_peer_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile(args) -> dict:
+    with workspace(args.data) as (scratch, data, env):
+        profiles = []
+        for preset in args.profile:
+            print(f"profiling one epoch of --preset {preset} ...", flush=True)
+            result_path = scratch / f"profile-{preset}.json"
+            command = [sys.executable, str(PROFILE_SCRIPT), preset, str(data), str(PROFILE_STEPS), str(result_path)]
+            timed_process(command, env)
+            profiles.append(json.loads(result_path.read_text()))
+    return {**about_the_run(args), "profiles": profiles}
+
+
+def profile_markdown(report: dict) -> str:
+    lines = [
+        "| preset | " + " | ".join(part.replace("_", " ") for part in PROFILE_PARTS) + " |",
+        "| --- |" + " ---: |" * len(PROFILE_PARTS),
+    ]
+    for row in report["profiles"]:
+        cells = [f"{row[part]:.1f} s ({row[part] / row['fit_step']:.0%})" for part in PROFILE_PARTS]
+        lines.append(f"| `{row['preset']}` | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nSeconds per epoch, each part timed alone over {PROFILE_STEPS} batches and scaled to an epoch; "
+        f"{report['machine']}; {report['created']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out: Path, report: dict, table: str) -> None:
     """Write OUT.json, then OUT.md, each atomically, with Ctrl-C held until both are in.
 
@@ -363,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def benchmark(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.profile:
+        report = profile(args)
+        write_report(args.out or Path("benchmarks/profile"), report, profile_markdown(report))
+        return 0
     if args.versus_peer:
         if (args.epochs is not None and args.epochs < 1) or args.repeats < 1:
             raise UserError("--epochs and --repeats must be >= 1")

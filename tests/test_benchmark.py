@@ -61,3 +61,15 @@ def test_versus_peer_times_the_recipe_and_each_preset_in_one_run(benchmark_scrip
     assert f"| {benchmark_script.PEER_NAME} | {peer['wall_seconds']:.1f} | 1.00 |" in table
     ratio = cnn["wall_seconds"] / peer["wall_seconds"]
     assert f"| `--preset cnn` | {cnn['wall_seconds']:.1f} | {ratio:.2f} | {cnn['accuracy']:.4f} |" in table
+
+
+@pytest.mark.slow
+def test_profile_takes_a_presets_training_step_apart(benchmark_script, tiny_data, tmp_path, capsys):
+    out = tmp_path / "profile"
+    assert benchmark_script.main(["--profile", "cnn", "--data", str(tiny_data), "--out", str(out)]) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())["profiles"]
+    assert row["preset"] == "cnn" and all(row[part] >= 0 for part in ("fit_step", "augmentation", "forward"))
+    assert row["backward"] == pytest.approx(row["forward_backward"] - row["forward"])
+    assert row["optimizer_and_overhead"] == pytest.approx(row["fit_step"] - row["forward_backward"])
+    table = out.with_suffix(".md").read_text()
+    assert "| preset | fit step | input pipeline | augmentation | forward | backward |" in table

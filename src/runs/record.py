@@ -147,6 +147,14 @@ class KaggleSubmission:
     error: str = ""  # Kaggle's reason for an "error"
 
 
+@dataclass(frozen=True)
+class SearchTrial:
+    """The search this run was a trial of (`python -m src.search`): its Optuna study and trial number."""
+
+    study: str
+    trial: int
+
+
 # The run record's format; each `Setting.since` is at most this.
 RECORD_SCHEMA = 2
 
@@ -169,12 +177,16 @@ class RunRecord:
     # Multiply-adds of one image's forward pass through one member (None before schema 2 kept it).
     multiply_adds: int | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
+    # Only a search's trials have it; other records leave the key out, and read as before.
+    search: SearchTrial | None = None
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
     schema: int = 2
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["config"] = self.config.to_dict()
+        if self.search is None:
+            del values["search"]
         return values
 
     def to_json(self, path: str | Path) -> Path:

@@ -153,6 +153,8 @@ class SearchTrial:
 
     study: str
     trial: int
+    # A rerun of the study's best trial on another seed (`--confirm`), not a trial of its own.
+    confirmation: bool = False
 
 
 # The run record's format; each `Setting.since` is at most this.

@@ -42,10 +42,12 @@ class Dimension:
 
     def suggest(self, trial):
         """This dimension's value for an Optuna `trial`, in the setting's type."""
-        if self.choices:
+        if self.choices and self.kind is tuple:
             # Optuna stores only plain values: a list setting's choice travels as its text.
             labels = [format_default(choice) for choice in self.choices]
             return self.choices[labels.index(trial.suggest_categorical(self.name, labels))]
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
         if self.kind is int:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)

@@ -95,7 +95,7 @@ def draw_search(trials: list[TrialSummary], names: list[str], log_names: set[str
         for ax, name in zip(axes[1:], names, strict=True):
             ax.scatter([axis_value(t.params.get(name)) for t in points], [t.accuracy for t in points], **style)
     axes[0].set(xlabel="trial", ylabel="validation accuracy", title="accuracy per trial")
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
     for ax, name in zip(axes[1:], names, strict=True):
         ax.set(xlabel=name, title=f"accuracy against {name}")
         if name in log_names:

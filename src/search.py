@@ -168,7 +168,7 @@ def run_search(plan, args: argparse.Namespace, seconds: float | None) -> None:
         if args.trials != 0 and (args.trials is not None or seconds is not None):
             optimize(plan, study, args.trials, seconds, lambda trial: print(trial_line(trial, names), flush=True))
     except KeyboardInterrupt as interruption:
-        finished = [trial for trial in summaries(study, plan.space) if trial.state != "running"]
+        finished = [trial for trial in summaries(study, plan.space) if trial.state in ("complete", "pruned")]
         show_results(plan, study, args)
         raise type(interruption)(
             f"{len(finished)} finished trials kept in study {plan.study_name} ({plan.storage})"

@@ -9,6 +9,7 @@ COMMANDS = (
     ("python -m src.upload FILE -m TEXT", "validate an existing submission file and send it to Kaggle"),
     ("python -m src.predict RUN_DIR", "predict again with a run folder's saved models"),
     ("python -m src.blend RUN_DIR... --out FILE", "average runs' test probabilities into a new submission"),
+    ("python -m src.search --vary NAME=LOW..HIGH", "search settings with Optuna, each trial a run"),
     ("python -m src.report RUN_DIR", "redraw a run's report, or --compare runs side by side"),
     ("python -m src.ledger", "your submissions: local accuracy against Kaggle's public score"),
     ("python -m src.kernel", "build the Kaggle kernel's script and metadata"),

@@ -24,6 +24,7 @@ from src.runs.record import (
     Inputs,
     MemberScore,
     RunRecord,
+    SearchTrial,
     Submission,
     Timings,
     Validation,
@@ -33,8 +34,10 @@ from src.runs.record import (
 )
 from src.runs.reporting import make_report
 from src.training.evaluation import per_class_scores, predicted_labels
+from src.training.hooks import TrainingCallbacks
 from src.training.prediction import predict_probabilities, tta_validation_accuracy, uses_tta
-from src.training.trainer import TrainingResult, train, validation_scheme
+from src.training.tensorboard import keep_curves, live_curves_folder, train_with_curves
+from src.training.trainer import TrainingResult, validation_scheme
 
 
 @dataclass
@@ -57,13 +60,16 @@ def run(
     report: bool = True,
     sample: bool = False,
     started: float | None = None,
+    callbacks: TrainingCallbacks | None = None,
+    search: SearchTrial | None = None,
 ) -> RunResult:
     """Train as `config` says and write `out_path`, its JSON record and a run folder.
 
     The run folder, `runs/<timestamp>-<config>_<data>/` beside `out_path`,
     keeps a copy of the submission and record and the arrays the report is
-    drawn from (see `src/runs/folders.py`); with `report`, also the figures and
-    `report.html` (see `src/runs/reporting.py`).
+    drawn from (see `src/runs/folders.py`), and TensorBoard's curves in
+    `tensorboard/member-<i>/` (see `src/training/tensorboard.py`); with `report`,
+    also the figures and `report.html` (see `src/runs/reporting.py`).
 
     Args:
         config: The run's settings.
@@ -77,6 +83,8 @@ def run(
             a temporary folder the record must not name.
         started: `time.perf_counter()` when the command started, so the
             record's total counts its start-up too; default: now.
+        callbacks: Callbacks to add to training (a search's pruning).
+        search: The search trial this run is, for its record.
     """
     started = time.perf_counter() if started is None else started
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
@@ -88,7 +96,9 @@ def run(
     timings = {"load": datasets.load_seconds}
 
     stage_started = time.perf_counter()
-    training = train(config, datasets.train_images, datasets.train_labels, verbose=verbose)
+    # The curves go beside the run folders while training, so that TensorBoard shows them live.
+    curves = live_curves_folder(plan.runs)
+    training = train_with_curves(config, datasets.train_images, datasets.train_labels, verbose, callbacks, curves)
     timings["train"] = time.perf_counter() - stage_started
 
     stage_started = time.perf_counter()
@@ -106,6 +116,7 @@ def run(
         tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
         validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
     run_dir = create_run_dir(plan.runs, f"{run_name(config)}_{inputs.short_name()}")
+    keep_curves(curves, run_dir)
     # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,
     # before the pair replaces the old one; any failure or signal until then leaves the old one as it was.
     with prepared_pair(plan) as pair:
@@ -125,6 +136,7 @@ def run(
             parameters=training.parameters,
             multiply_adds=cost.multiply_adds,
             images_per_second=training.images_per_second(),
+            search=search,
         )
         record.to_json(pair.record)
         pause_point("run-folder")

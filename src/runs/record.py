@@ -149,6 +149,16 @@ class KaggleSubmission:
     error: str = ""  # Kaggle's reason for an "error"
 
 
+@dataclass(frozen=True)
+class SearchTrial:
+    """The search this run was a trial of (`python -m src.search`): its Optuna study and trial number."""
+
+    study: str
+    trial: int
+    # A rerun of the study's best trial on another seed (`--confirm`), not a trial of its own.
+    confirmation: bool = False
+
+
 # The run record's format; each `Setting.since` is at most this.
 RECORD_SCHEMA = 3
 
@@ -173,12 +183,16 @@ class RunRecord:
     # Training images per second in each epoch (every member's at once when trained together, else their mean).
     images_per_second: list[float] | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
+    # Only a search's trials have it; other records leave the key out, and read as before.
+    search: SearchTrial | None = None
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["config"] = self.config.to_dict()
+        if self.search is None:
+            del values["search"]
         return values
 
     def to_json(self, path: str | Path) -> Path:

@@ -25,6 +25,7 @@ from src.models.family import count_text
 from src.models.registry import build_model, model_cost
 from src.training.epoch_timer import SECONDS_KEY, EpochTimer
 from src.training.evaluation import accuracy
+from src.training.hooks import TrainingCallbacks
 from src.training.prediction import predict_probabilities
 from src.training.stacked import stacked_mirrors, train_stacked
 
@@ -214,7 +215,13 @@ def bag_rows(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
-def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int = 2) -> TrainingResult:
+def train(
+    config: Config,
+    images: np.ndarray,
+    labels: np.ndarray,
+    verbose: int = 2,
+    callbacks: TrainingCallbacks | None = None,
+) -> TrainingResult:
     """Train the model, k-fold ensemble or bag that `config` describes.
 
     The tutorial's dense network (any members) trains in `src.stacked`'s compiled
@@ -227,6 +234,7 @@ def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int =
         images: uint8 pixels, shape (n_samples, 784).
         labels: Digits 0..9, shape (n_samples,).
         verbose: Keras' `fit` verbosity; 0 also silences the per-member lines.
+        callbacks: Callbacks to add (TensorBoard's curves, a search's pruning); see `src.training.hooks`.
     """
     configure_devices()
     seed_everything(config.seed)
@@ -234,7 +242,8 @@ def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int =
     splits = split_rows(config, labels)
     seeds = member_seeds(config)
     together = stacked_mirrors(config) and not config.plain
-    result = (train_together if together else train_with_fit)(config, features, labels, splits, seeds, verbose)
+    trainer = train_together if together else train_with_fit
+    result = trainer(config, features, labels, splits, seeds, verbose, callbacks or TrainingCallbacks())
     result.bagged = config.members > 1
     result.trained_together = together
     result.parameters = int(result.members[0].model.count_params())
@@ -291,7 +300,9 @@ def batches(features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int) -> TrainingResult:
+def train_with_fit(
+    config: Config, features, labels, splits, seeds, verbose: int, hooks: TrainingCallbacks
+) -> TrainingResult:
     """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees."""
     targets = keras.utils.to_categorical(labels, N_CLASSES)
     strategy = distribution_strategy()
@@ -304,7 +315,7 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
         if config.members > 1:
             keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
         validation = None
-        callbacks = [EpochTimer()]
+        callbacks = [EpochTimer(), *hooks.for_fit(index - 1)]
         if len(validation_rows):
             validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
         stopping = None
@@ -342,11 +353,13 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
     return result
 
 
-def train_together(config: Config, features, labels, splits, seeds, verbose: int) -> TrainingResult:
+def train_together(
+    config: Config, features, labels, splits, seeds, verbose: int, hooks: TrainingCallbacks
+) -> TrainingResult:
     """Every member at once, in one compiled program: `src.stacked.train_stacked`."""
     started = time.perf_counter()
     models = [new_model(config, train_rows, seed) for (train_rows, _), seed in zip(splits, seeds, strict=True)]
-    trained = train_stacked(config, models, features, labels, splits, verbose)
+    trained = train_stacked(config, models, features, labels, splits, verbose, hooks)
     # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
     seconds = time.perf_counter() - started
     result = TrainingResult()

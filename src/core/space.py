@@ -1,0 +1,147 @@
+"""A search space written on the command line, checked against the settings table before anything trains.
+
+    --vary NAME=LOW..HIGH        a number drawn from [LOW, HIGH] (an integer for an integer setting)
+    --vary NAME=LOW..HIGH:log    the same, drawn evenly on a log scale (LOW > 0)
+    --vary NAME=A|B|C            one of the listed values; a list setting's value with commas: 256,128|512,256
+
+Each dimension asks an Optuna trial for its value (`suggest`); this module needs no Optuna itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from src.core.config import SETTINGS_BY_NAME, Config, format_default
+from src.core.errors import UserError
+
+RANGE_SEPARATOR = ".."
+CHOICE_SEPARATOR = "|"
+LOG_SUFFIX = ":log"
+TRUE_WORDS = ("true", "on", "yes", "1")
+FALSE_WORDS = ("false", "off", "no", "0")
+KIND_WORDS = {bool: "true or false", tuple: "integers separated by commas", int: "an integer", str: "a word"}
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One varied setting: a range (`low`, `high`, `log`) or a list of `choices`, in the setting's own type."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = ()
+
+    @property
+    def kind(self) -> type:
+        return SETTINGS_BY_NAME[self.name].kind
+
+    def suggest(self, trial):
+        """This dimension's value for an Optuna `trial`, in the setting's type."""
+        if self.choices and self.kind is tuple:
+            # Optuna stores only plain values: a list setting's choice travels as its text.
+            labels = [format_default(choice) for choice in self.choices]
+            return self.choices[labels.index(trial.suggest_categorical(self.name, labels))]
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind is int:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        """As it was written: `learning_rate=0.0001..0.01:log`, `hidden_units=256,128|512,256`."""
+        if self.choices:
+            return f"{self.name}={CHOICE_SEPARATOR.join(format_default(choice) for choice in self.choices)}"
+        return f"{self.name}={self.low:g}{RANGE_SEPARATOR}{self.high:g}{LOG_SUFFIX if self.log else ''}"
+
+    def extremes(self) -> tuple:
+        """The values that bound what a trial can get: both ends, or every choice."""
+        return self.choices or (self.low, self.high)
+
+
+def parse_dimension(text: str) -> Dimension:
+    """`NAME=LOW..HIGH[:log]` or `NAME=A|B|...`, every value checked against the setting; else a `UserError`."""
+    name, equals, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not equals or not name or not values.strip():
+        raise UserError(f"--vary {text!r}: write NAME=LOW..HIGH[:log] or NAME=A|B|C")
+    setting = SETTINGS_BY_NAME.get(name)
+    if setting is None:
+        raise UserError(f"--vary {text!r}: no setting named {name!r} (python -m src.submit --help lists them)")
+    values = values.strip()
+    if CHOICE_SEPARATOR in values or RANGE_SEPARATOR not in values:
+        choices = tuple(checked(name, part) for part in values.split(CHOICE_SEPARATOR))
+        if len(set(choices)) != len(choices):
+            raise UserError(f"--vary {text!r}: a choice is listed twice")
+        return Dimension(name, choices=choices)
+    if setting.kind not in (int, float):
+        raise UserError(f"--vary {text!r}: {name} is not a number; list its values as A|B|C")
+    log = values.endswith(LOG_SUFFIX)
+    low_text, _, high_text = values.removesuffix(LOG_SUFFIX).partition(RANGE_SEPARATOR)
+    low, high = checked(name, low_text), checked(name, high_text)
+    if low > high:
+        raise UserError(f"--vary {text!r}: the low end {low:g} is above the high end {high:g}")
+    if log and low <= 0:
+        raise UserError(f"--vary {text!r}: a log range needs a low end above 0, got {low:g}")
+    return Dimension(name, low=low, high=high, log=log)
+
+
+def checked(name: str, text: str):
+    """`text` as a value of setting `name`, checked by the settings table."""
+    setting = SETTINGS_BY_NAME[name]
+    text = text.strip()
+    try:
+        if setting.kind is bool:
+            if text.lower() not in TRUE_WORDS + FALSE_WORDS:
+                raise ValueError
+            value = text.lower() in TRUE_WORDS
+        elif setting.kind is tuple:
+            value = tuple(int(part) for part in text.split(","))
+        elif setting.kind is str:
+            value = text
+        else:
+            value = float(text)
+            if setting.kind is int:
+                if not value.is_integer():
+                    raise ValueError
+                value = int(value)
+    except ValueError:
+        raise UserError(f"--vary {name}: {text!r} is not {KIND_WORDS.get(setting.kind, 'a number')}") from None
+    try:
+        return setting.check(value)
+    except UserError as error:
+        raise UserError(f"--vary {name}: {error}") from None
+
+
+def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
+    """Every `--vary` of the command line; each bound and choice must make a valid config with `base`."""
+    if not texts:
+        raise UserError("nothing to search: give at least one --vary NAME=LOW..HIGH or NAME=A|B")
+    space = tuple(parse_dimension(text) for text in texts)
+    names = [dimension.name for dimension in space]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"--vary {repeated[0]} is given twice; give one range or list per setting")
+    for dimension in space:
+        group = SETTINGS_BY_NAME[dimension.name].group
+        if group not in (None, base.family) and "family" not in names:
+            raise UserError(f"--vary {dimension.name}: the {base.family} network does not read it ({group} only)")
+        for value in dimension.extremes():
+            try:
+                base.replace(**{dimension.name: value})
+            except UserError as error:
+                raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
+    return space
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `45m`, `2h` or plain seconds, as seconds above 0; else a `UserError`."""
+    match = DURATION.fullmatch(text.strip().lower())
+    seconds = float(match[1]) * SECONDS_PER_UNIT[match[2]] if match else math.nan
+    if not seconds > 0:
+        raise UserError(f"--budget: expected a duration such as 90s, 45m or 2h, got {text!r}")
+    return seconds

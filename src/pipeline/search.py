@@ -1,0 +1,216 @@
+"""A search over settings on Optuna: every trial an ordinary run (`src.pipeline.run.run`), scored by its
+validation accuracy, and stopped after an epoch when Optuna's median pruner finds it hopeless.
+
+A study lives in a database (an SQLite file by default), so running the same command again adds
+trials to it, and several processes given the same `--storage` and `--study` share its trials.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from src.core.config import SEED_LIMIT, Config
+from src.core.errors import UserError, error_reason
+from src.core.space import Dimension
+from src.data.loading import Datasets
+from src.pipeline.run import RunResult, run
+from src.runs.record import SearchTrial
+from src.runs.search_results import COMPLETE, FAILED, PRUNED, RUNNING, TrialSummary
+from src.training.hooks import TrainingCallbacks
+from src.training.pruning import PruningCallback
+from src.training.tensorboard import TENSORBOARD_FOLDER, write_hparams, write_hparams_config
+
+# The settings a study was started with, besides the varied ones: a study continues only with the same.
+BASE_ATTRIBUTE = "base_config"
+CONFIG_ATTRIBUTE = "config"
+RUN_DIR_ATTRIBUTE = "run_dir"
+OBJECTIVE_METRIC = "validation_accuracy"
+# SQLite lets one process write at a time: the others wait up to this long rather than fail.
+SQLITE_LOCK_SECONDS = 120
+STORAGE_ATTEMPTS = 5  # two workers creating the database's tables at once: one retries
+STATES = {
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.PRUNED: PRUNED,
+    TrialState.FAIL: FAILED,
+    TrialState.RUNNING: RUNNING,
+    TrialState.WAITING: RUNNING,
+}
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a study searches, and where its trials read and write.
+
+    Attributes:
+        base: The settings every trial starts from (the preset and flags).
+        space: The varied settings.
+        folder: Where each trial writes `trial-<n>.csv`; its run folder goes into `folder/runs`.
+        startup_trials: Trials that finish before the pruner stops any (Optuna's `n_startup_trials`).
+        sampler_seed: Seed of Optuna's sampler, for a repeatable sequence of trials; None: fresh each time.
+    """
+
+    base: Config
+    space: tuple[Dimension, ...]
+    study_name: str
+    storage: str
+    folder: Path
+    data_dir: Path
+    datasets: Datasets
+    sample: bool = False
+    prune: bool = True
+    startup_trials: int = 4
+    sampler_seed: int | None = None
+    verbose: int = 0
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO and a failed one's traceback at WARNING; the command prints its own lines."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
+def open_study(search: Search) -> optuna.Study:
+    """The study `search` names, created on first use; one started with other base settings is refused."""
+    quiet_optuna()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials) if search.prune else None
+    study = optuna.create_study(
+        study_name=search.study_name,
+        storage=open_storage(search.storage),
+        sampler=optuna.samplers.TPESampler(seed=search.sampler_seed),
+        pruner=pruner or optuna.pruners.NopPruner(),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    check_same_base(study, search.base)
+    return study
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's database at `url`; SQLite waits for another worker's write instead of failing."""
+    engine = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}} if url.startswith("sqlite:") else {}
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as error:  # SQLAlchemy's errors, an unknown driver, a malformed URL
+            if attempt + 1 == STORAGE_ATTEMPTS or "already exists" not in str(error):
+                raise UserError(f"--storage {url}: {error_reason(error)}") from None
+
+
+def check_same_base(study: optuna.Study, base: Config) -> None:
+    """Record the study's base settings on first use; refuse to continue it with others."""
+    stored = study.user_attrs.get(BASE_ATTRIBUTE)
+    if stored is None:
+        study.set_user_attr(BASE_ATTRIBUTE, base.to_dict())
+        return
+    before = Config.from_dict(stored)
+    changed = [name for name, value in base.to_dict().items() if getattr(before, name) != value]
+    if changed:
+        raise UserError(
+            f"study {study.study_name} was started with other settings ({', '.join(changed)} differ); "
+            "give the same flags to continue it, or --study NAME for a new one"
+        )
+
+
+def trial_config(search: Search, trial: optuna.Trial) -> Config:
+    """The base settings with each varied one drawn for `trial`."""
+    return search.base.replace(**{dimension.name: dimension.suggest(trial) for dimension in search.space})
+
+
+def run_trial(search: Search, trial: optuna.Trial) -> float:
+    """One trial: an ordinary run at `folder/trial-<n>.csv`, its accuracy returned to Optuna."""
+    config = trial_config(search, trial)
+    trial.set_user_attr(CONFIG_ATTRIBUTE, config.to_dict())
+    callbacks = TrainingCallbacks(run=[PruningCallback(trial)]) if search.prune else None
+    record_says = SearchTrial(search.study_name, trial.number)
+    result = run_once(search, config, f"trial-{trial.number}.csv", callbacks, record_says)
+    accuracy = result.record.validation.accuracy
+    trial.set_user_attr(RUN_DIR_ATTRIBUTE, str(result.run_dir))
+    write_hparams(
+        result.run_dir / TENSORBOARD_FOLDER,
+        f"{search.study_name}/trial-{trial.number}",
+        dict(trial.params),
+        {OBJECTIVE_METRIC: accuracy},
+    )
+    return accuracy
+
+
+def run_once(search: Search, config: Config, name: str, callbacks, trial: SearchTrial) -> RunResult:
+    return run(
+        config,
+        search.data_dir,
+        search.folder / name,
+        datasets_override=search.datasets,
+        verbose=search.verbose,
+        report=False,  # `python -m src.report RUN_DIR` draws it later, from the arrays the run folder keeps
+        sample=search.sample,
+        callbacks=callbacks,
+        search=trial,
+    )
+
+
+def optimize(search: Search, study: optuna.Study, trials: int | None, seconds: float | None, on_trial) -> None:
+    """Run trials until `trials` more have ended or `seconds` have passed (no trial starts after that).
+
+    `on_trial(summary)` is called as each one ends. Ctrl-C ends the trial under way (Optuna records it
+    as failed) and is raised again; every trial that ended before it stays in the study.
+    """
+    write_hparams_config(search.folder / "runs", [dimension.name for dimension in search.space], [OBJECTIVE_METRIC])
+    study.optimize(
+        lambda trial: run_trial(search, trial),
+        n_trials=trials,
+        timeout=seconds,
+        callbacks=[lambda _, frozen: on_trial(summarize(frozen, search.space))],
+        gc_after_trial=True,
+    )
+
+
+def summarize(trial: optuna.trial.FrozenTrial, space: tuple[Dimension, ...]) -> TrialSummary:
+    """What the table and figure show of one trial."""
+    state = STATES[trial.state]
+    accuracy = trial.value if state == COMPLETE else None
+    epochs = None
+    if state == PRUNED and trial.intermediate_values:
+        epochs = trial.last_step + 1
+        accuracy = trial.intermediate_values[trial.last_step]
+    seconds = trial.duration.total_seconds() if trial.duration else None
+    return TrialSummary(trial.number, state, accuracy, seconds, dict(trial.params), epochs)
+
+
+def summaries(study: optuna.Study, space: tuple[Dimension, ...]) -> list[TrialSummary]:
+    return [summarize(trial, space) for trial in study.get_trials(deepcopy=False)]
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda trial: (trial.value, -trial.number)) if complete else None
+
+
+def best_config(trial: optuna.trial.FrozenTrial) -> Config:
+    return Config.from_dict(trial.user_attrs[CONFIG_ATTRIBUTE])
+
+
+def confirm(search: Search, trial: optuna.trial.FrozenTrial, count: int, on_run) -> list[float]:
+    """Train the best trial's settings again on `count` other seeds; their validation accuracies.
+
+    The best of many trials is picked on the very rows it is scored on, so its own figure flatters it;
+    new seeds (new weights, and new folds or bags where they are drawn) give an honest one.
+    """
+    config = best_config(trial)
+    accuracies = []
+    for offset in range(1, count + 1):
+        seed = (config.seed + offset) % SEED_LIMIT
+        result = run_once(
+            search,
+            config.replace(seed=seed),
+            f"confirm-trial-{trial.number}-seed-{seed}.csv",
+            None,
+            SearchTrial(search.study_name, trial.number, confirmation=True),
+        )
+        accuracies.append(result.record.validation.accuracy)
+        on_run(seed, result)
+    return accuracies

@@ -1,0 +1,110 @@
+"""A search's trials as a table and a figure, and the best settings as a `python -m src.submit` line.
+
+Plain data in (`TrialSummary`), text and a PNG out: no Optuna and no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from src.core.config import PRESETS, SETTINGS, Config, format_default
+from src.runs.reporting import _save_figure
+
+COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
+FIGURE_NAME = "search.png"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial of a study, as the table and figure show it.
+
+    Attributes:
+        accuracy: A complete trial's validation accuracy; a pruned one's last reported epoch's.
+        epochs: Epochs a pruned trial ran before it was stopped.
+        params: The varied settings' values, as the trial drew them (a list setting's as its text).
+    """
+
+    number: int
+    state: str
+    accuracy: float | None
+    seconds: float | None
+    params: dict
+    epochs: int | None = None
+
+
+def best_first(trials: list[TrialSummary]) -> list[TrialSummary]:
+    """Complete trials by accuracy (ties: the earlier first), then pruned, failed and running ones by number."""
+    order = {COMPLETE: 0, PRUNED: 1, FAILED: 2, RUNNING: 3}
+    return sorted(trials, key=lambda t: (order[t.state], -(t.accuracy or 0) if t.state == COMPLETE else 0, t.number))
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return format_default(value)
+
+
+def format_table(trials: list[TrialSummary], names: list[str]) -> str:
+    """The trials, best first: number, accuracy, seconds, state and each varied setting."""
+    header = ["trial", "accuracy", "seconds", "state", *names]
+    rows = [
+        [
+            str(trial.number),
+            "" if trial.accuracy is None else f"{trial.accuracy:.4f}",
+            "" if trial.seconds is None else f"{trial.seconds:.1f}",
+            trial.state if trial.state != PRUNED else f"pruned at epoch {trial.epochs}",
+            *(format_value(trial.params.get(name, "")) for name in names),
+        ]
+        for trial in best_first(trials)
+    ]
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def submit_line(preset: str, config: Config) -> str:
+    """`python -m src.submit --preset P` with a flag for every setting where `config` differs from the preset."""
+    preset_config = PRESETS[preset]
+    words = ["python", "-m", "src.submit", "--preset", preset]
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        if value == getattr(preset_config, setting.name):
+            continue
+        if setting.kind is bool:
+            words.append(setting.flag if value else f"--no-{setting.flag[2:]}")
+        else:
+            words += [setting.flag, format_value(value) if not isinstance(value, float) else repr(value)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def draw_search(trials: list[TrialSummary], names: list[str], log_names: set[str], path: str | Path) -> Path:
+    """`search.png`: accuracy per trial, and against each varied setting; pruned trials as crosses."""
+    figure = Figure(figsize=(4.5 * (1 + len(names)), 3.6), layout="constrained")
+    axes = figure.subplots(1, 1 + len(names), squeeze=False)[0]
+    shown = [trial for trial in trials if trial.accuracy is not None]
+    styles = {COMPLETE: dict(marker="o", color="tab:blue"), PRUNED: dict(marker="x", color="tab:gray")}
+    for state, style in styles.items():
+        points = [trial for trial in shown if trial.state == state]
+        label = state if state == COMPLETE else "pruned (last epoch scored)"
+        axes[0].scatter([t.number for t in points], [t.accuracy for t in points], label=label, **style)
+        for ax, name in zip(axes[1:], names, strict=True):
+            ax.scatter([axis_value(t.params.get(name)) for t in points], [t.accuracy for t in points], **style)
+    axes[0].set(xlabel="trial", ylabel="validation accuracy", title="accuracy per trial")
+    axes[0].legend(loc="best", fontsize=8)
+    for ax, name in zip(axes[1:], names, strict=True):
+        ax.set(xlabel=name, title=f"accuracy against {name}")
+        if name in log_names:
+            ax.set_xscale("log")
+    return _save_figure(figure, Path(path))
+
+
+def axis_value(value):
+    """A number stays a number; a choice (text) is placed by its text, as matplotlib places categories."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,316 @@
+"""`python -m src.search` and TensorBoard's curves: the space and its refusals, pruning on both trainers,
+a study that prunes and resumes, two workers on one study, trials as ordinary run folders, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from src.core.config import PRESETS, Config
+from src.core.errors import UserError
+from src.core.space import Dimension, parse_dimension, parse_duration, parse_space
+from src.runs.record import RunRecord, SearchTrial
+from src.runs.search_results import TrialSummary, best_first, submit_line
+from tests.helpers import assert_one_line_error, run_command, start_command
+
+# A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
+# whose trial finished before, so the median pruner (one start-up trial) must stop it.
+HOPELESS, GOOD = 1e-9, 3e-2
+STUDY_FLAGS = ["--preset", "tutorial-scaled", "--batch-size", "8", "--epochs", "2", "--startup-trials", "1"]
+SCALARS = ("epoch_loss", "epoch_accuracy", "epoch_val_loss", "epoch_val_accuracy", "epoch_learning_rate")
+
+
+def search(tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
+    return run_command("-m", "src.search", "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags)
+
+
+def load_study(out: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / name}.db")
+
+
+def trial_records(folder: Path) -> list[RunRecord]:
+    """The records of the run folders a study's trials left, in `folder/runs`."""
+    return [RunRecord.from_json(path) for path in sorted((folder / "runs").glob("*/record.json"))]
+
+
+def scalar_events(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in `folder`: tag -> [(step, value), ...]."""
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    found.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+                else:  # HParams' summaries: their tag, and no value
+                    found.setdefault(value.tag, []).append((event.step, None))
+    return found
+
+
+# The space and its refusals.
+
+
+def test_a_range_a_log_range_and_choices_parse_into_the_settings_types():
+    assert parse_dimension("learning_rate=1e-4..1e-2:log") == Dimension("learning_rate", 1e-4, 1e-2, log=True)
+    assert parse_dimension("epochs=2..8") == Dimension("epochs", 2, 8)
+    assert isinstance(parse_dimension("epochs=2..8").low, int)
+    hidden = parse_dimension("hidden_units=256,128|512,256")
+    assert hidden.choices == ((256, 128), (512, 256))
+    assert hidden.describe() == "hidden_units=256,128|512,256"
+    assert parse_dimension("plain=true|false").choices == (True, False)
+    assert parse_dimension("schedule=constant|cosine").choices == ("constant", "cosine")
+
+
+@pytest.mark.parametrize(
+    "vary, fragment",
+    [
+        ("speed=1..2", "no setting named 'speed'"),
+        ("learning_rate=0..1e-2:log", "learning_rate must be > 0"),
+        ("l2=0..1e-2:log", "a log range needs a low end above 0"),
+        ("learning_rate=1e-2..1e-3", "the low end 0.01 is above the high end 0.001"),
+        ("validation_split=0.1..1", "validation_split must be in [0, 1)"),
+        ("epochs=1.5..3", "'1.5' is not an integer"),
+        ("hidden_units=1..3", "list its values as A|B|C"),
+        ("hidden_units=256,128|0,1", "hidden_units items must be in 1..65536"),
+        ("schedule=constant|daily", "schedule must be one of"),
+        ("dropout=0..0.5", "the dense network does not read it"),
+        ("learning_rate", "write NAME=LOW..HIGH[:log] or NAME=A|B|C"),
+    ],
+)
+def test_a_bad_range_is_refused_naming_the_problem(vary, fragment):
+    with pytest.raises(UserError, match=None) as refused:
+        parse_space([vary], PRESETS["wide"])
+    assert fragment in str(refused.value)
+
+
+def test_a_setting_varied_twice_or_nothing_varied_is_refused():
+    with pytest.raises(UserError, match="given twice"):
+        parse_space(["epochs=1..2", "epochs=3..4"], Config())
+    with pytest.raises(UserError, match="nothing to search"):
+        parse_space([], Config())
+    # Each bound must make a valid config with the rest: a CNN needs pixels scaled to 0..1.
+    with pytest.raises(UserError, match="add --scaling unit"):
+        parse_space(["family=dense|cnn"], Config())
+
+
+def test_budgets_read_seconds_minutes_and_hours():
+    assert [parse_duration(text) for text in ("90s", "45m", "2h", "30", "1.5h")] == [90, 2700, 7200, 30, 5400]
+    for bad in ("0s", "-1m", "ten minutes", "5d"):
+        with pytest.raises(UserError, match="--budget"):
+            parse_duration(bad)
+
+
+def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, tmp_path):
+    result = search(tiny_data, tmp_path / "out", "--vary", "learning_rate=0..1:log", "--trials", "1")
+    assert_one_line_error(result, 2, "--vary learning_rate", "> 0")
+    assert not (tmp_path / "out").exists()  # nothing was created, nothing trained
+    result = search(tiny_data, tmp_path / "out", "--vary", "validation_split=0..0.2", "--trials", "1")
+    assert_one_line_error(result, 2, "validation_split", "leaves none")
+    result = search(tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
+    assert_one_line_error(result, 2, "--trials N and/or --budget")
+
+
+# Results: table order, submit line, the record's search section.
+
+
+def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
+    trials = [
+        TrialSummary(0, "complete", 0.91, 3.0, {}),
+        TrialSummary(1, "pruned", 0.2, 1.0, {}, epochs=1),
+        TrialSummary(2, "complete", 0.95, 3.0, {}),
+    ]
+    assert [trial.number for trial in best_first(trials)] == [2, 0, 1]
+    config = PRESETS["wide"].replace(learning_rate=0.002, hidden_units=(512, 256), epochs=10)
+    line = submit_line("wide", config)
+    assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
+
+
+def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_data, tmp_path):
+    result = run_command("-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert "search" not in written  # an ordinary run's record is as before
+    assert RunRecord.from_dict(written).search is None
+    with_search = {**written, "search": {"study": "wide-epochs", "trial": 3, "confirmation": False}}
+    assert RunRecord.from_dict(with_search).search == SearchTrial("wide-epochs", 3)
+    assert RunRecord.from_dict(with_search).to_dict()["search"] == with_search["search"]
+
+
+# Pruning, on both trainers.
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["fused", "fit"])
+def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
+    from src.training.hooks import TrainingCallbacks
+    from src.training.pruning import PruningCallback
+    from src.training.trainer import train
+    from tests.synthetic import make_arrays
+
+    images, labels, _ = make_arrays()
+    base = Config(scaling="unit", batch_size=8, epochs=3, folds=2, plain=plain)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    epochs_run = []
+    for learning_rate in (GOOD, HOPELESS):
+        trial = study.ask()
+        callback = PruningCallback(trial)
+        try:
+            result = train(
+                base.replace(learning_rate=learning_rate), images, labels, 0, TrainingCallbacks(run=[callback])
+            )
+            study.tell(trial, result.validation_accuracy(labels))
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        epochs_run.append(len(study.trials[-1].intermediate_values))
+    states = [trial.state.name for trial in study.trials]
+    assert states == ["COMPLETE", "PRUNED"]
+    assert epochs_run == [3, 1]  # stopped after its first epoch, not after all three
+
+
+# A whole study: it runs, prunes, resumes; its trials are run folders; TensorBoard reads them.
+
+
+def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path):
+    out = tmp_path / "search"
+    vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "0"]
+    first = search(tiny_data, out, *vary, "--trials", "4")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stderr == ""  # Optuna's own log lines are silenced
+    name = "tutorial-scaled-learning_rate"
+    study = load_study(out, name)
+    trials = study.trials
+    assert [trial.number for trial in trials] == [0, 1, 2, 3]
+    # Every hopeless trial that started after a good one had finished is pruned; no good one is.
+    for trial in trials:
+        after_good = any(
+            other.number < trial.number and other.params["learning_rate"] == GOOD and other.state.name == "COMPLETE"
+            for other in trials
+        )
+        hopeless = trial.params["learning_rate"] == HOPELESS
+        assert trial.state.name == ("PRUNED" if hopeless and after_good else "COMPLETE"), trial
+    pruned = [trial for trial in trials if trial.state.name == "PRUNED"]
+    assert pruned, "the seed must draw a hopeless trial after a good one: choose another --sampler-seed"
+    assert all(len(trial.intermediate_values) == 1 for trial in pruned)
+    assert "pruned after epoch 1" in first.stdout and "python -m src.submit --preset tutorial-scaled" in first.stdout
+    assert (out / name / "search.png").stat().st_size > 0
+
+    # Only the finished trials left run folders and submissions, and each record names its study and trial.
+    records = trial_records(out / name)
+    complete = {trial.number for trial in trials if trial.state.name == "COMPLETE"}
+    assert {record.search.trial for record in records} == complete and len(records) == len(complete)
+    assert all(record.search.study == name for record in records)
+    assert sorted(path.name for path in (out / name).glob("trial-*.csv")) == sorted(f"trial-{n}.csv" for n in complete)
+    assert not list((out / name / "runs").glob("training-*"))  # no pruned trial's curves left behind
+
+    # TensorBoard: one value per epoch for every scalar, the same as the run's history, and the HParams.
+    record = records[0]
+    events = scalar_events(Path(record.run_dir) / "tensorboard" / "member-1")
+    assert set(SCALARS) <= set(events)
+    assert all([step for step, _ in events[tag]] == [0, 1] for tag in SCALARS)
+    history = json.loads((Path(record.run_dir) / "histories.json").read_text())[0]
+    np.testing.assert_allclose([value for _, value in events["epoch_val_accuracy"]], history["val_accuracy"], rtol=1e-6)
+    learning_rate = record.config.learning_rate
+    np.testing.assert_allclose([value for _, value in events["epoch_learning_rate"]], [learning_rate] * 2, rtol=1e-6)
+    session = scalar_events(Path(record.run_dir) / "tensorboard")
+    assert session["validation_accuracy"] == [(0, pytest.approx(record.validation.accuracy))]
+    assert "_hparams_/session_start_info" in session
+
+    # The trial run folders are ordinary: report --compare and predict read them.
+    compare = run_command("-m", "src.report", "--compare", out / name / "runs")
+    assert compare.returncode == 0, compare.stderr
+    assert all(Path(record.run_dir).name in compare.stdout for record in records)
+    again = run_command("-m", "src.predict", record.run_dir, "--data", tiny_data, "--out", tmp_path / "again.csv")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.csv").read_bytes() == (Path(record.run_dir) / "submission.csv").read_bytes()
+
+    # The same command again continues the study: new trials get new numbers.
+    second = search(tiny_data, out, *vary, "--trials", "1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "4 trials so far" in second.stdout
+    assert [trial.number for trial in load_study(out, name).trials] == [0, 1, 2, 3, 4]
+
+
+def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path):
+    out = tmp_path / "search"
+    vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune"]
+    assert search(tiny_data, out, *vary, "--trials", "1", "--epochs", "1").returncode == 0
+    result = search(tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0")
+    assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
+
+
+def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_data, tmp_path):
+    out = tmp_path / "search"
+    flags = ["--vary", "learning_rate=1e-3..3e-2:log", "--study", "shared", "--no-prune", "--trials", "2"]
+    command = ["-m", "src.search", "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags]
+    workers = [start_command(*command) for _ in range(2)]
+    results = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (stdout, stderr) in zip(workers, results, strict=True):
+        assert worker.returncode == 0, stdout + stderr
+    trials = load_study(out, "shared").trials
+    assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
+    assert all(trial.state.name == "COMPLETE" for trial in trials)
+    records = trial_records(out / "shared")
+    assert sorted(record.search.trial for record in records) == [0, 1, 2, 3]
+    # Each trial's record holds the learning rate that trial drew: no run was written for another's.
+    drawn = {trial.number: trial.params["learning_rate"] for trial in trials}
+    assert all(record.config.learning_rate == pytest.approx(drawn[record.search.trial]) for record in records)
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
+    out = tmp_path / "search"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    flags = ["--vary", "learning_rate=1e-3..3e-2:log", "--study", "stopped", "--no-prune", "--trials", "50"]
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        process = start_command(
+            "-m",
+            "src.search",
+            "--data",
+            tiny_data,
+            "--out-dir",
+            out,
+            *STUDY_FLAGS,
+            *flags,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 300
+    while "trial 0:" not in (logs / "stdout").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, (logs / "stderr").read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    stdout, stderr = ((logs / name).read_text() for name in ("stdout", "stderr"))
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert stderr.startswith("interrupted: ") and "finished trials kept in study stopped" in stderr
+    assert stderr.count("\n") == 1
+    complete = [trial for trial in load_study(out, "stopped").trials if trial.state.name == "COMPLETE"]
+    assert complete
+    records = trial_records(out / "stopped")
+    assert {record.search.trial for record in records} == {trial.number for trial in complete}
+    assert not list((out / "stopped" / "runs").glob("*/.incomplete"))
+    assert not list((out / "stopped" / "runs").glob("training-*"))
+
+
+def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path):
+    result = run_command(
+        "-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--plain", "--folds", "2",
+        "--epochs", "2", "--schedule", "exponential", "--decay", "0.5", "--verbose", "0", "--no-report",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    histories = json.loads((run_dir / "histories.json").read_text())
+    for index, history in enumerate(histories, start=1):
+        events = scalar_events(run_dir / "tensorboard" / f"member-{index}")
+        assert all([step for step, _ in events[tag]] == [0, 1] for tag in SCALARS)
+        np.testing.assert_allclose([value for _, value in events["epoch_loss"]], history["loss"], rtol=1e-6)
+        rates = [value for _, value in events["epoch_learning_rate"]]
+        assert rates[1] < rates[0]  # the exponential schedule's rate, as it was at each epoch's end

@@ -24,6 +24,7 @@ from pathlib import Path
 from src.core.config import SETTINGS, Config
 from src.core.errors import UserError
 from src.core.files import write_json
+from src.core.readers import read_json
 from src.training.evaluation import CLASS_NAMES, ClassScores
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn")
@@ -202,11 +203,7 @@ class RunRecord:
     @classmethod
     def from_json(cls, path: str | Path) -> RunRecord:
         path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{path}: unreadable run record: {_short(error)}") from None
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(read_json(path, "run record", expect=object), str(path))
 
 
 def command_line() -> str:
@@ -354,8 +351,4 @@ class DerivedRecord:
     @classmethod
     def from_json(cls, path: str | Path) -> DerivedRecord:
         path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{path}: unreadable record: {_short(error)}") from None
-        return _build(cls, values, str(path), "")
+        return _build(cls, read_json(path, "record", expect=object), str(path), "")

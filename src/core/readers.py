@@ -58,7 +58,8 @@ def read_text(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> s
 def read_json(path: str | Path, what: str, expect: type = dict, max_bytes: int = MAX_JSON_BYTES):
     """`path` parsed as JSON within the module's bounds, checked to be an `expect` (dict, list; object: any)."""
     text = read_text(path, what, max_bytes)
-    depth = json_depth(text)
+    # Fewer brackets than the cap cannot nest deeper: the common case skips the counting pass.
+    depth = json_depth(text) if text.count("[") + text.count("{") > MAX_JSON_DEPTH else 0
     if depth > MAX_JSON_DEPTH:
         raise UnreadableFile(path, what, f"nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
     try:
@@ -86,7 +87,8 @@ def _bounded_int(text: str) -> int:
 
 def json_depth(text: str) -> int:
     """How deep `text`'s brackets nest, brackets inside strings not counted (linear, no recursion)."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    # UTF-8 bytes: brackets, quotes and backslashes are ASCII, never part of a longer character.
+    codes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     quotes = codes == ord('"')
     if quotes.any():
         # A quote escaped by an odd number of backslashes does not end a string.
@@ -95,13 +97,13 @@ def json_depth(text: str) -> int:
         if backslash.size:
             escaped[_escaped_positions(codes, backslash)] = True
         quotes &= ~escaped
-        inside = (np.cumsum(quotes) - quotes) % 2 == 1
+        inside = (np.cumsum(quotes, dtype=np.int32) - quotes) % 2 == 1
     else:
         inside = np.zeros(codes.shape, dtype=bool)
-    steps = np.zeros(codes.shape, dtype=np.int64)
+    steps = np.zeros(codes.shape, dtype=np.int8)
     for code, step in BRACKETS.items():
         steps[(codes == code) & ~inside] = step
-    return int(np.cumsum(steps).max(initial=0))
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
 def _escaped_positions(codes: np.ndarray, backslash: np.ndarray) -> np.ndarray:

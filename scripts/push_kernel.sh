@@ -20,7 +20,7 @@ build=()
 while (($#)); do
   case "$1" in
     -h | --help)
-      echo "usage: scripts/push_kernel.sh [--wait [--timeout S] [--submit -m MSG]] [python -m src.kernel flags]"
+      echo "usage: scripts/push_kernel.sh [--wait [--timeout S] [--submit [--force] -m MSG]] [python -m src.kernel flags]"
       echo "  (KERNEL_DIR sets the folder, default kernel/; python -m src.kaggle push-kernel --help explains --wait)"
       cd "$repo_root" && exec "$python" -m src.kernel --help
       ;;
@@ -28,7 +28,7 @@ while (($#)); do
       echo "error: set KERNEL_DIR=DIR instead of passing --out-dir" >&2
       exit 2
       ;;
-    --wait | --submit | --no-wait)
+    --wait | --submit | --no-wait | --force)
       follow+=("$1")
       ;;
     --timeout | --wait-timeout | -m | --message | --runs | --data)

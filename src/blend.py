@@ -38,7 +38,8 @@ def parse_weights(text: str) -> tuple[float, ...]:
         weights = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 2,1, got {text!r}") from None
-    if not all(math.isfinite(weight) and weight >= 0 for weight in weights) or sum(weights) <= 0:
+    # max, not sum: the sum of large finite weights can overflow (normalized_weights divides by the max first).
+    if not all(math.isfinite(weight) and weight >= 0 for weight in weights) or max(weights) <= 0:
         raise argparse.ArgumentTypeError(f"weights must be finite, >= 0 and not all 0, got {text!r}")
     return weights
 
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def blend(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from src.data.submission import check_predictions
-    from src.runs.blending import check_same_test_file, shared_validation, weighted_mean
+    from src.runs.blending import check_same_test_file, normalized_weights, shared_validation, weighted_mean
     from src.runs.folders import load_run
     from src.runs.outputs import plan_outputs, write_pair
     from src.runs.record import (
@@ -110,7 +111,7 @@ def blend(argv: Sequence[str] | None) -> int:
     sources = [
         SourceRun(str(run_dir), record.validation.accuracy, float(weight), run_accuracy)
         for run_dir, record, weight, run_accuracy in zip(
-            args.run_dirs, records, weights / weights.sum(), run_accuracies, strict=True
+            args.run_dirs, records, normalized_weights(weights), run_accuracies, strict=True
         )
     ]
 

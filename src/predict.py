@@ -13,12 +13,14 @@ The submission is validated and written atomically, with a record beside it
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 # Only light modules here: NumPy, pandas and TensorFlow load inside the boundary (`predict_again`).
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
+from src.core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict a test.csv again with a run folder's saved models and write an ImageId,Label submission.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (submissions/runs/<name>)")
-    parser.add_argument("--data", type=Path, help="folder with test.csv (default: data/)")
+    parser.add_argument("--data", type=Path, help="folder with test.csv (default: the run's own test file)")
     parser.add_argument(
-        "--out", type=Path, required=True, help="the submission to write; its record goes beside it as .json"
+        "--out",
+        type=Path,
+        help="the submission to write; its record goes beside it as .json "
+        "(default: predict-<run name>.csv beside the runs folder)",
     )
     return parser
+
+
+def recorded_test_file(run, run_dir: Path) -> Path:
+    """The test file the run predicted, as its record names it."""
+    if not run.inputs.test.path:
+        raise UserError(f"{run_dir}: its record names no test file (the run used {run.inputs.source}); give --data")
+    return Path(run.inputs.test.path)
+
+
+def default_out(run_dir: Path) -> Path:
+    """`submissions/runs/<name>` gives `submissions/predict-<name>.csv`: beside the runs folder, never inside it."""
+    run_dir = Path(run_dir).resolve()  # `.` or `runs/x/` name their folder too
+    return Path(os.path.relpath(run_dir.parent.parent)) / f"predict-{run_dir.name}.csv"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from src.core.paths import DEFAULT_DATA_DIR
+    from src.data.competition import data_folder
     from src.data.loading import as_features, read_test_file
     from src.data.submission import check_predictions
     from src.runs.folders import member_files, read_run_record
@@ -59,8 +77,9 @@ def predict_again(argv: Sequence[str] | None) -> int:
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
-    test_path = (args.data or DEFAULT_DATA_DIR) / "test.csv"
-    plan = plan_outputs(args.out, [test_path, *run.inputs.paths(), *paths])
+    test_path = data_folder(args.data) / "test.csv" if args.data else recorded_test_file(run, args.run_dir)
+    out = args.out or default_out(args.run_dir)
+    plan = plan_outputs(out, [test_path, *run.inputs.paths(), *paths])
     images, test_sha256 = read_test_file(test_path, "give --data the folder holding test.csv")
     test_file = InputFile(len(images), test_sha256, str(test_path))
 

@@ -80,12 +80,12 @@ def check_submit_flags(args: argparse.Namespace) -> None:
     require_credentials()
 
 
-def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
+def upload(path: Path, message: str, n_rows: int, timeout: float | None, force: bool) -> int:
     """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
     from src.pipeline.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
 
     try:
-        result = upload_submission(path, message, expected_rows=n_rows)
+        result = upload_submission(path, message, expected_rows=n_rows, force=force)
     except UserError:
         # A line of its own: the error line is cut at 300 characters, and this one must not be.
         print(kept_line(path), file=sys.stderr, flush=True)
@@ -95,6 +95,10 @@ def upload(path: Path, message: str, n_rows: int, timeout: float | None) -> int:
     print(submitted_line(path, result), flush=True)
     follow_and_print(path, result, message, timeout)
     return 0
+
+
+LOW_ACCURACY = 0.5  # below it a run learned next to nothing (chance is 0.1)
+RAW_PIXELS_ROWS = 5000  # under it, unscaled 0..255 pixels rarely train in a few epochs
 
 
 def summarize(result, config) -> str:
@@ -128,6 +132,18 @@ def summarize(result, config) -> str:
     )
 
 
+def low_accuracy_line(result) -> str:
+    """A warning when the run's held-out accuracy ends below `LOW_ACCURACY`, with the likely cause where known."""
+    accuracy = result.record.validation.accuracy
+    if accuracy is None or accuracy >= LOW_ACCURACY:
+        return ""
+    config, rows = result.record.config, result.record.inputs.train.rows
+    cause = "check the data, --learning-rate and --epochs"
+    if config.scaling == "none" and rows < RAW_PIXELS_ROWS:
+        cause = f"raw pixels (--scaling none) on {rows} rows rarely train: add --scaling unit"
+    return f"warning: validation accuracy {accuracy:.4f} is below {LOW_ACCURACY}: the network barely learned; {cause}"
+
+
 def file_state(path: Path) -> tuple[int, int] | None:
     """What tells whether `path` was replaced: its size and modification time."""
     try:
@@ -146,16 +162,21 @@ def train_and_write(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_SUBMISSION)
     previous = file_state(out)
+    from src.runs.record import previous_submission, replaced_line
+
+    # Read before the run replaces it: the summary says what the new submission replaced.
+    replaced = previous_submission(out)
     try:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
+        from src.data.competition import data_folder
         from src.data.loading import check_labels, load_datasets, write_sample
         from src.models.registry import check_size
         from src.runs.outputs import plan_outputs
 
         with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
-            data_dir = write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR
+            data_dir = write_sample(sample_dir) if args.sample else data_folder(args.data or DEFAULT_DATA_DIR)
             # Bad files, settings and output paths are reported before TensorFlow loads (and takes seconds).
             datasets = load_datasets(data_dir)
             inputs = [file["path"] for file in datasets.inputs.values()]
@@ -178,13 +199,17 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             )
         # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
         print(summarize(result, config), flush=True)
+        for line in (replaced_line(out, replaced, result.record.validation.accuracy), low_accuracy_line(result)):
+            if line:
+                print(line, flush=True)
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None
     if args.submit:
-        return upload(result.submission_path, args.message, len(result.test_probabilities), wait_timeout(args))
+        rows = len(result.test_probabilities)
+        return upload(result.submission_path, args.message, rows, wait_timeout(args), args.force)
     return 0
 
 

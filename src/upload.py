@@ -55,7 +55,8 @@ def upload_file(argv: Sequence[str] | None) -> int:
     # A submission beside a record of another file is a cut-short or edited run: never sent.
     check_pair(args.file)
     try:
-        result = upload_submission(args.file, args.message, expected_row_count(args.data or DEFAULT_DATA_DIR))
+        rows = expected_row_count(args.data or DEFAULT_DATA_DIR)
+        result = upload_submission(args.file, args.message, rows, force=args.force)
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(args.file)) from None
     print(submitted_line(args.file, result), flush=True)

@@ -242,7 +242,9 @@ def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path)
                 python=False,
             ),
             upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data),
-            run_with_fake("-m", "src.submit", *train, "--submit", "-m", "x", url=fake.url, home=tmp_path / "home"),
+            run_with_fake(
+                "-m", "src.submit", *train, "--submit", "--force", "-m", "x", url=fake.url, home=tmp_path / "home"
+            ),
         ]
     for result in results:
         assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "HTTP 403", RULES_URL)
@@ -253,7 +255,20 @@ def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path)
 
 def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
     out = tmp_path / "out" / "submission.csv"
-    args = ["--data", tiny_data, "--out", out, "--epochs", "2", "--verbose", "0", "--submit", "-m", "2 epochs"]
+    args = [
+        "--data",
+        tiny_data,
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--verbose",
+        "0",
+        "--submit",
+        "--force",
+        "-m",
+        "2 epochs",
+    ]
     with FakeKaggle() as fake:
         result = run_with_fake("-m", "src.submit", *args, url=fake.url, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr

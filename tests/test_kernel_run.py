@@ -72,7 +72,16 @@ def test_push_wait_compare_and_submit_with_a_token_that_is_never_written(local_r
         accept_token=True,
     ) as fake:
         result = run_with_fake(
-            *(REPO_ROOT / "scripts" / "push_kernel.sh", "--epochs", "2", *follow, "--submit", "-m", "kernel run"),
+            *(
+                REPO_ROOT / "scripts" / "push_kernel.sh",
+                "--epochs",
+                "2",
+                *follow,
+                "--submit",
+                "--force",
+                "-m",
+                "kernel run",
+            ),
             url=fake.url,
             home=tmp_path / "home",
             credentials=False,
@@ -133,7 +142,7 @@ def test_submit_writes_only_into_the_fetched_output(local_run, tmp_path):
     record = json.loads(files["submission.json"])
     files["submission.json"] = json.dumps({**record, "run_dir": str(victim)}).encode()
     with FakeKaggle(kernel_files=files) as fake:
-        result = kernel_wait(fake.url, tmp_path, "--submit", "-m", "x", "--data", local_run["data"])
+        result = kernel_wait(fake.url, tmp_path, "--submit", "--force", "-m", "x", "--data", local_run["data"])
     assert result.returncode == 0, result.stderr
     assert (victim / "record.json").read_text() == '{"untouched": true}'
 

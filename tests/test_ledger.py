@@ -42,7 +42,7 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     train = ("--data", tiny_data, "--out", out, "--epochs", "2", "--verbose", "0", "--no-report")
     with FakeKaggle(submissions=[ELSEWHERE]) as fake:
         submitted = run_with_fake(
-            *("-m", "src.submit", *train, "--submit", "-m", "tutorial", "--no-wait"),
+            *("-m", "src.submit", *train, "--submit", "--force", "-m", "tutorial", "--no-wait"),
             url=fake.url,
             home=tmp_path / "home",
         )

@@ -53,6 +53,11 @@ class Terminated(KeyboardInterrupt):
 class ArgumentParser(argparse.ArgumentParser):
     """An `argparse` parser whose mistakes are `UserError`s: one line, not usage plus a line."""
 
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--sub` for `--submit` today could mean another flag added tomorrow.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         raise UserError(f"{message} (see {self.prog} --help)")
 

@@ -15,6 +15,7 @@ EXIT_KAGGLE_REFUSED = 4  # Kaggle refused the request (rules not accepted, HTTP 
 EXIT_KAGGLE_UNAVAILABLE = 5  # Kaggle unreachable or failing (network down, HTTP 5xx)
 EXIT_KAGGLE_FAILED = 6  # Kaggle accepted the job, then it failed (a scoring or kernel error)
 EXIT_TIMED_OUT = 7  # waited for Kaggle longer than the time-out allows
+EXIT_NOT_RECORDED = 8  # Kaggle took the submission, then the ledger or a record could not be updated
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM
 
@@ -27,6 +28,7 @@ EXIT_CODES = {
     EXIT_KAGGLE_UNAVAILABLE: "Kaggle unreachable or failing (network down, HTTP 5xx)",
     EXIT_KAGGLE_FAILED: "Kaggle accepted the job, then it failed (a scoring error, a kernel error)",
     EXIT_TIMED_OUT: "waited for Kaggle longer than the time-out",
+    EXIT_NOT_RECORDED: "submitted, but recording it (ledger, run record) failed",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT)",
     EXIT_TERMINATED: "terminated (SIGTERM)",
 }
@@ -76,3 +78,9 @@ class KaggleTimeoutError(UserError):
     """Kaggle did not finish within the time-out."""
 
     exit_code = EXIT_TIMED_OUT
+
+
+class NotRecordedError(UserError):
+    """Kaggle took the submission, but the ledger or a run record could not be updated."""
+
+    exit_code = EXIT_NOT_RECORDED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -49,6 +50,26 @@ def write_json(path: str | Path, payload: dict) -> Path:
     """Write `payload` as indented JSON, atomically."""
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+LOCK_SUFFIX = ".lock"
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` for the block: a read-modify-write of `path` by another
+    process that also takes it waits, so no process overwrites a change it never read.
+
+    The lock file is left in place: removing it could let two processes lock two different files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + LOCK_SUFFIX), "a") as stream:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ def parse_hidden_units(text: str) -> tuple[int, ...]:
 
 def chosen_preset(argv: Sequence[str] | None = None) -> str:
     """The `--preset` that `argv` names (so that `--help` can show its values), else the default."""
-    scout = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    scout = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
     scout.add_argument("--preset", default=DEFAULT_PRESET)
     try:
         preset = scout.parse_known_args(argv)[0].preset
@@ -60,10 +60,29 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
         if setting.kind is bool:
             settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        value_type = {tuple: parse_hidden_units, str: str}.get(setting.kind, setting.kind)
-        choices = setting.choices or None
         metavar = setting.metavar or METAVARS.get(setting.kind)
+        if setting.kind is tuple:
+            settings.add_argument(setting.flag, nargs="+", action=CommaList, metavar=metavar, help=help_text)
+            continue
+        value_type = str if setting.kind is str else setting.kind
+        choices = setting.choices or None
         settings.add_argument(setting.flag, type=value_type, choices=choices, metavar=metavar, help=help_text)
+
+
+class CommaList(argparse.Action):
+    """A list setting, given as one comma-separated value.
+
+    It takes several values only to say how to write them: `--hidden-units 256 128`
+    would otherwise be "unrecognized arguments: 128", which hides the fix.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 1:
+            parser.error(f"use commas: {option_string} {','.join(values)}")
+        try:
+            setattr(namespace, self.dest, parse_hidden_units(values[0]))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument {option_string}: {error}")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -101,6 +120,11 @@ def add_wait_arguments(parser) -> None:
     )
     parser.add_argument(
         "--no-wait", action="store_true", help="do not wait for the score (python -m src.ledger fetches it later)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="send it even when its local accuracy is below 0.90 or below that of your best-scored submission",
     )
 
 

@@ -11,7 +11,8 @@ import zlib
 from pathlib import Path
 
 from src.core.errors import UserError
-from src.core.files import signals_deferred
+from src.core.files import sha256, signals_deferred
+from src.data.cache import CACHE_ENV, default_cache_dir
 from src.data.csv_format import check_csv_start
 from src.data.loading import TEST_HEADER, TRAIN_HEADER
 from src.data.submission import HEADER as SUBMISSION_HEADER
@@ -83,6 +84,28 @@ def _unpack(zip_path: Path, destination: Path) -> None:
                     shutil.copyfileobj(source, target)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise UserError(f"{zip_path}: corrupt or truncated zip ({error}); download it again") from None
+
+
+def data_folder(path: str | Path, cache_dir: Path | None = None) -> Path:
+    """The folder `--data` names: a folder as it is, a `train.csv`'s folder, or the competition's zip unpacked.
+
+    The zip (`digit-recognizer.zip` as Kaggle hands it out) is checked as a download is,
+    and unpacked once into the parsed-CSV cache folder, keyed by its sha256.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return path.parent
+    if not (path.is_file() and path.suffix.lower() == ".zip"):
+        return path
+    cache_dir = cache_dir or default_cache_dir()
+    if cache_dir is None:
+        raise UserError(f"{path}: a zip needs the cache folder to unpack into ({CACHE_ENV} is off); unzip it yourself")
+    folder = Path(cache_dir) / f"zip-{sha256(path)}"
+    try:
+        check_competition_files(folder)
+    except (UserError, OSError):
+        install_competition_zip(path, folder)
+    return folder
 
 
 def count_rows(path: str | Path) -> int:

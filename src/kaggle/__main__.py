@@ -78,7 +78,7 @@ def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) 
         print(f'submit it with:  python -m src.upload {folder / KERNEL_SUBMISSION_NAME} -m "kernel {kernel_id}"')
         return 0
     path = folder / KERNEL_SUBMISSION_NAME
-    result = upload_submission(path, args.message, expected_row_count(args.data))
+    result = upload_submission(path, args.message, expected_row_count(args.data), force=args.force)
     print(submitted_line(path, result), flush=True)
     follow_and_print(path, result, args.message, wait_timeout(args))
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from src.core.errors import (
     KaggleUnavailableError,
     UserError,
 )
+from src.core.readers import read_json
 from src.core.safe_text import printable, redact
 from src.data.competition import COMPETITION, RULES_URL
 from src.kaggle.credentials import TOKEN_URL, require_credentials, secret_values
@@ -144,12 +145,21 @@ def _submission(item) -> Submission:
     return Submission(
         ref=item.ref,
         status=state_name(item.status),
-        public_score=float(item.public_score) if item.public_score else None,
+        public_score=_finite_score(item.public_score),
         description=_from_kaggle(item.description),
         date=item.date,
         file_name=_from_kaggle(item.file_name),
         error_description=_from_kaggle(item.error_description),
     )
+
+
+def _finite_score(text: str | None) -> float | None:
+    """Kaggle's public score as a number; None when it has none, or sends NaN or an overflowing one."""
+    try:
+        score = float(text) if text else None
+    except ValueError:
+        return None
+    return score if score is not None and math.isfinite(score) else None
 
 
 def push_kernel(folder: str | Path) -> PushedKernel:
@@ -159,7 +169,7 @@ def push_kernel(folder: str | Path) -> PushedKernel:
         response = api.kernels_push(str(folder))
     if response.error:
         raise KaggleRefusedError(f"Kaggle refused the kernel in {folder}: {_first_line(response.error)}")
-    metadata = json.loads((Path(folder) / api.KERNEL_METADATA_FILE).read_text(encoding="utf-8"))
+    metadata = read_json(Path(folder) / api.KERNEL_METADATA_FILE, "kernel metadata file")
     kernel_id = metadata.get("id") or str(metadata.get("id_no"))  # the client accepts either
     return PushedKernel(kernel_id=kernel_id, version=response.version_number, url=response.url)
 

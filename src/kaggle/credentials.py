@@ -6,15 +6,16 @@ credentials"; reading the file here first names the real problem instead.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from src.core.errors import KaggleCredentialsError
+from src.core.readers import UnreadableFile, read_json
 from src.core.safe_text import SECRET_VARIABLES
 
 TOKEN_URL = "https://www.kaggle.com/settings/api"
+MAX_KAGGLE_JSON_BYTES = 64 << 10  # a user name and a key are under 200 bytes
 TOKEN_FILES = ("access_token", "access_token.txt", "credentials.json")
 NO_CREDENTIALS = (
     f"no Kaggle credentials found: create an API token at {TOKEN_URL}, then either save the downloaded "
@@ -43,12 +44,10 @@ def read_kaggle_json() -> dict[str, str]:
     if not path.exists():
         return {}
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise _malformed(path, type(error).__name__) from None
-    except json.JSONDecodeError as error:
-        # The position only: the message must not quote the file, which holds the key.
-        raise _malformed(path, f"not JSON: line {error.lineno} column {error.colno}") from None
+        values = read_json(path, "kaggle.json", expect=object, max_bytes=MAX_KAGGLE_JSON_BYTES)
+    except UnreadableFile as error:
+        # The reason only, which never quotes the file: it holds the key.
+        raise _malformed(path, error.reason) from None
     if not isinstance(values, dict) or not all(isinstance(value, str) for value in values.values()):
         raise _malformed(path, 'expected {"username": "...", "key": "..."}')
     return values

@@ -7,7 +7,6 @@ earlier run's output is never touched and a failed fetch leaves nothing half-wri
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import sha256
 from src.core.paths import KERNEL_SUBMISSION_NAME, RUN_RECORD_NAME, RUN_SUBMISSION_NAME, record_path_for
+from src.core.readers import UnreadableFile, read_json, read_text
 from src.core.safe_text import printable
 from src.kaggle import client, kernel_build
 from src.kaggle.kernel_build import METADATA_FILE
@@ -26,6 +26,7 @@ KERNEL_POLL_SECONDS = 30.0  # a kernel queues and trains for minutes
 DEFAULT_KERNEL_TIMEOUT = 3600.0
 OUTPUT_FOLDER = "output"
 LOG_TAIL_LINES = 20
+MAX_LOG_TAIL_BYTES = 1 << 20  # of a log that is not Kaggle's JSON: its end holds the error
 SWITCHES = ("enable_gpu", "enable_tpu", "is_private", "enable_internet")
 
 
@@ -36,14 +37,12 @@ def check_metadata(folder: str | Path) -> dict:
         UserError: One line naming the file and what is wrong; nothing has been sent.
     """
     path = Path(folder) / METADATA_FILE
+    if not path.exists():
+        raise UserError(f"{path}: not found; build the kernel first: python -m src.kernel --out-dir {folder}")
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; build the kernel first: python -m src.kernel --out-dir {folder}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path}: unreadable ({type(error).__name__}); build the kernel again") from None
-    if not isinstance(metadata, dict):
-        raise UserError(f"{path}: expected a JSON object; build the kernel again")
+        metadata = read_json(path, "kernel metadata file")
+    except UnreadableFile as error:
+        raise UserError(f"{error}; build the kernel again") from None
     try:
         kernel_build.check_metadata(metadata)
     except UserError as error:
@@ -127,29 +126,37 @@ def log_tail(folder: Path, count: int = LOG_TAIL_LINES) -> list[str]:
     logs = sorted(folder.glob("*.log"))
     if not logs:
         return []
-    text = logs[0].read_text(encoding="utf-8", errors="replace")
     try:
-        entries = json.loads(text)
+        entries = read_json(logs[0], "kernel log", expect=list)
         text = "".join(str(entry.get("data", "")) for entry in entries if isinstance(entry, dict))
-    except (ValueError, AttributeError, TypeError):
-        pass  # not Kaggle's JSON: the log as it is
+    except UnreadableFile:
+        text = _plain_tail(logs[0])  # not Kaggle's JSON (or too large to parse): the log's end as it is
     return [printable(line) for line in text.splitlines() if line.strip()][-count:]
 
 
+def _plain_tail(path: Path) -> str:
+    """The last `MAX_LOG_TAIL_BYTES` of a log, as text (undecodable bytes replaced)."""
+    with open(path, "rb") as stream:
+        stream.seek(max(0, path.stat().st_size - MAX_LOG_TAIL_BYTES))
+        return stream.read().decode("utf-8", errors="replace")
+
+
 def read_record(path: Path) -> dict | None:
-    """A run record, or None when `path` does not hold a JSON object."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    """The run record at `path`, or None when there is none; a damaged one is a `UserError`."""
+    if not path.exists():
         return None
-    return record if isinstance(record, dict) else None
+    return read_json(path, "run record")
 
 
 def find_local_run(kernel_record: dict, runs_dir: str | Path) -> Path | None:
     """The newest local run folder with the kernel's settings and the same train.csv and test.csv."""
     matches = []
     for path in sorted(Path(runs_dir).glob(f"*/{RUN_RECORD_NAME}")):
-        record = read_record(path)
+        # A damaged local record is not the kernel's problem: it only cannot match.
+        try:
+            record = read_record(path)
+        except UserError:
+            continue
         if record is not None and _same_run(record, kernel_record) and (path.parent / RUN_SUBMISSION_NAME).is_file():
             matches.append(path.parent)
     return matches[-1] if matches else None
@@ -218,5 +225,5 @@ def _same_run(record: dict, other: dict) -> bool:
 
 
 def _labels(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as stream:
-        return [line.strip().rsplit(",", 1)[-1] for line in stream.readlines()[1:] if line.strip()]
+    lines = read_text(path, "submission").splitlines()
+    return [line.strip().rsplit(",", 1)[-1] for line in lines[1:] if line.strip()]

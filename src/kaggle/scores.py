@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from src.core.errors import KaggleJobFailedError
-from src.core.files import write_json
+from src.core.files import locked, write_json
 from src.core.flags import DEFAULT_SCORE_TIMEOUT
+from src.core.readers import read_json
 from src.kaggle import client
 from src.kaggle.polling import poll_interval, wait_until
 
@@ -54,6 +54,7 @@ def kaggle_section(ref: int | None, message: str, status: str, public_score: flo
 
 def add_to_record(record_path: str | Path, section: dict) -> None:
     """Store `section` as the record's `kaggle` entry, rewriting the JSON file atomically."""
-    record = json.loads(Path(record_path).read_text(encoding="utf-8"))
-    record["kaggle"] = section
-    write_json(record_path, record)
+    with locked(record_path):
+        record = read_json(record_path, "run record")
+        record["kaggle"] = section
+        write_json(record_path, record)

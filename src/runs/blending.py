@@ -38,9 +38,19 @@ def check_same_test_file(run_dirs: list[Path], records) -> None:
             )
 
 
+def normalized_weights(weights) -> np.ndarray:
+    """`weights` (finite, >= 0, not all 0) scaled to sum to 1.
+
+    Divided by the largest first: `1e308,1e308` would sum to inf and every share become 0.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    scaled = weights / weights.max()
+    return scaled / scaled.sum()
+
+
 def weighted_mean(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """The weighted mean of equally shaped arrays; `weights` need not sum to 1."""
-    return np.tensordot(weights / weights.sum(), np.stack(arrays), axes=1)
+    return np.tensordot(normalized_weights(weights), np.stack(arrays), axes=1)
 
 
 def held_out_by_row(arrays) -> tuple[np.ndarray, np.ndarray]:

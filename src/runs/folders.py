@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from src.core.config import N_CLASSES, N_PIXELS
-from src.core.errors import REASON_CHARS, UserError, error_reason
+from src.core.errors import REASON_CHARS, UserError
 from src.core.files import sha256, write_json
 from src.core.paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME
+from src.core.readers import UnreadableFile, read_json, read_npy
 from src.runs.record import RunRecord
 from src.training.evaluation import confident_mistakes
 
@@ -192,10 +193,10 @@ def member_files(run_dir: str | Path) -> list[Path]:
     manifest = run_dir / MEMBERS_MANIFEST
     if not manifest.is_file():
         raise UserError(f"{run_dir}: no saved models ({MEMBERS_MANIFEST} is missing); train the run again to keep them")
+    entries = read_json(manifest, "list of saved models").get("members")
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))["members"]
         files = [(entry["file"], entry["sha256"]) for entry in entries]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+    except (KeyError, TypeError) as error:
         raise UserError(f"{manifest}: unreadable list of saved models: {str(error)[:REASON_CHARS]}") from None
     # Only the names save_members gives: a list pointing elsewhere is not this run's.
     expected_names = [member_file_name(index) for index in range(1, len(files) + 1)]
@@ -262,10 +263,11 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
 
 
 def _load_array(path: Path) -> np.ndarray:
+    # Shape and kind are `_check_arrays`' to name; the header's size is checked here, before any allocation.
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {error_reason(error)}") from None
+        return read_npy(path, shape=None, kinds=None)
+    except UnreadableFile as error:
+        raise UserError(f"{path}: unreadable array ({path.stat().st_size} bytes): {error.reason}") from None
 
 
 def _check_arrays(run_dir: Path, values: dict[str, np.ndarray], n_members: int) -> None:
@@ -304,10 +306,10 @@ def _check_arrays(run_dir: Path, values: dict[str, np.ndarray], n_members: int) 
 def _load_histories(path: Path, n_members: int) -> list[dict[str, list[float]]]:
     """`histories.json`: one `{metric: [value per epoch]}` per member, every list the same length."""
     try:
-        histories = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path}: unreadable: {str(error)[:REASON_CHARS]}") from None
-    if not isinstance(histories, list) or len(histories) != n_members:
+        histories = read_json(path, "list of histories", expect=list)
+    except UnreadableFile as error:
+        raise UserError(f"{path}: unreadable: {error.reason}") from None
+    if len(histories) != n_members:
         raise UserError(f"{path}: expected a list of {n_members} member histories")
     for index, history in enumerate(histories):
         if not isinstance(history, dict) or not set(HISTORY_METRICS) <= history.keys():

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from src.core.cli import shorten
 from src.core.errors import UserError
-from src.core.files import atomic_write, sha256
+from src.core.files import atomic_write, locked, sha256
 from src.core.paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, RUNS_FOLDER, record_path_for
+from src.core.readers import read_json
 from src.kaggle import client
 
 LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
@@ -63,17 +63,22 @@ def read_ledger(path: str | Path) -> list[Row]:
         return []
     try:
         with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.DictReader(stream)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
+            reader = csv.reader(stream)
+            if tuple(next(reader, ())) != COLUMNS:
                 raise UserError(f"{path}: line 1: not a ledger; expected the header {','.join(COLUMNS)}")
-            rows = []
-            for entry in reader:
-                rows.append(Row(**{name: value or "" for name, value in entry.items()}))
-                check_numbers(rows[-1], f"{path}: line {reader.line_num}")
-    except (OSError, UnicodeDecodeError, csv.Error, TypeError) as error:
+            rows = [_row_of(cells, f"{path}: line {reader.line_num}") for cells in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         problem = f"unreadable ledger ({type(error).__name__})"
         raise UserError(f"{path}: {problem}; move it aside to start a new one") from None
     return rows
+
+
+def _row_of(cells: list[str], where: str) -> Row:
+    if len(cells) != len(COLUMNS):
+        raise UserError(f"{where}: {len(cells)} cells, expected {len(COLUMNS)}; correct it or move the ledger aside")
+    row = Row(*cells)
+    check_numbers(row, where)
+    return row
 
 
 def check_numbers(row: Row, where: str) -> None:
@@ -96,24 +101,28 @@ def _is_number(text: str, kind: type) -> bool:
 def write_ledger(path: str | Path, rows: list[Row]) -> None:
     """Rewrite the whole ledger atomically: a reader sees the old rows or the new ones."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(row) for row in rows)
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    # Not `asdict`, which deep-copies every row: a 10,000-row ledger is rewritten on each upload.
+    writer.writerows([getattr(row, name) for name in COLUMNS] for row in rows)
     atomic_write(path, lambda temporary: temporary.write_text(text.getvalue(), encoding="utf-8"))
 
 
 FIGURE_NAME = "ledger.png"
 TABLE_COLUMNS = ("ref", "submitted (UTC)", "settings", "local", "public", "status", "message")
 MESSAGE_WIDTH = 40  # characters of a message shown in the table
+LABELLED_POINTS = 20  # of the figure's points, the newest, labelled with their ref and settings
 
 
 def format_table(rows: list[Row]) -> str:
     """The ledger as an aligned text table, oldest first."""
+    # Each folder looked up once: thousands of rows share a few run folders.
+    gone = {folder for folder in {row.run_folder for row in rows} if folder and not Path(folder).is_dir()}
     cells = [TABLE_COLUMNS] + [
         (
             row.kaggle_ref or "-",
             row.time_utc.replace("T", " ")[:16] or "-",
-            row.settings + ("" if not row.run_folder or Path(row.run_folder).is_dir() else " (run folder gone)"),
+            row.settings + (" (run folder gone)" if row.run_folder in gone else ""),
             f"{float(row.local_accuracy):.4f}" if row.local_accuracy else "-",
             row.public_score or "-",
             row.status or "-",
@@ -137,12 +146,12 @@ def draw(rows: list[Row], figure_path: Path) -> int:
     local = [float(row.local_accuracy) for row in points]
     public = [float(row.public_score) for row in points]
     figure, axes = plt.subplots(figsize=(6, 6))
-    low, high = min(local + public), max(local + public)
-    margin = max(0.005, (high - low) * 0.08)  # room for the points at the edges and their labels
-    low, high = low - margin, high + margin
+    low, high = axis_limits(local + public)
     axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="public = local")
     axes.scatter(local, public, color="tab:blue", zorder=3, label="a submission")
-    for row, x, y in zip(points, local, public, strict=True):
+    # Only the newest are labelled: thousands of labels take minutes to lay out and hide every point.
+    labelled = zip(points, local, public, strict=True)
+    for row, x, y in list(labelled)[-LABELLED_POINTS:]:
         axes.annotate(f"{row.kaggle_ref} {row.settings}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axes.set(
         xlim=(low, high),
@@ -157,6 +166,21 @@ def draw(rows: list[Row], figure_path: Path) -> int:
     atomic_write(figure_path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)
     return len(points)
+
+
+def axis_limits(values: list[float]) -> tuple[float, float]:
+    """Both axes' range: the values with a margin; 0..1 when a hand-edited cell makes the span absurd."""
+    low, high = min(values), max(values)
+    margin = max(0.005, (high - low) * 0.08)  # room for the points at the edges and their labels
+    if not math.isfinite(margin) or margin > 1:
+        return 0.0, 1.0
+    return low - margin, high + margin
+
+
+def best_row(rows: list[Row]) -> Row | None:
+    """The row with the highest public score among those with a local accuracy too; None when there is none."""
+    scored = [row for row in rows if row.public_score and row.local_accuracy]
+    return max(scored, key=lambda row: float(row.public_score), default=None)
 
 
 def records_of(submission_path: str | Path) -> list[Path]:
@@ -206,18 +230,30 @@ def new_row(submission_path: str | Path, result: client.SubmitResult, message: s
 
 
 def append_row(row: Row, path: str | Path | None = None) -> None:
+    """Add `row` at the end; under the ledger's lock, so concurrent uploads keep every row."""
     path = path or ledger_path()
-    write_ledger(path, [*read_ledger(path), row])
+    with locked(path):
+        write_ledger(path, [*read_ledger(path), row])
 
 
 def update_row(ref: int, status: str, public_score: float | None, path: str | Path | None = None) -> None:
-    """Set the status and public score of the row of submission `ref`."""
+    """Set the status and public score of the row of submission `ref`, under the ledger's lock."""
     path = path or ledger_path()
-    rows = read_ledger(path)
-    for row in rows:
-        if row.kaggle_ref == str(ref):
-            row.status, row.public_score = status, _score_text(public_score)
-    write_ledger(path, rows)
+    with locked(path):
+        rows = read_ledger(path)
+        for row in rows:
+            if row.kaggle_ref == str(ref):
+                row.status, row.public_score = status, _score_text(public_score)
+        write_ledger(path, rows)
+
+
+def merge_into_ledger(path: str | Path, submissions: list[client.Submission]) -> tuple[list[Row], list[Row], int]:
+    """`merge_submissions` on the ledger at `path`, saved when anything changed, under its lock."""
+    with locked(path):
+        rows, changed, added = merge_submissions(read_ledger(path), submissions)
+        if changed or added:
+            write_ledger(path, rows)
+    return rows, changed, added
 
 
 def merge_submissions(rows: list[Row], submissions: list[client.Submission]) -> tuple[list[Row], list[Row], int]:
@@ -268,16 +304,16 @@ def _row_from_kaggle(submission: client.Submission) -> Row:
 
 
 def _score_text(score: float | None) -> str:
-    return "" if score is None else f"{score:.5f}"
+    # Kaggle has answered NaN for a score; a non-finite one would make the ledger unreadable.
+    return "" if score is None or not math.isfinite(score) else f"{score:.5f}"
 
 
 def _read_object(path: Path) -> dict | None:
     """A JSON object from `path`, or None when there is none (missing, unreadable, not an object)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return read_json(path, "run record")
+    except UserError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def _run_folder(record: dict, submission_path: Path) -> Path | None:

@@ -27,7 +27,6 @@ the renames, the temporary files are removed and the previous pair is as it was.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -42,6 +41,7 @@ from pathlib import Path
 from src.core.errors import UserError
 from src.core.files import current_umask, sha256, signals_deferred
 from src.core.paths import RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
+from src.core.readers import read_json
 
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
@@ -312,8 +312,8 @@ def check_pair(submission: str | Path, record: str | Path | None = None) -> None
     if not record.exists() or not submission.is_file():
         return
     try:
-        recorded = json.loads(record.read_text())["submission"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        recorded = read_json(record, "run record")["submission"]["sha256"]
+    except (KeyError, TypeError):
         print(f"warning: {record} names no submission sha256; cannot check it belongs to {submission}", file=sys.stderr)
         return
     actual = sha256(submission)

@@ -24,6 +24,8 @@ from pathlib import Path
 from src.core.config import SETTINGS, Config
 from src.core.errors import UserError
 from src.core.files import write_json
+from src.core.paths import record_path_for
+from src.core.readers import read_json
 from src.training.evaluation import CLASS_NAMES, ClassScores
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn")
@@ -220,11 +222,37 @@ class RunRecord:
     @classmethod
     def from_json(cls, path: str | Path) -> RunRecord:
         path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{path}: unreadable run record: {_short(error)}") from None
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(read_json(path, "run record", expect=object), str(path))
+
+
+def recorded_accuracy(values: dict) -> float | None:
+    """The local accuracy a parsed record gives: a run's validation accuracy, or a blend's; None without one."""
+    validation = values.get("validation")
+    accuracy = validation.get("accuracy") if isinstance(validation, dict) else values.get("validation_accuracy")
+    return float(accuracy) if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
+
+
+def previous_submission(submission: str | Path) -> tuple[float | None, str] | None:
+    """What the submission at `submission` was, from its record: `(local accuracy, run name)`; None without one."""
+    try:
+        values = read_json(record_path_for(Path(submission)), "run record")
+    except UserError:
+        return None  # no record, or one the new run replaces anyway
+    sources = values.get("sources")
+    named = values.get("run_dir") or (sources[0].get("run_dir") if isinstance(sources, list) and sources else None)
+    return recorded_accuracy(values), Path(str(named or "unknown")).name
+
+
+def replaced_line(submission: str | Path, previous: tuple[float | None, str] | None, accuracy: float | None) -> str:
+    """E.g. `replaced submissions/submission.csv: was 0.9449 (run <name>), now 0.9602`; empty without a previous one."""
+    if previous is None:
+        return ""
+    was, name = previous
+
+    def shown(value):
+        return "no local accuracy" if value is None else f"{value:.4f}"
+
+    return f"replaced {submission}: was {shown(was)} (run {name}), now {shown(accuracy)}"
 
 
 def command_line() -> str:
@@ -372,8 +400,4 @@ class DerivedRecord:
     @classmethod
     def from_json(cls, path: str | Path) -> DerivedRecord:
         path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{path}: unreadable record: {_short(error)}") from None
-        return _build(cls, values, str(path), "")
+        return _build(cls, read_json(path, "record", expect=object), str(path), "")

@@ -25,12 +25,15 @@ from src.core.errors import (
 from src.core.files import sha256
 from src.data.competition import RULES_URL
 from src.kaggle.client import state_name
+from src.kaggle.kernel_build import SCRIPT_MARK
 from src.kaggle.polling import Progress
 from src.runs.record import KaggleSubmission, RunRecord
 from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
 from tests.helpers import REPO_ROOT, assert_one_line_error, start_command
 
 GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
+# A stand-in for the built script: a push checks only that it is one, by its first line.
+STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
 KERNEL_ID = "fake-user/digit-recognizer-dense-network"
 
 
@@ -399,7 +402,7 @@ def test_kernel_of_another_account_is_refused(tmp_path):
 
 def write_kernel(folder, title="Digit Recognizer Dense Network"):
     folder.mkdir()
-    (folder / "digit_recognizer.py").write_text("print('hello')\n")
+    (folder / "digit_recognizer.py").write_text(STUB_SCRIPT)
     metadata = {
         "id": KERNEL_ID,
         "title": title,
@@ -419,7 +422,7 @@ def test_push_kernel(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"pushed {KERNEL_ID} version 3: https://www.kaggle.com/code/{KERNEL_ID}"
     sent = fake.calls("SaveKernel")[0].json()
-    assert sent["slug"] == KERNEL_ID and sent["text"] == "print('hello')\n"
+    assert sent["slug"] == KERNEL_ID and sent["text"] == STUB_SCRIPT
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
+from src.kaggle.kernel_build import SCRIPT_MARK
 from src.runs.record import RunRecord
 from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
 from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
+# A stand-in for the built script: a push checks only that it is one, by its first line.
+STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
 KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"
 LOG = [
     {"stream_name": "stdout", "time": 1.5, "data": "epoch 1/2\n"},
@@ -193,7 +196,7 @@ def test_a_different_kernel_output_is_measured_and_each_fetch_has_its_folder(loc
 
 def write_kernel(folder: Path, **changes) -> Path:
     folder.mkdir()
-    (folder / "digit_recognizer.py").write_text("print('hello')\n")
+    (folder / "digit_recognizer.py").write_text(STUB_SCRIPT)
     metadata = {
         "id": KERNEL_ID,
         "title": "Digit Recognizer Dense Network",
@@ -217,7 +220,7 @@ def write_kernel(folder: Path, **changes) -> Path:
         ({"competition_sources": []}, "competition_sources must include digit-recognizer"),
         ({"machine_shape": "TpuV9000"}, "unknown machine_shape 'TpuV9000'"),
         ({"enable_gpu": "yes"}, "enable_gpu must be true or false, got 'yes'"),
-        ({"code_file": "missing.py"}, "is not there; build the kernel again"),
+        ({"code_file": "missing.py"}, "code_file must be digit_recognizer.py, the script the build writes"),
     ],
 )
 def test_metadata_is_checked_before_pushing(changes, problem, tmp_path):

@@ -67,6 +67,8 @@ def test_the_defaults_are_the_tutorials_network():
         "label_smoothing": 0.0,
         "early_stopping": 0,
         "members": 1,
+        "first_member": 1,
+        "last_member": 0,
         "tta": False,
     }
     assert values == {

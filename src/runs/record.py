@@ -148,7 +148,7 @@ class KaggleSubmission:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class RunRecord:
     multiply_adds: int | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
-    schema: int = 2
+    schema: int = 3
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -18,8 +18,9 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedKFold
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config, bag_size
+from src.core.config import N_CLASSES, Config, member_indices
 from src.data.loading import as_features
+from src.data.splits import bag_rows, member_seeds
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost
@@ -147,6 +148,9 @@ def out_of_bag(
 
 def validation_scheme(config: Config) -> str:
     """How the held-out rows were chosen, in words, for records and summaries."""
+    if config.members > 1 and len(member_indices(config)) < config.members:
+        part = member_indices(config)
+        return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, out-of-bag"
     if config.members > 1:
         return f"bag of {config.members}, out-of-bag"
     if config.folds > 1:
@@ -158,13 +162,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def member_seeds(config: Config) -> list[int]:
-    """Each member's own seed: `config.seed` for a single model or folds, derived from it and the index in a bag."""
-    if config.members == 1:
-        return [config.seed] * config.folds
-    return [int(np.random.SeedSequence([config.seed, index]).generate_state(1)[0]) for index in range(config.members)]
 
 
 def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -184,13 +181,6 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
         return [(np.arange(split_at), np.arange(split_at, n_samples))]
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     return list(folds.split(np.zeros(n_samples), labels))
-
-
-def bag_rows(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random `bag_size` of the rows to train on and the rest to validate on, both sorted."""
-    order = np.random.default_rng(seed).permutation(n_samples)
-    n_train = bag_size(n_samples)
-    return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
 def train(config: Config, images: np.ndarray, labels: np.ndarray, verbose: int = 2) -> TrainingResult:

@@ -6,17 +6,20 @@ zip, imports it from there, and calls `main(Config(**SETTINGS))`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
 from src.core.config import Config
 from src.core.errors import UserError
+from src.core.files import write_json
 from src.core.paths import KERNEL_SUBMISSION_NAME
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 # Kaggle mounts a competition's files under either name; a plain folder also works.
+MACHINE_FILE = "machine.json"  # beside submission.csv: what the kernel ran on, for python -m src.kaggle fan-out
 COMPETITION_DIRS = ("digit-recognizer", "competitions/digit-recognizer", ".")
 
 
@@ -50,11 +53,40 @@ def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
     data_dir = find_competition_dir(args.input)
     print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
     import_tensorflow()
+    machine = describe_machine()
+    print(f"running on: {machine_words(machine)}", flush=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_json(args.output / MACHINE_FILE, machine)
     from src.pipeline.run import run
 
-    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME)
+    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME, machine=machine)
     print(f"{score_words(result.record.validation.accuracy)}; wrote {result.submission_path}", flush=True)
     return 0
+
+
+def describe_machine() -> dict:
+    """What this kernel actually got: TensorFlow's devices, the GPUs' names, the CPU count, the versions."""
+    import tensorflow as tf
+
+    from src.runs.record import package_versions
+
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(str(details.get("device_name") or device.name))
+    return {
+        "devices": [device.name for device in tf.config.list_logical_devices()],
+        "gpus": gpus,
+        "cpus": os.cpu_count(),
+        "versions": package_versions(),
+    }
+
+
+def machine_words(machine: dict) -> str:
+    gpus = machine["gpus"]
+    names = ", ".join(sorted(set(gpus))) if gpus else "no GPU"
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    return f"{len(gpus)} GPU(s) ({names}), {machine['cpus']} CPUs, devices {', '.join(machine['devices'])}; {versions}"
 
 
 def score_words(accuracy: float | None) -> str:

@@ -57,6 +57,7 @@ def run(
     report: bool = True,
     sample: bool = False,
     started: float | None = None,
+    machine: dict | None = None,
 ) -> RunResult:
     """Train as `config` says and write `out_path`, its JSON record and a run folder.
 
@@ -77,6 +78,7 @@ def run(
             a temporary folder the record must not name.
         started: `time.perf_counter()` when the command started, so the
             record's total counts its start-up too; default: now.
+        machine: What a Kaggle kernel ran on, kept in the record.
     """
     started = time.perf_counter() if started is None else started
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
@@ -124,6 +126,7 @@ def run(
             run_dir=str(run_dir),
             parameters=training.parameters,
             multiply_adds=cost.multiply_adds,
+            machine=machine,
         )
         record.to_json(pair.record)
         pause_point("run-folder")

@@ -169,6 +169,8 @@ class RunRecord:
     # Multiply-adds of one image's forward pass through one member (None before schema 2 kept it).
     multiply_adds: int | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
+    # What a Kaggle kernel found it ran on (src.pipeline.kernel_entry.describe_machine); None elsewhere.
+    machine: dict[str, object] | None = None
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
     schema: int = 3
 

@@ -19,6 +19,7 @@ from sklearn.model_selection import StratifiedKFold
 from tensorflow import keras
 
 from src.core.config import N_CLASSES, Config, member_indices
+from src.core.errors import UserError
 from src.data.loading import as_features
 from src.data.splits import bag_rows, member_seeds
 from src.models.devices import configure_devices, distribution_strategy, model_scope
@@ -252,18 +253,40 @@ def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) 
         return build_model(config, steps_per_epoch=steps_per_epoch, seed=seed)
 
 
-def batches(features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
-    """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given."""
+def batches(
+    features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None, replicas: int = 1
+):
+    """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given.
+
+    Split over `replicas` devices, a batch must give each device a row: an empty share makes a
+    step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
+    last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
+    """
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(features), seed=shuffle_seed, reshuffle_each_iteration=True)
+    remainder = len(features) % batch_size
+    if 0 < remainder < replicas:
+        dataset = dataset.take(len(features) - remainder)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def replica_count(config: Config, strategy) -> int:
+    """How many devices share each batch; a batch size too small to give each one a row is refused."""
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if config.batch_size < replicas:
+        raise UserError(
+            f"--batch-size {config.batch_size} cannot give each of the {replicas} training devices a row: "
+            f"use --batch-size {replicas} or more (a multiple of {replicas} splits evenly)"
+        )
+    return replicas
 
 
 def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int) -> TrainingResult:
     """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees."""
     targets = keras.utils.to_categorical(labels, N_CLASSES)
     strategy = distribution_strategy()
+    replicas = replica_count(config, strategy)
     result = TrainingResult()
     for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
         started = time.perf_counter()
@@ -275,14 +298,15 @@ def train_with_fit(config: Config, features, labels, splits, seeds, verbose: int
         validation = None
         callbacks = [EpochTimer()]
         if len(validation_rows):
-            validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
+            held_out = (features[validation_rows], targets[validation_rows])
+            validation = batches(*held_out, config.batch_size, replicas=replicas)
         if config.early_stopping:
             stopping = keras.callbacks.EarlyStopping(
                 monitor=EARLY_STOPPING_MONITOR, patience=config.early_stopping, restore_best_weights=True
             )
             callbacks.append(stopping)
         history = model.fit(
-            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed),
+            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed, replicas=replicas),
             validation_data=validation,
             epochs=config.epochs,
             callbacks=callbacks,

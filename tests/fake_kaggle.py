@@ -152,11 +152,6 @@ class FakeKaggle:
         self.kernel_runs.setdefault(slug, []).append(run)
         return run
 
-    def wait_kernels(self, timeout: float = 300) -> None:
-        """Wait until every kernel run has ended."""
-        for run in (run for runs in self.kernel_runs.values() for run in runs):
-            run.process.wait(timeout=timeout)
-
     def calls(self, method_name: str) -> list[Request]:
         """The API calls (POSTs) to `method_name`, e.g. "CreateSubmission"."""
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/" + method_name)]

@@ -9,6 +9,7 @@ to one local run with every member; a damaged part's output is then refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -187,3 +188,30 @@ def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
         assert_one_line_error(result, EXIT_USER, "GPU hours but 0.50 are left", "fewer --members")
         assert "2 part(s) x about" in result.stdout and "assumed" in result.stdout
         assert not fake.calls("SaveKernel")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(hidden_units=(16, 8), scaling="unit"),  # the compiled loop, every member at once
+        dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32),  # Keras' fit, one by one
+    ],
+    ids=["together", "fit"],
+)
+def test_a_parts_members_are_the_whole_bags(settings):
+    from src.training.prediction import predict_probabilities
+    from src.training.trainer import train
+    from tests.synthetic import make_arrays
+
+    images, labels, test = make_arrays(n_per_class=8, n_test=20)
+    config = Config(**settings, epochs=2, members=4, seed=5)
+    whole = train(config, images, labels, verbose=0)
+    part = train(dataclasses.replace(config, first_member=3, last_member=4), images, labels, verbose=0)
+    assert [member.seed for member in part.members] == [member.seed for member in whole.members[2:]]
+    for ours, theirs in zip(part.members, whole.members[2:], strict=True):
+        np.testing.assert_array_equal(ours.validation_rows, theirs.validation_rows)
+    features = test.astype(np.float32) / 255
+    # The compiled loop trains the members side by side: the same numbers up to float32 rounding.
+    np.testing.assert_allclose(
+        predict_probabilities(part.models, features), predict_probabilities(whole.models[2:], features), atol=1e-6
+    )

@@ -31,7 +31,6 @@ from src.data.submission import check_predictions
 from src.kaggle import client, kernel_build
 from src.kaggle.kernel_run import check_metadata, fetch_output, log_tail
 from src.kaggle.polling import poll_interval, wait_until
-from src.pipeline.kernel_entry import MACHINE_FILE
 from src.runs.folders import find_run_dirs, load_run
 from src.runs.outputs import plan_outputs, write_pair
 from src.runs.record import InputFile, Submission, command_line, created_now, package_versions
@@ -320,7 +319,7 @@ def check_part(fan_out: FanOut, part: Part) -> PartRun:
             f"({', '.join(changed)} differ from this fan-out's); it is not blended"
         )
     check_held_out_rows(part, runs[0], arrays, fan_out.config, record.inputs.train.rows)
-    return PartRun(part, runs[0], arrays, record, read_machine(output))
+    return PartRun(part, runs[0], arrays, record, record.machine or {})
 
 
 def check_held_out_rows(part: Part, run_dir: Path, arrays, config: Config, n_rows: int) -> None:
@@ -336,15 +335,6 @@ def check_held_out_rows(part: Part, run_dir: Path, arrays, config: Config, n_row
 def holders_rows(seed: int, index: int, n_rows: int) -> np.ndarray:
     """The rows bag member `index` (0-based) holds out."""
     return bag_rows(n_rows, member_seed(seed, index))[1]
-
-
-def read_machine(output: Path) -> dict:
-    """What the kernel said it ran on, or nothing when it did not say."""
-    try:
-        machine = json.loads((output / MACHINE_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return machine if isinstance(machine, dict) else {}
 
 
 def check_same_data(runs: list[PartRun]) -> None:

@@ -13,13 +13,11 @@ from pathlib import Path
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
 from src.core.config import Config
 from src.core.errors import UserError
-from src.core.files import write_json
 from src.core.paths import KERNEL_SUBMISSION_NAME
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 # Kaggle mounts a competition's files under either name; a plain folder also works.
-MACHINE_FILE = "machine.json"  # beside submission.csv: what the kernel ran on, for python -m src.kaggle fan-out
 COMPETITION_DIRS = ("digit-recognizer", "competitions/digit-recognizer", ".")
 
 
@@ -55,8 +53,6 @@ def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
     import_tensorflow()
     machine = describe_machine()
     print(f"running on: {machine_words(machine)}", flush=True)
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_json(args.output / MACHINE_FILE, machine)
     from src.pipeline.run import run
 
     result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME, machine=machine)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +74,14 @@ class FakeKaggle:
         kernel_failure: The failure message sent with the kernel's status.
         kernel_files: The kernel's output files, by name, for ListKernelSessionOutput.
         kernel_log: The kernel's log, sent with its output.
+        run_kernels: A folder laid out as Kaggle mounts the competition's data (see tests/synthetic.py):
+            when given, each SaveKernel push stores its script and runs it for real, in a subprocess
+            (`python <script> --input run_kernels --output <its own folder>`), one version per slug
+            at a time; its status, output files (with runs/) and log are that process's.
+        failing_runs: Slug -> how many of its next runs get an empty input folder, so that the real
+            script fails (no train.csv) as a kernel without the competition's data does.
+        kernel_runs: Slug -> its runs so far (`KernelRun`), oldest first.
+        gpu_quota: (hours used, hours allowed) this week, for GetAcceleratorQuotaStatistics; None sends none.
         accept_token: Whether IntrospectToken takes FAKE_TOKEN (as KAGGLE_API_TOKEN) for FAKE_USER;
             otherwise every token is refused, as for a revoked one.
         requests: Every request received, in order.
@@ -87,6 +99,10 @@ class FakeKaggle:
     kernel_log: str = ""
     accept_token: bool = False
     requests: list[Request] = field(default_factory=list)
+    run_kernels: Path | None = None
+    failing_runs: dict[str, int] = field(default_factory=dict)
+    kernel_runs: dict[str, list[KernelRun]] = field(default_factory=dict)
+    gpu_quota: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -106,6 +122,35 @@ class FakeKaggle:
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
+        for run in (run for runs in self.kernel_runs.values() for run in runs):
+            run.stop()
+        if self.kernel_runs:
+            shutil.rmtree(self._workspace(), ignore_errors=True)
+
+    def _workspace(self) -> Path:
+        if not hasattr(self, "_kernel_workspace"):
+            self._kernel_workspace = Path(tempfile.mkdtemp(prefix="fake-kaggle-kernels-"))
+        return self._kernel_workspace
+
+    def start_kernel(self, slug: str, script: str) -> KernelRun:
+        """Run the pushed `script` as Kaggle would: its own folder, the competition's data, no credentials."""
+        version = len(self.kernel_runs.get(slug, [])) + 1
+        folder = self._workspace() / slug / f"v{version}"
+        (folder / "working").mkdir(parents=True)
+        input_dir = self.run_kernels
+        if self.failing_runs.get(slug, 0) > 0:
+            self.failing_runs[slug] -= 1
+            input_dir = folder / "empty-input"
+            input_dir.mkdir()
+        (folder / "script.py").write_text(script, encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k.lower() not in _PROXY_NAMES}
+        env.update(PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        command = [sys.executable, "script.py", "--input", str(input_dir), "--output", str(folder / "working")]
+        with open(folder / "log.txt", "wb") as log:
+            process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        run = KernelRun(version, process, folder / "working", folder / "log.txt")
+        self.kernel_runs.setdefault(slug, []).append(run)
+        return run
 
     def calls(self, method_name: str) -> list[Request]:
         """The API calls (POSTs) to `method_name`, e.g. "CreateSubmission"."""
@@ -113,6 +158,43 @@ class FakeKaggle:
 
     def uploads(self) -> list[bytes]:
         return [r.body for r in self.requests if r.method == "PUT"]
+
+
+@dataclass
+class KernelRun:
+    """One version of a kernel, run by the fake: its process, its /kaggle/working and its log."""
+
+    version: int
+    process: subprocess.Popen
+    output: Path
+    log_path: Path
+    reads: int = 0  # status reads so far: the first answers QUEUED, as a fresh push on Kaggle does
+
+    def state(self) -> tuple[str, str]:
+        """Kaggle's status and failure message for this run, one read further along."""
+        self.reads += 1
+        code = self.process.poll()
+        if self.reads == 1:
+            return "QUEUED", ""
+        if code is None:
+            return "RUNNING", ""
+        if code == 0:
+            return "COMPLETE", ""
+        return "ERROR", f"Your notebook tried to run a script that ended with exit code {code}"
+
+    def files(self) -> list[str]:
+        """Its output files, by path relative to /kaggle/working, in a fixed order."""
+        return sorted(path.relative_to(self.output).as_posix() for path in self.output.rglob("*") if path.is_file())
+
+    def log(self) -> str:
+        """Its log as Kaggle sends it: a JSON list of stream entries."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return json.dumps([{"stream_name": "stdout", "time": 0.0, "data": text}])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True) -> dict:
@@ -201,6 +283,61 @@ def _advance(fake: FakeKaggle, submission: dict) -> dict:
     return submission
 
 
+DEFAULT_PAGE_SIZE = 20
+
+
+def _running_kernels(fake: FakeKaggle, method: str, body: dict) -> tuple[dict, int] | None:
+    """The answers of a fake that runs pushed kernels: (JSON, status), or None for the scripted answers."""
+    slug = str(body.get("slug") or body.get("kernelSlug") or "").rsplit("/", 1)[-1]
+    runs = fake.kernel_runs.get(slug, [])
+    if method == "SaveKernel":
+        if runs and runs[-1].process.poll() is None:
+            return {"error": f"a version of {slug} is still running; wait for it to end"}, 200
+        run = fake.start_kernel(slug, body.get("text") or "")
+        owner = FAKE_USER
+        return {
+            "ref": f"/code/{owner}/{slug}",
+            "url": f"https://www.kaggle.com/code/{owner}/{slug}",
+            "versionNumber": run.version,
+        }, 200
+    if method not in ("GetKernelSessionStatus", "ListKernelSessionOutput"):
+        return None
+    if not runs:
+        return {"code": 404, "message": f"Notebook {slug} not found"}, 404
+    if method == "GetKernelSessionStatus":
+        state, failure = runs[-1].state()
+        return {"status": state, "failureMessage": failure or None}, 200
+    names = runs[-1].files()
+    start = int(body.get("pageToken") or 0)
+    end = start + int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
+    base = f"http://localhost{KERNEL_OUTPUT_PATH}{slug}/{runs[-1].version}/"
+    files = [{"url": base + name, "fileName": name} for name in names[start:end]]
+    next_token = str(end) if end < len(names) else None
+    return {"files": files, "log": runs[-1].log(), "nextPageToken": next_token}, 200
+
+
+def _quota(gpu_quota: tuple[float, float] | None) -> dict:
+    """Kaggle's weekly accelerator quota answer; durations as protobuf writes them ("3600.000s")."""
+    if gpu_quota is None:
+        return {}
+    used, allowed = gpu_quota
+    return {
+        "quotaRefreshTime": "2026-12-05T00:00:00Z",
+        "gpuQuota": {"timeUsed": f"{used * 3600:.3f}s", "totalTimeAllowed": f"{allowed * 3600:.3f}s"},
+    }
+
+
+def _run_output_file(fake: FakeKaggle, name: str) -> Path | None:
+    """The output file `<slug>/<version>/<path>` of a kernel run, if there is one."""
+    slug, _, rest = name.partition("/")
+    version, _, relative = rest.partition("/")
+    for run in fake.kernel_runs.get(slug, []):
+        path = run.output / relative
+        if str(run.version) == version and relative and path.resolve().is_relative_to(run.output.resolve()):
+            return path if path.is_file() else None
+    return None
+
+
 def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -255,6 +392,10 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
                 return self._json({})
             if request.path == COMPETITIONS + "ListSubmissions":
                 return self._json({"submissions": [_advance(fake, item) for item in fake.submissions]})
+            if fake.run_kernels is not None and request.path.startswith(KERNELS):
+                answer = _running_kernels(fake, method, request.json())
+                if answer is not None:
+                    return self._json(*answer)
             if request.path == KERNELS + "GetKernelSessionStatus":
                 state = fake.kernel_states.pop(0) if len(fake.kernel_states) > 1 else fake.kernel_states[0]
                 return self._json({"status": state, "failureMessage": fake.kernel_failure or None})
@@ -264,6 +405,8 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
                     for name in fake.kernel_files
                 ]
                 return self._json({"files": files, "log": fake.kernel_log or None})
+            if request.path == KERNELS + "GetAcceleratorQuotaStatistics":
+                return self._json(_quota(fake.gpu_quota))
             if request.path == KERNELS + "SaveKernel" and fake.mode == "kernel-error":
                 return self._json({"error": "Notebook title is already in use"})
             if request.path == KERNELS + "SaveKernel":
@@ -276,6 +419,9 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             request = self._record()
             name = request.path.removeprefix(KERNEL_OUTPUT_PATH)
+            found = _run_output_file(fake, name)
+            if found is not None:
+                return self._reply(200, found.read_bytes(), "application/octet-stream")
             if request.path.startswith(KERNEL_OUTPUT_PATH) and name in fake.kernel_files:
                 return self._reply(200, fake.kernel_files[name], "application/octet-stream")
             if request.path != ZIP_PATH:

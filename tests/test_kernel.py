@@ -225,7 +225,7 @@ def test_closing_line_with_and_without_validation(accuracy, words, monkeypatch, 
     result = SimpleNamespace(
         record=SimpleNamespace(validation=SimpleNamespace(accuracy=accuracy)), submission_path=written
     )
-    monkeypatch.setitem(sys.modules, "src.pipeline.run", SimpleNamespace(run=lambda *arguments: result))
+    monkeypatch.setitem(sys.modules, "src.pipeline.run", SimpleNamespace(run=lambda *arguments, **options: result))
     monkeypatch.setattr(kernel_entry, "import_tensorflow", lambda: None)
     write_dataset(tmp_path / "input" / "digit-recognizer")
     status = kernel_entry.main(Config(validation_split=0.0), ["--input", str(tmp_path / "input")])

@@ -207,6 +207,12 @@ class Config:
     members: int = setting(
         1, int, "N >= 2 bags N models, each on a random 90% of the rows", low=1, high=MAX_MEMBERS, since=2
     )
+    first_member: int = setting(
+        1, int, "train only members FIRST.. of the bag (a part of a fan-out)", low=1, high=MAX_MEMBERS, since=3
+    )
+    last_member: int = setting(
+        0, int, "train only members ..LAST of the bag (0: through --members)", low=0, high=MAX_MEMBERS, since=3
+    )
     tta: bool = setting(False, bool, "test-time augmentation: average predictions over one-pixel shifts", since=2)
     seed: int = setting(
         42, int, "seed for weights, shuffling and folds", low=0, high=SEED_LIMIT, high_open=True, metavar="S"
@@ -261,6 +267,7 @@ def check_combination(config) -> None:
             f"--members {config.members} and --folds {config.folds} are two ways to ensemble: "
             "bagging validates each member on its own random 10%, folds on its fold; choose one"
         )
+    check_member_range(config)
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
     single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0
@@ -268,6 +275,25 @@ def check_combination(config) -> None:
         raise UserError("--early-stopping watches the held-out rows: --validation-split 0 leaves none")
     if config.keep_best and single_without_rows:
         raise UserError("--keep-best picks the epoch by the held-out rows: --validation-split 0 leaves none")
+
+
+def check_member_range(config) -> None:
+    """A part of a bag trains members FIRST..LAST of its N: each exactly as the whole bag would."""
+    if config.first_member == 1 and config.last_member == 0:
+        return
+    if config.members < 2:
+        raise UserError("--first-member and --last-member pick members of a bag: they need --members N >= 2")
+    last = config.last_member or config.members
+    if not config.first_member <= last <= config.members:
+        raise UserError(
+            f"--first-member {config.first_member} and --last-member {config.last_member} must pick members "
+            f"within 1..{config.members}, first <= last"
+        )
+
+
+def member_indices(config) -> range:
+    """The 0-based indices of the bag members this run trains: all of them, or one part's."""
+    return range(config.first_member - 1, config.last_member or config.members)
 
 
 # The issue's convolutional network, [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm and dropout

@@ -9,6 +9,8 @@ python -m src.kaggle kernel-wait USER/SLUG [--kernel-dir DIR] [--timeout S] [--s
 python -m src.kaggle submissions                # your submissions and their public scores
 python -m src.kaggle kernel-status USER/SLUG    # where the kernel's latest run stands
 python -m src.kaggle kernel-output USER/SLUG DIR
+python -m src.kaggle fan-out --parts N [settings of src.submit] [--out FILE] [--timeout S] [--submit -m MSG]
+                                                # a bag's members on N kernels at once, blended into one submission
 
 Each failure is one line on stderr and its kind's exit code (see src/core/errors.py).
 """
@@ -22,14 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.core.cli import ArgumentParser, run_command
+from src.core.config import GPU_PRESETS
 from src.core.errors import UserError
 from src.core.files import signals_deferred
-from src.core.flags import add_wait_arguments, seconds_argument, wait_timeout
+from src.core.flags import add_settings_arguments, add_wait_arguments, config_from_args, seconds_argument, wait_timeout
 from src.core.paths import DEFAULT_DATA_DIR, DEFAULT_RUNS_DIR, KERNEL_SUBMISSION_NAME
 from src.data.competition import COMPETITION, check_competition_files, count_rows, install_competition_zip
 from src.kaggle import client
-from src.kaggle.credentials import require_credentials
-from src.kaggle.kernel_build import DEFAULT_KERNEL_DIR
+from src.kaggle.credentials import kaggle_username, require_credentials
+from src.kaggle.kernel_build import DEFAULT_KERNEL_DIR, DEFAULT_TITLE
 from src.kaggle.kernel_run import DEFAULT_KERNEL_TIMEOUT, check_metadata, follow_kernel
 from src.pipeline.upload import expected_row_count, follow_and_print, submitted_line, upload_submission
 from src.runs.outputs import check_outside_run_folders
@@ -84,6 +87,64 @@ def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) 
     return 0
 
 
+def fan_out(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Train a bag's members on `--parts` kernels at once and blend them; with --submit, send the blend."""
+    from src.pipeline import fan_out as fanning
+
+    config = config_from_args(args)
+    username = args.username or kaggle_username()
+    if not username:
+        raise UserError("no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json")
+    gpu = args.preset in GPU_PRESETS if args.gpu is None else args.gpu
+    resume = "python -m src.kaggle " + " ".join(arg for arg in (argv if argv is not None else sys.argv[1:]))
+    out, record = fanning.run(
+        config,
+        args.parts,
+        username,
+        args.title,
+        gpu,
+        args.kernel_dir,
+        args.out,
+        args.timeout,
+        args.retry_failed,
+        args.partial,
+        resume,
+    )
+    print("\n".join(fanning.summary_lines(record, out)), flush=True)
+    if args.submit:
+        result = upload_submission(out, args.message, expected_row_count(args.data))
+        print(submitted_line(out, result), flush=True)
+        follow_and_print(out, result, args.message, wait_timeout(args))
+    return 0
+
+
+def add_fan_out_parser(commands, argv: Sequence[str] | None) -> None:
+    parser = commands.add_parser(
+        "fan-out", help="train a bag's members on several kernels at once, then blend them into one submission"
+    )
+    parser.add_argument("--parts", type=int, required=True, help="how many kernels to share the members among")
+    parser.add_argument("--username", help="your Kaggle user name (default: KAGGLE_USERNAME or kaggle.json)")
+    parser.add_argument("--title", default=DEFAULT_TITLE, help="the kernels' title; each adds 'part I of N'")
+    parser.add_argument(
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        help=f"run the parts on GPUs, or not (default: a GPU for the presets {', '.join(GPU_PRESETS)})",
+    )
+    parser.add_argument(
+        "--kernel-dir",
+        type=Path,
+        default=DEFAULT_KERNEL_DIR / "fan-out",
+        help="the parts' kernels, their outputs and the resumable state fan-out.json (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("submissions/submission.csv"), help="the blend (default: %(default)s)"
+    )
+    parser.add_argument("--retry-failed", action="store_true", help="push the parts that failed again")
+    parser.add_argument("--partial", action="store_true", help="blend the parts that finished even if some did not")
+    add_kernel_wait_arguments(parser)
+    add_settings_arguments(parser, argv)
+
+
 def list_submissions() -> None:
     for item in client.submissions():
         score = "-" if item.public_score is None else f"{item.public_score:.5f}"
@@ -116,7 +177,7 @@ def fetch_kernel_output(kernel_id: str, directory: Path) -> None:
         print(f"wrote {directory / Path(path).name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m src.kaggle", description="Kaggle steps for Digit Recognizer.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("credentials", help="say which Kaggle credentials will be used, or what to set")
@@ -139,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernel-dir", type=Path, default=DEFAULT_KERNEL_DIR, help="its output goes in DIR/output/ (default: kernel/)"
     )
     add_kernel_wait_arguments(follow)
+    add_fan_out_parser(commands, argv)
     return parser
 
 
@@ -177,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(argv: Sequence[str] | None) -> int:
     """Run one subcommand; failures and Ctrl-C end at the command-line boundary (`src.core.cli`)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     if args.command == "credentials":
         print(f"Kaggle credentials: {require_credentials()}")
     elif args.command == "download":
@@ -188,6 +250,9 @@ def run(argv: Sequence[str] | None) -> int:
     elif args.command == "kernel-wait":
         check_follow_flags(args)
         return wait_for_kernel(args.kernel_id, args.kernel_dir, args)
+    elif args.command == "fan-out":
+        check_follow_flags(args)
+        return fan_out(args, argv)
     elif args.command == "submissions":
         list_submissions()
     elif args.command == "kernel-status":

@@ -190,6 +190,32 @@ def kernel_output(kernel_id: str, directory: str | Path) -> list[Path]:
     return [Path(name) for name in files]
 
 
+@dataclass(frozen=True)
+class AcceleratorQuota:
+    """An account's weekly GPU hours: used, allowed, and when they refresh."""
+
+    used_hours: float
+    total_hours: float
+    refresh: str
+
+    @property
+    def remaining_hours(self) -> float:
+        return max(0.0, self.total_hours - self.used_hours)
+
+
+def gpu_quota() -> AcceleratorQuota | None:
+    """The account's GPU quota (kaggle 2.2.5's `quota_view`), or None when Kaggle sends none."""
+    api = _signed_in_api()
+    with _translated("read your GPU quota"):
+        response = api.quota_view()
+    quota = getattr(response, "gpu_quota", None)
+    if quota is None or quota.total_time_allowed is None:
+        return None
+    used = quota.time_used.total_seconds() / 3600 if quota.time_used is not None else 0.0
+    refresh = response.quota_refresh_time.isoformat() if response.quota_refresh_time else "at an unknown time"
+    return AcceleratorQuota(used, quota.total_time_allowed.total_seconds() / 3600, refresh)
+
+
 def translate_error(error: BaseException, action: str, hint: str = "") -> UserError:
     """The one-line error, with its exit code, for a failure of the kaggle client while doing `action`."""
     import requests

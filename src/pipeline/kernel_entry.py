@@ -6,6 +6,7 @@ zip, imports it from there, and calls `main(Config(**SETTINGS))`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,11 +51,38 @@ def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
     data_dir = find_competition_dir(args.input)
     print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
     import_tensorflow()
+    machine = describe_machine()
+    print(f"running on: {machine_words(machine)}", flush=True)
     from src.pipeline.run import run
 
-    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME)
+    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME, machine=machine)
     print(f"{score_words(result.record.validation.accuracy)}; wrote {result.submission_path}", flush=True)
     return 0
+
+
+def describe_machine() -> dict:
+    """What this kernel actually got: TensorFlow's devices, the GPUs' names, the CPU count, the versions."""
+    import tensorflow as tf
+
+    from src.runs.record import package_versions
+
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(str(details.get("device_name") or device.name))
+    return {
+        "devices": [device.name for device in tf.config.list_logical_devices()],
+        "gpus": gpus,
+        "cpus": os.cpu_count(),
+        "versions": package_versions(),
+    }
+
+
+def machine_words(machine: dict) -> str:
+    gpus = machine["gpus"]
+    names = ", ".join(sorted(set(gpus))) if gpus else "no GPU"
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    return f"{len(gpus)} GPU(s) ({names}), {machine['cpus']} CPUs, devices {', '.join(machine['devices'])}; {versions}"
 
 
 def score_words(accuracy: float | None) -> str:

@@ -62,6 +62,7 @@ def run(
     started: float | None = None,
     callbacks: TrainingCallbacks | None = None,
     search: SearchTrial | None = None,
+    machine: dict | None = None,
 ) -> RunResult:
     """Train as `config` says and write `out_path`, its JSON record and a run folder.
 
@@ -85,6 +86,7 @@ def run(
             record's total counts its start-up too; default: now.
         callbacks: Callbacks to add to training (a search's pruning).
         search: The search trial this run is, for its record.
+        machine: What a Kaggle kernel ran on, kept in the record.
     """
     started = time.perf_counter() if started is None else started
     datasets = load_datasets(data_dir) if datasets_override is None else datasets_override
@@ -137,6 +139,7 @@ def run(
             multiply_adds=cost.multiply_adds,
             images_per_second=training.images_per_second(),
             search=search,
+            machine=machine,
         )
         record.to_json(pair.record)
         pause_point("run-folder")

@@ -187,6 +187,8 @@ class RunRecord:
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
     # Only a search's trials have it; other records leave the key out, and read as before.
     search: SearchTrial | None = None
+    # What a Kaggle kernel found it ran on (src.pipeline.kernel_entry.describe_machine); None elsewhere.
+    machine: dict[str, object] | None = None
     # Records before schema 2 said no version; they may lack the settings added since (`Setting.since`).
     schema: int = RECORD_SCHEMA
 

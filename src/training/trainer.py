@@ -18,8 +18,10 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedKFold
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config, bag_size
+from src.core.config import N_CLASSES, Config, member_indices
+from src.core.errors import UserError
 from src.data.loading import as_features
+from src.data.splits import bag_rows, member_seeds
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost
@@ -169,6 +171,9 @@ def out_of_bag(
 
 def validation_scheme(config: Config) -> str:
     """How the held-out rows were chosen, in words, for records and summaries."""
+    if config.members > 1 and len(member_indices(config)) < config.members:
+        part = member_indices(config)
+        return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, out-of-bag"
     if config.members > 1:
         return f"bag of {config.members}, out-of-bag"
     if config.folds > 1:
@@ -180,13 +185,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def member_seeds(config: Config) -> list[int]:
-    """Each member's own seed: `config.seed` for a single model or folds, derived from it and the index in a bag."""
-    if config.members == 1:
-        return [config.seed] * config.folds
-    return [int(np.random.SeedSequence([config.seed, index]).generate_state(1)[0]) for index in range(config.members)]
 
 
 def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -206,13 +204,6 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
         return [(np.arange(split_at), np.arange(split_at, n_samples))]
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     return list(folds.split(np.zeros(n_samples), labels))
-
-
-def bag_rows(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random `bag_size` of the rows to train on and the rest to validate on, both sorted."""
-    order = np.random.default_rng(seed).permutation(n_samples)
-    n_train = bag_size(n_samples)
-    return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
 def train(
@@ -292,12 +283,33 @@ def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) 
         return build_model(config, steps_per_epoch=steps_per_epoch, seed=seed)
 
 
-def batches(features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
-    """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given."""
+def batches(
+    features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None, replicas: int = 1
+):
+    """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given.
+
+    Split over `replicas` devices, a batch must give each device a row: an empty share makes a
+    step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
+    last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
+    """
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(features), seed=shuffle_seed, reshuffle_each_iteration=True)
+    remainder = len(features) % batch_size
+    if 0 < remainder < replicas:
+        dataset = dataset.take(len(features) - remainder)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def replica_count(config: Config, strategy) -> int:
+    """How many devices share each batch; a batch size too small to give each one a row is refused."""
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if config.batch_size < replicas:
+        raise UserError(
+            f"--batch-size {config.batch_size} cannot give each of the {replicas} training devices a row: "
+            f"use --batch-size {replicas} or more (a multiple of {replicas} splits evenly)"
+        )
+    return replicas
 
 
 def train_with_fit(
@@ -306,6 +318,7 @@ def train_with_fit(
     """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees."""
     targets = keras.utils.to_categorical(labels, N_CLASSES)
     strategy = distribution_strategy()
+    replicas = replica_count(config, strategy)
     result = TrainingResult()
     for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
         started = time.perf_counter()
@@ -317,7 +330,8 @@ def train_with_fit(
         validation = None
         callbacks = [EpochTimer(), *hooks.for_fit(index - 1)]
         if len(validation_rows):
-            validation = batches(features[validation_rows], targets[validation_rows], config.batch_size)
+            held_out = (features[validation_rows], targets[validation_rows])
+            validation = batches(*held_out, config.batch_size, replicas=replicas)
         stopping = None
         if len(validation_rows) and (config.early_stopping or config.keep_best):
             # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
@@ -328,7 +342,7 @@ def train_with_fit(
             )
             callbacks.append(stopping)
         history = model.fit(
-            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed),
+            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed, replicas=replicas),
             validation_data=validation,
             epochs=config.epochs,
             callbacks=callbacks,

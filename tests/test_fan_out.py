@@ -1,0 +1,217 @@
+"""`python -m src.kaggle fan-out`: a bag's members on several kernels, run for real by the fake Kaggle, blended.
+
+One story, told once because every kernel trains for real (slow on 2 cores):
+a first call times out while the parts run; the second finds part 2 failed
+(the fake ran it without the competition's data) and blends nothing; the
+third pushes part 2 alone again and blends both parts into a submission equal
+to one local run with every member; a damaged part's output is then refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.core.config import Config
+from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER, UserError
+from src.pipeline.fan_out import STATE_FILE, check_plan, member_ranges
+from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
+from tests.helpers import assert_one_line_error, run_command
+from tests.synthetic import write_dataset
+
+FLAGS = ["--family", "cnn", "--scaling", "unit", "--filters", "4", "--head-units", "8", "--epochs", "1"]
+FLAGS += ["--batch-size", "32", "--members", "4", "--seed", "3"]
+SLUG = "digit-recognizer-dense-network-part-{}-of-2"
+
+
+def fan_out(fake, root: Path, *extra):
+    return run_with_fake(
+        *("-m", "src.kaggle", "fan-out", "--parts", "2", *FLAGS, "--kernel-dir", root / "kernel"),
+        *("--out", root / "out" / "submission.csv", *extra),
+        url=fake.url,
+        home=root / "home",
+        extra={"DIGIT_RECOGNIZER_POLL_SECONDS": "0.5"},
+    )
+
+
+def pushes(fake, number: int) -> int:
+    slug = SLUG.format(number)
+    return sum(1 for request in fake.calls("SaveKernel") if request.json()["slug"].endswith("/" + slug))
+
+
+def part_runs(root: Path, number: int) -> list[Path]:
+    return sorted((root / "kernel" / f"part-{number}" / "output").glob("*/runs/*"))
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("fan-out")
+    data = write_dataset(root / "data")
+    local = run_command(
+        *("-m", "src.submit", "--data", data, "--out", root / "local" / "submission.csv", *FLAGS),
+        *("--verbose", "0", "--no-report"),
+    )
+    assert local.returncode == 0, local.stderr
+    told = {"root": root, "local": local}
+    with FakeKaggle(run_kernels=data, failing_runs={SLUG.format(2): 1}) as fake:
+        told["timed_out"] = fan_out(fake, root, "--timeout", "1")
+        told["pushes_after_time_out"] = (pushes(fake, 1), pushes(fake, 2))
+        told["state_after_time_out"] = json.loads((root / "kernel" / STATE_FILE).read_text())
+        told["failed"] = fan_out(fake, root, "--timeout", "300")
+        told["pushes_after_failure"] = (pushes(fake, 1), pushes(fake, 2))
+        told["out_after_failure"] = (root / "out").exists()
+        told["retried"] = fan_out(fake, root, "--timeout", "300", "--retry-failed")
+        told["pushes_after_retry"] = (pushes(fake, 1), pushes(fake, 2))
+        told["blend"] = (root / "out" / "submission.csv").read_bytes()
+        told["part_probabilities"] = [np.load(part_runs(root, n)[-1] / "test_probabilities.npy") for n in (1, 2)]
+        told["again"] = fan_out(fake, root, "--timeout", "300")
+        told["pushes_in_the_end"] = (pushes(fake, 1), pushes(fake, 2))
+        # A part's fetched output damaged: the next blend refuses it and leaves the last one as it was.
+        np.save(part_runs(root, 1)[-1] / "test_probabilities.npy", np.zeros((3, 10), np.float32))
+        told["damaged"] = fan_out(fake, root, "--timeout", "300")
+        told["blend_after_damage"] = (root / "out" / "submission.csv").read_bytes()
+    return told
+
+
+def test_a_first_call_times_out_and_says_how_to_resume(story):
+    result = story["timed_out"]
+    line = assert_one_line_error(result, EXIT_TIMED_OUT, "not every part finished within 1 s", "run again to resume")
+    assert "fan-out --parts 2" in line
+    assert story["pushes_after_time_out"] == (1, 1)
+    states = [line for line in result.stdout.splitlines() if line.startswith("part 1/2 ")]
+    assert states and all(" | part 2/2 " in line for line in states)  # one line per poll, every part's state
+    state = story["state_after_time_out"]
+    assert [part["version"] for part in state["parts"]] == [1, 1]
+    assert state["parts"][0]["state"] in ("queued", "running")  # part 2, run without data, may have failed already
+
+
+def test_a_failed_part_is_reported_with_its_message_and_log_and_nothing_is_blended(story):
+    result = story["failed"]
+    assert_one_line_error(result, EXIT_KAGGLE_FAILED, "1 of 2 parts cannot be blended", "--retry-failed", "--partial")
+    assert "part 2: fake-user/" + SLUG.format(2) + " version 1 failed: Your notebook tried to run" in result.stdout
+    assert "no train.csv" in result.stdout  # its log's tail: the script's own error line
+    assert story["pushes_after_failure"] == (1, 1)  # resuming pushes nothing again
+    assert not story["out_after_failure"]
+
+
+def test_retry_pushes_only_the_failed_part_and_the_blend_equals_one_local_run(story):
+    result, root = story["retried"], story["root"]
+    assert result.returncode == 0, result.stderr
+    assert story["pushes_after_retry"] == (1, 2)
+    assert "part 1: fake-user/" + SLUG.format(1) + " version 1 already pushed" in result.stdout
+    assert "part 2: pushed fake-user/" + SLUG.format(2) + " version 2" in result.stdout
+    local = root / "local" / "submission.csv"
+    # The same members, so the same labels: the submissions are the same bytes.
+    assert story["blend"] == local.read_bytes()
+    # The same test probabilities: the parts' means weighted by their member counts are the bag's mean,
+    # up to float32 rounding (the bag averages 4 arrays at once, the blend 2 means of 2).
+    (local_run,) = (root / "local" / "runs").iterdir()
+    parts = story["part_probabilities"]
+    np.testing.assert_allclose((parts[0] + parts[1]) / 2, np.load(local_run / "test_probabilities.npy"), atol=1e-6)
+    local_record = json.loads(local.with_suffix(".json").read_text())
+    record = json.loads((root / "out" / "submission.json").read_text())
+    assert record["kind"] == "fan-out"
+    assert record["validation_accuracy"] == pytest.approx(local_record["validation"]["accuracy"], abs=1e-12)
+    assert record["validation_rows"] == len(np.load(local_run / "validation_rows.npy"))
+    assert [(p["kernel_id"], p["version"], p["first_member"], p["last_member"]) for p in record["parts"]] == [
+        (f"{FAKE_USER}/{SLUG.format(1)}", 1, 1, 2),
+        (f"{FAKE_USER}/{SLUG.format(2)}", 2, 3, 4),
+    ]
+    assert all(part["machine"]["cpus"] and part["machine"]["devices"] for part in record["parts"])
+    assert "blend of 2 parts (4 of 4 members)" in result.stdout
+    assert_no_secret_in_files(root / "kernel")
+
+
+def test_a_finished_fan_out_run_again_pushes_nothing(story):
+    assert story["again"].returncode == 0, story["again"].stderr
+    assert story["pushes_in_the_end"] == (1, 2)
+
+
+def test_a_damaged_part_output_is_refused_in_one_line_and_never_blended(story):
+    result = story["damaged"]
+    assert_one_line_error(result, EXIT_KAGGLE_FAILED, "1 of 2 parts cannot be blended")
+    assert "refused: part 1 (" in result.stdout and "damaged output" in result.stdout
+    assert story["blend_after_damage"] == story["blend"]
+
+
+def test_parts_share_the_members_evenly_and_in_order():
+    assert member_ranges(15, 4) == [(1, 4), (5, 8), (9, 12), (13, 15)]
+    assert member_ranges(4, 2) == [(1, 2), (3, 4)]
+    assert member_ranges(3, 3) == [(1, 1), (2, 2), (3, 3)]
+
+
+@pytest.mark.parametrize(
+    ("config", "parts", "words"),
+    [
+        (Config(folds=5), 2, "a k-fold's folds cannot be split yet"),
+        (Config(), 2, "fan-out splits a bag"),
+        (Config(members=4), 5, "--parts must be in 1..4"),
+        (Config(members=4, first_member=2), 2, "drop --first-member"),
+    ],
+)
+def test_plans_that_cannot_be_split_are_refused(config, parts, words):
+    with pytest.raises(UserError, match=words):
+        check_plan(config, parts)
+
+
+def test_a_member_range_outside_the_bag_is_refused():
+    with pytest.raises(UserError, match="within 1..4"):
+        Config(members=4, first_member=3, last_member=2)
+    with pytest.raises(UserError, match="need --members N >= 2"):
+        Config(first_member=2)
+
+
+def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
+    with FakeKaggle() as fake:
+        result = run_with_fake(
+            *("-m", "src.kaggle", "fan-out", "--parts", "9", *FLAGS, "--kernel-dir", tmp_path / "kernel"),
+            url=fake.url,
+            home=tmp_path / "home",
+        )
+        assert_one_line_error(result, EXIT_USER, "--parts must be in 1..4")
+        assert not fake.requests
+    assert not (tmp_path / "kernel").exists()
+
+
+def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
+    with FakeKaggle(gpu_quota=(29.5, 30.0)) as fake:
+        result = run_with_fake(
+            *("-m", "src.kaggle", "fan-out", "--parts", "2", "--preset", "cnn-ensemble"),
+            *("--kernel-dir", tmp_path / "kernel"),
+            url=fake.url,
+            home=tmp_path / "home",
+        )
+        assert_one_line_error(result, EXIT_USER, "GPU hours but 0.50 are left", "fewer --members")
+        assert "2 part(s) x about" in result.stdout and "assumed" in result.stdout
+        assert not fake.calls("SaveKernel")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(hidden_units=(16, 8), scaling="unit"),  # the compiled loop, every member at once
+        dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32),  # Keras' fit, one by one
+    ],
+    ids=["together", "fit"],
+)
+def test_a_parts_members_are_the_whole_bags(settings):
+    from src.training.prediction import predict_probabilities
+    from src.training.trainer import train
+    from tests.synthetic import make_arrays
+
+    images, labels, test = make_arrays(n_per_class=8, n_test=20)
+    config = Config(**settings, epochs=2, members=4, seed=5)
+    whole = train(config, images, labels, verbose=0)
+    part = train(dataclasses.replace(config, first_member=3, last_member=4), images, labels, verbose=0)
+    assert [member.seed for member in part.members] == [member.seed for member in whole.members[2:]]
+    for ours, theirs in zip(part.members, whole.members[2:], strict=True):
+        np.testing.assert_array_equal(ours.validation_rows, theirs.validation_rows)
+    features = test.astype(np.float32) / 255
+    # The compiled loop trains the members side by side: the same numbers up to float32 rounding.
+    np.testing.assert_allclose(
+        predict_probabilities(part.models, features), predict_probabilities(whole.models[2:], features), atol=1e-6
+    )

@@ -23,6 +23,7 @@ from src.data.submission import validate_submission
 from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
 from src.pipeline import kernel_entry
 from src.pipeline.kernel_entry import find_competition_dir
+from src.pipeline.run import run
 from src.runs.record import NO_VALIDATION
 from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
@@ -84,14 +85,15 @@ def built_script(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_submission(tmp_path_factory) -> Path:
-    """What `python -m src.submit` writes with the same flags on the same tiny data."""
+    """What a local run (`python -m src.submit`'s pipeline, here in the test's process) writes with the same
+    settings on the same tiny data."""
     data = write_dataset(tmp_path_factory.mktemp("local") / "data")
     out = data.parent / "submission.csv"
-    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *BUILD_FLAGS)
-    assert result.returncode == 0, result.stderr
+    run(BUILD_CONFIG, data, out, verbose=0, report=False)
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_script_runs_alone_on_kaggles_input_layouts(built_script, local_submission, layout, tmp_path):
     write_dataset(tmp_path / "input" / layout)

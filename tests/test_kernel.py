@@ -166,12 +166,12 @@ def test_build_is_deterministic(tmp_path):
 )
 def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
     tree = copy_of_src(tmp_path / "tree")
-    model = tree / "src" / "models" / "build.py"
+    model = tree / "src" / "models" / "dense.py"
     line = len(model.read_text().splitlines()) + 1
     model.write_text(model.read_text() + addition)
     result = build(tmp_path / "out", "--username", "tester", cwd=tree)
     if refused:
-        assert_one_line_error(result, 2, f"src/models/build.py line {line} imports requests", "Kaggle's Python image")
+        assert_one_line_error(result, 2, f"src/models/dense.py line {line} imports requests", "Kaggle's Python image")
         assert not (tmp_path / "out").exists()
     else:
         assert result.returncode == 0, result.stderr

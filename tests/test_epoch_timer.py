@@ -30,6 +30,7 @@ def test_every_member_history_holds_rising_epoch_end_seconds(plain, capsys):
     assert SECONDS_KEY not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_benchmark_time_to_accuracy_table(tmp_path):
     data = write_dataset(tmp_path / "data")
     out = tmp_path / "curves"

@@ -110,6 +110,7 @@ def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
     assert [row["status"] for row in ledger_rows(tmp_path)] == ["pending"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, tmp_path):
     with FakeKaggle(scoring=["PENDING"]) as fake:
         env = kaggle_env(os.environ, fake.url, tmp_path / "home")
@@ -227,6 +228,7 @@ def test_upload_with_the_network_down(good_file, tiny_data, tmp_path):
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle to submit")
 
 
+@pytest.mark.slow
 def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path):
     """download.sh, src.upload and src.submit --submit: one kind of failure, one exit code."""
     out = tmp_path / "out" / "submission.csv"
@@ -251,6 +253,7 @@ def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path)
     assert out.is_file() and fake.uploads() == []
 
 
+@pytest.mark.slow
 def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
     out = tmp_path / "out" / "submission.csv"
     args = ["--data", tiny_data, "--out", out, "--epochs", "2", "--verbose", "0", "--submit", "-m", "2 epochs"]

@@ -142,6 +142,7 @@ def test_header_shows_settings_and_commit(built_script):
     assert all(name.endswith(".py") for name in names)
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(tmp_path):
     tree = copy_of_src(tmp_path / "tree")
     first = build(tmp_path / "first", "--username", "tester", cwd=tree)
@@ -177,6 +178,7 @@ def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_path):
     tree = copy_of_src(tmp_path / "tree")
     extra = tree / "src" / "pipeline" / "extra"
@@ -205,6 +207,7 @@ def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_pa
     assert "raise RuntimeError('probe failure')" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_data_on_kaggle_is_a_one_line_error(built_script, tmp_path):
     competition = tmp_path / "input" / "digit-recognizer"
     write_dataset(competition)

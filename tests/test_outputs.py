@@ -136,6 +136,7 @@ def test_too_little_room_is_refused_before_training(tiny_data, small_disk, submi
     assert snapshot_files(small_disk) == before
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk, submit):
     previous = write_previous_pair(small_disk)
     # Room for the submission and its record (the check passes), not for the run folder and its report.

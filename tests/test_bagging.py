@@ -97,6 +97,7 @@ def test_a_bags_tta_accuracy_averages_the_members_that_held_each_row_out():
     assert tta_validation_accuracy(result, features, labels) == pytest.approx(3 / 4)
 
 
+@pytest.mark.slow
 def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_path):
     images, labels, test_images = make_arrays()
     config = Config(members=3, epochs=1, seed=2, scaling="unit", tta=True)
@@ -131,7 +132,7 @@ def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_pa
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 
-@pytest.mark.parametrize("plain", [False, True], ids=["compiled", "fit"])
+@pytest.mark.parametrize("plain", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["compiled", "fit"])
 def test_a_bag_trains_each_member_on_its_own_rows_from_its_own_seed(plain):
     images, labels, _ = make_arrays(n_per_class=8)
     config = Config(members=3, epochs=1, scaling="unit", batch_size=16, plain=plain)

@@ -324,6 +324,7 @@ def test_submissions_list(tmp_path):
     assert fake.calls("ListSubmissions")[0].json()["competitionName"] == "digit-recognizer"
 
 
+@pytest.mark.slow
 def test_kernel_status_follows_the_run_and_reports_a_failure(tmp_path):
     with FakeKaggle(kernel_states=["QUEUED", "RUNNING", "ERROR"], kernel_failure="Your notebook hit an error") as fake:
         states = [kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID) for _ in range(3)]

@@ -95,7 +95,14 @@ def submit(data, out, *flags, report=False):
     return result
 
 
-@pytest.mark.parametrize("name", sorted(name for name in PRESETS if PRESETS[name].family == "dense"))
+# The ensembles take the longest: the slow tier runs them.
+DENSE_PRESETS = [
+    pytest.param(name, marks=pytest.mark.slow) if PRESETS[name].folds > 1 or PRESETS[name].members > 1 else name
+    for name in sorted(name for name in PRESETS if PRESETS[name].family == "dense")
+]
+
+
+@pytest.mark.parametrize("name", DENSE_PRESETS)
 def test_every_dense_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, name):
     # In this process: the command line around the pipeline is the same for every preset, and is run below.
     out = tmp_path / "submission.csv"

@@ -97,7 +97,10 @@ def assert_same_steps_as_keras(model, config):
         np.testing.assert_allclose(stacked, keras_weight, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("hidden_units", [(20,), (20, 15), (24, 16, 12)], ids=["one", "two", "three"])
+# Three hidden layers take the longest: the fast tier checks one and two.
+@pytest.mark.parametrize(
+    "hidden_units", [(20,), (20, 15), pytest.param((24, 16, 12), marks=pytest.mark.slow)], ids=["one", "two", "three"]
+)
 def test_the_stacked_loop_takes_the_same_steps_as_keras(hidden_units):
     config = Config(hidden_units=hidden_units, scaling="unit")
     seed_everything(0)
@@ -208,6 +211,7 @@ def test_plain_and_fast_paths_agree():
     np.testing.assert_allclose(fast.validation_probabilities(), plain.validation_probabilities(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fast_path_is_reproducible():
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=3, batch_size=16, scaling="unit", seed=5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SHARED_ZIP
+from tests.runs_fixtures import small_runs  # noqa: F401  (a session fixture every module may use)
 from tests.synthetic import write_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -35,6 +35,19 @@ def start_command(*args, env=None, cwd=REPO_ROOT, **streams) -> subprocess.Popen
     return subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=environment, **streams)
 
 
+def run_main(capsys, main, *args) -> subprocess.CompletedProcess:
+    """A command line's `main(argv)` in this process, its output caught by pytest's `capsys`.
+
+    It answers as `run_command` does, so `assert_one_line_error` reads it the same;
+    a traceback cannot be printed here, it fails the test instead. Use it where
+    the process boundary adds nothing to what a test checks.
+    """
+    capsys.readouterr()  # only this command's output
+    status = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out, err)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
     """The command failed with `exit_code` and one `error:` line naming every fragment; no traceback."""
     output = result.stdout + result.stderr

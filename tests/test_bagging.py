@@ -13,10 +13,11 @@ from src.core.errors import UserError
 from src.data.loading import Datasets, as_features
 from src.models.augmentation import IMAGE_SIDE, predict_with_tta
 from src.pipeline.run import run
+from src.submit import main as submit_main
 from src.training.evaluation import accuracy
 from src.training.prediction import held_out_probabilities, tta_validation_accuracy
 from src.training.trainer import Member, TrainingResult, member_seeds, split_rows, train
-from tests.helpers import assert_one_line_error, run_command
+from tests.helpers import assert_one_line_error, run_main
 from tests.synthetic import make_arrays
 
 
@@ -96,6 +97,7 @@ def test_a_bags_tta_accuracy_averages_the_members_that_held_each_row_out():
     assert tta_validation_accuracy(result, features, labels) == pytest.approx(3 / 4)
 
 
+@pytest.mark.slow
 def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_path):
     images, labels, test_images = make_arrays()
     config = Config(members=3, epochs=1, seed=2, scaling="unit", tta=True)
@@ -130,7 +132,7 @@ def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_pa
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 
-@pytest.mark.parametrize("plain", [False, True], ids=["compiled", "fit"])
+@pytest.mark.parametrize("plain", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["compiled", "fit"])
 def test_a_bag_trains_each_member_on_its_own_rows_from_its_own_seed(plain):
     images, labels, _ = make_arrays(n_per_class=8)
     config = Config(members=3, epochs=1, scaling="unit", batch_size=16, plain=plain)
@@ -149,8 +151,8 @@ def test_a_bag_trains_each_member_on_its_own_rows_from_its_own_seed(plain):
     np.testing.assert_array_equal(result.validation_rows(), held_out)
 
 
-def test_members_and_folds_do_not_combine():
+def test_members_and_folds_do_not_combine(capsys):
     with pytest.raises(UserError, match="--members 3 and --folds 5 are two ways to ensemble"):
         Config(members=3, folds=5)
-    result = run_command("-m", "src.submit", "--sample", "--preset", "wide-ensemble", "--members", "3")
+    result = run_main(capsys, submit_main, "--sample", "--preset", "wide-ensemble", "--members", "3")
     assert_one_line_error(result, 2, "--members 3 and --folds 5", "choose one")

@@ -9,48 +9,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.core.config import Config
+from src.blend import main as blend_main
 from src.data.submission import validate_submission
-from src.pipeline.run import run
 from src.runs.folders import INCOMPLETE_MARKER, load_run
 from src.runs.record import DERIVED_BLEND, DerivedRecord, RunRecord
 from src.training.evaluation import accuracy
-from tests.helpers import assert_one_line_error, run_command
-from tests.synthetic import write_dataset
+from tests.helpers import assert_one_line_error, run_command, run_main
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Tiny real runs: two on one dataset, one on another train.csv with the same test.csv, one on another test.csv."""
-    base = tmp_path_factory.mktemp("blend")
-    data = write_dataset(base / "data")
-    other = write_dataset(base / "other", seed=1)
-    # Same test file, other training rows: a blend is allowed, its gain cannot be measured.
-    other_train = base / "other-train"
-    other_train.mkdir()
-    shutil.copyfile(other / "train.csv", other_train / "train.csv")
-    shutil.copyfile(data / "test.csv", other_train / "test.csv")
-    out = base / "submissions" / "submission.csv"
-    plan = {
-        "single": (Config(epochs=1, seed=1, scaling="unit", l2=1e-4), data),
-        "folds": (Config(epochs=1, folds=2, seed=2, scaling="unit", l2=1e-4), data),
-        "other train": (Config(epochs=1, seed=3, scaling="unit", l2=1e-4), other_train),
-        "other test": (Config(epochs=1, seed=1, scaling="unit", l2=1e-4), other),
-    }
-    return {name: run(config, folder, out, verbose=0, report=False).run_dir for name, (config, folder) in plan.items()}
+@pytest.fixture
+def runs(small_runs):
+    """The shared tiny runs' folders: two on one dataset, one on another train.csv with the same test.csv, one on
+    another test.csv."""
+    return {name: small_runs[name].run_dir for name in ("single", "folds", "other train", "other test")}
 
 
-def blend(*arguments):
-    return run_command("-m", "src.blend", *arguments)
+def blend(capsys, *arguments):
+    """`python -m src.blend ARGUMENTS`, in this process."""
+    return run_main(capsys, blend_main, *arguments)
 
 
 def read_labels(path):
     return pd.read_csv(path)["Label"].to_numpy()
 
 
-def test_labels_are_the_argmax_of_the_mean_probabilities_and_the_gain_is_measured(runs, tmp_path):
+def test_labels_are_the_argmax_of_the_mean_probabilities_and_the_gain_is_measured(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
-    completed = blend(runs["single"], runs["folds"], "--out", out)
+    completed = blend(capsys, runs["single"], runs["folds"], "--out", out)
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr == ""
     (single, single_record), (folds, folds_record) = load_run(runs["single"]), load_run(runs["folds"])
@@ -78,9 +63,19 @@ def test_labels_are_the_argmax_of_the_mean_probabilities_and_the_gain_is_measure
     assert f"blend accuracy on the 16 shared held-out rows: {record.validation_accuracy:.4f}" in completed.stdout
 
 
-def test_weights_change_the_mean(runs, tmp_path):
+@pytest.mark.slow
+def test_blend_in_its_own_process_starts_quietly(runs, tmp_path):
+    out = tmp_path / "blend.csv"
+    completed = run_command("-m", "src.blend", runs["single"], runs["folds"], "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+    assert f"wrote {out}" in completed.stdout
+    validate_submission(out, n_rows=20)
+
+
+def test_weights_change_the_mean(runs, tmp_path, capsys):
     out = tmp_path / "weighted.csv"
-    completed = blend(runs["single"], runs["folds"], "--weights", "3,1", "--out", out)
+    completed = blend(capsys, runs["single"], runs["folds"], "--weights", "3,1", "--out", out)
     assert completed.returncode == 0, completed.stderr
     single, folds = load_run(runs["single"])[0], load_run(runs["folds"])[0]
     weighted = 0.75 * single.test_probabilities + 0.25 * folds.test_probabilities
@@ -88,9 +83,9 @@ def test_weights_change_the_mean(runs, tmp_path):
     assert [source.weight for source in DerivedRecord.from_json(out.with_suffix(".json")).sources] == [0.75, 0.25]
 
 
-def test_runs_without_shared_held_out_rows_say_the_gain_cannot_be_measured(runs, tmp_path):
+def test_runs_without_shared_held_out_rows_say_the_gain_cannot_be_measured(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
-    completed = blend(runs["single"], runs["other train"], "--out", out)
+    completed = blend(capsys, runs["single"], runs["other train"], "--out", out)
     assert completed.returncode == 0, completed.stderr
     assert "blend gain cannot be measured" in completed.stdout
     record = DerivedRecord.from_json(out.with_suffix(".json"))
@@ -98,32 +93,32 @@ def test_runs_without_shared_held_out_rows_say_the_gain_cannot_be_measured(runs,
     validate_submission(out, n_rows=20)
 
 
-def test_runs_on_different_test_files_are_refused(runs, tmp_path):
+def test_runs_on_different_test_files_are_refused(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
-    completed = blend(runs["single"], runs["other test"], "--out", out)
+    completed = blend(capsys, runs["single"], runs["other test"], "--out", out)
     assert_one_line_error(completed, 2, str(runs["single"]), str(runs["other test"]), "different test files")
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
 @pytest.mark.parametrize("target", ["test.csv", "train.csv"])
-def test_out_never_replaces_a_file_the_runs_read(runs, target):
+def test_out_never_replaces_a_file_the_runs_read(runs, target, capsys):
     read = Path(RunRecord.from_json(runs["single"] / "record.json").inputs.test.path).parent / target
     before = read.read_bytes()
-    assert_one_line_error(blend(runs["single"], runs["folds"], "--out", read), 2, "is an input file")
+    assert_one_line_error(blend(capsys, runs["single"], runs["folds"], "--out", read), 2, "is an input file")
     assert read.read_bytes() == before
 
 
 @pytest.mark.parametrize("name", ["members/member-1.keras", "test_probabilities.npy", "submission.csv"])
-def test_out_never_replaces_a_file_of_another_run_folder(runs, name):
+def test_out_never_replaces_a_file_of_another_run_folder(runs, name, capsys):
     target = runs["other test"] / name
     before = target.read_bytes()
-    completed = blend(runs["single"], runs["folds"], "--out", target)
+    completed = blend(capsys, runs["single"], runs["folds"], "--out", target)
     assert_one_line_error(completed, 2, f"is inside the run folder {runs['other test']}")
     assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize("case", ["one run", "incomplete", "weights", "named twice", "out in a run folder"])
-def test_bad_requests_are_one_line(runs, tmp_path, case):
+def test_bad_requests_are_one_line(runs, tmp_path, case, capsys):
     incomplete = shutil.copytree(runs["folds"], tmp_path / "incomplete")
     (incomplete / INCOMPLETE_MARKER).touch()
     out = tmp_path / "blend.csv"
@@ -134,5 +129,5 @@ def test_bad_requests_are_one_line(runs, tmp_path, case):
         "named twice": ((runs["single"], runs["single"], "--out", out), "named twice"),
         "out in a run folder": ((runs["single"], runs["folds"], "--out", runs["folds"] / "b.csv"), "inside the run"),
     }[case]
-    assert_one_line_error(blend(*arguments), 2, fragment)
+    assert_one_line_error(blend(capsys, *arguments), 2, fragment)
     assert not out.exists() and not (runs["folds"] / "b.csv").exists()

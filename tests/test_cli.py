@@ -20,7 +20,7 @@ from src.core.cli import run_command as cli_run_command
 from src.core.errors import KaggleRefusedError, UserError
 from src.core.files import sha256
 from src.data.submission import validate_submission
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, start_command
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_main, start_command
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
@@ -42,8 +42,13 @@ def submit(*args, cwd=REPO_ROOT):
     return run_command("-m", "src.submit", *args, cwd=cwd)
 
 
+def submit_here(capsys, *args):
+    """`python -m src.submit ARGS` in this process: for the checks that end before training."""
+    return run_main(capsys, submit_module.main, *args)
+
+
 def assert_only_error_line(result, *fragments):
-    """Exit 2 with one `error:` line, and nothing else on stderr: the problem was found before TensorFlow loaded."""
+    """Exit 2 with one `error:` line, and nothing else on stderr: the problem was found before training."""
     assert_one_line_error(result, 2, *fragments)
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
@@ -65,6 +70,7 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
+@pytest.mark.slow
 def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
     out = tmp_path / "submissions" / "submission.csv"
     result = submit("--data", tiny_data, "--out", out, *FAST)
@@ -88,6 +94,7 @@ def test_single_model_run_writes_submission_and_record(tiny_data, tmp_path):
     assert (run_dir / "submission.csv").read_bytes() == out.read_bytes()
 
 
+@pytest.mark.slow
 def test_fold_ensemble_run(tiny_data, tmp_path):
     out = tmp_path / "submission.csv"
     result = submit("--data", tiny_data, "--out", out, "--folds", "3", "--epochs", "3", "--verbose", "2")
@@ -105,6 +112,7 @@ def test_fold_ensemble_run(tiny_data, tmp_path):
     assert sum(member["validation_rows"] for member in record["validation"]["members"]) == 80
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_bytes(tiny_data, tmp_path):
     outs = [tmp_path / "a" / "a.csv", tmp_path / "b" / "b.csv"]
     # Side by side: the bytes may not depend on what else the machine is doing (and it halves the wait).
@@ -122,6 +130,7 @@ def test_same_seed_gives_the_same_bytes(tiny_data, tmp_path):
     assert accuracies[0] == accuracies[1]
 
 
+@pytest.mark.slow
 def test_sample_runs_without_any_download(tmp_path):
     out = tmp_path / "sample.csv"
     result = submit("--sample", "--out", out, "--verbose", "0", "--scaling", "unit")
@@ -132,29 +141,32 @@ def test_sample_runs_without_any_download(tmp_path):
     assert accuracy >= 0.85
 
 
-def test_missing_data_is_a_one_line_error(tmp_path):
-    result = submit("--data", tmp_path / "nowhere", "--out", tmp_path / "s.csv")
+def test_missing_data_is_a_one_line_error(tmp_path, capsys):
+    result = submit_here(capsys, "--data", tmp_path / "nowhere", "--out", tmp_path / "s.csv")
     assert_only_error_line(result, "train.csv: file not found", "scripts/download.sh", "--sample")
 
 
-def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path):
+def test_bad_input_keeps_the_previous_submission(tiny_data, tmp_path, capsys):
     out = tmp_path / "submission.csv"
     out.write_text("ImageId,Label\n1,7\n")
     lines = (tiny_data / "test.csv").read_text().splitlines()
     lines[5] = lines[5].replace(",", ",300,", 1).rsplit(",", 1)[0]
     (tiny_data / "test.csv").write_text("\n".join(lines) + "\n")
-    result = submit("--data", tiny_data, "--out", out, *FAST)
+    result = submit_here(capsys, "--data", tiny_data, "--out", out, *FAST)
     assert_only_error_line(result, "test.csv: line 6, column pixel1: expected a pixel 0..255, found 300")
     assert out.read_text() == "ImageId,Label\n1,7\n"
     assert not out.with_suffix(".json").exists()
 
 
-def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
-    assert_only_error_line(submit("--data", tiny_data, "--epochs", "0"), "epochs must be in 1..10000")
-    assert_only_error_line(submit("--data", tiny_data, "--seed", "-1"), "seed must be in 0..4294967295")
-    assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path / "s.json"), "must not be a .json file")
-    assert_only_error_line(submit("--data", tiny_data, "--out", tmp_path), "is a folder")
-    assert_only_error_line(submit("--data", tiny_data, "--folds", "9", *FAST), "9 folds need at least 9 rows")
+def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
+    def submit_with(*flags):
+        return submit_here(capsys, "--data", tiny_data, *flags)
+
+    assert_only_error_line(submit_with("--epochs", "0"), "epochs must be in 1..10000")
+    assert_only_error_line(submit_with("--seed", "-1"), "seed must be in 0..4294967295")
+    assert_only_error_line(submit_with("--out", tmp_path / "s.json"), "must not be a .json file")
+    assert_only_error_line(submit_with("--out", tmp_path), "is a folder")
+    assert_only_error_line(submit_with("--folds", "9", *FAST), "9 folds need at least 9 rows")
 
 
 @pytest.mark.parametrize(
@@ -182,15 +194,16 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path):
         (["--preset"], "argument --preset: expected one argument"),
     ],
 )
-def test_bad_setting_is_refused_before_anything_is_written(tiny_data, tmp_path, flags, message):
+def test_bad_setting_is_refused_before_anything_is_written(tiny_data, tmp_path, flags, message, capsys):
     out = tmp_path / "submission.csv"
     out.write_text("ImageId,Label\n1,7\n")
     before = files_under(tmp_path)
-    assert_only_error_line(submit("--data", tiny_data, "--out", out, *flags), message)
+    assert_only_error_line(submit_here(capsys, "--data", tiny_data, "--out", out, *flags), message)
     assert out.read_text() == "ImageId,Label\n1,7\n"
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "signal_number, exit_code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
@@ -209,6 +222,7 @@ def test_signal_during_training_keeps_the_previous_submission(tiny_data, tmp_pat
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_tensorflow_imports_is_a_clean_exit(tiny_data, tmp_path):
     process = start_submit("--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
     maps = Path(f"/proc/{process.pid}/maps")
@@ -244,15 +258,17 @@ def test_ctrl_c_while_the_summary_prints_says_the_submission_was_written(monkeyp
     assert capsys.readouterr().err == f"interrupted: after writing {out} and its record\n"
 
 
-def test_help_lists_every_setting():
-    result = submit("--help")
-    assert result.returncode == 0
+def test_help_lists_every_setting(capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse's --help ends the command, as it ends its process
+        submit_module.main(["--help"])
+    assert exited.value.code == 0
+    result = capsys.readouterr()
     for flag in (
         "--data", "--out", "--folds", "--epochs", "--seed", "--sample", "--hidden-units", "--l2", "--learning-rate",
         "--batch-size", "--validation-split", "--scaling", "--preset", "--plain", "--verbose", "--no-report",
         "--submit", "--message",
     ):  # fmt: skip
-        assert flag in result.stdout
+        assert flag in result.out
 
 
 def boundary_of(failure: BaseException):

@@ -12,7 +12,8 @@ from src.data.csv_format import check_csv_start
 from src.data.loading import TRAIN_HEADER, as_features, check_labels, load_datasets, read_test, read_train, write_sample
 from src.data.submission import HEADER as SUBMISSION_HEADER
 from src.data.submission import validate_submission
-from tests.helpers import assert_one_line_error, run_command
+from src.submit import main as submit_main
+from tests.helpers import assert_one_line_error, run_command, run_main
 
 HEADER = "label," + ",".join(f"pixel{index}" for index in range(784))
 TEST_HEADER = ",".join(f"pixel{index}" for index in range(784))
@@ -276,13 +277,13 @@ def test_a_file_larger_than_memory_is_refused_before_reading(tmp_path):
         load_datasets(tmp_path, cache_dir=None)  # refused before hashing a terabyte
 
 
-def test_a_bad_file_is_one_line_from_the_command(tmp_path, tiny_data):
+def test_a_bad_file_is_one_line_from_the_command(tmp_path, tiny_data, capsys):
     # The case: a header with spaces and a bad cell gave a ValueError traceback.
     lines = (tiny_data / "train.csv").read_text().splitlines()
     lines[0] = lines[0].replace(",", ", ")
     lines[5] = lines[5].replace(",0,", ",x,", 1)
     (tiny_data / "train.csv").write_text("\n".join(lines) + "\n")
-    result = run_command("-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "out.csv", "--epochs", "1")
+    result = run_main(capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "out.csv", "--epochs", "1")
     assert_one_line_error(
         result, 2, "train.csv: line 1: expected the header 'label,pixel0,pixel1,...,pixel783'; column 2 is ' pixel0'"
     )

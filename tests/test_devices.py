@@ -44,6 +44,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_training_spreads_over_two_logical_devices_and_predicts_as_without_them():
     result = run_command("-c", TWO_DEVICES_SCRIPT, env={LOGICAL_CPUS_VARIABLE: "2"})
     assert result.returncode == 0, result.stderr[-3000:]

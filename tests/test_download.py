@@ -58,6 +58,7 @@ def download(url, tmp_path, *args, credentials=True, extra=None):
     )
 
 
+@pytest.mark.slow
 def test_download_into_an_empty_directory(competition_zip, competition_files, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         result = download(fake.url, tmp_path, "data")
@@ -70,6 +71,7 @@ def test_download_into_an_empty_directory(competition_zip, competition_files, tm
     assert [request.method for request in fake.requests] == ["POST", "GET"]
 
 
+@pytest.mark.slow
 def test_second_run_skips_force_downloads_again_and_bad_files_are_replaced(competition_zip, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         assert download(fake.url, tmp_path, "data").returncode == 0
@@ -91,6 +93,7 @@ def test_second_run_skips_force_downloads_again_and_bad_files_are_replaced(compe
     check_competition_files(tmp_path / "data")
 
 
+@pytest.mark.slow
 def test_default_directory_is_data(competition_zip, tmp_path):
     # Run outside the repository: the default DIR is relative to where the user stands.
     with FakeKaggle(competition_zip) as fake:
@@ -99,6 +102,7 @@ def test_default_directory_is_data(competition_zip, tmp_path):
     check_competition_files(tmp_path / "data")
 
 
+@pytest.mark.slow
 def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
     with FakeKaggle(competition_zip) as fake:
         result = download(fake.url, tmp_path, "data", credentials=False)
@@ -112,6 +116,7 @@ def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
     ("content", "reason"),
     [('{"username": "fake-user", "key": ', "not JSON: line 1 column 34"), ('["fake-user"]', "expected {")],
 )
+@pytest.mark.slow
 def test_malformed_kaggle_json_is_named(content, reason, competition_zip, tmp_path):
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     config = tmp_path / "home" / ".kaggle" / "kaggle.json"
@@ -135,6 +140,7 @@ def test_a_token_file_that_is_not_utf8_is_one_credentials_line(tmp_path, monkeyp
     assert "secret" not in error
 
 
+@pytest.mark.slow
 def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": FAKE_USER, "key": "k" * 32}))
@@ -144,6 +150,7 @@ def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):
     assert "k" * 32 not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_rules_not_accepted(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="rules") as fake:
         result = download(fake.url, tmp_path, "data")
@@ -153,6 +160,7 @@ def test_rules_not_accepted(competition_zip, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_rejected_key_is_one_line(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="unauthorized") as fake:
         result = download(fake.url, tmp_path, "data")
@@ -161,6 +169,7 @@ def test_rejected_key_is_one_line(competition_zip, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition_files, tmp_path):
     shutil.copytree(competition_files, tmp_path / "data")
     with FakeKaggle(competition_zip, mode="corrupt") as fake:
@@ -170,18 +179,21 @@ def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition
     check_competition_files(tmp_path / "data")
 
 
+@pytest.mark.slow
 def test_service_down(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="error") as fake:
         result = download(fake.url, tmp_path, "data")
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "Kaggle's service failed", "HTTP 500", "try again later")
 
 
+@pytest.mark.slow
 def test_network_down(tmp_path):
     result = download(closed_port_url(), tmp_path, "data")
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle")
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_unknown_option(tmp_path):
     result = download(closed_port_url(), tmp_path, "--fast")
     assert result.returncode == EXIT_USER and "unrecognized arguments: --fast" in result.stderr

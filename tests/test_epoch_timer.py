@@ -15,7 +15,7 @@ from tests.helpers import REPO_ROOT, run_command
 from tests.synthetic import make_arrays, write_dataset
 
 
-@pytest.mark.parametrize("plain", [False, True])
+@pytest.mark.parametrize("plain", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_every_member_history_holds_rising_epoch_end_seconds(plain, capsys):
     images, labels, _ = make_arrays()
     config = Config(epochs=3, folds=2, seed=1, plain=plain)
@@ -30,6 +30,7 @@ def test_every_member_history_holds_rising_epoch_end_seconds(plain, capsys):
     assert SECONDS_KEY not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_benchmark_time_to_accuracy_table(tmp_path):
     data = write_dataset(tmp_path / "data")
     out = tmp_path / "curves"

@@ -113,6 +113,7 @@ def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
     assert [row["status"] for row in ledger_rows(tmp_path)] == ["pending"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, tmp_path):
     with FakeKaggle(scoring=["PENDING"]) as fake:
         env = kaggle_env(os.environ, fake.url, tmp_path / "home")
@@ -230,6 +231,7 @@ def test_upload_with_the_network_down(good_file, tiny_data, tmp_path):
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle to submit")
 
 
+@pytest.mark.slow
 def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path):
     """download.sh, src.upload and src.submit --submit: one kind of failure, one exit code."""
     out = tmp_path / "out" / "submission.csv"
@@ -256,6 +258,7 @@ def test_a_403_exits_the_same_from_every_command(good_file, tiny_data, tmp_path)
     assert out.is_file() and fake.uploads() == []
 
 
+@pytest.mark.slow
 def test_submit_flag_trains_then_uploads_the_new_file(tiny_data, tmp_path):
     out = tmp_path / "out" / "submission.csv"
     args = [
@@ -339,6 +342,7 @@ def test_submissions_list(tmp_path):
     assert fake.calls("ListSubmissions")[0].json()["competitionName"] == "digit-recognizer"
 
 
+@pytest.mark.slow
 def test_kernel_status_follows_the_run_and_reports_a_failure(tmp_path):
     with FakeKaggle(kernel_states=["QUEUED", "RUNNING", "ERROR"], kernel_failure="Your notebook hit an error") as fake:
         states = [kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID) for _ in range(3)]

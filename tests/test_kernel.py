@@ -23,6 +23,7 @@ from src.data.submission import validate_submission
 from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE, check_metadata, kernel_metadata
 from src.pipeline import kernel_entry
 from src.pipeline.kernel_entry import find_competition_dir
+from src.pipeline.run import run
 from src.runs.record import NO_VALIDATION
 from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 from tests.synthetic import write_dataset
@@ -84,14 +85,15 @@ def built_script(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_submission(tmp_path_factory) -> Path:
-    """What `python -m src.submit` writes with the same flags on the same tiny data."""
+    """What a local run (`python -m src.submit`'s pipeline, here in the test's process) writes with the same
+    settings on the same tiny data."""
     data = write_dataset(tmp_path_factory.mktemp("local") / "data")
     out = data.parent / "submission.csv"
-    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *BUILD_FLAGS)
-    assert result.returncode == 0, result.stderr
+    run(BUILD_CONFIG, data, out, verbose=0, report=False)
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_script_runs_alone_on_kaggles_input_layouts(built_script, local_submission, layout, tmp_path):
     write_dataset(tmp_path / "input" / layout)
@@ -140,6 +142,7 @@ def test_header_shows_settings_and_commit(built_script):
     assert all(name.endswith(".py") for name in names)
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(tmp_path):
     tree = copy_of_src(tmp_path / "tree")
     first = build(tmp_path / "first", "--username", "tester", cwd=tree)
@@ -164,17 +167,18 @@ def test_build_is_deterministic(tmp_path):
 )
 def test_imports_beyond_kaggles_image_are_refused(addition, refused, tmp_path):
     tree = copy_of_src(tmp_path / "tree")
-    model = tree / "src" / "models" / "build.py"
+    model = tree / "src" / "models" / "dense.py"
     line = len(model.read_text().splitlines()) + 1
     model.write_text(model.read_text() + addition)
     result = build(tmp_path / "out", "--username", "tester", cwd=tree)
     if refused:
-        assert_one_line_error(result, 2, f"src/models/build.py line {line} imports requests", "Kaggle's Python image")
+        assert_one_line_error(result, 2, f"src/models/dense.py line {line} imports requests", "Kaggle's Python image")
         assert not (tmp_path / "out").exists()
     else:
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_path):
     tree = copy_of_src(tmp_path / "tree")
     extra = tree / "src" / "pipeline" / "extra"
@@ -203,6 +207,7 @@ def test_sub_packages_import_from_the_zip_and_tracebacks_name_their_files(tmp_pa
     assert "raise RuntimeError('probe failure')" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_data_on_kaggle_is_a_one_line_error(built_script, tmp_path):
     competition = tmp_path / "input" / "digit-recognizer"
     write_dataset(competition)

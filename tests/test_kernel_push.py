@@ -10,6 +10,8 @@ from src.kaggle.kernel_build import CODE_FILE
 from tests.fake_kaggle import FakeKaggle, error_line, run_with_fake
 from tests.helpers import REPO_ROOT
 
+# Every test here runs the script, in its own process.
+pytestmark = pytest.mark.slow
 SCRIPT = REPO_ROOT / "scripts" / "push_kernel.sh"
 
 

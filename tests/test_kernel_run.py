@@ -14,8 +14,7 @@ from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
 from src.kaggle.kernel_build import SCRIPT_MARK
 from src.runs.record import RunRecord
 from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
-from tests.synthetic import write_dataset
+from tests.helpers import REPO_ROOT, assert_one_line_error
 
 # A stand-in for the built script: a push checks only that it is one, by its first line.
 STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
@@ -27,18 +26,17 @@ LOG = [
 ]
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> dict:
-    """A real local run on tiny data: its data folder, runs folder, submission and record."""
-    root = tmp_path_factory.mktemp("local")
-    data = write_dataset(root / "data")
-    out = root / "submissions" / "submission.csv"
-    result = run_command(
-        "-m", "src.submit", "--data", data, "--out", out, "--epochs", "2", "--verbose", "0", "--no-report"
-    )
-    assert result.returncode == 0, result.stderr
-    record = json.loads(out.with_suffix(".json").read_text())
-    return {"data": data, "runs": out.parent / "runs", "submission": out.read_bytes(), "record": record}
+@pytest.fixture
+def local_run(small_runs) -> dict:
+    """A shared real local run on tiny data (a single model, held out): its data folder, runs folder, submission
+    and record."""
+    result = small_runs["single"]
+    return {
+        "data": small_runs.data["data"],
+        "runs": result.run_dir.parent,
+        "submission": result.submission_path.read_bytes(),
+        "record": json.loads(result.record_path.read_text()),
+    }
 
 
 def kernel_files(local_run: dict, submission: bytes | None = None) -> dict[str, bytes]:
@@ -65,6 +63,7 @@ def kernel_wait(url, tmp_path, *args):
     )
 
 
+@pytest.mark.slow
 def test_push_wait_compare_and_submit_with_a_token_that_is_never_written(local_run, tmp_path):
     """scripts/push_kernel.sh --wait --submit: the whole loop, signed in with KAGGLE_API_TOKEN."""
     follow = ("--wait", "--timeout", "30", "--runs", local_run["runs"], "--data", local_run["data"])

@@ -36,6 +36,7 @@ def rows(tmp_path) -> list[dict]:
         return list(csv.DictReader(stream))
 
 
+@pytest.mark.slow
 def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     """Train, submit without waiting, refresh from Kaggle; the row survives its run folder's deletion."""
     out = tmp_path / "out" / "submission.csv"

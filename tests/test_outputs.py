@@ -13,18 +13,21 @@ from src.core.errors import UserError
 from src.core.files import sha256
 from src.data.submission import validate_submission
 from src.runs.outputs import check_pair, plan_outputs, prepared_pair
+from src.submit import main as submit_main
 from tests.fake_kaggle import FakeKaggle, run_with_fake
-from tests.helpers import assert_one_line_error, run_command, snapshot_files, write_previous_pair
+from tests.helpers import assert_one_line_error, run_main, snapshot_files, write_previous_pair
 
 ONE_EPOCH = ["--epochs", "1", "--verbose", "0", "--no-report"]
 
 
-def submit(*args):
-    return run_command("-m", "src.submit", *args)
+@pytest.fixture
+def submit(capsys):
+    """`python -m src.submit ARGS` in this process: the process boundary adds nothing to these checks."""
+    return lambda *args: run_main(capsys, submit_main, *args)
 
 
 def assert_refused_before_training(result, *fragments):
-    """Exit 2, one `error:` line and nothing else: refused before TensorFlow loaded, let alone trained."""
+    """Exit 2, one `error:` line and nothing else, not even a line of training: refused before training."""
     assert_one_line_error(result, 2, *fragments)
     assert len(result.stderr.splitlines()) == 1 and result.stdout == "", result.stderr
 
@@ -42,7 +45,7 @@ def make_link(kind: str, link: Path, target: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["the same name", "symbolic", "hard"])
 @pytest.mark.parametrize("input_name", ["train.csv", "test.csv"])
-def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_name):
+def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_name, submit):
     out = (
         tiny_data / input_name
         if kind == "the same name"
@@ -55,7 +58,7 @@ def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_
     assert snapshot_files(tmp_path) == before
 
 
-def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path):
+def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path, submit):
     (tmp_path / "out").mkdir()
     record = make_link("symbolic", tmp_path / "out" / "s.json", tiny_data / "train.csv")
     before = snapshot_files(tmp_path)
@@ -64,7 +67,7 @@ def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path):
     assert snapshot_files(tmp_path) == before
 
 
-def test_a_read_only_submission_is_not_replaced(tiny_data, tmp_path, previous):
+def test_a_read_only_submission_is_not_replaced(tiny_data, tmp_path, previous, submit):
     previous.chmod(0o444)
     before = snapshot_files(tmp_path)
     result = submit("--data", tiny_data, "--out", previous, *ONE_EPOCH)
@@ -83,7 +86,7 @@ def test_a_read_only_submission_is_not_replaced(tiny_data, tmp_path, previous):
     ],
     ids=["record-is-a-folder", "runs-is-a-file", "out-is-a-fifo"],
 )
-def test_an_output_that_cannot_be_a_file_is_refused(tiny_data, tmp_path, previous, make, fragment):
+def test_an_output_that_cannot_be_a_file_is_refused(tiny_data, tmp_path, previous, make, fragment, submit):
     make(previous.parent)
     out = previous.parent / ("fifo.csv" if "fifo" in fragment else "submission.csv")
     before = snapshot_files(tmp_path)
@@ -91,7 +94,7 @@ def test_an_output_that_cannot_be_a_file_is_refused(tiny_data, tmp_path, previou
     assert snapshot_files(tmp_path) == before
 
 
-def test_an_out_below_a_file_is_refused(tiny_data, tmp_path):
+def test_an_out_below_a_file_is_refused(tiny_data, tmp_path, submit):
     (tmp_path / "plain.txt").write_text("x")
     result = submit("--data", tiny_data, "--out", tmp_path / "plain.txt" / "s.csv", *ONE_EPOCH)
     assert_refused_before_training(result, f"{tmp_path / 'plain.txt'}: is a file, not a folder")
@@ -115,7 +118,7 @@ def fill(disk: Path, leave: int) -> None:
     (disk / "filler").write_bytes(b"\0" * (status.f_bavail * status.f_frsize - leave))
 
 
-def test_a_read_only_file_system_is_refused(tiny_data, small_disk):
+def test_a_read_only_file_system_is_refused(tiny_data, small_disk, submit):
     previous = write_previous_pair(small_disk)
     subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
     before = snapshot_files(small_disk)
@@ -124,7 +127,7 @@ def test_a_read_only_file_system_is_refused(tiny_data, small_disk):
     assert snapshot_files(small_disk) == before
 
 
-def test_too_little_room_is_refused_before_training(tiny_data, small_disk):
+def test_too_little_room_is_refused_before_training(tiny_data, small_disk, submit):
     previous = write_previous_pair(small_disk)
     fill(small_disk, leave=16 * 1024)
     before = snapshot_files(small_disk)
@@ -133,7 +136,8 @@ def test_too_little_room_is_refused_before_training(tiny_data, small_disk):
     assert snapshot_files(small_disk) == before
 
 
-def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk):
+@pytest.mark.slow
+def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk, submit):
     previous = write_previous_pair(small_disk)
     # Room for the submission and its record (the check passes), not for the run folder and its report.
     fill(small_disk, leave=96 * 1024)
@@ -146,7 +150,7 @@ def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, s
     assert not [name for name in after if name.endswith(".tmp")], sorted(after)
 
 
-def test_a_symbolic_link_out_is_followed_and_kept(tiny_data, tmp_path, previous):
+def test_a_symbolic_link_out_is_followed_and_kept(tiny_data, tmp_path, previous, submit):
     link = make_link("symbolic", tmp_path / "latest.csv", previous)
     result = submit("--data", tiny_data, "--out", link, *ONE_EPOCH)
     assert result.returncode == 0, result.stderr

@@ -17,27 +17,24 @@ from src.data.loading import as_features, read_test, read_train
 from src.models import cnn
 from src.models.augmentation import build_augmentation, predict_with_tta
 from src.models.schedules import learning_rate_schedule
-from src.pipeline.run import run
+from src.predict import main as predict_main
 from src.runs.folders import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
 from src.runs.record import DERIVED_PREDICT, DerivedRecord
 from src.training.evaluation import accuracy
 from src.training.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
-from tests.helpers import assert_one_line_error, run_command
-from tests.synthetic import make_arrays, write_dataset
+from tests.helpers import assert_one_line_error, run_command, run_main
+from tests.synthetic import make_arrays
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Tiny real runs: a 2-fold ensemble on the compiled path, and a single model with plain `fit`."""
-    base = tmp_path_factory.mktemp("predict")
-    data_dir = write_dataset(base / "data")
-    out = base / "submissions" / "submission.csv"
-    configs = {
-        "stacked": Config(epochs=1, folds=2, seed=1, scaling="unit", l2=1e-4),
-        "plain": Config(epochs=1, seed=1, plain=True),
-    }
-    results = {name: run(config, data_dir, out, verbose=0, report=False) for name, config in configs.items()}
-    return data_dir, results
+@pytest.fixture
+def runs(small_runs):
+    """The shared tiny runs: a 2-fold ensemble on the compiled path, and a single model with plain `fit`."""
+    return small_runs.data["data"], {"stacked": small_runs["folds"], "plain": small_runs["plain"]}
+
+
+def predict(capsys, *args):
+    """`python -m src.predict ARGS`, in this process."""
+    return run_main(capsys, predict_main, *args)
 
 
 @pytest.mark.parametrize("name", ["stacked", "plain"])
@@ -95,11 +92,11 @@ def test_with_no_shift_the_tta_accuracy_is_the_runs_own(runs, name, monkeypatch)
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 
-def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path):
+def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_path, capsys):
     data_dir, results = runs
     result = results["stacked"]
     out = tmp_path / "again.csv"
-    completed = run_command("-m", "src.predict", result.run_dir, "--data", data_dir, "--out", out)
+    completed = predict(capsys, result.run_dir, "--data", data_dir, "--out", out)
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr == "", completed.stderr
     assert out.read_bytes() == (result.run_dir / "submission.csv").read_bytes()
@@ -109,6 +106,18 @@ def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_pat
     assert [source.run_dir for source in record.sources] == [str(result.run_dir)]
     assert record.sources[0].validation_accuracy == result.record.validation.accuracy
     assert record.submission.rows == 20 and f"wrote {out}" in completed.stdout
+
+
+@pytest.mark.slow
+def test_predict_in_its_own_process_starts_quietly_and_writes_the_same_bytes(runs, tmp_path):
+    data_dir, results = runs
+    result = results["stacked"]
+    out = tmp_path / "again.csv"
+    completed = run_command("-m", "src.predict", result.run_dir, "--data", data_dir, "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == "", completed.stderr
+    assert out.read_bytes() == (result.run_dir / "submission.csv").read_bytes()
+    assert f"wrote {out}" in completed.stdout
 
 
 def damage_missing_manifest(run_dir, data_dir):
@@ -156,18 +165,18 @@ def damage_test_columns(run_dir, data_dir):
         (damage_test_columns, ("test.csv", "line 1")),
     ],
 )
-def test_a_damaged_run_folder_or_test_file_is_one_line(runs, tmp_path, damage, fragments):
+def test_a_damaged_run_folder_or_test_file_is_one_line(runs, tmp_path, damage, fragments, capsys):
     data_dir, results = runs
     run_dir = shutil.copytree(results["stacked"].run_dir, tmp_path / "run")
     test_dir = shutil.copytree(data_dir, tmp_path / "data")
     damage(run_dir, test_dir)
     out = tmp_path / "out.csv"
-    completed = run_command("-m", "src.predict", run_dir, "--data", test_dir, "--out", out)
+    completed = predict(capsys, run_dir, "--data", test_dir, "--out", out)
     assert_one_line_error(completed, 2, *fragments)
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
-def test_a_model_file_keras_cannot_read_is_one_line(runs, tmp_path):
+def test_a_model_file_keras_cannot_read_is_one_line(runs, tmp_path, capsys):
     data_dir, results = runs
     run_dir = shutil.copytree(results["stacked"].run_dir, tmp_path / "run")
     model = run_dir / "members" / "member-1.keras"
@@ -177,13 +186,13 @@ def test_a_model_file_keras_cannot_read_is_one_line(runs, tmp_path):
     manifest["members"][0]["sha256"] = sha256(model)
     (run_dir / MEMBERS_MANIFEST).write_text(json.dumps(manifest))
     out = tmp_path / "out.csv"
-    completed = run_command("-m", "src.predict", run_dir, "--data", data_dir, "--out", out)
+    completed = predict(capsys, run_dir, "--data", data_dir, "--out", out)
     assert_one_line_error(completed, 2, "member-1.keras", "cannot load the saved model")
     assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["train.csv", "other run's model", "other run's probabilities"])
-def test_out_never_replaces_the_training_file_or_another_run(runs, name):
+def test_out_never_replaces_the_training_file_or_another_run(runs, name, capsys):
     data_dir, results = runs
     target = {
         "train.csv": data_dir / "train.csv",
@@ -191,13 +200,13 @@ def test_out_never_replaces_the_training_file_or_another_run(runs, name):
         "other run's probabilities": results["plain"].run_dir / "test_probabilities.npy",
     }[name]
     before = target.read_bytes()
-    completed = run_command("-m", "src.predict", results["stacked"].run_dir, "--data", data_dir, "--out", target)
+    completed = predict(capsys, results["stacked"].run_dir, "--data", data_dir, "--out", target)
     assert_one_line_error(completed, 2, "is an input file" if name == "train.csv" else "is inside the run folder")
     assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize("case", ["missing folder", "out in the run folder", "out is test.csv"])
-def test_bad_paths_are_one_line(runs, tmp_path, case):
+def test_bad_paths_are_one_line(runs, tmp_path, case, capsys):
     data_dir, results = runs
     run_dir = results["stacked"].run_dir
     test_copy = tmp_path / "data"
@@ -208,7 +217,7 @@ def test_bad_paths_are_one_line(runs, tmp_path, case):
         "out in the run folder": ((run_dir, "--out", run_dir / "again.csv"), "inside the run folder"),
         "out is test.csv": ((run_dir, "--out", test_copy / "test.csv"), "is an input file"),
     }[case]
-    completed = run_command("-m", "src.predict", *arguments, "--data", test_copy)
+    completed = predict(capsys, *arguments, "--data", test_copy)
     assert_one_line_error(completed, 2, fragment)
     assert (test_copy / "test.csv").read_bytes() == before
     assert not (run_dir / "again.csv").exists()

@@ -95,7 +95,14 @@ def submit(data, out, *flags, report=False):
     return result
 
 
-@pytest.mark.parametrize("name", sorted(name for name in PRESETS if PRESETS[name].family == "dense"))
+# The ensembles take the longest: the slow tier runs them.
+DENSE_PRESETS = [
+    pytest.param(name, marks=pytest.mark.slow) if PRESETS[name].folds > 1 or PRESETS[name].members > 1 else name
+    for name in sorted(name for name in PRESETS if PRESETS[name].family == "dense")
+]
+
+
+@pytest.mark.parametrize("name", DENSE_PRESETS)
 def test_every_dense_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, name):
     # In this process: the command line around the pipeline is the same for every preset, and is run below.
     out = tmp_path / "submission.csv"
@@ -104,6 +111,7 @@ def test_every_dense_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, n
     assert len(out.read_text().splitlines()) == 21
 
 
+@pytest.mark.slow
 def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(tiny_data, tmp_path):
     out = tmp_path / "submission.csv"
     # Two members stand for fifteen: the bag's machinery is the same. The report draws learning curves
@@ -117,6 +125,7 @@ def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(t
     assert (Path(record["run_dir"]) / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_the_cnn_preset_gives_the_same_bytes_with_the_same_seed(tiny_data, tmp_path):
     paths = [tmp_path / "first" / "submission.csv", tmp_path / "second" / "submission.csv"]
     flags = ("--preset", "cnn", "--epochs", "1", "--seed", "7", "--verbose", "0", "--no-report")

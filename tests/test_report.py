@@ -11,9 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from src.core.config import Config
 from src.models.registry import run_name
-from src.pipeline.run import run
 from src.report import main as report_main
 from src.runs.folders import INCOMPLETE_MARKER, RUN_ARRAY_NAMES, create_run_dir, load_run
 from src.runs.record import RunRecord
@@ -28,8 +26,7 @@ from src.runs.reporting import (
     plot_learning_curves,
 )
 from src.training.evaluation import confusion_counts, predicted_labels
-from tests.helpers import assert_one_line_error, run_command
-from tests.synthetic import write_dataset
+from tests.helpers import assert_one_line_error, run_command, run_main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = (LEARNING_CURVES_PNG, CONFUSION_MATRIX_PNG, MISTAKES_PNG, GALLERY_PNG)
@@ -44,15 +41,10 @@ def assert_png(path):
     assert pixels.std() > 0, f"{path} is blank"
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two tiny real runs into one submissions folder: a 2-fold ensemble and a single model."""
-    base = tmp_path_factory.mktemp("report")
-    data_dir = write_dataset(base / "data")
-    out = base / "submissions" / "submission.csv"
-    ensemble = Config(epochs=3, folds=2, seed=1)
-    single = Config(epochs=2, folds=1, seed=1)
-    return [(config, run(config, data_dir, out, verbose=0)) for config in (ensemble, single)]
+@pytest.fixture
+def runs(small_runs):
+    """The shared tiny runs with their reports, in one submissions folder: a 2-fold ensemble and a single model."""
+    return [(result.record.config, result) for result in (small_runs["folds"], small_runs["single"])]
 
 
 def test_every_run_gets_its_own_folder_named_by_settings_and_data(runs):
@@ -146,6 +138,7 @@ def test_times_are_true_for_members_trained_together(runs):
     assert not single.record.validation.members_trained_together
 
 
+@pytest.mark.slow
 def test_the_report_regenerates_without_tensorflow(runs, tmp_path):
     _, result = runs[0]
     copy = shutil.copytree(result.run_dir, tmp_path / result.run_dir.name)
@@ -170,7 +163,7 @@ def test_compare_puts_runs_side_by_side(runs):
     lines = table.splitlines()
     assert first.run_dir.name in lines[0] and second.run_dir.name in lines[0]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
-    assert rows["folds"] == ["2", "1"] and rows["epochs"] == ["3", "2"]
+    assert rows["folds"] == ["2", "1"] and rows["epochs"] == ["2", "1"]
     assert "seed" not in rows  # only the settings that differ
     # Both ran on the same files: the data row says which, and how many rows.
     (data,) = [line for line in lines if line.startswith("data ")]
@@ -181,10 +174,10 @@ def test_compare_puts_runs_side_by_side(runs):
     assert any(line.split()[-2:] == totals for line in lines if line.startswith("total seconds"))
 
 
-def test_compare_takes_the_folder_of_runs(runs):
+def test_compare_takes_the_folder_of_runs(runs, capsys):
     runs_folder = runs[0][1].run_dir.parent
     run_dirs = sorted(path for path in runs_folder.iterdir() if path.is_dir())
-    cli = run_command("-m", "src.report", "--compare", runs_folder)
+    cli = run_main(capsys, report_main, "--compare", runs_folder)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == compare_runs(run_dirs) + "\n"
 
@@ -276,15 +269,16 @@ def test_a_damaged_run_folder_is_one_line_and_exit_2(runs, tmp_path, capsys, dam
         assert str(copy) in error and fragment in error, error
 
 
-def test_a_damaged_run_folder_from_the_command_line(runs, tmp_path):
-    assert_one_line_error(run_command("-m", "src.report", tmp_path / "nowhere"), 2, "not a folder")
+def test_a_damaged_run_folder_from_the_command_line(runs, tmp_path, capsys):
+    assert_one_line_error(run_main(capsys, report_main, tmp_path / "nowhere"), 2, "not a folder")
     copy = shutil.copytree(runs[0][1].run_dir, tmp_path / "run")
     (copy / "test_probabilities.npy").write_bytes(b"")
-    assert_one_line_error(run_command("-m", "src.report", copy), 2, "test_probabilities.npy", "unreadable array")
+    assert_one_line_error(run_main(capsys, report_main, copy), 2, "test_probabilities.npy", "unreadable array")
     (copy / INCOMPLETE_MARKER).touch()
-    assert_one_line_error(run_command("-m", "src.report", "--compare", copy), 2, "incomplete run folder")
+    assert_one_line_error(run_main(capsys, report_main, "--compare", copy), 2, "incomplete run folder")
 
 
+@pytest.mark.slow
 def test_a_sample_run_without_the_report(tmp_path):
     out = tmp_path / "submission.csv"
     args = ("--sample", "--out", out, "--epochs", "1", "--verbose", "0", "--no-report")

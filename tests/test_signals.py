@@ -28,6 +28,9 @@ from tests.helpers import (
     write_previous_pair,
 )
 
+# Every test here signals a real `python -m src.submit` in its own process.
+pytestmark = pytest.mark.slow
+
 FLAGS = ["--verbose", "2", "--no-report"]
 WORDS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
 

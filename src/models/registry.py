@@ -2,7 +2,7 @@
 
 A new family is a module declaring a `FAMILY` (see `src.models.family`) and one
 line in `FAMILIES` below; its name must also be one of the `family` setting's
-choices, which `tests/test_models.py` holds equal to this table.
+choices, which `tests/test_registry.py` holds equal to this table.
 """
 
 from __future__ import annotations

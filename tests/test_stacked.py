@@ -1,25 +1,20 @@
-"""The fast path trains what the plain path trains; the CSV cache is never stale.
+"""The fused dense trainer (`src.training.stacked`) trains what the plain path trains.
 
 Correctness only: no timings here (scripts/benchmark.py measures speed).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from tensorflow import keras
 
 from src.core.config import PRESETS, Config
-from src.core.files import sha256
-from src.data import loading as data_module
-from src.data.cache import CACHE_ENV, MAX_CACHE_ENTRIES, cache_entry, prune_cache
 from src.data.loading import as_features
 from src.models.registry import build_model
 from src.training.stacked import StackedDense, check_mirrored, epoch_batches, stacked_mirrors
 from src.training.trainer import seed_everything, split_rows, train
-from tests.synthetic import make_arrays, write_dataset
+from tests.synthetic import make_arrays
 
 
 def without_seconds(history: dict) -> dict:
@@ -102,7 +97,10 @@ def assert_same_steps_as_keras(model, config):
         np.testing.assert_allclose(stacked, keras_weight, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("hidden_units", [(20,), (20, 15), (24, 16, 12)], ids=["one", "two", "three"])
+# Three hidden layers take the longest: the fast tier checks one and two.
+@pytest.mark.parametrize(
+    "hidden_units", [(20,), (20, 15), pytest.param((24, 16, 12), marks=pytest.mark.slow)], ids=["one", "two", "three"]
+)
 def test_the_stacked_loop_takes_the_same_steps_as_keras(hidden_units):
     config = Config(hidden_units=hidden_units, scaling="unit")
     seed_everything(0)
@@ -213,6 +211,7 @@ def test_plain_and_fast_paths_agree():
     np.testing.assert_allclose(fast.validation_probabilities(), plain.validation_probabilities(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fast_path_is_reproducible():
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=3, batch_size=16, scaling="unit", seed=5)
@@ -228,117 +227,9 @@ def test_fast_path_is_reproducible():
     assert not np.array_equal(weights_of(other)[0][0], weights_of(first)[0][0])
 
 
-def test_cache_hit_returns_the_same_arrays_without_parsing(tmp_path, monkeypatch):
-    data = write_dataset(tmp_path / "data")
-    cache = tmp_path / "cache"
-    parsed = data_module.load_datasets(data, cache_dir=cache)
-    assert cache_entry(cache, "train", sha256(data / "train.csv")).is_file()
-
-    def no_parsing(path):
-        raise AssertionError(f"{path} was parsed on a cache hit")
-
-    monkeypatch.setattr(data_module, "read_train", no_parsing)
-    monkeypatch.setattr(data_module, "read_test", no_parsing)
-    cached = data_module.load_datasets(data, cache_dir=cache)
-    assert cached.inputs == parsed.inputs
-    for name in ("train_images", "train_labels", "test_images"):
-        expected, found = getattr(parsed, name), getattr(cached, name)
-        assert found.dtype == expected.dtype and found.shape == expected.shape
-        np.testing.assert_array_equal(found, expected)
-
-
-def test_cache_is_invalidated_when_a_file_changes(tmp_path):
-    data = write_dataset(tmp_path / "data")
-    cache = tmp_path / "cache"
-    before = data_module.load_datasets(data, cache_dir=cache)
-    lines = (data / "train.csv").read_text().splitlines()
-    first_row = lines[1].split(",")
-    first_row[0] = str((int(first_row[0]) + 1) % 10)  # relabel row 1
-    first_row[5] = "7"
-    (data / "train.csv").write_text("\n".join([lines[0], ",".join(first_row), *lines[2:]]) + "\n")
-    after = data_module.load_datasets(data, cache_dir=cache)
-    assert after.train_labels[0] == (before.train_labels[0] + 1) % 10
-    assert after.train_images[0, 4] == 7
-    np.testing.assert_array_equal(after.train_labels[1:], before.train_labels[1:])
-    assert after.inputs["train"]["sha256"] == sha256(data / "train.csv")
-
-
-def test_changed_file_is_validated_again(tmp_path):
-    data = write_dataset(tmp_path / "data")
-    cache = tmp_path / "cache"
-    data_module.load_datasets(data, cache_dir=cache)
-    text = (data / "test.csv").read_text().splitlines()
-    text[3] = "300" + text[3][text[3].index(",") :]
-    (data / "test.csv").write_text("\n".join(text) + "\n")
-    with pytest.raises(ValueError, match="line 4, column pixel0: expected a pixel 0..255, found 300"):
-        data_module.load_datasets(data, cache_dir=cache)
-
-
-def test_an_unusable_cache_never_fails_the_load(tmp_path):
-    data = write_dataset(tmp_path / "data")
-    expected = data_module.load_datasets(data, cache_dir=None)
-    not_a_folder = tmp_path / "file"
-    not_a_folder.write_text("a file where the cache folder should be")
-    loaded = data_module.load_datasets(data, cache_dir=not_a_folder)
-    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
-
-    cache = tmp_path / "cache"
-    data_module.load_datasets(data, cache_dir=cache)
-    entry = cache_entry(cache, "train", sha256(data / "train.csv"))
-    entry.write_bytes(b"damaged")
-    loaded = data_module.load_datasets(data, cache_dir=cache)
-    np.testing.assert_array_equal(loaded.train_labels, expected.train_labels)
-    assert entry.stat().st_size > len(b"damaged")  # parsed and stored again
-
-
 def test_plain_flag_selects_the_plain_path():
     from src.core.flags import config_from_args
     from src.submit import build_parser
 
     assert config_from_args(build_parser().parse_args(["--plain"])).plain is True
     assert config_from_args(build_parser().parse_args([])).plain is False
-
-
-def test_pruning_keeps_the_newest_entries_and_never_touches_other_files(tmp_path):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    foreign = [cache / f"user-file-{index}.npz" for index in range(3)]
-    for path in foreign:
-        path.write_bytes(b"not ours")
-    entries = [cache_entry(cache, "train", f"{index:064x}") for index in range(MAX_CACHE_ENTRIES + 2)]
-    for age, path in enumerate(entries):  # entries[0] is the newest
-        path.write_bytes(b"entry")
-        os.utime(path, (1_000_000 - age, 1_000_000 - age))
-    prune_cache(cache)
-    assert all(path.exists() for path in foreign)
-    assert [path.exists() for path in entries] == [True] * MAX_CACHE_ENTRIES + [False, False]
-
-
-def test_cache_off_writes_no_cache_file(tmp_path, monkeypatch):
-    data = write_dataset(tmp_path / "data")
-    home, xdg = tmp_path / "home", tmp_path / "xdg"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    monkeypatch.setenv(CACHE_ENV, "off")
-    expected = data_module.load_datasets(data, cache_dir=None)
-    loaded = data_module.load_datasets(data)
-    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
-    assert not home.exists() and not xdg.exists()
-    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["test.csv", "train.csv"]
-
-
-def test_xdg_cache_home_holds_the_cache(tmp_path, monkeypatch):
-    data = write_dataset(tmp_path / "data")
-    home, xdg = tmp_path / "home", tmp_path / "xdg"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    monkeypatch.delenv(CACHE_ENV)
-    data_module.load_datasets(data)
-    cache = xdg / "digit-recognizer"
-    for kind, name in (("train", "train.csv"), ("test", "test.csv")):
-        assert cache_entry(cache, kind, sha256(data / name)).is_file()
-    assert not home.exists()
-    # Without XDG_CACHE_HOME it is the user's ~/.cache.
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    data_module.load_datasets(data)
-    assert cache_entry(home / ".cache" / "digit-recognizer", "train", sha256(data / "train.csv")).is_file()

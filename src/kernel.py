@@ -27,6 +27,7 @@ from src.kaggle.kernel_build import (
     build_script,
     kernel_metadata,
 )
+from src.models.registry import check_buildable
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_kernel(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     config = config_from_args(args)
+    # A network that cannot build fails here, not on Kaggle after queueing; its memory is Kaggle's to judge.
+    check_buildable(config)
     username = args.username or kaggle_username()
     if not username:
         raise UserError("no Kaggle user name: pass --username NAME, or set KAGGLE_USERNAME or ~/.kaggle/kaggle.json")

@@ -8,7 +8,7 @@ import pytest
 
 from src.kaggle.kernel_build import CODE_FILE
 from tests.fake_kaggle import FakeKaggle, error_line, run_with_fake
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
 
 # Every test here runs the script, in its own process.
 pytestmark = pytest.mark.slow
@@ -72,3 +72,20 @@ def test_push_kernel_help_needs_no_credentials(tmp_path):
     assert result.returncode == 0
     assert "usage: scripts/push_kernel.sh" in result.stdout and "--folds" in result.stdout
     assert fake.requests == [] and not (tmp_path / "kernel").exists()
+
+
+def test_a_network_that_cannot_build_is_never_pushed(tmp_path):
+    impossible = ("--family", "cnn", "--scaling", "unit", "--downsample", "pool", "--filters", "1,1,1,1,1,1")
+    with FakeKaggle() as fake:
+        result = push(fake.url, tmp_path, *impossible)
+    assert result.returncode == 2 and "the image shrinks to nothing at block5_pool" in error_line(result)
+    assert fake.requests == [] and not (tmp_path / "kernel").exists()
+
+
+@pytest.mark.parametrize("title", ["Digit \udcff Recognizer", "Digit \x1b[31m Recognizer"], ids=["surrogate", "escape"])
+def test_a_title_that_is_not_printable_text_is_refused_in_one_line(title, tmp_path):
+    result = run_command(
+        "-m", "src.kernel", "--username", "fake-user", "--title", title, "--out-dir", tmp_path / "kernel"
+    )
+    line = assert_one_line_error(result, 2, "the kernel title holds a character that is not printable text")
+    assert "\x1b" not in line and not (tmp_path / "kernel").exists()

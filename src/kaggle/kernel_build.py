@@ -254,6 +254,10 @@ def kernel_metadata(
 def check_metadata(metadata: dict) -> None:
     """Refuse metadata that Kaggle would reject or push under another name than its id."""
     title = str(metadata.get("title") or "")
+    if not title.isprintable():
+        # A lone surrogate (bytes that were not UTF-8 on the command line) or a control character cannot be
+        # written into the metadata or the script; the message shows it escaped.
+        raise UserError(f"the kernel title holds a character that is not printable text: {ascii(title)}")
     if len(title.strip()) < MIN_TITLE_LENGTH or not slugify(title):
         raise UserError(
             f"the kernel title needs at least {MIN_TITLE_LENGTH} characters and a letter or digit, got {title!r}"

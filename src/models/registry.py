@@ -40,12 +40,8 @@ def training_bytes(config: Config) -> int:
     return model_cost(config).training_bytes(config.batch_size, members_at_once(config))
 
 
-def check_size(config: Config, available: int | None = None) -> Cost:
-    """Refuse, before anything loads, a network that cannot build, is absurdly slow, or cannot fit in memory.
-
-    Returns:
-        The network's cost, for the record.
-    """
+def check_buildable(config: Config) -> Cost:
+    """Refuse a network that cannot build or is absurdly slow, on any machine; its cost otherwise."""
     cost = model_cost(config)
     if cost.multiply_adds > MAX_MULTIPLY_ADDS:
         raise UserError(
@@ -53,6 +49,16 @@ def check_size(config: Config, available: int | None = None) -> Cost:
             f"(the limit is {MAX_MULTIPLY_ADDS / 1e9:.0f} G; the cnn preset costs about 15 M): "
             "use fewer or narrower layers"
         )
+    return cost
+
+
+def check_size(config: Config, available: int | None = None) -> Cost:
+    """Refuse, before anything loads, a network that cannot build, is absurdly slow, or cannot fit in memory here.
+
+    Returns:
+        The network's cost, for the record.
+    """
+    cost = check_buildable(config)
     available = available_memory() if available is None else available
     needed = cost.training_bytes(config.batch_size, members_at_once(config))
     if available is not None and needed > available:

@@ -4,7 +4,7 @@ python scripts/benchmark.py                                    # data/, 50 epoch
 python scripts/benchmark.py --data ../shared/data/digit-recognizer.zip --repeats 3
 python scripts/benchmark.py --epochs 5                         # a quick look
 python scripts/benchmark.py --time-to-accuracy tutorial wide   # accuracy after each epoch vs wall seconds
-python scripts/benchmark.py --versus-peer cnn-fast cnn         # CNN presets against the keras-io recipe
+python scripts/benchmark.py --versus-peer cnn-fast --seeds 0 1 2  # CNN presets against the keras-io recipe
 python scripts/benchmark.py --profile cnn                      # where an epoch's time goes
 
 Each run is its own process, timed from start to exit:
@@ -31,8 +31,10 @@ published (scripts/keras_io_reference.py: 15 epochs, 10% held out) runs first,
 then each preset, in the same benchmark run: for each, the wall time of the
 whole command, the final validation accuracy, the seconds of training until
 the validation accuracy first reached 0.99, 0.994 and 0.995, and the wall time
-as a ratio to the recipe's. Machines of one kind differ in pace by up to half,
-so only ratios taken in one run compare across machines.
+as a ratio to the recipe's run just before it. With `--seeds S ...`, the
+recipe and the presets run once per seed, and a second table gives each
+one's accuracy range and mean ratio. Machines of one kind differ in pace by
+up to half, so only ratios taken in one run compare across machines.
 
 With `--profile PRESET ...`, each preset's training step is taken apart
 (scripts/epoch_profile.py): seconds per epoch of Keras' whole fit step, the
@@ -113,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRESET",
         help="instead: each preset against the keras-io recipe, timed in the same run (--repeats times each)",
     )
-    parser.add_argument("--seed", type=int, default=42, help="with --versus-peer: the seed of every run")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42],
+        metavar="S",
+        help="with --versus-peer: the recipe and every preset run once per seed (default 42)",
+    )
     parser.add_argument(
         "--profile", nargs="+", metavar="PRESET", help="instead: where one epoch of each preset's training goes"
     )
@@ -319,42 +328,54 @@ def first_reaching(curve: dict, level: float) -> float | None:
 
 
 def versus_peer(args) -> dict:
+    """For each seed (and repeat): the recipe, then each preset, back to back, so each ratio is of neighbours."""
     with workspace(args.data) as (scratch, data, env):
         curves = []
-        for repeat in range(1, args.repeats + 1):
-            print(f"repeat {repeat}/{args.repeats}: {PEER_NAME} ...", flush=True)
-            curves.append(peer_curve(data, scratch, env, args.seed))
+        blocks = [seed for seed in args.seeds for _ in range(args.repeats)]
+        for block, seed in enumerate(blocks, start=1):
+            print(f"{block}/{len(blocks)}, seed {seed}: {PEER_NAME} ...", flush=True)
+            peer = peer_curve(data, scratch, env, seed)
+            curves.append({**peer, "seed": seed, "ratio": 1.0})
             for preset in args.versus_peer:
-                print(f"repeat {repeat}/{args.repeats}: python -m src.submit --preset {preset} ...", flush=True)
-                curves.append(preset_curve(preset, data, args.epochs, scratch, env, ["--seed", str(args.seed)]))
-    return {
-        **about_the_run(args),
-        "seed": args.seed,
-        "runs": curves,
-    }
+                print(f"{block}/{len(blocks)}, seed {seed}: python -m src.submit --preset {preset} ...", flush=True)
+                curve = preset_curve(preset, data, args.epochs, scratch, env, ["--seed", str(seed)])
+                curves.append({**curve, "seed": seed, "ratio": curve["wall_seconds"] / peer["wall_seconds"]})
+    return {**about_the_run(args), "seeds": args.seeds, "runs": curves}
 
 
 def versus_peer_markdown(report: dict) -> str:
     heads = " | ".join(f"to {level}" for level in MILESTONES)
     lines = [
-        f"| run | wall s | x recipe | validation accuracy | {heads} |",
-        "| --- | ---: | ---: | ---: |" + " ---: |" * len(MILESTONES),
+        f"| run | seed | wall s | x recipe | validation accuracy | {heads} |",
+        "| --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(MILESTONES),
     ]
-    peer_wall = None
     for curve in report["runs"]:
-        if curve["preset"] == PEER_NAME:
-            peer_wall = curve["wall_seconds"]
         reached = " | ".join(
             "not reached" if seconds is None else f"{seconds:.0f} s"
             for seconds in (first_reaching(curve, level) for level in MILESTONES)
         )
-        name = curve["preset"] if curve["preset"] == PEER_NAME else f"`--preset {curve['preset']}`"
         lines.append(
-            f"| {name} | {curve['wall_seconds']:.1f} | {curve['wall_seconds'] / peer_wall:.2f} | "
+            f"| {run_label(curve['preset'])} | {curve['seed']} | {curve['wall_seconds']:.1f} | {curve['ratio']:.2f} | "
             f"{curve['accuracy']:.4f} | {reached} |"
         )
-    lines.append(f"\nSeed {report['seed']}; {report['machine']}; {report['created']}.")
+    lines += [
+        "",
+        "| run | runs | validation accuracy, lowest..highest (mean) | x recipe, mean |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for name in dict.fromkeys(curve["preset"] for curve in report["runs"]):
+        runs = [curve for curve in report["runs"] if curve["preset"] == name]
+        accuracies = [curve["accuracy"] for curve in runs]
+        lines.append(
+            f"| {run_label(name)} | {len(runs)} | {min(accuracies):.4f}..{max(accuracies):.4f} "
+            f"({statistics.mean(accuracies):.4f}) | {statistics.mean(curve['ratio'] for curve in runs):.2f} |"
+        )
+    lines.append(f"\nSeeds {', '.join(map(str, report['seeds']))}; {report['machine']}; {report['created']}.")
     return "\n".join(lines) + "\n"
+
+
+def run_label(preset: str) -> str:
+    return preset if preset == PEER_NAME else f"`--preset {preset}`"
 
 
 def profile(args) -> dict:

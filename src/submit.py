@@ -110,6 +110,8 @@ def summarize(result, config) -> str:
     record = result.record
     validation = record.validation
     rows = f"{record.inputs.train.rows} training rows, {record.inputs.test.rows} test rows"
+    if record.pseudo_labels is not None:
+        rows += f" ({record.pseudo_labels} of them pseudo-labelled into the second run's training rows)"
     kind, accuracy_name = "single model", "validation accuracy"
     if config.folds > 1:
         kind, accuracy_name = f"{config.folds}-fold ensemble", "out-of-fold accuracy"

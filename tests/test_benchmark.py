@@ -50,17 +50,28 @@ def test_a_report_that_cannot_be_written_leaves_the_previous_pair(benchmark_scri
 @pytest.mark.slow
 def test_versus_peer_times_the_recipe_and_each_preset_in_one_run(benchmark_script, tiny_data, tmp_path, capsys):
     out = tmp_path / "versus"
-    argv = ["--versus-peer", "cnn", "--epochs", "1", "--data", str(tiny_data), "--out", str(out)]
-    assert benchmark_script.main(argv) == 0, capsys.readouterr().err
+    argv = ["--versus-peer", "cnn-fast", "--epochs", "2", "--seeds", "3", "4", "--data", str(tiny_data)]
+    assert benchmark_script.main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     report = json.loads(out.with_suffix(".json").read_text())
-    peer, cnn = report["runs"]
-    assert peer["preset"] == benchmark_script.PEER_NAME and len(peer["epochs"]) == benchmark_script.PEER_EPOCHS
-    assert cnn["preset"] == "cnn" and len(cnn["epochs"]) == 1
+    runs = report["runs"]
+    assert [(run["preset"], run["seed"]) for run in runs] == [
+        (benchmark_script.PEER_NAME, 3),
+        ("cnn-fast", 3),
+        (benchmark_script.PEER_NAME, 4),
+        ("cnn-fast", 4),
+    ]
+    assert len(runs[0]["epochs"]) == benchmark_script.PEER_EPOCHS and len(runs[1]["epochs"]) == 2
     table = out.with_suffix(".md").read_text()
-    assert "| run | wall s | x recipe | validation accuracy | to 0.99 | to 0.994 | to 0.995 |" in table
-    assert f"| {benchmark_script.PEER_NAME} | {peer['wall_seconds']:.1f} | 1.00 |" in table
-    ratio = cnn["wall_seconds"] / peer["wall_seconds"]
-    assert f"| `--preset cnn` | {cnn['wall_seconds']:.1f} | {ratio:.2f} | {cnn['accuracy']:.4f} |" in table
+    assert "| run | seed | wall s | x recipe | validation accuracy | to 0.99 | to 0.994 | to 0.995 |" in table
+    assert f"| {benchmark_script.PEER_NAME} | 3 | {runs[0]['wall_seconds']:.1f} | 1.00 |" in table
+    # Each preset run is compared with the recipe run of its own seed, just before it.
+    ratio = runs[3]["wall_seconds"] / runs[2]["wall_seconds"]
+    assert (
+        f"| `--preset cnn-fast` | 4 | {runs[3]['wall_seconds']:.1f} | {ratio:.2f} | {runs[3]['accuracy']:.4f} |"
+        in table
+    )
+    low, high = sorted(run["accuracy"] for run in runs[1::2])
+    assert f"| `--preset cnn-fast` | 2 | {low:.4f}..{high:.4f} (" in table
 
 
 @pytest.mark.slow

@@ -47,17 +47,20 @@ def help_text(*flags: str) -> str:
 def test_the_defaults_are_the_tutorials_network():
     assert Config() == PRESETS["tutorial"]
     values = Config().to_dict()
-    # Everything beyond the tutorial's network is off: no CNN, augmentation, schedule, smoothing, stopping, bag, TTA.
+    # Everything beyond the tutorial's network is off: no CNN, augmentation, schedule, smoothing, averaging,
+    # pseudo-labels, stopping, bag, TTA.
     assert {entry.name: values.pop(entry.name) for entry in SETTINGS if entry.since > 1} == {
         "family": "dense",
         "filters": (16, 32, 64),
         "convs_per_block": 2,
         "kernel_size": 3,
+        "first_kernel_size": 0,
         "padding": "same",
         "downsample": "stride",
         "downsample_kernel_size": 3,
         "batch_norm": True,
         "dropout": 0.4,
+        "block_dropout": True,
         "head_units": 128,
         "augment_rotation": 0.0,
         "augment_zoom": 0.0,
@@ -65,6 +68,10 @@ def test_the_defaults_are_the_tutorials_network():
         "schedule": "constant",
         "decay": 0.95,
         "label_smoothing": 0.0,
+        "ema": 0.0,
+        "clean_epochs": 0,
+        "pseudo_label": 0.0,
+        "steps_per_execution": 1,
         "early_stopping": 0,
         "keep_best": False,
         "members": 1,

@@ -2,11 +2,13 @@
 
 Each filter count is one block: `convs_per_block` convolutions of `kernel_size`,
 then a halving of the image, by a stride-2 convolution of
-`downsample_kernel_size` ("stride") or a 2x2 max-pool ("pool"), then dropout.
-The head is flatten, a dense layer of `head_units` (none when 0) and a 10-way
-softmax kept in float32, so mixed precision on a GPU still gives float32
-probabilities. Batch norm, when on, follows every convolution and the head's
-dense layer, which then carry no bias.
+`downsample_kernel_size` ("stride") or a 2x2 max-pool ("pool"), then dropout
+(unless `block_dropout` is off). The first convolution may take a larger
+`first_kernel_size`, as the fast presets' 5x5 does. The head is flatten, a
+dense layer of `head_units` (none when 0) and a 10-way softmax kept in
+float32, so mixed precision on a GPU still gives float32 probabilities.
+Batch norm, when on, follows every convolution and the head's dense layer,
+which then carry no bias.
 
 The network is written once, as a plan of layers (`plan`): `cost` walks it to
 count parameters and multiply-adds and to refuse an image that shrinks to
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 from src.core.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, Config
 from src.core.errors import UserError
+from src.models.compiling import compile_model
 from src.models.family import Cost, Family
 
 BATCH_NORM_VALUES = 4  # per channel: scale, offset, moving mean, moving variance
@@ -42,7 +45,8 @@ def plan(config: Config) -> list[Layer]:
     layers = []
     for block, units in enumerate(config.filters, start=1):
         for index in range(1, config.convs_per_block + 1):
-            layers.append(Layer("conv", f"block{block}_conv{index}", units, config.kernel_size, 1, config.padding))
+            size = config.first_kernel_size if block == index == 1 and config.first_kernel_size else config.kernel_size
+            layers.append(Layer("conv", f"block{block}_conv{index}", units, size, 1, config.padding))
         if config.downsample == "stride":
             layers.append(Layer("conv", f"block{block}_down", units, config.downsample_kernel_size, 2, "same"))
         else:
@@ -129,18 +133,16 @@ def build(config: Config, learning_rate, augmentation=None):
             layers.append(keras.layers.Flatten(name="flatten"))
             dense = keras.layers.Dense(step.units, use_bias=not config.batch_norm, name=step.name)
             layers += with_norm_and_relu(dense, step.name)
-        # Dropout closes each block (after its halving) and the head.
-        if config.dropout and (step.name.endswith(("_down", "_pool")) or step.kind == "dense"):
+        # Dropout closes the head, and each block (after its halving) unless it is the head's alone.
+        closes_block = config.block_dropout and step.name.endswith(("_down", "_pool"))
+        if config.dropout and (closes_block or step.kind == "dense"):
             layers.append(keras.layers.Dropout(config.dropout, name=f"{step.name.split('_')[0]}_dropout"))
     if not config.head_units:
         layers.append(keras.layers.Flatten(name="flatten"))
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="output"))
     model = keras.Sequential(layers, name="cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    compile_model(model, config, learning_rate, loss)
     return model
 
 

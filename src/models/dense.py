@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from src.core.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, Config
+from src.models.compiling import compile_model
 from src.models.family import Cost, Family
 
 
@@ -66,7 +67,7 @@ def build(config: Config, learning_rate, augmentation=None):
         if config.label_smoothing
         else "categorical_crossentropy"
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=["accuracy"])
+    compile_model(model, config, learning_rate, loss)
     return model
 
 

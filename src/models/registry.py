@@ -92,7 +92,11 @@ def build_model(config: Config, steps_per_epoch: int = 1, seed: int | None = Non
     augmentation = None
     if config.augmented:
         augmentation = build_augmentation(
-            config.augment_rotation, config.augment_zoom, config.augment_shift, config.seed if seed is None else seed
+            config.augment_rotation,
+            config.augment_zoom,
+            config.augment_shift,
+            config.seed if seed is None else seed,
+            switchable=config.clean_epochs > 0,
         )
     return family_of(config).build(config, learning_rate, augmentation)
 

@@ -100,7 +100,9 @@ def run(
     stage_started = time.perf_counter()
     # The curves go beside the run folders while training, so that TensorBoard shows them live.
     curves = live_curves_folder(plan.runs)
-    training = train_with_curves(config, datasets.train_images, datasets.train_labels, verbose, callbacks, curves)
+    training = train_with_curves(
+        config, datasets.train_images, datasets.train_labels, verbose, callbacks, curves, datasets.test_images
+    )
     timings["train"] = time.perf_counter() - stage_started
 
     stage_started = time.perf_counter()
@@ -138,6 +140,7 @@ def run(
             parameters=training.parameters,
             multiply_adds=cost.multiply_adds,
             images_per_second=training.images_per_second(),
+            pseudo_labels=training.pseudo_labels,
             search=search,
             machine=machine,
         )

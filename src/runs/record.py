@@ -162,7 +162,7 @@ class SearchTrial:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 3
+RECORD_SCHEMA = 4
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,8 @@ class RunRecord:
     multiply_adds: int | None = None
     # Training images per second in each epoch (every member's at once when trained together, else their mean).
     images_per_second: list[float] | None = None
+    # Test images added to the training rows under their first-stage labels (`--pseudo-label`); None without.
+    pseudo_labels: int | None = None
     kaggle: KaggleSubmission | None = None  # added when the file is submitted
     # Only a search's trials have it; other records leave the key out, and read as before.
     search: SearchTrial | None = None

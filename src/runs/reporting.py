@@ -224,6 +224,8 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
     # The network's cost, where the record keeps it (older records do not).
     cost = {"parameters per model": record.parameters, "multiply-adds per image": record.multiply_adds}
     summary.update({name: f"{value:,}" for name, value in cost.items() if value is not None})
+    if record.pseudo_labels is not None:
+        summary["pseudo-labelled test images in the training rows"] = f"{record.pseudo_labels:,}"
     if record.images_per_second:
         summary["training images per second (last epoch)"] = f"{record.images_per_second[-1]:,.0f}"
     sections = [

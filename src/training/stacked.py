@@ -44,6 +44,7 @@ def stacked_mirrors(config: Config) -> bool:
         and not config.label_smoothing
         and not config.augmented
         and not config.early_stopping
+        and not config.ema
     )
 
 

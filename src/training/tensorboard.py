@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from src.training.hooks import TrainingCallbacks
-from src.training.trainer import train
+from src.training.pseudo_labels import train_with_pseudo_labels
 
 # The curves every run writes, per member and epoch, under TensorBoard's `epoch_` prefix as Keras names them.
 SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -92,15 +92,19 @@ def live_curves_folder(runs_folder: str | Path) -> Path:
     return Path(runs_folder) / f"{LIVE_PREFIX}{os.getpid()}-{time.time_ns()}"
 
 
-def train_with_curves(config, images, labels, verbose: int, callbacks: TrainingCallbacks | None, folder: Path):
-    """`train`, writing TensorBoard's curves into `folder`; a run that fails or is stopped leaves none.
+def train_with_curves(
+    config, images, labels, verbose: int, callbacks: TrainingCallbacks | None, folder: Path, test_images=None
+):
+    """`train` (twice with `--pseudo-label`, see `src.training.pseudo_labels`), writing TensorBoard's curves
+    into `folder`; a run that fails or is stopped leaves none.
 
     Not even the runs folder that holds `folder`, when the writers made it: a stopped run leaves every folder as it was.
     """
     made_parent = not folder.parent.exists()
     writers = []
     try:
-        return train(config, images, labels, verbose=verbose, callbacks=with_scalar_writers(callbacks, folder, writers))
+        hooks = with_scalar_writers(callbacks, folder, writers)
+        return train_with_pseudo_labels(config, images, labels, test_images, verbose=verbose, callbacks=hooks)
     except BaseException:
         for writer in writers:
             writer.close()

@@ -22,6 +22,7 @@ from src.core.config import N_CLASSES, Config, member_indices
 from src.core.errors import UserError
 from src.data.loading import as_features
 from src.data.splits import bag_rows, member_seeds
+from src.models.augmentation import switch_off
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost
@@ -70,6 +71,8 @@ class TrainingResult:
     parameters: int = 0
     # Trained at once in the compiled loop, rather than one `fit` after another.
     trained_together: bool = False
+    # How many pseudo-labelled test images joined the training rows (`src.training.pseudo_labels`).
+    pseudo_labels: int | None = None
 
     @property
     def models(self) -> list[keras.Model]:
@@ -206,12 +209,19 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
     return list(folds.split(np.zeros(n_samples), labels))
 
 
+def with_extra_rows(splits, n_rows: int, n_extra: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`splits` with rows `n_rows..n_rows + n_extra - 1` added to every member's training rows."""
+    extra_rows = np.arange(n_rows, n_rows + n_extra)
+    return [(np.concatenate([train_rows, extra_rows]), validation_rows) for train_rows, validation_rows in splits]
+
+
 def train(
     config: Config,
     images: np.ndarray,
     labels: np.ndarray,
     verbose: int = 2,
     callbacks: TrainingCallbacks | None = None,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainingResult:
     """Train the model, k-fold ensemble or bag that `config` describes.
 
@@ -226,11 +236,17 @@ def train(
         labels: Digits 0..9, shape (n_samples,).
         verbose: Keras' `fit` verbosity; 0 also silences the per-member lines.
         callbacks: Callbacks to add (TensorBoard's curves, a search's pruning); see `src.training.hooks`.
+        extra: `(images, labels)` added to every member's training rows, never to its held-out
+            rows: the pseudo-labelled test images (see `src.training.pseudo_labels`).
     """
     configure_devices()
     seed_everything(config.seed)
-    features = as_features(images, config.scaling)
+    # The rows are split before the extra ones join, so every held-out row is a labelled row.
     splits = split_rows(config, labels)
+    if extra is not None:
+        splits = with_extra_rows(splits, len(labels), len(extra[1]))
+        images, labels = np.concatenate([images, extra[0]]), np.concatenate([labels, extra[1]])
+    features = as_features(images, config.scaling)
     seeds = member_seeds(config)
     together = stacked_mirrors(config) and not config.plain
     trainer = train_together if together else train_with_fit
@@ -329,6 +345,8 @@ def train_with_fit(
             keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
         validation = None
         callbacks = [EpochTimer(), *hooks.for_fit(index - 1)]
+        if config.clean_epochs:
+            callbacks.append(CleanEpochs(config.epochs - config.clean_epochs))
         if len(validation_rows):
             held_out = (features[validation_rows], targets[validation_rows])
             validation = batches(*held_out, config.batch_size, replicas=replicas)
@@ -365,6 +383,18 @@ def train_with_fit(
         )
         result.members.append(member)
     return result
+
+
+class CleanEpochs(keras.callbacks.Callback):
+    """Switches the augmentation off from epoch `first` (0-based) on: the last epochs see the images as they are."""
+
+    def __init__(self, first: int):
+        super().__init__()
+        self.first = first
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.first:
+            switch_off(self.model)
 
 
 def train_together(

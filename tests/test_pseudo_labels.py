@@ -1,0 +1,54 @@
+"""`--pseudo-label`: confident test images join the training rows, never the held-out ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from src.core.config import Config
+from src.core.errors import UserError
+from src.pipeline.run import run
+from src.training.pseudo_labels import confident_rows
+
+N_TRAIN, N_TEST = 80, 20  # the tiny data's rows
+# Ten classes: the highest of ten probabilities is at least 0.1, so every test image joins.
+EVERY_IMAGE = 0.1
+
+
+def test_confident_rows_are_those_at_or_above_the_threshold():
+    probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    np.testing.assert_array_equal(confident_rows(probabilities, 0.8), [1, 2])
+    np.testing.assert_array_equal(confident_rows(probabilities, 0.95), [])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"plain": True}, {"folds": 2}, {"members": 2}],
+    ids=["holdout", "holdout-with-fit", "folds", "bag"],
+)
+def test_pseudo_labelled_images_train_but_are_never_held_out(tiny_data, tmp_path, changes):
+    config = Config(hidden_units=(8,), epochs=2, scaling="unit", **changes)
+    plain = run(config, tiny_data, tmp_path / "plain" / "submission.csv", verbose=0, report=False)
+    labelled = config.replace(pseudo_label=EVERY_IMAGE)
+    result = run(labelled, tiny_data, tmp_path / "pseudo" / "submission.csv", verbose=0, report=False)
+    assert result.record.pseudo_labels == N_TEST and plain.record.pseudo_labels is None
+    test_rows = np.arange(N_TRAIN, N_TRAIN + N_TEST)
+    for member, before in zip(result.training.members, plain.training.members, strict=True):
+        # The same held-out rows as without pseudo-labels, all of them labelled rows.
+        np.testing.assert_array_equal(member.validation_rows, before.validation_rows)
+        assert member.validation_rows.max() < N_TRAIN
+        np.testing.assert_array_equal(member.train_rows, np.concatenate([before.train_rows, test_rows]))
+    assert result.record.validation.scheme == plain.record.validation.scheme
+    assert len(result.training.validation_rows()) == len(plain.training.validation_rows())
+
+
+def test_no_test_image_is_confident_enough_for_a_threshold_of_one(tiny_data, tmp_path):
+    config = Config(hidden_units=(8,), epochs=1, scaling="unit", pseudo_label=1.0)
+    result = run(config, tiny_data, tmp_path / "submission.csv", verbose=0, report=False)
+    assert result.record.pseudo_labels == 0
+    assert all(len(member.train_rows) == 64 for member in result.training.members)
+
+
+def test_a_part_of_a_bag_cannot_pseudo_label():
+    with pytest.raises(UserError, match="--pseudo-label labels the test images with the whole bag's first run"):
+        Config(members=4, first_member=2, pseudo_label=0.9)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED_ZIP
+from tests.helpers import GOOD_ROWS, SHARED_ZIP
 from tests.runs_fixtures import small_runs  # noqa: F401  (a session fixture every module may use)
 from tests.synthetic import write_dataset
 
@@ -25,6 +25,14 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def tiny_data(tmp_path) -> Path:
     """A folder holding an 80-row train.csv and a 20-row test.csv."""
     return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def good_file(tmp_path) -> Path:
+    """A valid submission for the 20 test rows of `tiny_data`."""
+    path = tmp_path / "submission.csv"
+    path.write_text("ImageId,Label\n" + GOOD_ROWS)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from src.kaggle.kernel_build import SCRIPT_MARK
 from tests.helpers import run_command
 
 COMPETITIONS = "/api/v1/competitions.CompetitionApiService/"
@@ -438,3 +439,27 @@ def _handler_for(fake: FakeKaggle) -> type[BaseHTTPRequestHandler]:
             self._reply(status, b"", "text/plain")
 
     return Handler
+
+
+# A kernel folder as `python -m src.kernel` writes one, with a stub for the built script.
+STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
+STUB_KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"
+
+
+def write_stub_kernel(folder: Path, **changes) -> Path:
+    """A kernel folder holding `STUB_SCRIPT` and its metadata, with `changes` to the metadata."""
+    folder.mkdir()
+    (folder / "digit_recognizer.py").write_text(STUB_SCRIPT)
+    metadata = {
+        "id": STUB_KERNEL_ID,
+        "title": "Digit Recognizer Dense Network",
+        "code_file": "digit_recognizer.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": False,
+        "enable_internet": False,
+        "competition_sources": ["digit-recognizer"],
+    }
+    (folder / "kernel-metadata.json").write_text(json.dumps({**metadata, **changes}))
+    return folder

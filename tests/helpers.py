@@ -12,6 +12,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ZIP = REPO_ROOT.parent / "shared" / "data" / "digit-recognizer.zip"
 
+# A valid submission's rows for the 20 test rows of the tiny data sets.
+GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
+
 
 def run_command(*args, env=None, cwd=REPO_ROOT, timeout=600, python=True) -> subprocess.CompletedProcess:
     """Run a command as a user would, in a subprocess; `python -m src.submit ...` when `python`.

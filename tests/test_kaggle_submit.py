@@ -25,23 +25,21 @@ from src.core.errors import (
 from src.core.files import sha256
 from src.data.competition import RULES_URL
 from src.kaggle.client import state_name
-from src.kaggle.kernel_build import SCRIPT_MARK
 from src.kaggle.polling import Progress
 from src.runs.record import KaggleSubmission, RunRecord
-from tests.fake_kaggle import FAKE_TOKEN, FakeKaggle, closed_port_url, kaggle_env, run_with_fake
-from tests.helpers import REPO_ROOT, assert_one_line_error, start_command
-
-GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
-# A stand-in for the built script: a push checks only that it is one, by its first line.
-STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
-KERNEL_ID = "fake-user/digit-recognizer-dense-network"
-
-
-@pytest.fixture
-def good_file(tmp_path):
-    path = tmp_path / "submission.csv"
-    path.write_text("ImageId,Label\n" + GOOD_ROWS)
-    return path
+from tests.fake_kaggle import (
+    FAKE_TOKEN,
+    STUB_SCRIPT,
+    FakeKaggle,
+    closed_port_url,
+    kaggle_env,
+    run_with_fake,
+    write_stub_kernel,
+)
+from tests.fake_kaggle import (
+    STUB_KERNEL_ID as KERNEL_ID,
+)
+from tests.helpers import GOOD_ROWS, REPO_ROOT, assert_one_line_error, start_command
 
 
 def upload(url, tmp_path, *args, **options):
@@ -404,23 +402,8 @@ def test_kernel_of_another_account_is_refused(tmp_path):
     assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "no such kernel, or it is private")
 
 
-def write_kernel(folder, title="Digit Recognizer Dense Network"):
-    folder.mkdir()
-    (folder / "digit_recognizer.py").write_text(STUB_SCRIPT)
-    metadata = {
-        "id": KERNEL_ID,
-        "title": title,
-        "code_file": "digit_recognizer.py",
-        "language": "python",
-        "kernel_type": "script",
-        "competition_sources": ["digit-recognizer"],
-    }
-    (folder / "kernel-metadata.json").write_text(json.dumps(metadata))
-    return folder
-
-
 def test_push_kernel(tmp_path):
-    folder = write_kernel(tmp_path / "kernel")
+    folder = write_stub_kernel(tmp_path / "kernel")
     with FakeKaggle() as fake:
         result = kaggle_command(fake.url, tmp_path, "push-kernel", folder)
     assert result.returncode == 0, result.stderr
@@ -438,7 +421,7 @@ def test_push_kernel(tmp_path):
     ],
 )
 def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):
-    folder = write_kernel(tmp_path / "kernel", title=title)
+    folder = write_stub_kernel(tmp_path / "kernel", title=title)
     with FakeKaggle(mode=mode) as fake:
         result = kaggle_command(fake.url, tmp_path, "push-kernel", folder)
     assert_one_line_error(result, exit_code, problem)

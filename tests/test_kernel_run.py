@@ -11,14 +11,20 @@ from pathlib import Path
 import pytest
 
 from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER
-from src.kaggle.kernel_build import SCRIPT_MARK
 from src.runs.record import RunRecord
-from tests.fake_kaggle import FAKE_TOKEN, FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
+from tests.fake_kaggle import (
+    FAKE_TOKEN,
+    FAKE_USER,
+    FakeKaggle,
+    assert_no_secret_in_files,
+    run_with_fake,
+    write_stub_kernel,
+)
+from tests.fake_kaggle import (
+    STUB_KERNEL_ID as KERNEL_ID,
+)
 from tests.helpers import REPO_ROOT, assert_one_line_error
 
-# A stand-in for the built script: a push checks only that it is one, by its first line.
-STUB_SCRIPT = f'"""A test kernel: {SCRIPT_MARK}."""\nprint("hello")\n'
-KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"
 LOG = [
     {"stream_name": "stdout", "time": 1.5, "data": "epoch 1/2\n"},
     {"stream_name": "stdout", "time": 2.5, "data": "epoch 2/2\n"},
@@ -193,24 +199,6 @@ def test_a_different_kernel_output_is_measured_and_each_fetch_has_its_folder(loc
     assert fake.uploads() == []
 
 
-def write_kernel(folder: Path, **changes) -> Path:
-    folder.mkdir()
-    (folder / "digit_recognizer.py").write_text(STUB_SCRIPT)
-    metadata = {
-        "id": KERNEL_ID,
-        "title": "Digit Recognizer Dense Network",
-        "code_file": "digit_recognizer.py",
-        "language": "python",
-        "kernel_type": "script",
-        "is_private": True,
-        "enable_gpu": False,
-        "enable_internet": False,
-        "competition_sources": ["digit-recognizer"],
-    }
-    (folder / "kernel-metadata.json").write_text(json.dumps({**metadata, **changes}))
-    return folder
-
-
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
@@ -223,7 +211,7 @@ def write_kernel(folder: Path, **changes) -> Path:
     ],
 )
 def test_metadata_is_checked_before_pushing(changes, problem, tmp_path):
-    folder = write_kernel(tmp_path / "kernel", **changes)
+    folder = write_stub_kernel(tmp_path / "kernel", **changes)
     with FakeKaggle() as fake:
         result = run_with_fake("-m", "src.kaggle", "push-kernel", folder, url=fake.url, home=tmp_path / "home")
     assert_one_line_error(result, EXIT_USER, f"{folder / 'kernel-metadata.json'}: ", problem)
@@ -231,7 +219,7 @@ def test_metadata_is_checked_before_pushing(changes, problem, tmp_path):
 
 
 def test_gpu_and_public_reach_kaggle(tmp_path):
-    folder = write_kernel(tmp_path / "kernel", enable_gpu=True, is_private=False, machine_shape="NvidiaTeslaT4")
+    folder = write_stub_kernel(tmp_path / "kernel", enable_gpu=True, is_private=False, machine_shape="NvidiaTeslaT4")
     with FakeKaggle() as fake:
         result = run_with_fake("-m", "src.kaggle", "push-kernel", folder, url=fake.url, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
@@ -248,7 +236,7 @@ def test_gpu_and_public_reach_kaggle(tmp_path):
     ],
 )
 def test_follow_flags_are_checked_before_pushing(flags, problem, tmp_path):
-    folder = write_kernel(tmp_path / "kernel")
+    folder = write_stub_kernel(tmp_path / "kernel")
     with FakeKaggle() as fake:
         result = run_with_fake("-m", "src.kaggle", "push-kernel", folder, *flags, url=fake.url, home=tmp_path / "home")
     assert_one_line_error(result, EXIT_USER, problem)

@@ -125,7 +125,7 @@ def test_the_fast_cnn_is_the_measured_network():
     assert PRESETS["cnn-bag"] == config.replace(members=12)
 
 
-@pytest.mark.parametrize("name", ["cnn-fast", "cnn-bag"])
+@pytest.mark.parametrize("name", ["cnn-fast", pytest.param("cnn-bag", marks=pytest.mark.slow)])
 def test_the_fast_cnn_presets_run_end_to_end(tiny_data, tmp_path, name):
     # Two epochs: the last one is the clean one. Two members stand for the bag's twelve.
     config = PRESETS[name].replace(epochs=2, members=2 if PRESETS[name].members > 1 else None)

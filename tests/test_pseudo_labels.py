@@ -21,6 +21,7 @@ def test_confident_rows_are_those_at_or_above_the_threshold():
     np.testing.assert_array_equal(confident_rows(probabilities, 0.95), [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "changes",
     [{}, {"plain": True}, {"folds": 2}, {"members": 2}],

@@ -17,15 +17,6 @@ from src.kaggle.kernel_build import CODE_FILE, METADATA_FILE
 from tests.fake_kaggle import FAKE_KEY, FAKE_TOKEN, FakeKaggle, run_with_fake
 from tests.helpers import assert_one_line_error
 
-GOOD_ROWS = "".join(f"{image_id},{image_id % 10}\n" for image_id in range(1, 21))
-
-
-@pytest.fixture
-def good_file(tmp_path):
-    path = tmp_path / "submission.csv"
-    path.write_text("ImageId,Label\n" + GOOD_ROWS)
-    return path
-
 
 def upload(url, tmp_path, good_file, tiny_data, **options):
     args = ("-m", "src.upload", good_file, "-m", "x", "--data", tiny_data, "--no-wait")

@@ -112,7 +112,7 @@ def plot_learning_curves(histories: list[dict[str, list[float]]], path: Path) ->
     figure.legend(handles, names, loc="outside right center")
     suffix = f" ({len(histories)} folds{', mean and range' if banded else ''})" if len(histories) > 1 else ""
     figure.suptitle(f"Learning curves{suffix}")
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
@@ -142,7 +142,7 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path)
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     axes.set_title(f"Confusion matrix: {counts.sum()} held-out rows, accuracy {accuracy:.4f}")
     figure.colorbar(shown, ax=axes, label="wrong predictions (off-diagonal cells)")
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confident_mistakes(arrays: RunArrays, path: Path) -> Path:
@@ -161,7 +161,7 @@ def plot_confident_mistakes(arrays: RunArrays, path: Path) -> Path:
     figure.suptitle(
         f"Most confident mistakes: {len(titles)} of {n_wrong} wrong among {len(arrays.validation_labels)} held-out rows"
     )
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_test_gallery(arrays: RunArrays, path: Path) -> Path:
@@ -187,7 +187,7 @@ def plot_test_gallery(arrays: RunArrays, path: Path) -> Path:
     axes.set_ylim(0, 1.25 * max(predicted_share.max(), train_share.max()))
     axes.legend(loc="upper center", ncols=2)
     axes.grid(axis="y", alpha=0.3)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def make_report(run_dir: str | Path) -> Path:
@@ -336,7 +336,7 @@ def _draw_digit_grid(figure, images: np.ndarray, titles: list[str]) -> None:
             axes.set_title(titles[index], fontsize=9)
 
 
-def _save_figure(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     """Render `figure` with the Agg backend (headless) and write it as a PNG, atomically."""
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()

@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from src.core.config import PRESETS, SETTINGS, Config, format_default
-from src.runs.reporting import _save_figure
+from src.runs.reporting import save_figure
 
 COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
 FIGURE_NAME = "search.png"
@@ -100,7 +100,7 @@ def draw_search(trials: list[TrialSummary], names: list[str], log_names: set[str
         ax.set(xlabel=name, title=f"accuracy against {name}")
         if name in log_names:
             ax.set_xscale("log")
-    return _save_figure(figure, Path(path))
+    return save_figure(figure, Path(path))
 
 
 def axis_value(value):

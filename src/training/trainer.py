@@ -9,6 +9,7 @@ every `--plain` run goes to Keras' `fit`, one member after another.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from src.data.loading import as_features
 from src.data.splits import bag_rows, member_seeds
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
-from src.models.registry import build_model, model_cost
+from src.models.registry import build_model, model_cost, out_of_memory
 from src.training.epoch_timer import SECONDS_KEY, EpochTimer
 from src.training.evaluation import accuracy
 from src.training.hooks import TrainingCallbacks
@@ -204,6 +205,19 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
         return [(np.arange(split_at), np.arange(split_at, n_samples))]
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     return list(folds.split(np.zeros(n_samples), labels))
+
+
+@contextlib.contextmanager
+def memory_refused(config: Config):
+    """Running out of memory inside is one line naming what to make smaller, not a traceback.
+
+    NumPy's `MemoryError` and TensorFlow's `ResourceExhaustedError` both: the
+    estimate of `check_size` let the run start, yet it did not fit.
+    """
+    try:
+        yield
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        raise out_of_memory(config) from None
 
 
 def train(

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.core.cli import ArgumentParser, run_command
-from src.pipeline.upload import refresh_ledger
 from src.runs.ledger import (
     FIGURE_NAME,
     LEDGER_VARIABLE,
@@ -44,10 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(show_ledger, argv)
 
 
+def refresh(path: Path) -> list:
+    """The ledger refreshed from Kaggle; the upload pipeline (and pandas with it) loaded only for this."""
+    from src.pipeline.upload import refresh_ledger
+
+    return refresh_ledger(path)
+
+
 def show_ledger(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     path = args.ledger or ledger_path()
-    rows = read_ledger(path) if args.offline else refresh_ledger(path)
+    rows = read_ledger(path) if args.offline else refresh(path)
     if not rows:
         print(f"{path}: no submissions yet; python -m src.upload FILE -m TEXT adds the first")
         return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -113,6 +115,20 @@ def test_a_lone_array_file_at_the_entry_name_is_ignored(tmp_path, tiny_data):
     with open(train_entry(cache, tiny_data), "wb") as stream:
         np.save(stream, np.zeros((80, 784), dtype=np.uint8))
     assert_parsed_from_the_file(load_datasets(tiny_data, cache), tiny_data)
+
+
+def test_an_entry_whose_header_claims_a_huge_array_is_parsed_again_and_replaced(tmp_path, tiny_data):
+    cache = tmp_path / "cache"
+    load_datasets(tiny_data, cache)
+    entry = train_entry(cache, tiny_data)
+    whole = entry.read_bytes()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 784)})
+    with zipfile.ZipFile(entry, "w") as archive:
+        archive.writestr("images.npy", header.getvalue() + b"\0" * 784)
+    # Read through the one array reader: refused from its header, then the file parsed and the entry rewritten.
+    assert_parsed_from_the_file(load_datasets(tiny_data, cache), tiny_data)
+    assert entry.read_bytes() == whole
 
 
 def test_cache_hit_returns_the_same_arrays_without_parsing(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import pytest
 from src import submit as submit_module
 from src.core.cli import MAX_MESSAGE_CHARS, TENSORFLOW_NOISE, Terminated
 from src.core.cli import run_command as cli_run_command
-from src.core.errors import KaggleRefusedError, UserError
+from src.core.errors import EXIT_USER, KaggleRefusedError, UserError
 from src.core.files import sha256
 from src.data.submission import validate_submission
 from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_main, start_command
@@ -330,3 +330,33 @@ def test_a_bad_argument_is_one_line_in_every_command_line(module, capsys):
     error = capsys.readouterr().err
     assert status == 2 and error.startswith("error: ") and error.count("\n") == 1, error
     assert "--help)" in error, error
+
+
+def c_locale(utf8_mode: str | None) -> dict[str, str]:
+    """This environment under the C locale, PYTHONIOENCODING unset; `utf8_mode` "0" turns Python's UTF-8 mode off."""
+    environment = {name: value for name, value in os.environ.items() if name not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    environment |= {"LC_ALL": "C", "LANG": "C", **({"PYTHONUTF8": utf8_mode} if utf8_mode else {})}
+    return environment
+
+
+# Python's default under LC_ALL=C is its UTF-8 mode; with it off (PYTHONUTF8=0) the console is ASCII and strict.
+@pytest.mark.parametrize("utf8_mode, shown", [(None, "première 数字"), ("0", "premi\\xe8re \\u6570\\u5b57")])
+def test_the_c_locale_prints_non_ascii_paths_and_text_without_failing(utf8_mode, shown, tmp_path):
+    from src.runs.ledger import COLUMNS, Row, write_ledger
+
+    folder = tmp_path / "数字é"
+    cells = {"kaggle_ref": "7", "local_accuracy": "0.97", "public_score": "0.96", "message": "première 数字"}
+    write_ledger(folder / "ledger.csv", [Row(**(dict.fromkeys(COLUMNS, "") | cells))])
+    command = [sys.executable, "-m", "src.ledger", "--offline", "--ledger", str(folder / "ledger.csv")]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=c_locale(utf8_mode), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stderr == b""
+    # The folder's name goes out as the bytes it was given; text the console cannot show, as escapes.
+    assert f"wrote {folder / 'ledger.png'}: 1 submissions".encode() in result.stdout
+    assert shown.encode() in result.stdout
+
+    (folder / "bad.csv").write_text("not,a,ledger\n")
+    command[-1] = str(folder / "bad.csv")
+    refused = subprocess.run(command, cwd=REPO_ROOT, env=c_locale(utf8_mode), capture_output=True, timeout=120)
+    assert refused.returncode == EXIT_USER and refused.stdout == b""
+    assert refused.stderr.startswith(b"error: ") and refused.stderr.count(b"\n") == 1, refused.stderr

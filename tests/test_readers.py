@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,13 +14,13 @@ import pytest
 from src.blend import main as blend_main
 from src.core.config import Config
 from src.core.errors import EXIT_USER
-from src.core.readers import MAX_JSON_BYTES, UnreadableFile, json_depth, read_json, read_npy
+from src.core.readers import MAX_JSON_BYTES, UnreadableFile, json_depth, read_json, read_npy, read_npz
 from src.pipeline.run import run
 from src.predict import main as predict_main
 from src.report import main as report_main
 from src.upload import main as upload_main
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, run_with_fake
-from tests.helpers import assert_one_line_error, write_previous_pair
+from tests.helpers import REPO_ROOT, assert_one_line_error, write_previous_pair
 from tests.synthetic import write_dataset
 
 KERNEL_ID = f"{FAKE_USER}/digit-recognizer-dense-network"
@@ -154,3 +156,48 @@ def test_damaged_kernel_metadata_is_never_pushed(tmp_path):
             result = run_with_fake("-m", "src.kaggle", "push-kernel", folder, url=fake.url, home=tmp_path / damage)
         assert_one_line_error(result, EXIT_USER, f"{folder / 'kernel-metadata.json'}: not a kernel metadata", reason)
         assert fake.requests == []
+
+
+def npz_with(path, name: str, header: dict, data: bytes) -> None:
+    """An `.npz` archive holding one entry `name.npy`: `header` as its `.npy` header, then `data`."""
+    entry = io.BytesIO()
+    np.lib.format.write_array_header_1_0(entry, header)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name}.npy", entry.getvalue() + data)
+
+
+def test_an_npz_archive_reads_back_as_written(tmp_path):
+    path = tmp_path / "arrays.npz"
+    with open(path, "wb") as stream:
+        np.savez(stream, images=np.arange(6, dtype=np.uint8).reshape(2, 3), kind=np.array("train"))
+    arrays = read_npz(path)
+    assert sorted(arrays) == ["images", "kind"] and arrays["kind"].item() == "train"
+    np.testing.assert_array_equal(arrays["images"], np.arange(6, dtype=np.uint8).reshape(2, 3))
+
+
+@pytest.mark.parametrize(
+    "header, data, reason",
+    [
+        ({"descr": "<f4", "fortran_order": False, "shape": (10**12,)}, b"\0" * 64, "its header claims 3.6 TiB"),
+        ({"descr": "<f4", "fortran_order": False, "shape": (100,)}, b"\0" * 64, "the file holds 64 bytes"),
+        ({"descr": "|O", "fortran_order": False, "shape": (1,)}, b"\x80\x04N.", "holds object"),
+    ],
+)
+def test_a_damaged_npz_entry_is_refused_before_its_data_is_read(header, data, reason, tmp_path):
+    path = tmp_path / "arrays.npz"
+    npz_with(path, "images", header, data)
+    with pytest.raises(UnreadableFile, match=f"{path}: not a cache entry: .*{reason}"):
+        read_npz(path, "cache entry")
+
+
+def test_a_file_that_is_not_an_npz_archive_is_one_error(tmp_path):
+    path = tmp_path / "arrays.npz"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UnreadableFile, match="not a array archive: File is not a zip file"):
+        read_npz(path)
+
+
+def test_only_the_readers_load_arrays():
+    """`np.load` trusts a file's header; every array the package reads back goes through `src.core.readers`."""
+    callers = [path for path in (REPO_ROOT / "src").rglob("*.py") if "np.load(" in path.read_text(encoding="utf-8")]
+    assert callers == [], callers

@@ -105,6 +105,25 @@ def test_sigterm_while_training(tiny_data, tmp_path, previous):
     assert temporary_files(cache_folder()) == []
 
 
+def test_sigterm_in_the_middle_of_a_training_step(tiny_data, tmp_path, previous):
+    """A step of seconds: one batch of all 64 training rows through 141 M weights, so the signal lands inside it.
+
+    Python runs the handler once TensorFlow's step returns; from there it ends as any SIGTERM does.
+    """
+    before = snapshot_files(previous.parent)
+    wide = ("--hidden-units", "8192,8192,8192", "--batch-size", "64", "--epochs", "10000")
+    process = start(tmp_path, "--data", tiny_data, "--out", previous, *wide, *FLAGS)
+    # "Epoch 2/" is printed as the second epoch, one step, starts: the first one traced and compiled the step.
+    wait_until(lambda: "Epoch 2/" in (tmp_path / "logs" / "stdout").read_text(), process, "the second step")
+    process.send_signal(signal.SIGTERM)
+    result = finish(process, tmp_path)
+    assert_stopped_cleanly(result, signal.SIGTERM, f"{previous} was left as it was")
+    assert "Epoch 3/" not in result.stdout  # stopped in that step, not one later
+    # The previous pair byte for byte; no run folder, curves or temporary file.
+    assert snapshot_files(previous.parent) == before
+    assert temporary_files(previous.parent, cache_folder()) == []
+
+
 def stopped_at(point: str, tmp_path: Path, *args) -> subprocess.Popen:
     """A run that has stopped itself at `point` (see `src.runs.outputs.pause_point`)."""
     process = start(tmp_path, *args, env={PAUSE_VARIABLE: point})

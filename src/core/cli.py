@@ -7,6 +7,9 @@ at most one line on stderr:
 - an `OSError` (a folder given as a file, a full disk): `error: <file>: <reason>`, exit 2;
 - Ctrl-C: `interrupted: ...`, exit 130; SIGTERM: `terminated: ...`, exit 143.
 
+Whatever the console's encoding (`LC_ALL=C`, a Windows code page), printing never
+fails: a character it cannot show is written as a Python escape (see `robust_output`).
+
 SIGTERM raises `Terminated` (a `KeyboardInterrupt`), so every `finally` and
 `except KeyboardInterrupt` cleanup that Ctrl-C runs, runs for it too. Commands
 import their heavy libraries inside `main`, so an interruption while they load
@@ -16,6 +19,7 @@ is caught here as well.
 from __future__ import annotations
 
 import argparse
+import codecs
 import logging
 import os
 import re
@@ -88,12 +92,38 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+# The error handler stdout and stderr print with: a path's undecodable bytes as they came, the rest escaped.
+OUTPUT_ERRORS = "digit-recognizer-output"
+
+
+def _escape_unencodable(error: UnicodeError):
+    # Python decodes a path's undecodable bytes to lone surrogates (surrogateescape): those go out as
+    # the same bytes, so the console shows the name it was given; any other character becomes `\xe9`.
+    if isinstance(error, UnicodeEncodeError):
+        chunk = error.object[error.start : error.end]
+        if all(0xDC80 <= ord(char) <= 0xDCFF for char in chunk):
+            return bytes(ord(char) - 0xDC00 for char in chunk), error.end
+    return codecs.backslashreplace_errors(error)
+
+
+codecs.register_error(OUTPUT_ERRORS, _escape_unencodable)
+
+
+def robust_output() -> None:
+    """Make stdout and stderr print any text: under `LC_ALL=C` without UTF-8 mode they are ASCII and strict."""
+    for stream in (sys.stdout, sys.stderr):
+        # A stream replaced by a caller (a StringIO) may not be reconfigurable; it takes any text anyway.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=OUTPUT_ERRORS)
+
+
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run `main(argv)` and return its exit status, ending every way as the module docstring says."""
     # Python lets only the main thread install a signal handler.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
+        robust_output()
         quiet_tensorflow_logs()
         return main(argv)
     except USER_ERRORS as error:

@@ -1,4 +1,4 @@
-"""One reader per kind of file the package reads back: JSON, `.npy` arrays and plain text.
+"""One reader per kind of file the package reads back: JSON, `.npy` and `.npz` arrays and plain text.
 
 Every file read here may have been damaged, edited or swapped by hand, so each
 reader bounds what it will take (size, nesting, digits, shape) before parsing,
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +134,7 @@ def read_npy(
     try:
         with open(path, "rb") as stream:
             header = _npy_header(stream)
-            _check_npy(header, shape, kinds, max_bytes, stream)
+            _check_npy(header, shape, kinds, max_bytes, Path(path).stat().st_size - stream.tell())
             stream.seek(0)
             return np.lib.format.read_array(stream, allow_pickle=False)
     except UnreadableFile as error:
@@ -148,7 +150,36 @@ def _npy_header(stream) -> tuple[tuple[int, ...], bool, np.dtype]:
     return NPY_HEADER_READERS[version](stream)
 
 
-def _check_npy(header, shape, kinds: str, max_bytes: int, stream) -> None:
+def read_npz(path: str | Path, what: str = "array archive", max_bytes: int = MAX_NPY_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` archive (as `np.savez` writes it), each header checked before its data is read.
+
+    No array may hold objects, claim more data than its entry holds, or take the
+    archive past `max_bytes` in all; the caller checks the names and shapes it needs.
+    """
+    arrays, total = {}, 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                total += entry.file_size
+                if total > max_bytes:
+                    raise UnreadableFile("", "", f"its entries claim over {_size(max_bytes)}")
+                arrays[entry.filename.removesuffix(".npy")] = _read_entry(archive, entry, max_bytes)
+    except UnreadableFile as error:
+        raise UnreadableFile(path, what, error.reason) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise UnreadableFile(path, what, _first_line(error)) from None
+    return arrays
+
+
+def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, max_bytes: int) -> np.ndarray:
+    with archive.open(entry) as stream:
+        header = _npy_header(stream)
+        _check_npy(header, None, None, max_bytes, entry.file_size - stream.tell())
+    with archive.open(entry) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _check_npy(header, shape, kinds: str, max_bytes: int, rest: int) -> None:
     found, _, dtype = header
     if dtype.hasobject or (kinds is not None and dtype.kind not in kinds):
         raise UnreadableFile("", "", f"holds {dtype}, expected {_kind_names(kinds or 'biufc')}")
@@ -156,7 +187,6 @@ def _check_npy(header, shape, kinds: str, max_bytes: int, stream) -> None:
         wanted = ", ".join("any" if size is None else str(size) for size in shape)
         raise UnreadableFile("", "", f"shape {list(found)}, expected ({wanted})")
     size = math.prod(found) * dtype.itemsize
-    rest = Path(stream.name).stat().st_size - stream.tell()
     if size > max_bytes:
         raise UnreadableFile("", "", f"its header claims {_size(size)} (at most {_size(max_bytes)})")
     if size != rest:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from src.core.files import atomic_write
+from src.core.readers import UnreadableFile, read_npz
 
 CACHE_ENV = "DIGIT_RECOGNIZER_CACHE"
 CACHE_DISABLED = ("", "off")
 # Bump when the parsed arrays change meaning, so old entries are ignored.
 CACHE_VERSION = 1
 MAX_CACHE_ENTRIES = 8
-# What np.load raises for an absent, truncated or damaged entry (TypeError: a lone .npy array).
-UNREADABLE_ENTRY = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
 # The entry's own fields, beside the arrays: what it claims to have been parsed from.
 SOURCE_FIELDS = ("source_kind", "source_sha256", "source_size", "cache_version")
 
@@ -100,12 +97,15 @@ def cached_arrays(
 
 def load_entry(entry: Path, source: CacheSource) -> dict[str, np.ndarray] | None:
     """The arrays of `entry` if it reads whole and records `source`; else None."""
-    # An absent or damaged entry is parsed again.
-    with contextlib.suppress(*UNREADABLE_ENTRY), np.load(entry, allow_pickle=False) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-        if records_source(arrays, source):
-            return {name: values for name, values in arrays.items() if name not in SOURCE_FIELDS}
-    return None
+    if not entry.is_file():
+        return None
+    try:
+        arrays = read_npz(entry, "cache entry")
+    except UnreadableFile:
+        return None  # a damaged entry is parsed again, and rewritten
+    if not records_source(arrays, source):
+        return None
+    return {name: values for name, values in arrays.items() if name not in SOURCE_FIELDS}
 
 
 def records_source(arrays: dict[str, np.ndarray], source: CacheSource) -> bool:

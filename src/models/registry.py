@@ -62,17 +62,41 @@ def check_size(config: Config, available: int | None = None) -> Cost:
     available = available_memory() if available is None else available
     needed = cost.training_bytes(config.batch_size, members_at_once(config))
     if available is not None and needed > available:
-        layers = (
-            f"hidden_units {format_default(config.hidden_units)}"
-            if config.family == "dense"
-            else f"filters {format_default(config.filters)}, head_units {config.head_units}"
-        )
         raise UserError(
-            f"{layers}, batch_size {config.batch_size} and {members_at_once(config)} member(s) at once need "
-            f"about {needed / 2**30:.1f} GiB to train, but {available / 2**30:.1f} GiB of memory is available: "
-            "try a smaller --batch-size or fewer or narrower layers"
+            f"{network_text(config)}, batch_size {config.batch_size} and {members_at_once(config)} member(s) at once "
+            f"need about {needed / 2**30:.1f} GiB to train, but {available / 2**30:.1f} GiB of memory is available: "
+            f"{smaller_hint(config)}"
         )
     return cost
+
+
+def out_of_memory(config: Config) -> UserError:
+    """The one line for a run that ran out of memory while training or predicting, though the estimate let it start.
+
+    The estimate is rough (the libraries' own buffers are not in it), and a
+    process may be allowed less memory than the machine reports free.
+    """
+    estimate = training_bytes(config) / 2**30
+    return UserError(
+        f"out of memory: training {network_text(config)} with batch_size {config.batch_size} and "
+        f"{members_at_once(config)} member(s) at once did not fit (estimated at {estimate:.1f} GiB): "
+        f"{smaller_hint(config)}"
+    )
+
+
+def network_text(config: Config) -> str:
+    """The settings that size the network, as a message names them."""
+    if config.family == "dense":
+        return f"hidden_units {format_default(config.hidden_units)}"
+    return f"filters {format_default(config.filters)}, head_units {config.head_units}"
+
+
+def smaller_hint(config: Config) -> str:
+    """What to change so that training needs less memory."""
+    layers = "fewer or narrower --hidden-units" if config.family == "dense" else "fewer or narrower --filters"
+    one_at_a_time = ["--plain (one member at a time)"] if members_at_once(config) > 1 else []
+    options = ["a smaller --batch-size", layers, *one_at_a_time]
+    return f"try {', '.join(options[:-1])} or {options[-1]}"
 
 
 def build_model(config: Config, steps_per_epoch: int = 1, seed: int | None = None):

@@ -36,8 +36,8 @@ from src.runs.reporting import make_report
 from src.training.evaluation import per_class_scores, predicted_labels
 from src.training.hooks import TrainingCallbacks
 from src.training.prediction import predict_probabilities, tta_validation_accuracy, uses_tta
-from src.training.tensorboard import keep_curves, live_curves_folder, train_with_curves
-from src.training.trainer import TrainingResult, validation_scheme
+from src.training.tensorboard import discarded_on_failure, keep_curves, live_curves_folder, train_with_curves
+from src.training.trainer import TrainingResult, memory_refused, validation_scheme
 
 
 @dataclass
@@ -98,29 +98,32 @@ def run(
     timings = {"load": datasets.load_seconds}
 
     stage_started = time.perf_counter()
-    # The curves go beside the run folders while training, so that TensorBoard shows them live.
+    # The curves go beside the run folders while training, so that TensorBoard shows them live; until they
+    # move into the run folder, a failure, a signal or running out of memory leaves none of them behind.
     curves = live_curves_folder(plan.runs)
-    training = train_with_curves(
-        config, datasets.train_images, datasets.train_labels, verbose, callbacks, curves, datasets.test_images
-    )
-    timings["train"] = time.perf_counter() - stage_started
+    with discarded_on_failure(curves), memory_refused(config):
+        training = train_with_curves(
+            config, datasets.train_images, datasets.train_labels, verbose, callbacks, curves, datasets.test_images
+        )
+        timings["train"] = time.perf_counter() - stage_started
 
-    stage_started = time.perf_counter()
-    tta = uses_tta(config)
-    test_probabilities = predict_probabilities(training.models, as_features(datasets.test_images, config.scaling), tta)
-    timings["predict"] = time.perf_counter() - stage_started
-    # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
-    check_predictions(test_probabilities)
+        stage_started = time.perf_counter()
+        tta = uses_tta(config)
+        test_features = as_features(datasets.test_images, config.scaling)
+        test_probabilities = predict_probabilities(training.models, test_features, tta)
+        timings["predict"] = time.perf_counter() - stage_started
+        # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
+        check_predictions(test_probabilities)
 
-    inputs = describe_inputs(datasets, sample)
-    validation = score(config, training, datasets.train_labels, timings["train"])
-    # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
-    if tta and validation.accuracy is not None:
-        features = as_features(datasets.train_images, config.scaling)
-        tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
-        validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
-    run_dir = create_run_dir(plan.runs, f"{run_name(config)}_{inputs.short_name()}")
-    keep_curves(curves, run_dir)
+        inputs = describe_inputs(datasets, sample)
+        validation = score(config, training, datasets.train_labels, timings["train"])
+        # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
+        if tta and validation.accuracy is not None:
+            features = as_features(datasets.train_images, config.scaling)
+            tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
+            validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
+        run_dir = create_run_dir(plan.runs, f"{run_name(config)}_{inputs.short_name()}")
+        keep_curves(curves, run_dir)
     # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,
     # before the pair replaces the old one; any failure or signal until then leaves the old one as it was.
     with prepared_pair(plan) as pair:

@@ -15,13 +15,18 @@ import os
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from src.core.cli import shorten
 from src.core.errors import UserError
 from src.core.files import atomic_write, locked, sha256
 from src.core.paths import RUN_RECORD_NAME, RUN_SUBMISSION_NAME, RUNS_FOLDER, record_path_for
 from src.core.readers import read_json
-from src.kaggle import client
+
+if TYPE_CHECKING:  # for the types only: the client module loads pandas, half a second the ledger does not need
+    from src.kaggle import client
 
 LEDGER_VARIABLE = "DIGIT_RECOGNIZER_LEDGER"
 DEFAULT_LEDGER = Path("submissions/ledger.csv")
@@ -112,6 +117,9 @@ FIGURE_NAME = "ledger.png"
 TABLE_COLUMNS = ("ref", "submitted (UTC)", "settings", "local", "public", "status", "message")
 MESSAGE_WIDTH = 40  # characters of a message shown in the table
 LABELLED_POINTS = 20  # of the figure's points, the newest, labelled with their ref and settings
+FIGURE_DPI = 120
+# The grid points are merged on: finer than the figure's 720 pixels a side, so no merged pair is told apart.
+PIXEL_CELLS = 1440
 
 
 def format_table(rows: list[Row]) -> str:
@@ -136,23 +144,31 @@ def format_table(rows: list[Row]) -> str:
 
 
 def draw(rows: list[Row], figure_path: Path) -> int:
-    """Plot local accuracy against public score, with y = x; the number of points drawn."""
-    import matplotlib
+    """Plot local accuracy against public score, with y = x; the number of submissions plotted.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn for speed on a 10,000-row ledger: one marker line (not a scatter of
+    separately styled points), points that would land on the same pixel drawn
+    once, a fixed layout and no pyplot.
+    """
+    from matplotlib.figure import Figure
+
+    from src.runs.reporting import _save_figure
 
     points = [row for row in rows if row.local_accuracy and row.public_score]
-    local = [float(row.local_accuracy) for row in points]
-    public = [float(row.public_score) for row in points]
-    figure, axes = plt.subplots(figsize=(6, 6))
-    low, high = axis_limits(local + public)
+    local = np.array([row.local_accuracy for row in points], dtype=float)
+    public = np.array([row.public_score for row in points], dtype=float)
+    low, high = axis_limits(local, public)
+    figure = Figure(figsize=(6, 6), dpi=FIGURE_DPI)
+    figure.subplots_adjust(left=0.14, right=0.96, bottom=0.1, top=0.93)
+    axes = figure.subplots()
     axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="public = local")
-    axes.scatter(local, public, color="tab:blue", zorder=3, label="a submission")
+    shown_x, shown_y = one_per_pixel(local, public, low, high)
+    axes.plot(shown_x, shown_y, linestyle="none", marker="o", color="tab:blue", zorder=3, label="a submission")
     # Only the newest are labelled: thousands of labels take minutes to lay out and hide every point.
-    labelled = zip(points, local, public, strict=True)
-    for row, x, y in list(labelled)[-LABELLED_POINTS:]:
-        axes.annotate(f"{row.kaggle_ref} {row.settings}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    newest = range(max(0, len(points) - LABELLED_POINTS), len(points))
+    for index in newest:
+        label = f"{points[index].kaggle_ref} {points[index].settings}"
+        axes.annotate(label, (local[index], public[index]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axes.set(
         xlim=(low, high),
         ylim=(low, high),
@@ -161,16 +177,27 @@ def draw(rows: list[Row], figure_path: Path) -> int:
         title="Does validation track the leaderboard?",
     )
     axes.set_aspect("equal")
-    axes.legend(loc="best")
-    figure.tight_layout()
-    atomic_write(figure_path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
-    plt.close(figure)
+    # A fixed corner: "best" weighs every point against every corner, a tenth of a second at 10,000 points.
+    axes.legend(loc="upper left")
+    _save_figure(figure, figure_path)
     return len(points)
 
 
-def axis_limits(values: list[float]) -> tuple[float, float]:
+def one_per_pixel(x: np.ndarray, y: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """The points with those that fall on the same pixel of the figure kept once (a marker is several pixels)."""
+    span = high - low
+    # Points far outside the axes (a hand-edited cell) are clipped first, so the scaling cannot overflow;
+    # they stay outside the grid, never merged with a point that shows.
+    inside = np.clip(np.column_stack((x, y)), low - span, high + span)
+    cells = np.round((inside - low) / span * PIXEL_CELLS)
+    _, first = np.unique(cells, axis=0, return_index=True)
+    kept = np.sort(first)
+    return x[kept], y[kept]
+
+
+def axis_limits(*values: np.ndarray) -> tuple[float, float]:
     """Both axes' range: the values with a margin; 0..1 when a hand-edited cell makes the span absurd."""
-    low, high = min(values), max(values)
+    low, high = min(float(part.min()) for part in values), max(float(part.max()) for part in values)
     margin = max(0.005, (high - low) * 0.08)  # room for the points at the edges and their labels
     if not math.isfinite(margin) or margin > 1:
         return 0.0, 1.0

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from src.core.config import N_CLASSES
 
@@ -40,6 +39,9 @@ def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def per_class_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, ClassScores]:
     """Scores per digit ("0".."9"), then "macro avg" and "weighted avg", as scikit-learn computes them."""
+    # Imported here: scikit-learn takes a second to load, and the record and the ledger need only this module's names.
+    from sklearn.metrics import precision_recall_fscore_support
+
     scores = {}
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=DIGITS, zero_division=0)
     for digit in DIGITS:
@@ -73,6 +75,8 @@ def format_per_class(scores: dict[str, ClassScores], accuracy: float) -> str:
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """A 10x10 table: rows are the true digit, columns the predicted one."""
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(labels, predicted, labels=DIGITS)
 
 

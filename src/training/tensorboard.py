@@ -96,18 +96,29 @@ def train_with_curves(
     config, images, labels, verbose: int, callbacks: TrainingCallbacks | None, folder: Path, test_images=None
 ):
     """`train` (twice with `--pseudo-label`, see `src.training.pseudo_labels`), writing TensorBoard's curves
-    into `folder`; a run that fails or is stopped leaves none.
+    into `folder`; its writers closed however it ends.
 
-    Not even the runs folder that holds `folder`, when the writers made it: a stopped run leaves every folder as it was.
+    The caller removes `folder` when the run fails (see `discarded_on_failure`).
     """
-    made_parent = not folder.parent.exists()
     writers = []
     try:
         hooks = with_scalar_writers(callbacks, folder, writers)
         return train_with_pseudo_labels(config, images, labels, test_images, verbose=verbose, callbacks=hooks)
-    except BaseException:
+    finally:
         for writer in writers:
             writer.close()
+
+
+@contextlib.contextmanager
+def discarded_on_failure(folder: Path):
+    """A failure or a signal inside removes `folder`, and the runs folder holding it when it was made for it.
+
+    A stopped run leaves every folder as it was: even the runs folder, if still empty.
+    """
+    made_parent = not folder.parent.exists()
+    try:
+        yield folder
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         if made_parent:
             with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ every `--plain` run goes to Keras' `fit`, one member after another.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from src.data.splits import bag_rows, member_seeds
 from src.models.augmentation import switch_off
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
-from src.models.registry import build_model, model_cost
+from src.models.registry import build_model, model_cost, out_of_memory
 from src.training.epoch_timer import SECONDS_KEY, EpochTimer
 from src.training.evaluation import accuracy
 from src.training.hooks import TrainingCallbacks
@@ -213,6 +214,19 @@ def with_extra_rows(splits, n_rows: int, n_extra: int) -> list[tuple[np.ndarray,
     """`splits` with rows `n_rows..n_rows + n_extra - 1` added to every member's training rows."""
     extra_rows = np.arange(n_rows, n_rows + n_extra)
     return [(np.concatenate([train_rows, extra_rows]), validation_rows) for train_rows, validation_rows in splits]
+
+
+@contextlib.contextmanager
+def memory_refused(config: Config):
+    """Running out of memory inside is one line naming what to make smaller, not a traceback.
+
+    NumPy's `MemoryError` and TensorFlow's `ResourceExhaustedError` both: the
+    estimate of `check_size` let the run start, yet it did not fit.
+    """
+    try:
+        yield
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        raise out_of_memory(config) from None
 
 
 def train(

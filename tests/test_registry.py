@@ -47,6 +47,11 @@ def test_small_cnn_cost_by_hand():
     cost = model_cost(config)
     assert cost.parameters == (25 * 2 + 4 * 2) + (9 * 2 * 2 + 4 * 2) + (12 * 12 * 2 * 10 + 10)
     assert cost.multiply_adds == 24 * 24 * 25 * 2 + 12 * 12 * 9 * 2 * 2 + 12 * 12 * 2 * 10
+    # The first convolution alone takes --first-kernel-size: 5x5 x2 (same), then 3x3 x2 (same), each pooled.
+    config = Config(**CNN, filters=(2, 2), convs_per_block=1, first_kernel_size=5, downsample="pool", head_units=0)
+    cost = model_cost(config)
+    assert cost.parameters == (25 * 2 + 4 * 2) + (9 * 2 * 2 + 4 * 2) + (7 * 7 * 2 * 10 + 10)
+    assert cost.multiply_adds == 28 * 28 * 25 * 2 + 14 * 14 * 9 * 2 * 2 + 7 * 7 * 2 * 10
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 # A whole study: it runs, prunes, resumes; its trials are run folders; TensorBoard reads them.
 
 
+@pytest.mark.slow
 def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path):
     out = tmp_path / "search"
     vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "0"]
@@ -237,6 +238,7 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     assert [trial.number for trial in load_study(out, name).trials] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune"]
@@ -245,6 +247,7 @@ def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path):
     assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_data, tmp_path):
     out = tmp_path / "search"
     flags = ["--vary", "learning_rate=1e-3..3e-2:log", "--study", "shared", "--no-prune", "--trials", "2"]
@@ -263,6 +266,7 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_da
     assert all(record.config.learning_rate == pytest.approx(drawn[record.search.trial]) for record in records)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
     out = tmp_path / "search"
     logs = tmp_path / "logs"
@@ -300,6 +304,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
     assert not list((out / "stopped" / "runs").glob("training-*"))
 
 
+@pytest.mark.slow
 def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path):
     result = run_command(
         "-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--plain", "--folds", "2",

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from sklearn.model_selection import StratifiedKFold
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config, member_indices
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices
 from src.core.errors import UserError
 from src.data.loading import as_features
-from src.data.splits import bag_rows, member_seeds
+from src.data.splits import member_seeds, split_rows
 from src.models.devices import configure_devices, distribution_strategy, model_scope
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost
@@ -171,11 +170,13 @@ def out_of_bag(
 
 def validation_scheme(config: Config) -> str:
     """How the held-out rows were chosen, in words, for records and summaries."""
-    if config.members > 1 and len(member_indices(config)) < config.members:
-        part = member_indices(config)
+    part = member_indices(config)
+    if config.members > 1 and len(part) < config.members:
         return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, out-of-bag"
     if config.members > 1:
         return f"bag of {config.members}, out-of-bag"
+    if config.folds > 1 and len(part) < config.folds:
+        return f"folds {part.start + 1}-{part.stop} of a stratified {config.folds}-fold"
     if config.folds > 1:
         return f"stratified {config.folds}-fold"
     return "holdout" if config.validation_split else "no validation"
@@ -185,25 +186,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`(train_rows, validation_rows)` for each member.
-
-    A single model holds out the last `validation_split` of the rows, exactly as
-    Keras' `fit(validation_split=...)` does (none with 0); an ensemble uses
-    scikit-learn's `StratifiedKFold`, so every row is validated exactly once;
-    a bagged member trains on a random `BAG_SHARE` of the rows drawn with its
-    own seed and holds out the rest.
-    """
-    n_samples = len(labels)
-    if config.members > 1:
-        return [bag_rows(n_samples, seed) for seed in member_seeds(config)]
-    if config.folds == 1:
-        split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
-        return [(np.arange(split_at), np.arange(split_at, n_samples))]
-    folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    return list(folds.split(np.zeros(n_samples), labels))
 
 
 def train(
@@ -259,24 +241,20 @@ def print_members(config: Config, result: TrainingResult, labels: np.ndarray) ->
     for index, member in enumerate(result.members, start=1):
         took = "" if result.trained_together else f" ({member.seconds:.1f} s)"
         print(
-            f"{member_kind(config)} {index}/{len(result.members)}: validation accuracy "
+            f"{ensemble_kind(config)} {index}/{len(result.members)}: validation accuracy "
             f"{member.validation_accuracy(labels):.4f}{took}",
             flush=True,
         )
     if result.trained_together:
-        print(f"{member_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
+        print(f"{ensemble_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
     if result.bagged:
         n_rows = len(result.validation_rows())
         print(f"out-of-bag accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
 
 
-def member_kind(config: Config) -> str:
-    return "member" if config.members > 1 else "fold"
-
-
 def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) -> keras.Model:
-    """A member's fresh model; a bagged member's is drawn from its own seed."""
-    if config.members > 1:
+    """A model's fresh weights; in a bag or k-fold, drawn from its own seed, whatever was drawn before it."""
+    if ensemble_size(config) > 1:
         keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     with model_scope(config.family, strategy):
@@ -320,51 +298,81 @@ def train_with_fit(
     strategy = distribution_strategy()
     replicas = replica_count(config, strategy)
     result = TrainingResult()
-    for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
+    for index, (split, seed) in enumerate(zip(splits, seeds, strict=True), start=1):
         started = time.perf_counter()
         if verbose and len(splits) > 1:
-            print(f"{member_kind(config)} {index}/{len(splits)}: training on {len(train_rows)} rows", flush=True)
-        model = new_model(config, train_rows, seed, strategy)
-        if config.members > 1:
-            keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
-        validation = None
-        callbacks = [EpochTimer(), *hooks.for_fit(index - 1)]
-        if len(validation_rows):
-            held_out = (features[validation_rows], targets[validation_rows])
-            validation = batches(*held_out, config.batch_size, replicas=replicas)
-        stopping = None
-        if len(validation_rows) and (config.early_stopping or config.keep_best):
-            # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
-            stopping = keras.callbacks.EarlyStopping(
-                monitor=EARLY_STOPPING_MONITOR,
-                patience=config.early_stopping or config.epochs,
-                restore_best_weights=True,
-            )
-            callbacks.append(stopping)
-        history = model.fit(
-            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed, replicas=replicas),
-            validation_data=validation,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles, with the member's seed
-            verbose=verbose,
-        )
-        probabilities = np.zeros((0, N_CLASSES), np.float32)
-        if len(validation_rows):
-            probabilities = predict_probabilities([model], features[validation_rows])
-        member = Member(
-            model=model,
-            history=history.history,
-            validation_rows=validation_rows,
-            validation_labels=labels[validation_rows],
-            validation_probabilities=probabilities,
-            seconds=time.perf_counter() - started,
-            train_rows=train_rows,
-            seed=seed,
-            best_epoch=None if stopping is None else stopping.best_epoch + 1,
-        )
-        result.members.append(member)
+            print(f"{ensemble_kind(config)} {index}/{len(splits)}: training on {len(split[0])} rows", flush=True)
+        prepared = prepare_fit(config, features, targets, split, seed, hooks, index - 1, strategy, replicas)
+        result.members.append(run_fit(config, prepared, features, labels, verbose, started))
     return result
+
+
+@dataclass
+class PreparedFit:
+    """A model ready for `fit`: its weights built and its batches' order fixed, both from its own seed."""
+
+    model: keras.Model
+    training: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    callbacks: list
+    stopping: keras.callbacks.EarlyStopping | None
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+    seed: int
+
+
+def prepare_fit(
+    config: Config, features, targets, split, seed: int, hooks: TrainingCallbacks, index: int, strategy, replicas: int
+) -> PreparedFit:
+    """Build member `index`'s (0-based) model, callbacks and pipelines: every draw from its seed, before training."""
+    train_rows, validation_rows = split
+    model = new_model(config, train_rows, seed, strategy)
+    if ensemble_size(config) > 1:
+        keras.utils.set_random_seed(seed)  # its training draws too, whatever the models before it drew
+    validation = None
+    callbacks = [EpochTimer(), *hooks.for_fit(index)]
+    if len(validation_rows):
+        held_out = (features[validation_rows], targets[validation_rows])
+        validation = batches(*held_out, config.batch_size, replicas=replicas)
+    stopping = None
+    if len(validation_rows) and (config.early_stopping or config.keep_best):
+        # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
+        stopping = keras.callbacks.EarlyStopping(
+            monitor=EARLY_STOPPING_MONITOR,
+            patience=config.early_stopping or config.epochs,
+            restore_best_weights=True,
+        )
+        callbacks.append(stopping)
+    rows = (features[train_rows], targets[train_rows])
+    training = batches(*rows, config.batch_size, shuffle_seed=seed, replicas=replicas)
+    return PreparedFit(model, training, validation, callbacks, stopping, train_rows, validation_rows, seed)
+
+
+def run_fit(config: Config, prepared: PreparedFit, features, labels, verbose: int, started: float) -> Member:
+    """Train a prepared model with `fit`, then score its held-out rows."""
+    history = prepared.model.fit(
+        prepared.training,
+        validation_data=prepared.validation,
+        epochs=config.epochs,
+        callbacks=prepared.callbacks,
+        shuffle=False,  # the pipeline shuffles, with the member's seed
+        verbose=verbose,
+    )
+    validation_rows = prepared.validation_rows
+    probabilities = np.zeros((0, N_CLASSES), np.float32)
+    if len(validation_rows):
+        probabilities = predict_probabilities([prepared.model], features[validation_rows])
+    return Member(
+        model=prepared.model,
+        history=history.history,
+        validation_rows=validation_rows,
+        validation_labels=labels[validation_rows],
+        validation_probabilities=probabilities,
+        seconds=time.perf_counter() - started,
+        train_rows=prepared.train_rows,
+        seed=prepared.seed,
+        best_epoch=None if prepared.stopping is None else prepared.stopping.best_epoch + 1,
+    )
 
 
 def train_together(
@@ -373,7 +381,7 @@ def train_together(
     """Every member at once, in one compiled program: `src.stacked.train_stacked`."""
     started = time.perf_counter()
     models = [new_model(config, train_rows, seed) for (train_rows, _), seed in zip(splits, seeds, strict=True)]
-    trained = train_stacked(config, models, features, labels, splits, verbose, hooks)
+    trained = train_stacked(config, models, features, labels, splits, verbose, hooks, seeds)
     # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
     seconds = time.perf_counter() - started
     result = TrainingResult()

@@ -1,10 +1,13 @@
-"""`python -m src.kaggle fan-out`: a bag's members on several kernels, run for real by the fake Kaggle, blended.
+"""`python -m src.kaggle fan-out`: a bag's members (or a k-fold's folds) on several kernels, run for real by the
+fake Kaggle, blended.
 
 One story, told once because every kernel trains for real (slow on 2 cores):
 a first call times out while the parts run; the second finds part 2 failed
-(the fake ran it without the competition's data) and blends nothing; the
-third pushes part 2 alone again and blends both parts into a submission equal
-to one local run with every member; a damaged part's output is then refused.
+(the fake ran it without the competition's data) and blends and submits
+nothing; the third blends part 1 alone, as `--partial` asks; the fourth pushes
+part 2 alone again and blends both parts into a submission equal to one local
+run with every member; a damaged part's output is then refused. A shorter
+one does the same for a k-fold's folds.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, 
 from tests.helpers import assert_one_line_error, run_command
 from tests.synthetic import write_dataset
 
-FLAGS = ["--family", "cnn", "--scaling", "unit", "--filters", "4", "--head-units", "8", "--epochs", "1"]
-FLAGS += ["--batch-size", "32", "--members", "4", "--seed", "3"]
+NETWORK = ["--family", "cnn", "--scaling", "unit", "--filters", "4", "--head-units", "8", "--epochs", "1"]
+NETWORK += ["--batch-size", "32", "--seed", "3"]
+FLAGS = [*NETWORK, "--members", "4"]
+FOLD_FLAGS = [*NETWORK, "--folds", "4"]
 SLUG = "digit-recognizer-dense-network-part-{}-of-2"
 
 
-def fan_out(fake, root: Path, *extra):
+def fan_out(fake, root: Path, *extra, flags=FLAGS, out="out"):
     return run_with_fake(
-        *("-m", "src.kaggle", "fan-out", "--parts", "2", *FLAGS, "--kernel-dir", root / "kernel"),
-        *("--out", root / "out" / "submission.csv", *extra),
+        *("-m", "src.kaggle", "fan-out", "--parts", "2", *flags, "--kernel-dir", root / "kernel"),
+        *("--out", root / out / "submission.csv", *extra),
         url=fake.url,
         home=root / "home",
         extra={"DIGIT_RECOGNIZER_POLL_SECONDS": "0.5"},
@@ -47,23 +52,32 @@ def part_runs(root: Path, number: int) -> list[Path]:
     return sorted((root / "kernel" / f"part-{number}" / "output").glob("*/runs/*"))
 
 
-@pytest.fixture(scope="module")
-def story(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("fan-out")
+def train_locally(root: Path, flags: list) -> Path:
+    """The small data set in `root/data`, and one local run of every model of `flags` into `root/local`."""
     data = write_dataset(root / "data")
     local = run_command(
-        *("-m", "src.submit", "--data", data, "--out", root / "local" / "submission.csv", *FLAGS),
+        *("-m", "src.submit", "--data", data, "--out", root / "local" / "submission.csv", *flags),
         *("--verbose", "0", "--no-report"),
     )
     assert local.returncode == 0, local.stderr
-    told = {"root": root, "local": local}
+    return data
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("fan-out")
+    data = train_locally(root, FLAGS)
+    told = {"root": root}
     with FakeKaggle(run_kernels=data, failing_runs={SLUG.format(2): 1}) as fake:
         told["timed_out"] = fan_out(fake, root, "--timeout", "1")
         told["pushes_after_time_out"] = (pushes(fake, 1), pushes(fake, 2))
         told["state_after_time_out"] = json.loads((root / "kernel" / STATE_FILE).read_text())
-        told["failed"] = fan_out(fake, root, "--timeout", "300")
+        told["failed"] = fan_out(fake, root, "--timeout", "300", "--submit", "-m", "fan-out")
         told["pushes_after_failure"] = (pushes(fake, 1), pushes(fake, 2))
         told["out_after_failure"] = (root / "out").exists()
+        told["submissions_after_failure"] = len(fake.calls("StartSubmissionUpload") + fake.calls("CreateSubmission"))
+        told["partial"] = fan_out(fake, root, "--timeout", "300", "--partial", out="partial")
+        told["pushes_after_partial"] = (pushes(fake, 1), pushes(fake, 2))
         told["retried"] = fan_out(fake, root, "--timeout", "300", "--retry-failed")
         told["pushes_after_retry"] = (pushes(fake, 1), pushes(fake, 2))
         told["blend"] = (root / "out" / "submission.csv").read_bytes()
@@ -77,6 +91,7 @@ def story(tmp_path_factory) -> dict:
     return told
 
 
+@pytest.mark.slow
 def test_a_first_call_times_out_and_says_how_to_resume(story):
     result = story["timed_out"]
     line = assert_one_line_error(result, EXIT_TIMED_OUT, "not every part finished within 1 s", "run again to resume")
@@ -89,6 +104,7 @@ def test_a_first_call_times_out_and_says_how_to_resume(story):
     assert state["parts"][0]["state"] in ("queued", "running")  # part 2, run without data, may have failed already
 
 
+@pytest.mark.slow
 def test_a_failed_part_is_reported_with_its_message_and_log_and_nothing_is_blended(story):
     result = story["failed"]
     assert_one_line_error(result, EXIT_KAGGLE_FAILED, "1 of 2 parts cannot be blended", "--retry-failed", "--partial")
@@ -96,8 +112,31 @@ def test_a_failed_part_is_reported_with_its_message_and_log_and_nothing_is_blend
     assert "no train.csv" in result.stdout  # its log's tail: the script's own error line
     assert story["pushes_after_failure"] == (1, 1)  # resuming pushes nothing again
     assert not story["out_after_failure"]
+    assert story["submissions_after_failure"] == 0  # --submit sent nothing
 
 
+@pytest.mark.slow
+def test_partial_blends_the_parts_that_finished_and_its_record_names_the_missing_ones(story):
+    result, root = story["partial"], story["root"]
+    assert result.returncode == 0, result.stderr
+    assert story["pushes_after_partial"] == (1, 1)  # the failed part is not pushed again
+    assert "blend of 1 parts (2 of 4 members)" in result.stdout
+    assert "warning: parts 2 are missing (--partial)" in result.stdout
+    record = json.loads((root / "partial" / "submission.json").read_text())
+    assert record["missing_parts"] == [2]
+    assert [(p["kernel_id"], p["first_member"], p["last_member"]) for p in record["parts"]] == [
+        (f"{FAKE_USER}/{SLUG.format(1)}", 1, 2)
+    ]
+    # Part 1 alone is its own two members: its kernel's submission and out-of-bag score, unchanged.
+    part_run = part_runs(root, 1)[-1]
+    part_output = part_run.parent.parent
+    assert (root / "partial" / "submission.csv").read_bytes() == (part_output / "submission.csv").read_bytes()
+    part_record = json.loads((part_output / "submission.json").read_text())
+    assert record["validation_accuracy"] == pytest.approx(part_record["validation"]["accuracy"], abs=1e-12)
+    assert record["validation_rows"] == len(np.load(part_run / "validation_rows.npy"))
+
+
+@pytest.mark.slow
 def test_retry_pushes_only_the_failed_part_and_the_blend_equals_one_local_run(story):
     result, root = story["retried"], story["root"]
     assert result.returncode == 0, result.stderr
@@ -126,16 +165,50 @@ def test_retry_pushes_only_the_failed_part_and_the_blend_equals_one_local_run(st
     assert_no_secret_in_files(root / "kernel")
 
 
+@pytest.mark.slow
 def test_a_finished_fan_out_run_again_pushes_nothing(story):
     assert story["again"].returncode == 0, story["again"].stderr
     assert story["pushes_in_the_end"] == (1, 2)
 
 
+@pytest.mark.slow
 def test_a_damaged_part_output_is_refused_in_one_line_and_never_blended(story):
     result = story["damaged"]
     assert_one_line_error(result, EXIT_KAGGLE_FAILED, "1 of 2 parts cannot be blended")
     assert "refused: part 1 (" in result.stdout and "damaged output" in result.stdout
     assert story["blend_after_damage"] == story["blend"]
+
+
+@pytest.fixture(scope="module")
+def fold_story(tmp_path_factory) -> dict:
+    """A 4-fold trained here in one run, and by the fake Kaggle in 2 parts of 2 folds, then blended."""
+    root = tmp_path_factory.mktemp("fan-out-folds")
+    data = train_locally(root, FOLD_FLAGS)
+    with FakeKaggle(run_kernels=data) as fake:
+        blended = fan_out(fake, root, "--timeout", "300", flags=FOLD_FLAGS)
+    return {"root": root, "blended": blended}
+
+
+@pytest.mark.slow
+def test_a_k_folds_folds_on_two_kernels_blend_into_one_local_run_with_every_fold(fold_story):
+    result, root = fold_story["blended"], fold_story["root"]
+    assert result.returncode == 0, result.stderr
+    assert "blend of 2 parts (4 of 4 folds): out-of-fold accuracy" in result.stdout
+    local = root / "local" / "submission.csv"
+    assert (root / "out" / "submission.csv").read_bytes() == local.read_bytes()
+    (local_run,) = (root / "local" / "runs").iterdir()
+    parts = [np.load(part_runs(root, number)[-1] / "test_probabilities.npy") for number in (1, 2)]
+    np.testing.assert_allclose((parts[0] + parts[1]) / 2, np.load(local_run / "test_probabilities.npy"), atol=1e-6)
+    record = json.loads((root / "out" / "submission.json").read_text())
+    local_record = json.loads(local.with_suffix(".json").read_text())
+    # Every row scored once, by the fold that held it out: the same out-of-fold accuracy on every row.
+    assert record["validation_accuracy"] == pytest.approx(local_record["validation"]["accuracy"], abs=1e-12)
+    assert record["validation_rows"] == len(np.load(local_run / "validation_rows.npy")) == 80
+    assert [(p["kernel_id"], p["first_member"], p["last_member"]) for p in record["parts"]] == [
+        (f"{FAKE_USER}/{SLUG.format(1)}", 1, 2),
+        (f"{FAKE_USER}/{SLUG.format(2)}", 3, 4),
+    ]
+    assert record["missing_parts"] == []
 
 
 def test_parts_share_the_members_evenly_and_in_order():
@@ -147,8 +220,8 @@ def test_parts_share_the_members_evenly_and_in_order():
 @pytest.mark.parametrize(
     ("config", "parts", "words"),
     [
-        (Config(folds=5), 2, "a k-fold's folds cannot be split yet"),
-        (Config(), 2, "fan-out splits a bag"),
+        (Config(folds=3), 4, r"--parts must be in 1\.\.3 \(one fold per part"),
+        (Config(), 2, "fan-out splits a bag's members or a k-fold's folds"),
         (Config(members=4), 5, "--parts must be in 1..4"),
         (Config(members=4, first_member=2), 2, "drop --first-member"),
     ],
@@ -190,26 +263,35 @@ def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
         assert not fake.calls("SaveKernel")
 
 
+TINY_CNN = dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32)
+
+
 @pytest.mark.parametrize(
     "settings",
     [
-        dict(hidden_units=(16, 8), scaling="unit"),  # the compiled loop, every member at once
-        dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32),  # Keras' fit, one by one
+        # The compiled loop, every member at once; batches of 16, so that each member's shuffling counts.
+        dict(hidden_units=(16, 8), scaling="unit", batch_size=16, members=4),
+        dict(hidden_units=(16, 8), scaling="unit", batch_size=16, folds=4),
+        # Keras' fit, one by one (about 30 s each).
+        pytest.param({**TINY_CNN, "members": 4}, marks=pytest.mark.slow),
+        pytest.param({**TINY_CNN, "folds": 4}, marks=pytest.mark.slow),
     ],
-    ids=["together", "fit"],
+    ids=["together-bag", "together-folds", "fit-bag", "fit-folds"],
 )
-def test_a_parts_members_are_the_whole_bags(settings):
+def test_a_parts_models_are_the_whole_ensembles(settings):
     from src.training.prediction import predict_probabilities
     from src.training.trainer import train
     from tests.synthetic import make_arrays
 
     images, labels, test = make_arrays(n_per_class=8, n_test=20)
-    config = Config(**settings, epochs=2, members=4, seed=5)
+    config = Config(**settings, epochs=2, seed=5)
     whole = train(config, images, labels, verbose=0)
     part = train(dataclasses.replace(config, first_member=3, last_member=4), images, labels, verbose=0)
+    assert len(part.members) == 2
     assert [member.seed for member in part.members] == [member.seed for member in whole.members[2:]]
     for ours, theirs in zip(part.members, whole.members[2:], strict=True):
         np.testing.assert_array_equal(ours.validation_rows, theirs.validation_rows)
+        np.testing.assert_array_equal(ours.train_rows, theirs.train_rows)
     features = test.astype(np.float32) / 255
     # The compiled loop trains the members side by side: the same numbers up to float32 rounding.
     np.testing.assert_allclose(

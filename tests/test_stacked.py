@@ -49,13 +49,15 @@ def test_stacked_members_train_only_on_their_own_training_rows(monkeypatch):
 
 def test_epoch_batches_shuffle_and_end_with_a_partial_batch():
     train_rows = [np.arange(10, 50), np.arange(100, 125)]
-    rows, mask = epoch_batches(np.random.default_rng(0), train_rows, 16)
+    rows, mask = epoch_batches([np.random.default_rng(0), np.random.default_rng(1)], train_rows, 16)
     assert rows.shape == mask.shape == (3, 2, 16)  # ceil(40 / 16) steps
     np.testing.assert_array_equal(mask[:, 0].sum(axis=1), [16, 16, 8])
     np.testing.assert_array_equal(mask[:, 1].sum(axis=1), [16, 9, 0])  # member 2 is done after 2 steps
     assert not np.array_equal(rows[0, 0], np.arange(10, 26))
-    again, _ = epoch_batches(np.random.default_rng(1), train_rows, 16)
-    assert not np.array_equal(rows, again)
+    again, _ = epoch_batches([np.random.default_rng(2), np.random.default_rng(1)], train_rows, 16)
+    assert not np.array_equal(rows[:, 0], again[:, 0])
+    # Each member's order is its own shuffler's alone: member 2's is the same beside another member 1.
+    np.testing.assert_array_equal(rows[:, 1], again[:, 1])
 
 
 def stacked_network(models, images, labels, config=None):
@@ -71,9 +73,9 @@ def test_a_stacked_member_trains_as_a_separate_model_would():
     together = stacked_network(models, images, labels)
     alone = stacked_network(models[1:2], images, labels)
     validation_rows, validation_mask = np.array([[0], [1], [2]]), np.ones((3, 1), np.float32)
-    shuffler = np.random.default_rng(0)
+    shufflers = [np.random.default_rng(member) for member in range(3)]
     for _ in range(3):
-        rows, mask = epoch_batches(shuffler, train_rows, 32)
+        rows, mask = epoch_batches(shufflers, train_rows, 32)
         together.run_epoch(rows, mask, validation_rows, validation_mask)
         own_steps = mask[:, 1].sum(axis=1) > 0
         alone.run_epoch(rows[own_steps][:, 1:2], mask[own_steps][:, 1:2], validation_rows[1:2], validation_mask[1:2])
@@ -87,7 +89,7 @@ def assert_same_steps_as_keras(model, config):
     images, labels, _ = make_arrays(n_per_class=10)
     network = stacked_network([model], images, labels, config)
     features, targets = as_features(images, "unit"), np.eye(10)[labels]
-    rows, mask = epoch_batches(np.random.default_rng(0), [np.arange(70)], 32)  # 32, 32, then 6 rows
+    rows, mask = epoch_batches([np.random.default_rng(0)], [np.arange(70)], 32)  # 32, 32, then 6 rows
     for _ in range(2):
         network.run_epoch(rows, mask, np.array([[70]]), np.ones((1, 1), np.float32))
         for step in range(len(rows)):

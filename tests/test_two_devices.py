@@ -1,14 +1,17 @@
-"""Batches split over two logical devices: a batch too small to give each device a row.
+"""Two logical devices: one model's batches split over both, several models side by side.
 
 Under `MirroredStrategy` each batch is cut into one share per device. A share
 with no row made the step fail (`AddN`: per-device gradients of shapes [1, ...]
 and [0, ...]) or its statistics NaN: with `--batch-size 1` every step, and with
 a last batch of one row (179 training rows in batches of 2) once an epoch.
+A bag's members train one per device, at once, each exactly as on one device.
 """
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from src.core.errors import EXIT_USER
 from src.models.devices import LOGICAL_CPUS_VARIABLE
@@ -57,3 +60,43 @@ def test_a_batch_of_one_row_on_two_devices_is_refused_in_one_line(tmp_path):
     )
     assert_one_line_error(result, EXIT_USER, "--batch-size 1 cannot give each of the 2 training devices a row")
     assert not (tmp_path / "out").exists()
+
+
+SIDE_BY_SIDE_SCRIPT = """
+import hashlib, json
+from src.core.config import Config
+from src.training.trainer import train
+from tests.synthetic import make_arrays
+
+images, labels, _ = make_arrays(n_per_class=10, n_test=10)
+config = Config(
+    family="cnn", scaling="unit", filters=(4,), head_units=8, epochs=2, batch_size=16, members=3, seed=2,
+)
+result = train(config, images, labels, verbose=1)
+weights = [b"".join(w.tobytes() for w in m.model.get_weights()) for m in result.members]
+print(json.dumps({
+    "weights": [hashlib.sha256(values).hexdigest() for values in weights],
+    "devices": [m.model.weights[0].value.device for m in result.members],
+    "probabilities": [m.validation_probabilities.tolist() for m in result.members],
+}))
+"""
+
+
+@pytest.mark.slow
+def test_a_bags_members_train_one_per_device_at_once_as_each_would_alone():
+    found = {}
+    for count in ("1", "2"):
+        result = run_command("-c", SIDE_BY_SIDE_SCRIPT, env={LOGICAL_CPUS_VARIABLE: count})
+        assert result.returncode == 0, result.stderr[-3000:]
+        found[count] = (json.loads(result.stdout.strip().splitlines()[-1]), result.stdout)
+    (alone, _), (side_by_side, printed) = found["1"], found["2"]
+    # Three members on two devices: members 1 and 2 at once, then member 3, each on its own device.
+    assert [device.rsplit("/", 1)[-1] for device in side_by_side["devices"]] == [
+        "device:CPU:0",
+        "device:CPU:1",
+        "device:CPU:0",
+    ]
+    assert "member 2/3: trained on 90 rows on /device:CPU:1" in printed
+    # Not mirrored: each member is trained exactly as on one device, to the byte.
+    assert side_by_side["weights"] == alone["weights"]
+    assert side_by_side["probabilities"] == alone["probabilities"]

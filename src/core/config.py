@@ -254,10 +254,20 @@ class Config:
         1, int, "N >= 2 bags N models, each on a random 90% of the rows", low=1, high=MAX_MEMBERS, since=2
     )
     first_member: int = setting(
-        1, int, "train only members FIRST.. of the bag (a part of a fan-out)", low=1, high=MAX_MEMBERS, since=3
+        1,
+        int,
+        "train only members (or folds) FIRST.. of the bag or k-fold (a part of a fan-out)",
+        low=1,
+        high=max(MAX_MEMBERS, MAX_FOLDS),
+        since=3,
     )
     last_member: int = setting(
-        0, int, "train only members ..LAST of the bag (0: through --members)", low=0, high=MAX_MEMBERS, since=3
+        0,
+        int,
+        "train only members (or folds) ..LAST of the bag or k-fold (0: through the last)",
+        low=0,
+        high=max(MAX_MEMBERS, MAX_FOLDS),
+        since=3,
     )
     tta: bool = setting(False, bool, "test-time augmentation: average predictions over one-pixel shifts", since=2)
     seed: int = setting(
@@ -353,22 +363,35 @@ def check_new_pieces(config) -> None:
 
 
 def check_member_range(config) -> None:
-    """A part of a bag trains members FIRST..LAST of its N: each exactly as the whole bag would."""
+    """A part of a bag or k-fold trains its models FIRST..LAST of N: each exactly as the whole ensemble would."""
     if config.first_member == 1 and config.last_member == 0:
         return
-    if config.members < 2:
-        raise UserError("--first-member and --last-member pick members of a bag: they need --members N >= 2")
-    last = config.last_member or config.members
-    if not config.first_member <= last <= config.members:
+    if ensemble_size(config) < 2:
         raise UserError(
-            f"--first-member {config.first_member} and --last-member {config.last_member} must pick members "
-            f"within 1..{config.members}, first <= last"
+            "--first-member and --last-member pick members of a bag or folds of a k-fold: "
+            "they need --members N >= 2 or --folds K >= 2"
+        )
+    last = config.last_member or ensemble_size(config)
+    if not config.first_member <= last <= ensemble_size(config):
+        raise UserError(
+            f"--first-member {config.first_member} and --last-member {config.last_member} must pick "
+            f"{ensemble_kind(config)}s within 1..{ensemble_size(config)}, first <= last"
         )
 
 
+def ensemble_size(config) -> int:
+    """How many models the whole run trains: a bag's members, a k-fold's folds, or 1."""
+    return config.members if config.members > 1 else config.folds
+
+
+def ensemble_kind(config) -> str:
+    """What one of the run's models is called: `member` of a bag, `fold` of a k-fold (or a single model)."""
+    return "member" if config.members > 1 else "fold"
+
+
 def member_indices(config) -> range:
-    """The 0-based indices of the bag members this run trains: all of them, or one part's."""
-    return range(config.first_member - 1, config.last_member or config.members)
+    """The 0-based indices of the bag members or folds this run trains: all of them, or one part's."""
+    return range(config.first_member - 1, config.last_member or ensemble_size(config))
 
 
 # The issue's convolutional network, [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm and dropout

@@ -1,12 +1,13 @@
-"""A bag trained on several Kaggle machines at once: plan the parts, push them, wait, fetch, check, blend.
+"""A bag or k-fold trained on several Kaggle machines at once: plan the parts, push them, wait, fetch, check, blend.
 
-A bag of N members is cut into parts of consecutive members; each part is its
-own kernel (`<title> part i of P`), built with `first_member`/`last_member`, so
-it trains exactly the members the whole bag would (`src.data.splits`: a member's
-seed and rows depend on its index alone). Blending the parts' saved test
-probabilities, weighted by their member counts, gives the bag's; their held-out
-probabilities, weighted by how many of each part's members held each row out,
-give its out-of-bag accuracy.
+A bag of N members (or a k-fold of K folds) is cut into parts of consecutive
+models; each part is its own kernel (`<title> part i of P`), built with
+`first_member`/`last_member`, so it trains exactly the models the whole
+ensemble would (`src.data.splits`: a model's seed and rows depend on its index
+alone). Blending the parts' saved test probabilities, weighted by their model
+counts, gives the ensemble's; their held-out probabilities, weighted by how
+many of each part's models held each row out, give its out-of-bag (or
+out-of-fold) accuracy.
 
 `<kernel dir>/fan-out.json` (written atomically after every change) keeps each
 part's kernel, version, state and fetched output, so running the command again
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from src.core.config import N_CLASSES, Config
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import atomic_write, write_json
-from src.data.splits import bag_rows, member_seed
+from src.data.splits import split_rows
 from src.data.submission import check_predictions
 from src.kaggle import client, kernel_build
 from src.kaggle.kernel_run import check_metadata, fetch_output, log_tail
@@ -47,7 +48,7 @@ RECORD_KIND = "fan-out"
 
 @dataclass
 class Part:
-    """One kernel of the fan-out: the bag members it trains and where it stands."""
+    """One kernel of the fan-out: the bag members (or folds) it trains and where it stands."""
 
     number: int
     first_member: int
@@ -100,7 +101,7 @@ class PartSource:
 
 @dataclass(frozen=True)
 class FanOutRecord:
-    """The record of a fan-out's blend: the whole bag's settings, each part, and the out-of-bag accuracy."""
+    """The record of a fan-out's blend: the ensemble's settings, each part, the out-of-bag (or -fold) accuracy."""
 
     kind: str
     created: str
@@ -130,18 +131,18 @@ class PartRun:
 
 
 def check_plan(config: Config, n_parts: int) -> None:
-    """Only a bag can be cut into parts, each with at least one member, and the parts are the command's to pick."""
-    if config.folds > 1:
+    """Only a bag or k-fold can be cut into parts, each of one model or more; the parts are the command's to pick."""
+    size = ensemble_size(config)
+    if size < 2:
         raise UserError(
-            "fan-out splits a bag's members (--members N); a k-fold's folds cannot be split yet, because each "
-            "fold's first weights follow the folds trained before it in the same process: use --members"
+            "fan-out splits a bag's members or a k-fold's folds: give --members N or --folds K with N, K >= 2 "
+            "(or --preset cnn-ensemble)"
         )
-    if config.members < 2:
-        raise UserError("fan-out splits a bag: give --members N with N >= 2 (or --preset cnn-ensemble)")
     if config.first_member != 1 or config.last_member != 0:
-        raise UserError("fan-out picks each part's members itself: drop --first-member and --last-member")
-    if not 1 <= n_parts <= config.members:
-        raise UserError(f"--parts must be in 1..{config.members} (one member per part at most), got {n_parts}")
+        raise UserError("fan-out picks each part's members or folds itself: drop --first-member and --last-member")
+    if not 1 <= n_parts <= size:
+        kind = ensemble_kind(config)
+        raise UserError(f"--parts must be in 1..{size} (one {kind} per part at most), got {n_parts}")
 
 
 def member_ranges(members: int, n_parts: int) -> list[tuple[int, int]]:
@@ -162,7 +163,7 @@ def part_title(title: str, number: int, n_parts: int) -> str:
 def new_fan_out(config: Config, n_parts: int, username: str, title: str, gpu: bool) -> FanOut:
     parts = [
         Part(number, first, last, f"{username}/{kernel_build.slugify(part_title(title, number, n_parts))}")
-        for number, (first, last) in enumerate(member_ranges(config.members, n_parts), start=1)
+        for number, (first, last) in enumerate(member_ranges(ensemble_size(config), n_parts), start=1)
     ]
     return FanOut(config, title, gpu, parts)
 
@@ -318,23 +319,32 @@ def check_part(fan_out: FanOut, part: Part) -> PartRun:
             f"part {part.number} ({part.kernel_id}): its run was made with other settings "
             f"({', '.join(changed)} differ from this fan-out's); it is not blended"
         )
-    check_held_out_rows(part, runs[0], arrays, fan_out.config, record.inputs.train.rows)
+    check_held_out_rows(part, runs[0], arrays, fan_out.config)
     return PartRun(part, runs[0], arrays, record, record.machine or {})
 
 
-def check_held_out_rows(part: Part, run_dir: Path, arrays, config: Config, n_rows: int) -> None:
-    """The rows the part held out are those its members' seeds give: the part is those members."""
-    expected = np.unique(np.concatenate([holders_rows(config.seed, index, n_rows) for index in part.members()]))
-    if not np.array_equal(expected, arrays.validation_rows):
+def check_held_out_rows(part: Part, run_dir: Path, arrays, config: Config) -> None:
+    """The rows the part held out are those its models' seeds (or folds) give: the part is those models."""
+    held_out = held_out_rows(config, arrays.train_labels)
+    expected = np.unique(np.concatenate([held_out[index] for index in part.members()]))
+    if not np.array_equal(expected, np.sort(arrays.validation_rows)):
         raise UserError(
-            f"part {part.number} ({part.kernel_id}): {run_dir} held out other rows than members "
-            f"{part.first_member}-{part.last_member} of this bag would; it is not blended"
+            f"part {part.number} ({part.kernel_id}): {run_dir} held out other rows than {ensemble_kind(config)}s "
+            f"{part.first_member}-{part.last_member} of this {ensemble_name(config)} would; it is not blended"
         )
 
 
-def holders_rows(seed: int, index: int, n_rows: int) -> np.ndarray:
-    """The rows bag member `index` (0-based) holds out."""
-    return bag_rows(n_rows, member_seed(seed, index))[1]
+def held_out_rows(config: Config, labels: np.ndarray) -> list[np.ndarray]:
+    """The rows each model (0-based) of the whole bag or k-fold holds out."""
+    return [rows for _, rows in split_rows(config, labels)]
+
+
+def ensemble_name(config: Config) -> str:
+    return "bag" if config.members > 1 else "k-fold"
+
+
+def score_name(config: Config) -> str:
+    return "out-of-bag" if config.members > 1 else "out-of-fold"
 
 
 def check_same_data(runs: list[PartRun]) -> None:
@@ -350,23 +360,26 @@ def check_same_data(runs: list[PartRun]) -> None:
 
 
 def blend_parts(runs: list[PartRun], config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The bag's test probabilities, and its out-of-bag rows and probabilities, from its parts.
+    """The ensemble's test probabilities, and its out-of-bag (or out-of-fold) rows and probabilities, from its parts.
 
-    A part's test probabilities are its members' mean: weighted by its member
-    count they sum to the whole bag's mean. A part's held-out probability of a
-    row is the mean over its members that held the row out: weighted by their
-    number, the parts give the mean over every member that held it out.
+    A part's test probabilities are its models' mean: weighted by its model
+    count they sum to the whole ensemble's mean. A part's held-out probability of
+    a row is the mean over its models that held the row out: weighted by their
+    number, the parts give the mean over every model that held it out (in a
+    k-fold, the one fold that did).
     """
     sizes = np.asarray([len(run.part.members()) for run in runs], dtype=np.float64)
     stacked = np.stack([run.arrays.test_probabilities.astype(np.float64) for run in runs])
     test = np.tensordot(sizes / sizes.sum(), stacked, axes=1).astype(np.float32)
-    n_rows = len(runs[0].arrays.train_labels)
+    labels = runs[0].arrays.train_labels
+    held_out = held_out_rows(config, labels)
+    n_rows = len(labels)
     sums = np.zeros((n_rows, N_CLASSES), np.float64)
     counts = np.zeros(n_rows, np.int64)
     for run in runs:
         holders = np.zeros(n_rows, np.int64)
         for index in run.part.members():
-            holders[holders_rows(config.seed, index, n_rows)] += 1
+            holders[held_out[index]] += 1
         rows = run.arrays.validation_rows
         sums[rows] += holders[rows, None] * run.arrays.validation_probabilities.astype(np.float64)
         counts[rows] += holders[rows]
@@ -531,14 +544,16 @@ def run(
 
 
 def summary_lines(record: FanOutRecord, out: Path) -> list[str]:
+    config = Config.from_dict({**record.config, **_tuples(record.config)})
+    kind = ensemble_kind(config)
     trained = sum(part.last_member - part.first_member + 1 for part in record.parts)
-    oob = "none" if record.validation_accuracy is None else f"{record.validation_accuracy:.4f}"
+    accuracy_text = "none" if record.validation_accuracy is None else f"{record.validation_accuracy:.4f}"
     lines = [
-        f"blend of {len(record.parts)} parts ({trained} of {record.config['members']} members): "
-        f"out-of-bag accuracy {oob} on {record.validation_rows} rows"
+        f"blend of {len(record.parts)} parts ({trained} of {ensemble_size(config)} {kind}s): "
+        f"{score_name(config)} accuracy {accuracy_text} on {record.validation_rows} rows"
     ]
     lines += [
-        f"  part members {part.first_member}-{part.last_member}: {part.kernel_id} version {part.version}"
+        f"  part {kind}s {part.first_member}-{part.last_member}: {part.kernel_id} version {part.version}"
         for part in record.parts
     ]
     if record.missing_parts:

@@ -56,6 +56,7 @@ def train_stacked(
     splits,
     verbose: int,
     hooks: TrainingCallbacks | None = None,
+    seeds: list[int] | None = None,
 ) -> list[tuple[keras.Model, np.ndarray]]:
     """Train one member per split, all at once in one compiled program; see `StackedDense`.
 
@@ -89,13 +90,15 @@ def train_stacked(
     whole_run = keras.callbacks.CallbackList(list(hooks.run), model=models[0], epochs=config.epochs, steps=n_steps)
     callbacks = [*histories, progress, whole_run]
     best = BestEpochs(network, len(models)) if config.keep_best and validation_rows.shape[1] else None
-    shuffler = np.random.default_rng(config.seed)
+    # One shuffler per member, from its own seed: its batches do not depend on the members beside it,
+    # so a part of a bag or k-fold trains what the whole would.
+    shufflers = [np.random.default_rng(seed) for seed in seeds or [config.seed] * len(models)]
     for member_callbacks in callbacks:
         member_callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for member_callbacks in callbacks:
             member_callbacks.on_epoch_begin(epoch)
-        batch_rows, batch_mask = epoch_batches(shuffler, train_rows, config.batch_size)
+        batch_rows, batch_mask = epoch_batches(shufflers, train_rows, config.batch_size)
         loss, accuracy, val_loss, val_accuracy, val_probabilities = network.run_epoch(
             batch_rows, batch_mask, validation_rows, validation_mask
         )
@@ -174,8 +177,8 @@ def padded_rows(row_lists: list[np.ndarray], length: int | None = None) -> tuple
     return rows, mask
 
 
-def epoch_batches(shuffler: np.random.Generator, train_rows: list[np.ndarray], batch_size: int):
-    """One epoch of batches: each member's training rows in a fresh random order.
+def epoch_batches(shufflers: list[np.random.Generator], train_rows: list[np.ndarray], batch_size: int):
+    """One epoch of batches: each member's training rows in a fresh random order, drawn by its own shuffler.
 
     A member's rows fill its batches in order, the last one partial, as `fit`
     batches them; members with fewer rows get fully masked steps at the end.
@@ -184,7 +187,7 @@ def epoch_batches(shuffler: np.random.Generator, train_rows: list[np.ndarray], b
         `(rows, mask)`, both of shape (n_steps, n_members, batch_size).
     """
     n_steps = max(math.ceil(len(rows) / batch_size) for rows in train_rows)
-    orders = [shuffler.permutation(rows) for rows in train_rows]
+    orders = [shuffler.permutation(rows) for shuffler, rows in zip(shufflers, train_rows, strict=True)]
     rows, mask = padded_rows(orders, n_steps * batch_size)
     shape = (len(train_rows), n_steps, batch_size)
     return rows.reshape(shape).transpose(1, 0, 2), mask.reshape(shape).transpose(1, 0, 2)

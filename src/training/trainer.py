@@ -10,21 +10,22 @@ every `--plain` run goes to Keras' `fit`, one member after another.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from sklearn.model_selection import StratifiedKFold
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config, member_indices
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices
 from src.core.errors import UserError
 from src.data.loading import as_features
-from src.data.splits import bag_rows, member_seeds
+from src.data.splits import member_seeds, split_rows
 from src.models.augmentation import switch_off
-from src.models.devices import configure_devices, distribution_strategy, model_scope
+from src.models.devices import configure_devices, distribution_strategy, model_scope, training_devices
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost, out_of_memory
 from src.training.epoch_timer import SECONDS_KEY, EpochTimer
@@ -175,11 +176,13 @@ def out_of_bag(
 
 def validation_scheme(config: Config) -> str:
     """How the held-out rows were chosen, in words, for records and summaries."""
-    if config.members > 1 and len(member_indices(config)) < config.members:
-        part = member_indices(config)
+    part = member_indices(config)
+    if config.members > 1 and len(part) < config.members:
         return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, out-of-bag"
     if config.members > 1:
         return f"bag of {config.members}, out-of-bag"
+    if config.folds > 1 and len(part) < config.folds:
+        return f"folds {part.start + 1}-{part.stop} of a stratified {config.folds}-fold"
     if config.folds > 1:
         return f"stratified {config.folds}-fold"
     return "holdout" if config.validation_split else "no validation"
@@ -189,25 +192,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`(train_rows, validation_rows)` for each member.
-
-    A single model holds out the last `validation_split` of the rows, exactly as
-    Keras' `fit(validation_split=...)` does (none with 0); an ensemble uses
-    scikit-learn's `StratifiedKFold`, so every row is validated exactly once;
-    a bagged member trains on a random `BAG_SHARE` of the rows drawn with its
-    own seed and holds out the rest.
-    """
-    n_samples = len(labels)
-    if config.members > 1:
-        return [bag_rows(n_samples, seed) for seed in member_seeds(config)]
-    if config.folds == 1:
-        split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
-        return [(np.arange(split_at), np.arange(split_at, n_samples))]
-    folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    return list(folds.split(np.zeros(n_samples), labels))
 
 
 def with_extra_rows(splits, n_rows: int, n_extra: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -289,24 +273,20 @@ def print_members(config: Config, result: TrainingResult, labels: np.ndarray) ->
     for index, member in enumerate(result.members, start=1):
         took = "" if result.trained_together else f" ({member.seconds:.1f} s)"
         print(
-            f"{member_kind(config)} {index}/{len(result.members)}: validation accuracy "
+            f"{ensemble_kind(config)} {index}/{len(result.members)}: validation accuracy "
             f"{member.validation_accuracy(labels):.4f}{took}",
             flush=True,
         )
     if result.trained_together:
-        print(f"{member_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
+        print(f"{ensemble_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
     if result.bagged:
         n_rows = len(result.validation_rows())
         print(f"out-of-bag accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
 
 
-def member_kind(config: Config) -> str:
-    return "member" if config.members > 1 else "fold"
-
-
 def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) -> keras.Model:
-    """A member's fresh model; a bagged member's is drawn from its own seed."""
-    if config.members > 1:
+    """A model's fresh weights; in a bag or k-fold, drawn from its own seed, whatever was drawn before it."""
+    if ensemble_size(config) > 1:
         keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     with model_scope(config.family, strategy):
@@ -345,58 +325,154 @@ def replica_count(config: Config, strategy) -> int:
 def train_with_fit(
     config: Config, features, labels, splits, seeds, verbose: int, hooks: TrainingCallbacks
 ) -> TrainingResult:
-    """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees."""
+    """One Keras `fit` per member, on a `tf.data` pipeline, over every device TensorFlow sees.
+
+    One model spreads each batch over every device (`MirroredStrategy`); several, on two or more
+    devices, train side by side, one per device (`train_side_by_side`).
+    """
     targets = keras.utils.to_categorical(labels, N_CLASSES)
+    devices = training_devices()
+    if len(splits) > 1 and len(devices) > 1:
+        return train_side_by_side(config, features, targets, labels, splits, seeds, verbose, hooks, devices)
     strategy = distribution_strategy()
     replicas = replica_count(config, strategy)
     result = TrainingResult()
-    for index, ((train_rows, validation_rows), seed) in enumerate(zip(splits, seeds, strict=True), start=1):
+    for index, (split, seed) in enumerate(zip(splits, seeds, strict=True), start=1):
         started = time.perf_counter()
         if verbose and len(splits) > 1:
-            print(f"{member_kind(config)} {index}/{len(splits)}: training on {len(train_rows)} rows", flush=True)
-        model = new_model(config, train_rows, seed, strategy)
-        if config.members > 1:
-            keras.utils.set_random_seed(seed)  # its training draws too, whatever the members before it drew
-        validation = None
-        callbacks = [EpochTimer(), *hooks.for_fit(index - 1)]
-        if config.clean_epochs:
-            callbacks.append(CleanEpochs(config.epochs - config.clean_epochs))
-        if len(validation_rows):
-            held_out = (features[validation_rows], targets[validation_rows])
-            validation = batches(*held_out, config.batch_size, replicas=replicas)
-        stopping = None
-        if len(validation_rows) and (config.early_stopping or config.keep_best):
-            # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
-            stopping = keras.callbacks.EarlyStopping(
-                monitor=EARLY_STOPPING_MONITOR,
-                patience=config.early_stopping or config.epochs,
-                restore_best_weights=True,
-            )
-            callbacks.append(stopping)
-        history = model.fit(
-            batches(features[train_rows], targets[train_rows], config.batch_size, shuffle_seed=seed, replicas=replicas),
-            validation_data=validation,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles, with the member's seed
-            verbose=verbose,
-        )
-        probabilities = np.zeros((0, N_CLASSES), np.float32)
-        if len(validation_rows):
-            probabilities = predict_probabilities([model], features[validation_rows])
-        member = Member(
-            model=model,
-            history=history.history,
-            validation_rows=validation_rows,
-            validation_labels=labels[validation_rows],
-            validation_probabilities=probabilities,
-            seconds=time.perf_counter() - started,
-            train_rows=train_rows,
-            seed=seed,
-            best_epoch=None if stopping is None else stopping.best_epoch + 1,
-        )
-        result.members.append(member)
+            print(f"{ensemble_kind(config)} {index}/{len(splits)}: training on {len(split[0])} rows", flush=True)
+        prepared = prepare_fit(config, features, targets, split, seed, hooks, index - 1, strategy, replicas)
+        result.members.append(run_fit(config, prepared, features, labels, verbose, started))
     return result
+
+
+def train_side_by_side(
+    config: Config, features, targets, labels, splits, seeds, verbose: int, hooks: TrainingCallbacks, devices
+) -> TrainingResult:
+    """Several members at once, one per device, each trained exactly as alone on one device.
+
+    Measured on two logical CPU devices (docs/speed.md), this beat mirroring each small network
+    over both. Each member's model and pipelines are built here, one after another, as seeds are
+    global; only `fit` runs in the threads, under its device. Keras' progress bars would
+    interleave, so each member prints one line when it is done instead.
+    """
+    members = []
+    for wave in range(0, len(splits), len(devices)):
+        started = time.perf_counter()
+        tasks = []
+        for index, device in zip(range(wave, len(splits)), devices, strict=False):
+            with tf.device(device):
+                prepared = prepare_fit(config, features, targets, splits[index], seeds[index], hooks, index, None, 1)
+            tasks.append(functools.partial(fit_on, device, config, prepared, features, labels, started))
+        trained = in_threads(tasks)
+        for index, (member, device) in enumerate(zip(trained, devices, strict=False), start=wave + 1):
+            if verbose:
+                print(
+                    f"{ensemble_kind(config)} {index}/{len(splits)}: trained on {len(member.train_rows)} rows "
+                    f"on {device} in {member.seconds:.1f} s",
+                    flush=True,
+                )
+        members += trained
+    return TrainingResult(members=members)
+
+
+def fit_on(device: str, config: Config, prepared, features, labels, started: float) -> Member:
+    with tf.device(device):
+        return run_fit(config, prepared, features, labels, 0, started)
+
+
+def in_threads(tasks: list) -> list:
+    """Each task's result, the tasks run at once in threads; the first exception (a pruned trial, say) re-raised.
+
+    Daemon threads: Ctrl-C stops the waiting main thread, and the process does not wait for them.
+    """
+    results, errors = [None] * len(tasks), [None] * len(tasks)
+
+    def run(position: int) -> None:
+        try:
+            results[position] = tasks[position]()
+        except BaseException as error:  # handed to the main thread, which raises it
+            errors[position] = error
+
+    threads = [threading.Thread(target=run, args=(position,), daemon=True) for position in range(len(tasks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
+
+
+@dataclass
+class PreparedFit:
+    """A model ready for `fit`: its weights built and its batches' order fixed, both from its own seed."""
+
+    model: keras.Model
+    training: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    callbacks: list
+    stopping: keras.callbacks.EarlyStopping | None
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+    seed: int
+
+
+def prepare_fit(
+    config: Config, features, targets, split, seed: int, hooks: TrainingCallbacks, index: int, strategy, replicas: int
+) -> PreparedFit:
+    """Build member `index`'s (0-based) model, callbacks and pipelines: every draw from its seed, before training."""
+    train_rows, validation_rows = split
+    model = new_model(config, train_rows, seed, strategy)
+    if ensemble_size(config) > 1:
+        keras.utils.set_random_seed(seed)  # its training draws too, whatever the models before it drew
+    validation = None
+    callbacks = [EpochTimer(), *hooks.for_fit(index)]
+    if config.clean_epochs:
+        callbacks.append(CleanEpochs(config.epochs - config.clean_epochs))
+    if len(validation_rows):
+        held_out = (features[validation_rows], targets[validation_rows])
+        validation = batches(*held_out, config.batch_size, replicas=replicas)
+    stopping = None
+    if len(validation_rows) and (config.early_stopping or config.keep_best):
+        # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
+        stopping = keras.callbacks.EarlyStopping(
+            monitor=EARLY_STOPPING_MONITOR,
+            patience=config.early_stopping or config.epochs,
+            restore_best_weights=True,
+        )
+        callbacks.append(stopping)
+    rows = (features[train_rows], targets[train_rows])
+    training = batches(*rows, config.batch_size, shuffle_seed=seed, replicas=replicas)
+    return PreparedFit(model, training, validation, callbacks, stopping, train_rows, validation_rows, seed)
+
+
+def run_fit(config: Config, prepared: PreparedFit, features, labels, verbose: int, started: float) -> Member:
+    """Train a prepared model with `fit`, then score its held-out rows."""
+    history = prepared.model.fit(
+        prepared.training,
+        validation_data=prepared.validation,
+        epochs=config.epochs,
+        callbacks=prepared.callbacks,
+        shuffle=False,  # the pipeline shuffles, with the member's seed
+        verbose=verbose,
+    )
+    validation_rows = prepared.validation_rows
+    probabilities = np.zeros((0, N_CLASSES), np.float32)
+    if len(validation_rows):
+        probabilities = predict_probabilities([prepared.model], features[validation_rows])
+    return Member(
+        model=prepared.model,
+        history=history.history,
+        validation_rows=validation_rows,
+        validation_labels=labels[validation_rows],
+        validation_probabilities=probabilities,
+        seconds=time.perf_counter() - started,
+        train_rows=prepared.train_rows,
+        seed=prepared.seed,
+        best_epoch=None if prepared.stopping is None else prepared.stopping.best_epoch + 1,
+    )
 
 
 class CleanEpochs(keras.callbacks.Callback):
@@ -417,7 +493,7 @@ def train_together(
     """Every member at once, in one compiled program: `src.stacked.train_stacked`."""
     started = time.perf_counter()
     models = [new_model(config, train_rows, seed) for (train_rows, _), seed in zip(splits, seeds, strict=True)]
-    trained = train_stacked(config, models, features, labels, splits, verbose, hooks)
+    trained = train_stacked(config, models, features, labels, splits, verbose, hooks, seeds)
     # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
     seconds = time.perf_counter() - started
     result = TrainingResult()

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from src.core.cli import import_tensorflow  # noqa: E402
 from src.core.config import N_CLASSES, PRESETS  # noqa: E402
 from src.data.loading import as_features, load_datasets  # noqa: E402
+from src.data.splits import split_rows  # noqa: E402
 from src.models.registry import build_model  # noqa: E402
-from src.training.trainer import split_rows  # noqa: E402
 
 preset, data_dir, steps, result_path = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 tf = import_tensorflow()

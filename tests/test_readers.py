@@ -197,7 +197,11 @@ def test_a_file_that_is_not_an_npz_archive_is_one_error(tmp_path):
         read_npz(path)
 
 
-def test_only_the_readers_load_arrays():
-    """`np.load` trusts a file's header; every array the package reads back goes through `src.core.readers`."""
-    callers = [path for path in (REPO_ROOT / "src").rglob("*.py") if "np.load(" in path.read_text(encoding="utf-8")]
+@pytest.mark.parametrize("call", ["np.load(", "json.loads(", "json.load("])
+def test_only_the_readers_parse_arrays_and_json(call):
+    """`np.load` trusts a file's header and `json.loads` its size and depth: every file the package reads back
+    goes through `src.core.readers`."""
+    readers = REPO_ROOT / "src" / "core" / "readers.py"
+    sources = [path for path in (REPO_ROOT / "src").rglob("*.py") if path != readers]
+    callers = [path for path in sources if call in path.read_text(encoding="utf-8")]
     assert callers == [], callers

@@ -18,7 +18,6 @@ only what is new. NumPy only: no TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import atomic_write, write_json
+from src.core.readers import read_json
 from src.data.splits import split_rows
 from src.data.submission import check_predictions
 from src.kaggle import client, kernel_build
@@ -177,8 +177,8 @@ def load_state(kernel_dir: Path) -> FanOut | None:
     path = kernel_dir / STATE_FILE
     if not path.exists():
         return None
+    values = read_json(path, "fan-out state")
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
         config = Config.from_dict({**values["config"], **_tuples(values["config"])})
         parts = [Part(**part) for part in values["parts"]]
         return FanOut(config, str(values["title"]), bool(values["gpu"]), parts)

@@ -152,7 +152,7 @@ def draw(rows: list[Row], figure_path: Path) -> int:
     """
     from matplotlib.figure import Figure
 
-    from src.runs.reporting import _save_figure
+    from src.runs.reporting import save_figure
 
     points = [row for row in rows if row.local_accuracy and row.public_score]
     local = np.array([row.local_accuracy for row in points], dtype=float)
@@ -179,7 +179,7 @@ def draw(rows: list[Row], figure_path: Path) -> int:
     axes.set_aspect("equal")
     # A fixed corner: "best" weighs every point against every corner, a tenth of a second at 10,000 points.
     axes.legend(loc="upper left")
-    _save_figure(figure, figure_path)
+    save_figure(figure, figure_path)
     return len(points)
 
 

@@ -132,6 +132,7 @@ def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_pa
     assert tta_validation_accuracy(result.training, features, labels) == result.record.validation.accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["compiled", "fit"])
 def test_a_bag_trains_each_member_on_its_own_rows_from_its_own_seed(plain):
     images, labels, _ = make_arrays(n_per_class=8)

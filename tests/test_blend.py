@@ -33,6 +33,7 @@ def read_labels(path):
     return pd.read_csv(path)["Label"].to_numpy()
 
 
+@pytest.mark.slow
 def test_labels_are_the_argmax_of_the_mean_probabilities_and_the_gain_is_measured(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
     completed = blend(capsys, runs["single"], runs["folds"], "--out", out)

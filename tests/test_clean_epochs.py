@@ -47,6 +47,7 @@ def small_models(pictures):
     return distorted, plain
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switched", [True, False])
 def test_a_step_after_switch_off_trains_exactly_as_without_distortions(images, switched):
     pictures, labels = images
@@ -75,6 +76,7 @@ class ActiveProbe(keras.callbacks.Callback):
             self.epochs.append(self.model.get_layer("augmentation").active)
 
 
+@pytest.mark.slow
 def test_the_last_epochs_are_the_clean_ones(images):
     probe = ActiveProbe()
     pixels, labels, _ = make_arrays(n_per_class=8)

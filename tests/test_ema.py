@@ -40,6 +40,7 @@ def data():
     return images, labels
 
 
+@pytest.mark.slow
 def test_the_model_ends_with_the_running_average_of_its_weights(data):
     probe = RawWeights()
     config = Config(hidden_units=(8,), epochs=3, batch_size=16, scaling="unit", ema=DECAY)
@@ -58,6 +59,7 @@ def test_the_model_ends_with_the_running_average_of_its_weights(data):
     )
 
 
+@pytest.mark.slow
 def test_without_ema_the_model_keeps_its_last_weights(data):
     probe = RawWeights()
     config = Config(hidden_units=(8,), epochs=2, batch_size=16, scaling="unit", plain=True)

@@ -15,6 +15,7 @@ from tests.helpers import REPO_ROOT, run_command
 from tests.synthetic import make_arrays, write_dataset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_every_member_history_holds_rising_epoch_end_seconds(plain, capsys):
     images, labels, _ = make_arrays()

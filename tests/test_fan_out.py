@@ -238,6 +238,7 @@ def test_a_member_range_outside_the_bag_is_refused():
         Config(first_member=2)
 
 
+@pytest.mark.slow
 def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
     with FakeKaggle() as fake:
         result = run_with_fake(
@@ -250,6 +251,7 @@ def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
     assert not (tmp_path / "kernel").exists()
 
 
+@pytest.mark.slow
 def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
     with FakeKaggle(gpu_quota=(29.5, 30.0)) as fake:
         result = run_with_fake(
@@ -266,6 +268,7 @@ def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
 TINY_CNN = dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [

@@ -265,6 +265,7 @@ def test_metadata(tmp_path):
     assert metadata["enable_gpu"] is True and metadata["machine_shape"] == "NvidiaTeslaT4"
 
 
+@pytest.mark.slow
 def test_machine_shape_implies_a_gpu_and_cpu_has_none(tmp_path):
     assert build(tmp_path / "gpu", "--username", "tester", "--machine-shape", "NvidiaTeslaT4").returncode == 0
     metadata = json.loads((tmp_path / "gpu" / METADATA_FILE).read_text())
@@ -274,6 +275,7 @@ def test_machine_shape_implies_a_gpu_and_cpu_has_none(tmp_path):
     assert metadata["enable_gpu"] is False and "machine_shape" not in metadata
 
 
+@pytest.mark.slow
 def test_a_gpu_preset_turns_the_gpu_on_unless_told_not_to(tmp_path):
     assert build(tmp_path / "gpu", "--username", "tester", "--preset", "cnn-ensemble").returncode == 0
     metadata = json.loads((tmp_path / "gpu" / METADATA_FILE).read_text())
@@ -299,6 +301,7 @@ def test_bad_metadata_is_refused_before_writing(flags, problem, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_username_comes_from_the_kaggle_configuration(tmp_path):
     home = tmp_path / "home"
     (home / ".kaggle").mkdir(parents=True)

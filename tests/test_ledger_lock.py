@@ -33,6 +33,7 @@ for index in range(count):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_appends_keep_every_row(tmp_path):
     path = tmp_path / "ledger.csv"
     processes = [
@@ -45,6 +46,7 @@ def test_concurrent_appends_keep_every_row(tmp_path):
     assert set(files) == {f"p{number}-{index}.csv" for number in range(PROCESSES) for index in range(ROWS_EACH)}
 
 
+@pytest.mark.slow
 def test_concurrent_uploads_keep_every_row(tmp_path):
     data = write_dataset(tmp_path / "data")
     files = [write_previous_pair(tmp_path / f"s{number}") for number in range(6)]
@@ -68,6 +70,7 @@ def test_concurrent_uploads_keep_every_row(tmp_path):
     assert all(row.status == "complete" for row in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("score", ["NaN", "1e400"])
 def test_a_non_finite_public_score_is_stored_empty(score, tmp_path):
     data = write_dataset(tmp_path / "data")
@@ -105,6 +108,7 @@ def big_ledger(count: int, score=lambda index: f"{0.9 + index % 100 / 1000:.5f}"
     ]
 
 
+@pytest.mark.slow
 def test_ten_thousand_rows_are_read_merged_and_shown_in_seconds(tmp_path):
     path = tmp_path / "ledger.csv"
     ledger.write_ledger(path, big_ledger(10_000))

@@ -150,6 +150,7 @@ def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, s
     assert not [name for name in after if name.endswith(".tmp")], sorted(after)
 
 
+@pytest.mark.slow
 def test_a_symbolic_link_out_is_followed_and_kept(tiny_data, tmp_path, previous, submit):
     link = make_link("symbolic", tmp_path / "latest.csv", previous)
     result = submit("--data", tiny_data, "--out", link, *ONE_EPOCH)
@@ -189,6 +190,7 @@ def test_a_failed_swap_puts_the_previous_record_back(tmp_path, previous):
     assert sorted(after) == sorted(before)
 
 
+@pytest.mark.slow
 def test_a_mismatched_pair_is_refused_and_never_sent(tmp_path, previous, tiny_data):
     previous.write_text(previous.read_text().replace("20,0", "20,1"))
     with FakeKaggle() as fake:
@@ -201,6 +203,7 @@ def test_a_mismatched_pair_is_refused_and_never_sent(tmp_path, previous, tiny_da
         check_pair(previous)
 
 
+@pytest.mark.slow
 def test_a_matching_pair_is_sent(tmp_path, previous, tiny_data):
     with FakeKaggle() as fake:
         result = run_with_fake(

@@ -51,6 +51,7 @@ def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
     np.testing.assert_array_equal(reloaded, np.load(result.run_dir / "test_probabilities.npy"))
 
 
+@pytest.mark.slow
 def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_reload(tmp_path):
     images, labels, test_images = make_arrays()
     features, test_features = as_features(images, "unit"), as_features(test_images, "unit")
@@ -62,6 +63,7 @@ def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_re
     np.testing.assert_array_equal(predict_probabilities(load_models(paths), test_features), expected)
 
 
+@pytest.mark.slow
 def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_rows(runs):
     data_dir, results = runs
     result = results["stacked"]

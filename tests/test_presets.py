@@ -104,6 +104,7 @@ DENSE_PRESETS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DENSE_PRESETS)
 def test_every_dense_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, name):
     # In this process: the command line around the pipeline is the same for every preset, and is run below.
@@ -125,6 +126,7 @@ def test_the_fast_cnn_is_the_measured_network():
     assert PRESETS["cnn-bag"] == config.replace(members=12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn-fast", pytest.param("cnn-bag", marks=pytest.mark.slow)])
 def test_the_fast_cnn_presets_run_end_to_end(tiny_data, tmp_path, name):
     # Two epochs: the last one is the clean one. Two members stand for the bag's twelve.

@@ -43,6 +43,7 @@ def test_pseudo_labelled_images_train_but_are_never_held_out(tiny_data, tmp_path
     assert len(result.training.validation_rows()) == len(plain.training.validation_rows())
 
 
+@pytest.mark.slow
 def test_no_test_image_is_confident_enough_for_a_threshold_of_one(tiny_data, tmp_path):
     config = Config(hidden_units=(8,), epochs=1, scaling="unit", pseudo_label=1.0)
     result = run(config, tiny_data, tmp_path / "submission.csv", verbose=0, report=False)

@@ -59,6 +59,7 @@ def one_line(code, capsys, *fragments):
     return error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_run_record_is_one_line_for_every_command(run_dir, tmp_path, capsys, damage):
     content, reason = DAMAGES[damage]
@@ -132,6 +133,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
     assert read_json(path, "test file") == value
 
 
+@pytest.mark.slow
 def test_damaged_kernel_output_is_one_line(tmp_path):
     submission = b"ImageId,Label\n" + b"".join(b"%d,%d\n" % (row, row % 10) for row in range(1, 21))
     for damage, (content, reason) in DAMAGES.items():
@@ -146,6 +148,7 @@ def test_damaged_kernel_output_is_one_line(tmp_path):
         assert_one_line_error(result, EXIT_USER, "submission.json: not a run record", reason)
 
 
+@pytest.mark.slow
 def test_damaged_kernel_metadata_is_never_pushed(tmp_path):
     for damage, (content, reason) in DAMAGES.items():
         folder = tmp_path / damage / "kernel"

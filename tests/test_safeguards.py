@@ -42,6 +42,7 @@ def write_ledger_rows(tmp_path, local, public):
 # --- checked before sending ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spoil", "fragment"),
     [
@@ -59,6 +60,7 @@ def test_an_unreadable_ledger_is_found_before_sending(spoil, fragment, tmp_path)
     assert fake.uploads() == [] and fake.calls("CreateSubmission") == []
 
 
+@pytest.mark.slow
 def test_a_ledger_that_cannot_be_written_and_a_bad_poll_setting_are_found_before_sending(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s")
     (tmp_path / "a-file").write_text("")
@@ -70,6 +72,7 @@ def test_a_ledger_that_cannot_be_written_and_a_bad_poll_setting_are_found_before
     assert fake.uploads() == []
 
 
+@pytest.mark.slow
 def test_a_ledger_spoiled_while_waiting_says_the_file_was_submitted(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s")
     path = tmp_path / "home" / "ledger.csv"
@@ -89,6 +92,7 @@ def test_a_ledger_spoiled_while_waiting_says_the_file_was_submitted(tmp_path):
 # --- a competitor's safeguards ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_submission_below_the_floor_is_refused_unless_forced(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s", accuracy=0.4521)
     with FakeKaggle() as fake:
@@ -100,6 +104,7 @@ def test_a_submission_below_the_floor_is_refused_unless_forced(tmp_path):
     assert len(fake.uploads()) == 1
 
 
+@pytest.mark.slow
 def test_a_submission_below_the_best_scored_one_is_refused(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s", accuracy=0.95)
     write_ledger_rows(tmp_path, "0.970000", "0.96000")
@@ -154,6 +159,7 @@ def two_runs(tmp_path_factory):
     return {"first": first, "second": second, "first_record": first_record, "out": out, "zip": zip_path, "data": data}
 
 
+@pytest.mark.slow
 def test_the_competition_zip_is_unpacked_into_the_cache_keyed_by_its_sha256(two_runs):
     assert two_runs["first"].returncode == 0, two_runs["first"].stderr
     digest = hashlib.sha256(two_runs["zip"].read_bytes()).hexdigest()
@@ -182,6 +188,7 @@ def test_the_summary_says_what_was_replaced_and_warns_of_a_run_that_barely_learn
     assert "add --scaling unit" in first.stdout
 
 
+@pytest.mark.slow
 def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folder(two_runs):
     run_dir = json.loads(two_runs["out"].with_suffix(".json").read_text())["run_dir"]
     result = run_command("-m", "src.predict", run_dir)
@@ -191,6 +198,7 @@ def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folde
     assert expected.is_file() and "the run's own test file" in result.stdout
 
 
+@pytest.mark.slow
 def test_huge_blend_weights_do_not_overflow(two_runs, tmp_path):
     runs = sorted(str(path) for path in (two_runs["out"].parent / "runs").iterdir())
     equal = run_command("-m", "src.blend", *runs, "--out", tmp_path / "equal.csv")

@@ -133,6 +133,7 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
 
 
+@pytest.mark.slow
 def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_data, tmp_path):
     result = run_command("-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
     assert result.returncode == 0, result.stderr
@@ -147,6 +148,7 @@ def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_dat
 # Pruning, on both trainers.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, True], ids=["fused", "fit"])
 def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
     from src.training.hooks import TrainingCallbacks

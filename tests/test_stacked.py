@@ -25,6 +25,7 @@ def weights_of(result):
     return [model.get_weights() for model in result.models]
 
 
+@pytest.mark.slow
 def test_stacked_members_train_only_on_their_own_training_rows(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=10)
     config = Config(folds=3, epochs=3, batch_size=16, scaling="unit")
@@ -64,6 +65,7 @@ def stacked_network(models, images, labels, config=None):
     return StackedDense(config or Config(scaling="unit"), models, as_features(images, "unit"), labels)
 
 
+@pytest.mark.slow
 def test_a_stacked_member_trains_as_a_separate_model_would():
     """Three members of unequal sizes side by side vs member 2 alone: same batches, same weights."""
     images, labels, _ = make_arrays(n_per_class=15)
@@ -100,6 +102,7 @@ def assert_same_steps_as_keras(model, config):
 
 
 # Three hidden layers take the longest: the fast tier checks one and two.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "hidden_units", [(20,), (20, 15), pytest.param((24, 16, 12), marks=pytest.mark.slow)], ids=["one", "two", "three"]
 )
@@ -111,6 +114,7 @@ def test_the_stacked_loop_takes_the_same_steps_as_keras(hidden_units):
     assert_same_steps_as_keras(model, config)
 
 
+@pytest.mark.slow
 def test_the_stacked_loop_reads_adams_constants_from_the_compiled_optimizer():
     config = Config(scaling="unit")
     seed_everything(0)
@@ -196,6 +200,7 @@ def test_every_dense_preset_is_the_mirrored_network_and_no_other(name):
             check_mirrored(build_model(config), config)
 
 
+@pytest.mark.slow
 def test_plain_and_fast_paths_agree():
     # One batch holds every training row, so the shuffle order cannot matter.
     images, labels, _ = make_arrays(n_per_class=8)

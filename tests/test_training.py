@@ -46,6 +46,7 @@ def test_folds_depend_on_the_seed():
     assert not np.array_equal(first, split_rows(Config(folds=4, seed=2), labels)[0][1])
 
 
+@pytest.mark.slow
 def test_ensemble_trains_one_member_per_fold():
     images, labels, test_images = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=3, scaling="unit")
@@ -64,6 +65,7 @@ def test_ensemble_trains_one_member_per_fold():
     assert predict_labels(probabilities).tolist() == probabilities.argmax(axis=1).tolist()
 
 
+@pytest.mark.slow
 def test_training_learns_the_tiny_dataset():
     images, labels, _ = make_arrays(n_per_class=30)
     result = train(Config(epochs=20, scaling="unit", batch_size=32), images, labels, verbose=0)
@@ -88,6 +90,7 @@ def recorded_fits(monkeypatch) -> list[tuple[keras.Model, object, object]]:
     return fits
 
 
+@pytest.mark.slow
 def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=2, batch_size=16, scaling="unit", plain=True)
@@ -112,6 +115,7 @@ def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(mo
         assert len(member.history["loss"]) == config.epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "changes",
     [
@@ -129,6 +133,7 @@ def test_what_the_compiled_loop_does_not_mirror_trains_with_fit(monkeypatch, cha
     assert [model for model, _, _ in fits] == result.models
 
 
+@pytest.mark.slow
 def test_the_tutorials_network_trains_in_the_compiled_loop(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=6)
     fits = recorded_fits(monkeypatch)
@@ -136,6 +141,7 @@ def test_the_tutorials_network_trains_in_the_compiled_loop(monkeypatch):
     assert fits == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, True], ids=["compiled", "fit"])
 def test_validation_split_zero_trains_on_every_row_and_reports_no_validation(plain):
     images, labels, _ = make_arrays(n_per_class=6)
@@ -151,6 +157,7 @@ def test_validation_split_zero_trains_on_every_row_and_reports_no_validation(pla
     assert validation_scheme(config) == "no validation"
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_weights_of_the_best_epoch():
     images, labels, _ = make_arrays(n_per_class=10)
     config = Config(epochs=8, scaling="unit", learning_rate=0.05, batch_size=16, early_stopping=1)
@@ -165,6 +172,7 @@ def test_early_stopping_keeps_the_weights_of_the_best_epoch():
     assert member.model.evaluate(features, targets, verbose=0)[0] == pytest.approx(min(losses), rel=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
 def test_keep_best_keeps_each_members_epoch_of_lowest_validation_loss(plain):
     images, labels, _ = make_arrays(n_per_class=10)
@@ -186,6 +194,7 @@ def test_keep_best_keeps_each_members_epoch_of_lowest_validation_loss(plain):
     assert any(member.best_epoch < config.epochs for member in result.members), "no member's best was earlier"
 
 
+@pytest.mark.slow
 def test_the_parameter_count_is_printed_once_and_kept(capsys):
     images, labels, _ = make_arrays(n_per_class=6)
     result = train(Config(epochs=1, folds=2, scaling="unit"), images, labels, verbose=2)
@@ -194,6 +203,7 @@ def test_the_parameter_count_is_printed_once_and_kept(capsys):
     assert result.parameters == 16_175
 
 
+@pytest.mark.slow
 def test_ensemble_progress_is_one_line_per_epoch_with_the_mean_and_each_fold(capsys):
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=2, batch_size=16, scaling="unit")
@@ -228,6 +238,7 @@ def test_settings_that_cannot_go_together_are_refused():
     assert Config(early_stopping=3, validation_split=0.0, members=2).members == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
 def test_images_per_second_counts_each_epochs_training_rows_over_its_time(plain):
     images, labels, _ = make_arrays(n_per_class=6)

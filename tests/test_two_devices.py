@@ -42,6 +42,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan():
     result = run_command("-c", REMAINDER_SCRIPT, env={LOGICAL_CPUS_VARIABLE: "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -51,6 +52,7 @@ def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan():
     assert found["accuracy"] >= 0.5
 
 
+@pytest.mark.slow
 def test_a_batch_of_one_row_on_two_devices_is_refused_in_one_line(tmp_path):
     data = write_dataset(tmp_path / "data")
     result = run_command(

@@ -13,7 +13,8 @@ import pytest
 from src.core.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, PRESETS
 from src.models.registry import build_model
 from src.pipeline.run import run
-from tests.helpers import run_command, start_command
+from src.submit import main as submit_main
+from tests.helpers import run_main
 
 # Batch normalization keeps four numbers per channel: scale, offset, moving mean, moving variance.
 BATCH_NORM_NUMBERS = 4
@@ -88,15 +89,6 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def submit(data, out, *flags, report=False):
-    report_flags = () if report else ("--no-report",)
-    result = run_command("-m", "src.submit", "--data", data, "--out", out, "--verbose", "0", *report_flags, *flags)
-    assert result.returncode == 0, result.stderr[-3000:]
-    # A successful run prints only the project's own lines: nothing from TensorFlow or Keras.
-    assert result.stderr == ""
-    return result
-
-
 # The ensembles take the longest: the slow tier runs them.
 DENSE_PRESETS = [
     pytest.param(name, marks=pytest.mark.slow) if PRESETS[name].folds > 1 or PRESETS[name].members > 1 else name
@@ -138,11 +130,13 @@ def test_the_fast_cnn_presets_run_end_to_end(tiny_data, tmp_path, name):
 
 
 @pytest.mark.slow
-def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(tiny_data, tmp_path):
+def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(tiny_data, tmp_path, capsys):
     out = tmp_path / "submission.csv"
     # Two members stand for fifteen: the bag's machinery is the same. The report draws learning curves
     # per member and the out-of-bag confusion matrix and mistakes.
-    result = submit(tiny_data, out, "--preset", "cnn-ensemble", "--epochs", "1", "--members", "2", report=True)
+    flags = ("--preset", "cnn-ensemble", "--epochs", "1", "--members", "2", "--verbose", "0")
+    result = run_main(capsys, submit_main, "--data", tiny_data, "--out", out, *flags)
+    assert result.returncode == 0, result.stderr
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["config"]["family"] == "cnn" and record["parameters"] == cnn_parameters(PRESETS["cnn-ensemble"])
     assert len(out.read_text().splitlines()) == 21
@@ -153,14 +147,10 @@ def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(t
 
 @pytest.mark.slow
 def test_the_cnn_preset_gives_the_same_bytes_with_the_same_seed(tiny_data, tmp_path):
+    # One run after the other in one process: nothing the first leaves behind may change the second.
+    config = PRESETS["cnn"].replace(epochs=1, seed=7)
     paths = [tmp_path / "first" / "submission.csv", tmp_path / "second" / "submission.csv"]
-    flags = ("--preset", "cnn", "--epochs", "1", "--seed", "7", "--verbose", "0", "--no-report")
-    # Side by side: the bytes may not depend on what else the machine is doing (and it halves the wait).
-    processes = [start_command("-m", "src.submit", "--data", tiny_data, "--out", path, *flags) for path in paths]
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
+    run_dirs = [run(config, tiny_data, path, verbose=0, report=False).run_dir for path in paths]
     assert sha256(paths[0]) == sha256(paths[1])
-    run_dirs = [Path(json.loads(path.with_suffix(".json").read_text())["run_dir"]) for path in paths]
     for name in ("test_probabilities.npy", "validation_probabilities.npy"):
         assert sha256(run_dirs[0] / name) == sha256(run_dirs[1] / name), name

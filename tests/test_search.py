@@ -16,9 +16,13 @@ import pytest
 from src.core.config import PRESETS, Config
 from src.core.errors import UserError
 from src.core.space import Dimension, parse_dimension, parse_duration, parse_space
+from src.predict import main as predict_main
+from src.report import main as report_main
 from src.runs.record import RunRecord, SearchTrial
 from src.runs.search_results import TrialSummary, best_first, submit_line
-from tests.helpers import assert_one_line_error, run_command, start_command
+from src.search import main as search_main
+from src.submit import main as submit_main
+from tests.helpers import assert_one_line_error, run_command, run_main, start_command
 
 # A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
 # whose trial finished before, so the median pruner (one start-up trial) must stop it.
@@ -28,7 +32,13 @@ SCALARS = ("epoch_loss", "epoch_accuracy", "epoch_val_loss", "epoch_val_accuracy
 
 
 def search(tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
+    """`python -m src.search` in its own process: where what reaches the terminal is checked."""
     return run_command("-m", "src.search", "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags)
+
+
+def search_here(capsys, tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
+    """The same command in this process."""
+    return run_main(capsys, search_main, "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags)
 
 
 def load_study(out: Path, name: str) -> optuna.Study:
@@ -108,13 +118,13 @@ def test_budgets_read_seconds_minutes_and_hours():
             parse_duration(bad)
 
 
-def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, tmp_path):
-    result = search(tiny_data, tmp_path / "out", "--vary", "learning_rate=0..1:log", "--trials", "1")
+def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, tmp_path, capsys):
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=0..1:log", "--trials", "1")
     assert_one_line_error(result, 2, "--vary learning_rate", "> 0")
     assert not (tmp_path / "out").exists()  # nothing was created, nothing trained
-    result = search(tiny_data, tmp_path / "out", "--vary", "validation_split=0..0.2", "--trials", "1")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0..0.2", "--trials", "1")
     assert_one_line_error(result, 2, "validation_split", "leaves none")
-    result = search(tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
     assert_one_line_error(result, 2, "--trials N and/or --budget")
 
 
@@ -134,8 +144,8 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
 
 
 @pytest.mark.slow
-def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_data, tmp_path):
-    result = run_command("-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
+def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_data, tmp_path, capsys):
+    result = run_main(capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "s.json").read_text())
     assert "search" not in written  # an ordinary run's record is as before
@@ -180,7 +190,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 
 
 @pytest.mark.slow
-def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path):
+def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "0"]
     first = search(tiny_data, out, *vary, "--trials", "4")
@@ -226,26 +236,26 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     assert "_hparams_/session_start_info" in session
 
     # The trial run folders are ordinary: report --compare and predict read them.
-    compare = run_command("-m", "src.report", "--compare", out / name / "runs")
+    compare = run_main(capsys, report_main, "--compare", out / name / "runs")
     assert compare.returncode == 0, compare.stderr
     assert all(Path(record.run_dir).name in compare.stdout for record in records)
-    again = run_command("-m", "src.predict", record.run_dir, "--data", tiny_data, "--out", tmp_path / "again.csv")
+    again = run_main(capsys, predict_main, record.run_dir, "--data", tiny_data, "--out", tmp_path / "again.csv")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.csv").read_bytes() == (Path(record.run_dir) / "submission.csv").read_bytes()
 
     # The same command again continues the study: new trials get new numbers.
-    second = search(tiny_data, out, *vary, "--trials", "1")
+    second = search_here(capsys, tiny_data, out, *vary, "--trials", "1")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "4 trials so far" in second.stdout
     assert [trial.number for trial in load_study(out, name).trials] == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.slow
-def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path):
+def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune"]
-    assert search(tiny_data, out, *vary, "--trials", "1", "--epochs", "1").returncode == 0
-    result = search(tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0")
+    assert search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1").returncode == 0
+    result = search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0")
     assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
 
 
@@ -307,9 +317,9 @@ def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path):
-    result = run_command(
-        "-m", "src.submit", "--data", tiny_data, "--out", tmp_path / "s.csv", "--plain", "--folds", "2",
+def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path, capsys):
+    result = run_main(
+        capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "s.csv", "--plain", "--folds", "2",
         "--epochs", "2", "--schedule", "exponential", "--decay", "0.5", "--verbose", "0", "--no-report",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -49,6 +51,14 @@ def run_main(capsys, main, *args) -> subprocess.CompletedProcess:
     status = main([str(arg) for arg in args])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out, err)
+
+
+def call_main(main, *args) -> subprocess.CompletedProcess:
+    """`run_main` for a fixture, which has no `capsys`: the output is caught in memory."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(arg) for arg in args])
+    return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:

@@ -24,7 +24,7 @@ from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER, UserE
 from src.pipeline.fan_out import STATE_FILE, check_plan, member_ranges
 from src.submit import main as submit_main
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
-from tests.helpers import assert_one_line_error
+from tests.helpers import assert_one_line_error, call_main
 from tests.synthetic import write_dataset
 
 # A small dense network: its members train side by side in the compiled loop, in seconds. That a part of a
@@ -58,9 +58,8 @@ def train_locally(root: Path, flags: list) -> Path:
     """The small data set in `root/data`, and one local run of every model of `flags` into `root/local`."""
     data = write_dataset(root / "data")
     out = root / "local" / "submission.csv"
-    assert (
-        submit_main([str(arg) for arg in ("--data", data, "--out", out, *flags, "--verbose", "0", "--no-report")]) == 0
-    )
+    local = call_main(submit_main, "--data", data, "--out", out, *flags, "--verbose", "0", "--no-report")
+    assert local.returncode == 0, local.stderr
     return data
 
 

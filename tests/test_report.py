@@ -25,6 +25,7 @@ from src.runs.reporting import (
     make_report,
     plot_learning_curves,
 )
+from src.submit import main as submit_main
 from src.training.evaluation import confusion_counts, predicted_labels
 from tests.helpers import assert_one_line_error, run_command, run_main
 
@@ -279,10 +280,10 @@ def test_a_damaged_run_folder_from_the_command_line(runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_sample_run_without_the_report(tmp_path):
+def test_a_sample_run_without_the_report(tmp_path, capsys):
     out = tmp_path / "submission.csv"
     args = ("--sample", "--out", out, "--epochs", "1", "--verbose", "0", "--no-report")
-    result = run_command("-m", "src.submit", *args)
+    result = run_main(capsys, submit_main, *args)
     assert result.returncode == 0, result.stderr
     assert "per class, on the held-out rows:" in result.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()

@@ -12,9 +12,18 @@ import pandas as pd
 import pytest
 
 from src.core.errors import EXIT_NOT_RECORDED, EXIT_USER
+from src.predict import main as predict_main
 from src.runs import ledger
+from src.submit import main as submit_main
 from tests.fake_kaggle import FakeKaggle, kaggle_env, run_with_fake
-from tests.helpers import assert_one_line_error, run_command, start_command, write_previous_pair
+from tests.helpers import (
+    assert_one_line_error,
+    call_main,
+    run_command,
+    run_main,
+    start_command,
+    write_previous_pair,
+)
 from tests.synthetic import write_dataset
 
 
@@ -153,9 +162,9 @@ def two_runs(tmp_path_factory):
     zip_path, data = competition_zip(base)
     out = base / "submissions" / "submission.csv"
     common = ("--out", out, "--epochs", "1", "--verbose", "0", "--no-report", "--seed", "1")
-    first = run_command("-m", "src.submit", "--data", zip_path, *common, "--scaling", "none")
+    first = call_main(submit_main, "--data", zip_path, *common, "--scaling", "none")
     first_record = json.loads(out.with_suffix(".json").read_text())
-    second = run_command("-m", "src.submit", "--data", data / "train.csv", *common, "--scaling", "unit")
+    second = call_main(submit_main, "--data", data / "train.csv", *common, "--scaling", "unit")
     return {"first": first, "second": second, "first_record": first_record, "out": out, "zip": zip_path, "data": data}
 
 
@@ -189,9 +198,9 @@ def test_the_summary_says_what_was_replaced_and_warns_of_a_run_that_barely_learn
 
 
 @pytest.mark.slow
-def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folder(two_runs):
+def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folder(two_runs, capsys):
     run_dir = json.loads(two_runs["out"].with_suffix(".json").read_text())["run_dir"]
-    result = run_command("-m", "src.predict", run_dir)
+    result = run_main(capsys, predict_main, run_dir)
     name = run_dir.rsplit("/", 1)[-1]
     expected = two_runs["out"].parent / f"predict-{name}.csv"
     assert result.returncode == 0, result.stderr

@@ -56,3 +56,14 @@ def private_cache(tmp_path_factory):
         os.environ.pop("DIGIT_RECOGNIZER_CACHE")
     else:
         os.environ["DIGIT_RECOGNIZER_CACHE"] = previous
+
+
+def pytest_collection_modifyitems(items):
+    """The files with the most slow tests first, so that no worker is left with a long file at the end.
+
+    pytest-xdist (`--dist loadfile`) hands out whole files in this order; the order within a file is kept.
+    """
+    slow_tests = {}
+    for item in items:
+        slow_tests[item.path] = slow_tests.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow_tests[item.path])

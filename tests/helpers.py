@@ -41,20 +41,18 @@ def start_command(*args, env=None, cwd=REPO_ROOT, **streams) -> subprocess.Popen
 
 
 def run_main(capsys, main, *args) -> subprocess.CompletedProcess:
-    """A command line's `main(argv)` in this process, its output caught by pytest's `capsys`.
+    """A command line's `main(argv)` in this process: `call_main`, after what the test printed before is let go.
 
     It answers as `run_command` does, so `assert_one_line_error` reads it the same;
     a traceback cannot be printed here, it fails the test instead. Use it where
     the process boundary adds nothing to what a test checks.
     """
     capsys.readouterr()  # only this command's output
-    status = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out, err)
+    return call_main(main, *args)
 
 
 def call_main(main, *args) -> subprocess.CompletedProcess:
-    """`run_main` for a fixture, which has no `capsys`: the output is caught in memory."""
+    """`main(argv)` in this process, its output caught in memory; also for fixtures, which have no `capsys`."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main([str(arg) for arg in args])

@@ -1,60 +1,78 @@
-"""The multi-device path, on a CPU split into two logical devices (as Kaggle's two GPUs would be used)."""
+"""The multi-device path, on a CPU split into two logical devices (as Kaggle's two GPUs would be used).
+
+Under `MirroredStrategy` each batch is cut into one share per device. A share
+with no row made the step fail (`AddN`: per-device gradients of shapes [1, ...]
+and [0, ...]) or its statistics NaN: with `--batch-size 1` every step, and with
+a last batch of one row (179 training rows in batches of 2) once an epoch.
+A bag's members train one per device, at once, each exactly as on one device.
+
+The split needs a process of its own: every scenario runs in one (`tests/device_runs.py`).
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from src.core.errors import UserError
+from src.core.errors import EXIT_USER, UserError
 from src.models.devices import LOGICAL_CPUS_VARIABLE, logical_cpus_wanted
-from tests.helpers import run_command
+from tests.device_runs import side_by_side
+from tests.helpers import assert_one_line_error, run_command
+from tests.synthetic import write_dataset
 
-# Trains a small CNN under the strategy, then predicts with its weights in a model built outside any strategy.
-TWO_DEVICES_SCRIPT = """
-import json
-import numpy as np
-import tensorflow as tf
-from src.core.config import Config
-from src.models.devices import distribution_strategy
-from src.models.registry import build_model
-from src.training.trainer import train
-from tests.synthetic import make_arrays
 
-images, labels, test_images = make_arrays(n_per_class=20, n_test=50)
-config = Config(
-    family="cnn", scaling="unit", filters=(8, 16), convs_per_block=1, head_units=0, dropout=0.0,
-    epochs=3, batch_size=16, learning_rate=3e-3,
-)
-result = train(config, images, labels, verbose=0)
-model = result.members[0].model
-strategy = distribution_strategy()
-plain = build_model(config)
-plain.set_weights(model.get_weights())
-features = test_images / 255.0
-mirrored, alone = model.predict(features, verbose=0), plain.predict(features, verbose=0)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "devices": sorted(strategy.extended.worker_devices),
-    "distributed_weights": all(isinstance(w.value, tf.distribute.DistributedValues) for w in model.trainable_variables),
-    "accuracy": result.validation_accuracy(labels),
-    "difference": float(np.abs(mirrored - alone).max()),
-    "same_labels": bool((mirrored.argmax(axis=1) == alone.argmax(axis=1)).all()),
-}))
-"""
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory) -> tuple[dict, str]:
+    """What `tests.device_runs` found on two logical devices, and what it printed before."""
+    base = tmp_path_factory.mktemp("two-devices")
+    data = write_dataset(base / "data")
+    out = base / "out" / "submission.csv"
+    result = run_command("-m", "tests.device_runs", data, out, env={LOGICAL_CPUS_VARIABLE: "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    *printed, findings = result.stdout.strip().splitlines()
+    assert not out.parent.exists()  # the refused run wrote nothing
+    return json.loads(findings), "\n".join(printed)
 
 
 @pytest.mark.slow
-def test_training_spreads_over_two_logical_devices_and_predicts_as_without_them():
-    result = run_command("-c", TWO_DEVICES_SCRIPT, env={LOGICAL_CPUS_VARIABLE: "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+def test_training_spreads_over_two_logical_devices_and_predicts_as_without_them(two_devices):
+    found = two_devices[0]["mirrored"]
     assert found["replicas"] == 2 and len(found["devices"]) == 2
     assert found["distributed_weights"], "the model was not built under the strategy"
     assert found["accuracy"] >= 0.5, "training under the strategy learned nothing (chance is 0.1)"
     # The same weights on one device: the same digits, and probabilities equal up to kernel round-off.
     assert found["same_labels"]
     assert found["difference"] < 2e-3
+
+
+@pytest.mark.slow
+def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan(two_devices):
+    found = two_devices[0]["remainder"]
+    assert found["finite"] and found["weights_finite"]
+    assert all(loss == loss for loss in found["losses"]), found  # no NaN
+    assert found["accuracy"] >= 0.5
+
+
+@pytest.mark.slow
+def test_a_batch_of_one_row_on_two_devices_is_refused_in_one_line(two_devices):
+    found = two_devices[0]["batch_of_one"]
+    result = subprocess.CompletedProcess("src.submit", found["returncode"], found["stdout"], found["stderr"])
+    assert_one_line_error(result, EXIT_USER, "--batch-size 1 cannot give each of the 2 training devices a row")
+
+
+@pytest.mark.slow
+def test_a_bags_members_train_one_per_device_at_once_as_each_would_alone(two_devices):
+    found, printed = two_devices[0]["side_by_side"], two_devices[1]
+    # Three members on two devices: members 1 and 2 at once, then member 3, each on its own device.
+    devices = [device.rsplit("/", 1)[-1] for device in found["devices"]]
+    assert devices == ["device:CPU:0", "device:CPU:1", "device:CPU:0"]
+    assert "member 2/3: trained on 90 rows on /device:CPU:1" in printed
+    # Not mirrored: each member is trained exactly as on one device (here, in this process), to the byte.
+    alone = side_by_side(verbose=0)
+    assert found["weights"] == alone["weights"]
+    assert found["probabilities"] == alone["probabilities"]
 
 
 def test_logical_cpus_are_counted_from_the_environment(monkeypatch):

@@ -50,28 +50,45 @@ def test_a_report_that_cannot_be_written_leaves_the_previous_pair(benchmark_scri
 @pytest.mark.slow
 def test_versus_peer_times_the_recipe_and_each_preset_in_one_run(benchmark_script, tiny_data, tmp_path, capsys):
     out = tmp_path / "versus"
-    argv = ["--versus-peer", "cnn-fast", "--epochs", "2", "--seeds", "3", "4", "--data", str(tiny_data)]
+    argv = ["--versus-peer", "cnn-fast", "--epochs", "2", "--seeds", "3", "--data", str(tiny_data)]
     assert benchmark_script.main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     report = json.loads(out.with_suffix(".json").read_text())
-    runs = report["runs"]
-    assert [(run["preset"], run["seed"]) for run in runs] == [
+    peer, preset = report["runs"]
+    assert [(run["preset"], run["seed"]) for run in (peer, preset)] == [
         (benchmark_script.PEER_NAME, 3),
         ("cnn-fast", 3),
-        (benchmark_script.PEER_NAME, 4),
-        ("cnn-fast", 4),
     ]
-    assert len(runs[0]["epochs"]) == benchmark_script.PEER_EPOCHS and len(runs[1]["epochs"]) == 2
-    table = out.with_suffix(".md").read_text()
+    assert len(peer["epochs"]) == benchmark_script.PEER_EPOCHS and len(preset["epochs"]) == 2
+    assert preset["ratio"] == preset["wall_seconds"] / peer["wall_seconds"]
+    assert out.with_suffix(".md").read_text() == benchmark_script.versus_peer_markdown(report)
+
+
+def versus_peer_run(name: str, seed: int, wall: float, accuracy: float, ratio: float, seconds: list) -> dict:
+    epochs = [{"seconds": s, "val_accuracy": a} for s, a in seconds]
+    return {"preset": name, "seed": seed, "wall_seconds": wall, "accuracy": accuracy, "ratio": ratio, "epochs": epochs}
+
+
+def test_the_versus_peer_table_gives_each_run_and_each_presets_range(benchmark_script):
+    peer = benchmark_script.PEER_NAME
+    report = {
+        "seeds": [3, 4],
+        "machine": "x86_64, 2 CPU cores",
+        "created": "2026-12-02",
+        "runs": [
+            versus_peer_run(peer, 3, 150.0, 0.9860, 1.0, [(10.0, 0.97), (20.0, 0.986)]),
+            versus_peer_run("cnn-fast", 3, 180.0, 0.9941, 1.2, [(20.0, 0.99), (40.0, 0.9941)]),
+            versus_peer_run(peer, 4, 160.0, 0.9870, 1.0, [(10.0, 0.987)]),
+            versus_peer_run("cnn-fast", 4, 144.0, 0.9921, 0.9, [(20.0, 0.985), (40.0, 0.9921)]),
+        ],
+    }
+    table = benchmark_script.versus_peer_markdown(report)
     assert "| run | seed | wall s | x recipe | validation accuracy | to 0.99 | to 0.994 | to 0.995 |" in table
-    assert f"| {benchmark_script.PEER_NAME} | 3 | {runs[0]['wall_seconds']:.1f} | 1.00 |" in table
-    # Each preset run is compared with the recipe run of its own seed, just before it.
-    ratio = runs[3]["wall_seconds"] / runs[2]["wall_seconds"]
-    assert (
-        f"| `--preset cnn-fast` | 4 | {runs[3]['wall_seconds']:.1f} | {ratio:.2f} | {runs[3]['accuracy']:.4f} |"
-        in table
-    )
-    low, high = sorted(run["accuracy"] for run in runs[1::2])
-    assert f"| `--preset cnn-fast` | 2 | {low:.4f}..{high:.4f} (" in table
+    assert f"| {peer} | 3 | 150.0 | 1.00 | 0.9860 | not reached | not reached | not reached |" in table
+    assert "| `--preset cnn-fast` | 3 | 180.0 | 1.20 | 0.9941 | 20 s | 40 s | not reached |" in table
+    assert "| `--preset cnn-fast` | 4 | 144.0 | 0.90 | 0.9921 | 40 s | not reached | not reached |" in table
+    assert f"| {peer} | 2 | 0.9860..0.9870 (0.9865) | 1.00 |" in table
+    assert "| `--preset cnn-fast` | 2 | 0.9921..0.9941 (0.9931) | 1.05 |" in table
+    assert "Seeds 3, 4; x86_64, 2 CPU cores; 2026-12-02." in table
 
 
 @pytest.mark.slow

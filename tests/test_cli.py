@@ -20,7 +20,7 @@ from src.core.cli import run_command as cli_run_command
 from src.core.errors import EXIT_USER, KaggleRefusedError, UserError
 from src.core.files import sha256
 from src.data.submission import validate_submission
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_main, start_command
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_main, start_command
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
@@ -38,12 +38,8 @@ COMMAND_MODULES = (
 LIBRARY_NOISE = ("cuInit", "NodeDef", "retracing", "absl", "XLA", "oneDNN", "cuda", "I0000", "WARNING")
 
 
-def submit(*args, cwd=REPO_ROOT):
-    return run_command("-m", "src.submit", *args, cwd=cwd)
-
-
 def submit_here(capsys, *args):
-    """`python -m src.submit ARGS` in this process: for the checks that end before training."""
+    """`python -m src.submit ARGS` in this process: where the process boundary adds nothing to the check."""
     return run_main(capsys, submit_module.main, *args)
 
 
@@ -129,9 +125,9 @@ def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, t
 
 
 @pytest.mark.slow
-def test_sample_runs_without_any_download(tmp_path):
+def test_sample_runs_without_any_download(tmp_path, capsys):
     out = tmp_path / "sample.csv"
-    result = submit("--sample", "--out", out, "--verbose", "0", "--scaling", "unit")
+    result = submit_here(capsys, "--sample", "--out", out, "--verbose", "0", "--scaling", "unit")
     assert result.returncode == 0, result.stderr
     # With --verbose 0, only the project's own lines: what was loaded and the closing summary.
     assert result.stderr == ""

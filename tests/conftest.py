@@ -58,12 +58,19 @@ def private_cache(tmp_path_factory):
         os.environ["DIGIT_RECOGNIZER_CACHE"] = previous
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """The files with the most slow tests first, so that no worker is left with a long file at the end.
+    """The files with the most slow tests first, so that no worker is left with a long file at the end;
+    and every file that reads the shared small runs on one worker, so that they are trained once.
 
-    pytest-xdist (`--dist loadfile`) hands out whole files in this order; the order within a file is kept.
+    pytest-xdist (`--dist loadgroup`) hands out whole groups in this order: each file is its own
+    group, but for those; the order within a file is kept.
     """
-    slow_tests = {}
+    slow_tests, shared = {}, set()
     for item in items:
         slow_tests[item.path] = slow_tests.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+        if "small_runs" in item.fixturenames:
+            shared.add(item.path)
     items.sort(key=lambda item: -slow_tests[item.path])
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("small-runs" if item.path in shared else item.path.name))

@@ -11,7 +11,9 @@ Whatever the console's encoding (`LC_ALL=C`, a Windows code page), printing neve
 fails: a character it cannot show is written as a Python escape (see `robust_output`).
 
 SIGTERM raises `Terminated` (a `KeyboardInterrupt`), so every `finally` and
-`except KeyboardInterrupt` cleanup that Ctrl-C runs, runs for it too. Commands
+`except KeyboardInterrupt` cleanup that Ctrl-C runs, runs for it too. Both are
+remembered as they are raised, so that one a library swallows is raised again
+(see `src.core.interrupts`). Commands
 import their heavy libraries inside `main`, so an interruption while they load
 is caught here as well.
 """
@@ -30,6 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
+from src.core.interrupts import forget_interruption, interrupt
 from src.core.safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
@@ -89,7 +92,11 @@ def interruption_message(interruption: KeyboardInterrupt) -> str:
 def _raise_terminated(signum, frame):
     # Once: a second SIGTERM while the first one's cleanups run must not cut them short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
+    interrupt(Terminated())
+
+
+def _raise_interrupted(signum, frame):
+    interrupt(KeyboardInterrupt())
 
 
 # The error handler stdout and stderr print with: a path's undecodable bytes as they came, the rest escaped.
@@ -119,9 +126,14 @@ def robust_output() -> None:
 
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run `main(argv)` and return its exit status, ending every way as the module docstring says."""
+    previous = {}
     # Python lets only the main thread install a signal handler.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    if threading.current_thread() is threading.main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
+        # Ctrl-C that whoever started the command ignores (a background job, nohup) stays ignored.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
+    forget_interruption()
     try:
         robust_output()
         quiet_tensorflow_logs()
@@ -133,8 +145,9 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         print(interruption_message(interruption), file=sys.stderr)
         return getattr(interruption, "exit_code", EXIT_INTERRUPTED)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        forget_interruption()
 
 
 def quiet_tensorflow_logs() -> None:

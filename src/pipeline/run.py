@@ -11,6 +11,7 @@ import numpy as np
 
 from src.core.config import Config
 from src.core.files import sha256
+from src.core.interrupts import raise_if_interrupted
 from src.data.loading import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
 from src.data.submission import check_predictions, write_submission
 from src.models.registry import check_size, run_name
@@ -122,6 +123,7 @@ def run(
             features = as_features(datasets.train_images, config.scaling)
             tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
             validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
+        raise_if_interrupted()  # nothing is saved after a Ctrl-C, even one a library swallowed
         run_dir = create_run_dir(plan.runs, f"{run_name(config)}_{inputs.short_name()}")
         keep_curves(curves, run_dir)
     # All or nothing: the new pair is written and checked beside the old one, and the run folder saved,

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from src.core.config import N_CLASSES, Config
+from src.core.interrupts import raise_if_interrupted
 from src.training.epoch_timer import EpochTimer
 from src.training.hooks import TrainingCallbacks, mean_logs
 from src.training.prediction import predict_probabilities
@@ -113,8 +114,10 @@ def train_stacked(
             best.update(epoch, logs["val_loss"])
         progress.on_epoch_end(epoch, ensemble_logs(logs))
         whole_run.on_epoch_end(epoch, mean_logs(logs))
+        raise_if_interrupted()  # a Ctrl-C that Keras' callback list swallowed (see `src.core.interrupts`)
     for member_callbacks in callbacks:
         member_callbacks.on_train_end()
+    raise_if_interrupted()
 
     trained = []
     for member, (model, (_, rows)) in enumerate(zip(models, splits, strict=True)):

@@ -22,6 +22,7 @@ from tensorflow import keras
 
 from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices
 from src.core.errors import UserError
+from src.core.interrupts import raise_if_interrupted
 from src.data.loading import as_features
 from src.data.splits import member_seeds, split_rows
 from src.models.augmentation import switch_off
@@ -445,6 +446,7 @@ def prepare_fit(
         callbacks.append(stopping)
     rows = (features[train_rows], targets[train_rows])
     training = batches(*rows, config.batch_size, shuffle_seed=seed, replicas=replicas)
+    callbacks.append(RaiseIfInterrupted())  # last: after every other callback of the same hook
     return PreparedFit(model, training, validation, callbacks, stopping, train_rows, validation_rows, seed)
 
 
@@ -473,6 +475,19 @@ def run_fit(config: Config, prepared: PreparedFit, features, labels, verbose: in
         seed=prepared.seed,
         best_epoch=None if prepared.stopping is None else prepared.stopping.best_epoch + 1,
     )
+
+
+class RaiseIfInterrupted(keras.callbacks.Callback):
+    """Raise a Ctrl-C that Keras' callback list swallowed, at the next batch or epoch (see `src.core.interrupts`).
+
+    Batch beginnings, not ends: a callback with its own batch-end hook would stop Keras
+    from dispatching those hooks off the training thread.
+    """
+
+    def check(self, *args, **kwargs):
+        raise_if_interrupted()
+
+    on_train_batch_begin = on_test_batch_begin = on_epoch_end = on_train_end = check
 
 
 class CleanEpochs(keras.callbacks.Callback):

@@ -3,7 +3,7 @@
 Under `MirroredStrategy` each batch is cut into one share per device. A share
 with no row made the step fail (`AddN`: per-device gradients of shapes [1, ...]
 and [0, ...]) or its statistics NaN: with `--batch-size 1` every step, and with
-a last batch of one row (179 training rows in batches of 2) once an epoch.
+a last batch of one row (181 training rows in batches of 6) once an epoch.
 A bag's members train one per device, at once, each exactly as on one device.
 
 The split needs a process of its own: every scenario runs in one (`tests/device_runs.py`).
@@ -50,6 +50,7 @@ def test_training_spreads_over_two_logical_devices_and_predicts_as_without_them(
 @pytest.mark.slow
 def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan(two_devices):
     found = two_devices[0]["remainder"]
+    assert found["rows_over"] == [1, 1]  # a last batch of one row, in training and in validation
     assert found["finite"] and found["weights_finite"]
     assert all(loss == loss for loss in found["losses"]), found  # no NaN
     assert found["accuracy"] >= 0.5

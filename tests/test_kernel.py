@@ -97,7 +97,7 @@ def local_submission(tmp_path_factory) -> Path:
 def test_script_runs_alone_on_kaggles_input_layout(built_script, local_submission, tmp_path):
     # The deepest of Kaggle's layouts; `test_find_competition_dir` finds the data in each of them, and the fake
     # Kaggle's kernels run the script on a plain folder.
-    write_dataset(tmp_path / "input" / "competitions" / "digit-recognizer")
+    write_dataset(tmp_path / "input" / LAYOUTS[-1])
     result = run_alone(built_script, "--input", tmp_path / "input", "--output", tmp_path / "working", probe=True)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "outside the zip: []" in result.stdout, result.stdout

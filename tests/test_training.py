@@ -134,6 +134,19 @@ def test_what_the_compiled_loop_does_not_mirror_trains_with_fit(monkeypatch, cha
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("changes", [{}, {"augment_rotation": 10.0}, {"folds": 2}], ids=["plain", "augmented", "folds"])
+def test_fit_traces_each_models_training_step_once(monkeypatch, changes):
+    # Python code inside the step runs only while TensorFlow traces it. A variable made in the first
+    # trace (Keras builds the optimizer's and the metrics' there when it can) costs a second one.
+    traces = []
+    step = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda model, data: traces.append(model) or step(model, data))
+    images, labels, _ = make_arrays(n_per_class=6)
+    result = train(Config(epochs=2, scaling="unit", plain=True, **changes), images, labels, verbose=0)
+    assert traces == result.models
+
+
+@pytest.mark.slow
 def test_the_tutorials_network_trains_in_the_compiled_loop(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=6)
     fits = recorded_fits(monkeypatch)

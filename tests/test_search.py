@@ -22,7 +22,7 @@ from src.runs.record import RunRecord, SearchTrial
 from src.runs.search_results import TrialSummary, best_first, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
-from tests.helpers import assert_one_line_error, run_command, run_main, start_command
+from tests.helpers import assert_one_line_error, run_main, start_command
 
 # A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
 # whose trial finished before, so the median pruner (one start-up trial) must stop it.
@@ -31,13 +31,8 @@ STUDY_FLAGS = ["--preset", "tutorial-scaled", "--batch-size", "8", "--epochs", "
 SCALARS = ("epoch_loss", "epoch_accuracy", "epoch_val_loss", "epoch_val_accuracy", "epoch_learning_rate")
 
 
-def search(tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
-    """`python -m src.search` in its own process: where what reaches the terminal is checked."""
-    return run_command("-m", "src.search", "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags)
-
-
 def search_here(capsys, tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
-    """The same command in this process."""
+    """`python -m src.search` in this process (what reaches the terminal is checked with two workers, below)."""
     return run_main(capsys, search_main, "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags)
 
 
@@ -193,9 +188,8 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "0"]
-    first = search(tiny_data, out, *vary, "--trials", "4")
+    first = search_here(capsys, tiny_data, out, *vary, "--trials", "4")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert first.stderr == ""  # Optuna's own log lines are silenced
     name = "tutorial-scaled-learning_rate"
     study = load_study(out, name)
     trials = study.trials
@@ -268,6 +262,7 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_da
     results = [worker.communicate(timeout=600) for worker in workers]
     for worker, (stdout, stderr) in zip(workers, results, strict=True):
         assert worker.returncode == 0, stdout + stderr
+        assert stderr == ""  # Optuna's own log lines are silenced
     trials = load_study(out, "shared").trials
     assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
     assert all(trial.state.name == "COMPLETE" for trial in trials)

@@ -7,15 +7,18 @@ trials to it, and several processes given the same `--storage` and `--study` sha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from src.core.config import SEED_LIMIT, Config
 from src.core.errors import UserError, error_reason
+from src.core.files import locked
 from src.core.space import Dimension
 from src.data.loading import Datasets
 from src.pipeline.run import RunResult, run
@@ -91,14 +94,34 @@ def open_study(search: Search) -> optuna.Study:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's database at `url`; SQLite waits for another worker's write instead of failing."""
+    """Optuna's database at `url`; SQLite waits for another worker's write instead of failing.
+
+    Workers started together on a new database would each create its tables and insert its
+    schema version, and all but one fail. On a SQLite file the first holds a lock beside it
+    while it creates them, and the others then open what it made; another database is
+    tried again after such a clash.
+    """
     engine = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}} if url.startswith("sqlite:") else {}
-    for attempt in range(STORAGE_ATTEMPTS):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        except Exception as error:  # SQLAlchemy's errors, an unknown driver, a malformed URL
-            if attempt + 1 == STORAGE_ATTEMPTS or "already exists" not in str(error):
-                raise UserError(f"--storage {url}: {error_reason(error)}") from None
+    with creation_lock(url):
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+            except Exception as error:  # SQLAlchemy's errors, an unknown driver, a malformed URL
+                clash = any(words in str(error).lower() for words in ("already exists", "unique"))
+                if attempt + 1 == STORAGE_ATTEMPTS or not clash:
+                    raise UserError(f"--storage {url}: {error_reason(error)}") from None
+
+
+def creation_lock(url: str) -> contextlib.AbstractContextManager:
+    """An exclusive lock on `<file>.lock` for a SQLite file whose folder exists; otherwise none."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # a malformed URL: RDBStorage says what is wrong with it
+        return contextlib.nullcontext()
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return contextlib.nullcontext()
+    path = Path(parsed.database)
+    return locked(path) if path.parent.is_dir() else contextlib.nullcontext()
 
 
 def check_same_base(study: optuna.Study, base: Config) -> None:

@@ -140,10 +140,18 @@ def signal_and_continue(process: subprocess.Popen, signal_number: int) -> None:
     os.kill(process.pid, signal.SIGCONT)
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(tiny_data, tmp_path, previous, signal_number):
+@pytest.mark.parametrize(
+    ("point", "signal_number"),
+    [("run-folder", signal.SIGINT), ("run-folder", signal.SIGTERM), ("report", signal.SIGINT)],
+    ids=["saving-ctrl-c", "saving-sigterm", "report-ctrl-c"],
+)
+def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(
+    tiny_data, tmp_path, previous, point, signal_number
+):
     before = snapshot_files(previous.parent)
-    process = stopped_at("run-folder", tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *FLAGS)
+    # At "report" the run folder is saved and the report about to be drawn.
+    flags = [flag for flag in FLAGS if flag != "--no-report"] if point == "report" else FLAGS
+    process = stopped_at(point, tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *flags)
     # Stopped with the new pair in temporary files beside the old one, and the new run folder made.
     assert len(temporary_files(previous.parent)) == 2
     signal_and_continue(process, signal_number)

@@ -15,7 +15,7 @@ from src.core.interrupts import raise_if_interrupted
 from src.data.loading import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
 from src.data.submission import check_predictions, write_submission
 from src.models.registry import check_size, run_name
-from src.runs.folders import RunArrays, collect_run_arrays, create_run_dir, save_run
+from src.runs.folders import RunArrays, collect_run_arrays, create_run_dir, save_run, unfinished_on_failure
 from src.runs.outputs import pause_point, plan_outputs, prepared_pair
 from src.runs.record import (
     SOURCE_ARRAYS,
@@ -152,7 +152,9 @@ def run(
         record.to_json(pair.record)
         pause_point("run-folder")
         save_run(run_dir, run_arrays(training, datasets, test_probabilities), record, pair.submission, training.models)
-        report_path = make_report(run_dir) if report else None
+        with unfinished_on_failure(run_dir):
+            pause_point("report")
+            report_path = make_report(run_dir) if report else None
         pair.swap()
     return RunResult(plan.submission, plan.record, record, training, test_probabilities, run_dir, report_path)
 

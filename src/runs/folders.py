@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +165,20 @@ def save_run(run_dir: str | Path, arrays: RunArrays, record: RunRecord, submissi
     record.to_json(run_dir / RUN_RECORD_NAME)
     marker.unlink()
     return run_dir
+
+
+@contextmanager
+def unfinished_on_failure(run_dir: str | Path) -> Iterator[None]:
+    """Mark a saved `run_dir` incomplete again if the block fails or is interrupted.
+
+    Drawing the report follows the save and is still the run: a Ctrl-C there must not leave
+    a folder that looks finished while the old submission stays in place.
+    """
+    try:
+        yield
+    except BaseException:
+        (Path(run_dir) / INCOMPLETE_MARKER).touch()
+        raise
 
 
 def save_members(run_dir: Path, models) -> list[Path]:

@@ -72,8 +72,8 @@ def test_each_presets_network_and_parameter_count(name):
     assert kinds.count("BatchNormalization") == (convolutions + bool(config.head_units)) * config.batch_norm
 
 
-def test_the_ensemble_preset_is_the_issues_network_bagged():
-    # [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm: 327k parameters, as the issue counts them.
+def test_the_ensemble_preset_is_the_large_network_bagged():
+    # [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128-10 with batch norm: 327k parameters, counted by hand.
     config = PRESETS["cnn-ensemble"]
     assert cnn_parameters(config) == 326_826
     assert (config.members, config.folds, config.batch_size, config.epochs) == (15, 1, 64, 45)

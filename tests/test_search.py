@@ -17,6 +17,7 @@ import pytest
 from src.core.config import PRESETS, Config
 from src.core.errors import UserError
 from src.core.space import Dimension, parse_dimension, parse_duration, parse_space
+from src.pipeline import search as search_pipeline
 from src.pipeline.search import open_storage
 from src.predict import main as predict_main
 from src.report import main as report_main
@@ -275,9 +276,11 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_da
     assert all(record.config.learning_rate == pytest.approx(drawn[record.search.trial]) for record in records)
 
 
-def test_workers_opening_a_new_database_at_once_all_open_it(tmp_path):
+def test_workers_opening_a_new_database_at_once_all_open_it(tmp_path, monkeypatch):
     # Each would create the tables and insert the schema version; without the lock all but one
     # failed ("UNIQUE constraint failed: alembic_version.version_num"), in 20 rounds of 20 tried.
+    # One attempt each, so that only the lock can make them all succeed.
+    monkeypatch.setattr(search_pipeline, "STORAGE_ATTEMPTS", 1)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     start, failures = threading.Barrier(6), []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,8 +99,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
     Workers started together on a new database would each create its tables and insert its
     schema version, and all but one fail. On a SQLite file the first holds a lock beside it
-    while it creates them, and the others then open what it made; another database is
-    tried again after such a clash.
+    while it creates them, and the others then open what it made; after a clash (on another
+    database, or where the lock cannot be taken) the database is opened again.
     """
     engine = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}} if url.startswith("sqlite:") else {}
     with creation_lock(url):
@@ -107,21 +108,33 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             try:
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine)
             except Exception as error:  # SQLAlchemy's errors, an unknown driver, a malformed URL
-                clash = any(words in str(error).lower() for words in ("already exists", "unique"))
+                clash = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)
                 if attempt + 1 == STORAGE_ATTEMPTS or not clash:
                     raise UserError(f"--storage {url}: {error_reason(error)}") from None
 
 
-def creation_lock(url: str) -> contextlib.AbstractContextManager:
-    """An exclusive lock on `<file>.lock` for a SQLite file whose folder exists; otherwise none."""
+@contextlib.contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """An exclusive lock on `<file>.lock` beside a SQLite file, where one can be taken."""
+    path = sqlite_file(url)
+    with contextlib.ExitStack() as stack:
+        # A folder or lock file this user may not write: no lock, and the retries still apply.
+        if path is not None:
+            with contextlib.suppress(OSError):
+                stack.enter_context(locked(path))
+        yield
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a plain SQLite URL names, in a folder that exists; None for any other URL."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except Exception:  # a malformed URL: RDBStorage says what is wrong with it
-        return contextlib.nullcontext()
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return contextlib.nullcontext()
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or parsed.query:
+        return None
     path = Path(parsed.database)
-    return locked(path) if path.parent.is_dir() else contextlib.nullcontext()
+    return path if path.parent.is_dir() else None
 
 
 def check_same_base(study: optuna.Study, base: Config) -> None:

@@ -461,7 +461,10 @@ def build_training_state(model: keras.Model, training: tf.data.Dataset) -> None:
     strategy Keras builds them itself before tracing. The values are the same zeros either
     way, and no batch is drawn, so the trained weights are the same to the byte.
     """
-    model._symbolic_build(data_batch=training.element_spec)  # what Keras' fit does under a strategy
+    # What Keras' fit does under a strategy; a Keras without it only traces the step twice, as before.
+    build = getattr(model, "_symbolic_build", None)
+    if build is not None:
+        build(data_batch=training.element_spec)
 
 
 def run_fit(config: Config, prepared: PreparedFit, features, labels, verbose: int, started: float) -> Member:

@@ -461,7 +461,7 @@ def build_training_state(model: keras.Model, training: tf.data.Dataset) -> None:
     strategy Keras builds them itself before tracing. The values are the same zeros either
     way, and no batch is drawn, so the trained weights are the same to the byte.
     """
-    # What Keras' fit does under a strategy; a Keras without it only traces the step twice, as before.
+    # A Keras without this method only traces the step twice, as before.
     build = getattr(model, "_symbolic_build", None)
     if build is not None:
         build(data_batch=training.element_spec)

@@ -69,7 +69,7 @@ def test_each_presets_network_and_parameter_count(name):
     assert model.count_params() == cnn_parameters(config)
     convolutions = len(config.filters) * (config.convs_per_block + (config.downsample == "stride"))
     assert kinds.count("Conv2D") == convolutions
-    assert kinds.count("BatchNormalization") == (convolutions + bool(config.head_units)) * config.batch_norm
+    assert kinds.count("FusedBatchNormalization") == (convolutions + bool(config.head_units)) * config.batch_norm
 
 
 def test_the_ensemble_preset_is_the_large_network_bagged():

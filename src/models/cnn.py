@@ -8,7 +8,8 @@ then a halving of the image, by a stride-2 convolution of
 dense layer of `head_units` (none when 0) and a 10-way softmax kept in
 float32, so mixed precision on a GPU still gives float32 probabilities.
 Batch norm, when on, follows every convolution and the head's dense layer,
-which then carry no bias.
+which then carry no bias; it trains with TensorFlow's fused kernel
+(`src.models.batch_norm`).
 
 The network is written once, as a plan of layers (`plan`): `cost` walks it to
 count parameters and multiply-adds and to refuse an image that shrinks to
@@ -104,12 +105,14 @@ def build(config: Config, learning_rate, augmentation=None):
     """
     from tensorflow import keras
 
+    from src.models.batch_norm import FusedBatchNormalization
+
     cost(config)  # refuses, in one line, settings that shrink the image to nothing
 
     def with_norm_and_relu(layer, name):
         layers = [layer]
         if config.batch_norm:
-            layers.append(keras.layers.BatchNormalization(name=f"{name}_bn"))
+            layers.append(FusedBatchNormalization(name=f"{name}_bn"))
         layers.append(keras.layers.Activation("relu", name=f"{name}_relu"))
         return layers
 

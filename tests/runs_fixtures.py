@@ -19,6 +19,7 @@ from tests.helpers import snapshot_files
 from tests.synthetic import write_dataset
 
 UNIT = {"scaling": "unit", "l2": 1e-4}
+DISTORTED = {"augment_rotation": 10.0, "clean_epochs": 1}
 # name: (settings, data folder, with the figures and report.html)
 PLAN = {
     # A single model and a 2-fold ensemble on the compiled path, on one dataset: blended, reported, predicted again.
@@ -26,6 +27,9 @@ PLAN = {
     "folds": (Config(epochs=2, folds=2, seed=1, **UNIT), "data", True),
     # Keras' own `fit`, for saved models of the other training path.
     "plain": (Config(epochs=1, seed=1, plain=True), "data", False),
+    # A CNN whose saved model holds the package's own layers (batch norm, switchable distortions), which a
+    # fresh process must register before it can load them.
+    "cnn": (Config(family="cnn", filters=(4,), head_units=8, epochs=2, seed=1, **UNIT, **DISTORTED), "data", False),
     # Other training rows with the same test.csv: a blend is allowed, its gain cannot be measured.
     "other train": (Config(epochs=1, seed=3, **UNIT), "other-train", False),
     # Another test.csv: no blend with the others.

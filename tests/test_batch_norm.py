@@ -12,10 +12,10 @@ from src.models.batch_norm import FusedBatchNormalization
 CHANNELS = 6
 
 
-def pair(shape, momentum=0.9):
+def pair(shape, momentum=0.9, dtype=None):
     """Keras' batch norm and the fused one, built on `shape` with the same random scale and offset."""
-    keras_layer = keras.layers.BatchNormalization(momentum=momentum)
-    fused_layer = FusedBatchNormalization(momentum=momentum)
+    keras_layer = keras.layers.BatchNormalization(momentum=momentum, dtype=dtype)
+    fused_layer = FusedBatchNormalization(momentum=momentum, dtype=dtype)
     rng = np.random.default_rng(1)
     for layer in (keras_layer, fused_layer):
         layer.build(shape)
@@ -66,10 +66,19 @@ def test_the_training_step_runs_one_fused_operation():
     assert kinds.count("FusedBatchNormV3") == 1 and "Mean" not in kinds
 
 
-@pytest.mark.parametrize("shape, training", [((16, 5, 7, CHANNELS), False), ((16, CHANNELS), True)])
-def test_prediction_and_flat_inputs_are_keras_own(shape, training):
-    keras_layer, fused_layer = pair(shape)
-    inputs = batch(shape)
+@pytest.mark.parametrize(
+    "shape, training, frozen, dtype",
+    [
+        ((16, 5, 7, CHANNELS), False, False, "float32"),  # predicting
+        ((16, CHANNELS), True, False, "float32"),  # the dense head
+        ((16, 5, 7, CHANNELS), True, True, "float32"),  # a frozen layer normalizes with its moving statistics
+        ((16, 5, 7, CHANNELS), True, False, "float64"),  # a float64 layer, which Keras normalizes in float64
+    ],
+)
+def test_prediction_frozen_layers_and_other_inputs_are_keras_own(shape, training, frozen, dtype):
+    keras_layer, fused_layer = pair(shape, dtype=dtype)
+    keras_layer.trainable = fused_layer.trainable = not frozen
+    inputs = tf.cast(batch(shape), dtype)
     np.testing.assert_array_equal(fused_layer(inputs, training=training), keras_layer(inputs, training=training))
 
 

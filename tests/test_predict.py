@@ -28,8 +28,9 @@ from tests.synthetic import make_arrays
 
 @pytest.fixture
 def runs(small_runs):
-    """The shared tiny runs: a 2-fold ensemble on the compiled path, and a single model with plain `fit`."""
-    return small_runs.data["data"], {"stacked": small_runs["folds"], "plain": small_runs["plain"]}
+    """The shared tiny runs: a 2-fold ensemble on the compiled path, a single model with plain `fit`, and a CNN."""
+    runs = {"stacked": small_runs["folds"], "plain": small_runs["plain"], "cnn": small_runs["cnn"]}
+    return small_runs.data["data"], runs
 
 
 def predict(capsys, *args):
@@ -111,9 +112,9 @@ def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_pat
 
 
 @pytest.mark.slow
-def test_predict_in_its_own_process_starts_quietly_and_writes_the_same_bytes(runs, tmp_path):
+def test_predict_in_its_own_process_loads_a_cnn_starts_quietly_and_writes_the_same_bytes(runs, tmp_path):
     data_dir, results = runs
-    result = results["stacked"]
+    result = results["cnn"]
     out = tmp_path / "again.csv"
     completed = run_command("-m", "src.predict", result.run_dir, "--data", data_dir, "--out", out)
     assert completed.returncode == 0, completed.stderr

@@ -8,8 +8,8 @@ then a halving of the image, by a stride-2 convolution of
 dense layer of `head_units` (none when 0) and a 10-way softmax kept in
 float32, so mixed precision on a GPU still gives float32 probabilities.
 Batch norm, when on, follows every convolution and the head's dense layer,
-which then carry no bias; it trains with TensorFlow's fused kernel
-(`src.models.batch_norm`).
+which then carry no bias; on the convolutions' maps it trains with
+TensorFlow's fused kernel (`src.models.batch_norm`).
 
 The network is written once, as a plan of layers (`plan`): `cost` walks it to
 count parameters and multiply-adds and to refuse an image that shrinks to

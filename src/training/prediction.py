@@ -9,6 +9,7 @@ from tensorflow import keras
 
 from src.core.errors import UserError, error_reason
 from src.models.augmentation import predict_with_tta
+from src.models.batch_norm import FusedBatchNormalization  # noqa: F401  (registered for `load_model`)
 
 PREDICT_BATCH_SIZE = 4096
 

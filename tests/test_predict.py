@@ -38,7 +38,7 @@ def predict(capsys, *args):
     return run_main(capsys, predict_main, *args)
 
 
-@pytest.mark.parametrize("name", ["stacked", "plain"])
+@pytest.mark.parametrize("name", ["stacked", "plain", "cnn"])
 def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
     data_dir, results = runs
     result = results[name]
@@ -83,7 +83,7 @@ def test_tta_averages_each_models_shifted_predictions_and_scores_the_held_out_ro
     assert tta_validation_accuracy(result.training, train_features, labels) == expected
 
 
-@pytest.mark.parametrize("name", ["stacked", "plain"])
+@pytest.mark.parametrize("name", ["stacked", "plain", "cnn"])
 def test_with_no_shift_the_tta_accuracy_is_the_runs_own(runs, name, monkeypatch):
     data_dir, results = runs
     result = results[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tensorflow as tf
 from tensorflow import keras
 
 IMAGE_RANK = 4  # batch, height, width, channels
@@ -26,8 +27,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and self._fusable(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         # Keras normalizes in float32 whatever the compute dtype (float16 statistics overflow).
         images = tf.cast(inputs, "float32")
         outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(

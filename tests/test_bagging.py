@@ -1,4 +1,4 @@
-"""Bagging: each member on its own random 90% of the rows, scored out-of-bag."""
+"""Bagging: each member on its own random share of the rows (`--bag-share`), scored out-of-bag."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from src.training.evaluation import accuracy
 from src.training.prediction import held_out_probabilities, tta_validation_accuracy
 from src.training.trainer import Member, TrainingResult, member_seeds, split_rows, train
 from tests.helpers import assert_one_line_error, run_main
-from tests.synthetic import make_arrays
+from tests.synthetic import make_arrays, write_dataset
 
 
 def test_members_never_validate_on_their_own_training_rows_and_differ_by_seed():
@@ -29,7 +29,7 @@ def test_members_never_validate_on_their_own_training_rows_and_differ_by_seed():
     for train_rows, validation_rows in splits:
         assert not set(train_rows) & set(validation_rows)
         np.testing.assert_array_equal(np.sort(np.concatenate([train_rows, validation_rows])), np.arange(203))
-        assert len(train_rows) == bag_size(203) == 182
+        assert len(train_rows) == bag_size(203, config.bag_share) == 182
     held_out = [frozenset(validation_rows) for _, validation_rows in splits]
     assert len(set(held_out)) == 5, "every member draws its own rows"
     seeds = member_seeds(config)
@@ -39,6 +39,23 @@ def test_members_never_validate_on_their_own_training_rows_and_differ_by_seed():
     assert [frozenset(rows) for _, rows in split_rows(config.replace(seed=4), labels)] != held_out
     # Member i's rows depend on the seed and i only, not on how many members there are.
     np.testing.assert_array_equal(split_rows(config.replace(members=2), labels)[1][1], splits[1][1])
+
+
+def test_the_bag_share_sets_how_many_rows_each_member_trains_on(tmp_path, capsys):
+    labels = np.arange(203) % 10
+    for share, size in ((0.5, 101), (0.25, 50)):
+        for train_rows, validation_rows in split_rows(Config(members=4, bag_share=share, seed=3), labels):
+            assert (len(train_rows), len(validation_rows)) == (size, 203 - size)
+            assert not set(train_rows) & set(validation_rows)
+    for share in (0, 1, 1.5):
+        with pytest.raises(UserError, match=r"bag_share must be in \(0, 1\)"):
+            Config(members=2, bag_share=share)
+    # On 80 rows a share of 1% trains a member on no row at all: refused before any training.
+    data = write_dataset(tmp_path / "data")
+    flags = ("--data", data, "--out", tmp_path / "out" / "submission.csv", "--members", "2", "--bag-share", "0.01")
+    result = run_main(capsys, submit_main, *flags)
+    assert_one_line_error(result, 2, "--bag-share 0.01 leaves no training or no out-of-bag row of 80")
+    assert not (tmp_path / "out").exists()
 
 
 def member(rows, probabilities, model=None) -> Member:

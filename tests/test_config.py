@@ -75,6 +75,7 @@ def test_the_defaults_are_the_tutorials_network():
         "early_stopping": 0,
         "keep_best": False,
         "members": 1,
+        "bag_share": 0.9,
         "first_member": 1,
         "last_member": 0,
         "tta": False,

@@ -18,10 +18,12 @@ from src.runs.record import RunRecord
 from src.runs.reporting import (
     CONFUSION_MATRIX_PNG,
     GALLERY_PNG,
+    GRID_COLUMNS,
     LEARNING_CURVES_PNG,
     MISTAKES_PNG,
     REPORT_HTML,
     compare_runs,
+    digit_montage,
     make_report,
     plot_learning_curves,
 )
@@ -181,6 +183,24 @@ def test_compare_takes_the_folder_of_runs(runs, capsys):
     cli = run_main(capsys, report_main, "--compare", runs_folder)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == compare_runs(run_dirs) + "\n"
+
+
+def test_a_digit_grid_is_one_picture_with_every_digit_in_its_own_tile_on_white():
+    images = np.arange(1, 8, dtype=np.uint8)[:, None] * np.ones((1, 784), dtype=np.uint8)  # digit i is all i
+    for title_lines in (1, 2):
+        montage = digit_montage(images, title_lines)
+        rows, columns = montage.shape
+        tile_height, tile_width = rows // 2, columns // GRID_COLUMNS  # 7 digits: two rows of six
+        assert (rows % 2, columns % GRID_COLUMNS) == (0, 0) and montage.dtype == np.uint8
+        for index, value in enumerate(range(1, 8)):
+            row, column = divmod(index, GRID_COLUMNS)
+            tile = montage[row * tile_height : (row + 1) * tile_height, column * tile_width : (column + 1) * tile_width]
+            # The whole digit, upright, in its own tile; the rest of the tile is white space for its title.
+            assert (tile == value).sum() == 784 and set(np.unique(tile)) == {0, value}
+            filled = np.argwhere(tile == value)
+            assert (filled.max(axis=0) - filled.min(axis=0) + 1).tolist() == [28, 28]
+        assert not montage[tile_height:, tile_width:].any()  # the empty tiles of the last row stay white
+        assert digit_montage(images, 2).shape[0] > digit_montage(images, 1).shape[0]  # a band per title line
 
 
 def test_many_members_draw_a_mean_and_a_band(tmp_path):

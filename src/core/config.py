@@ -27,8 +27,6 @@ MAX_MEMBERS = 100
 VALIDATION_SPLIT_HELP = (
     "share of rows (the last ones, as Keras takes them) held out by a single model; 0 trains on every row"
 )
-# A bagged member trains on this share of the rows, drawn at random, and is validated on the rest.
-BAG_SHARE = 0.9
 SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
 
 
@@ -251,7 +249,17 @@ class Config:
         1, int, "K >= 2 trains a stratified K-fold ensemble; 1 a single model", low=1, high=MAX_FOLDS, metavar="K"
     )
     members: int = setting(
-        1, int, "N >= 2 bags N models, each on a random 90% of the rows", low=1, high=MAX_MEMBERS, since=2
+        1, int, "N >= 2 bags N models, each on its own random --bag-share of the rows", low=1, high=MAX_MEMBERS, since=2
+    )
+    bag_share: float = setting(
+        0.9,
+        float,
+        "share of the rows each bagged member trains on, drawn at random; the rest are its out-of-bag rows",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        since=5,
     )
     first_member: int = setting(
         1,
@@ -321,7 +329,7 @@ def check_combination(config) -> None:
     if config.members > 1 and config.folds > 1:
         raise UserError(
             f"--members {config.members} and --folds {config.folds} are two ways to ensemble: "
-            "bagging validates each member on its own random 10%, folds on its fold; choose one"
+            "bagging validates each member on the rows left out of its bag, folds on its fold; choose one"
         )
     check_member_range(config)
     if config.family == "cnn" and config.scaling != "unit":
@@ -481,9 +489,9 @@ DEFAULT_PRESET = "tutorial"
 GPU_PRESETS = ("cnn-ensemble",)
 
 
-def bag_size(n_rows: int) -> int:
-    """How many of `n_rows` rows a bagged member trains on; the rest validate it."""
-    return math.floor(n_rows * BAG_SHARE)
+def bag_size(n_rows: int, share: float) -> int:
+    """How many of `n_rows` rows a bagged member trains on, at `bag_share` `share`; the rest validate it."""
+    return math.floor(n_rows * share)
 
 
 def check_split(config: Config, n_rows: int) -> None:
@@ -496,8 +504,8 @@ def check_split(config: Config, n_rows: int) -> None:
             raise UserError(f"{config.folds} folds need at least {config.folds} training rows, found {n_rows}")
         return
     if config.members > 1:
-        if not 1 <= bag_size(n_rows) < n_rows:
-            raise UserError(f"bagging needs at least 2 training rows, found {n_rows}")
+        if not 1 <= bag_size(n_rows, config.bag_share) < n_rows:
+            raise UserError(f"--bag-share {config.bag_share} leaves no training or no out-of-bag row of {n_rows}")
         return
     n_training = math.floor(n_rows * (1.0 - config.validation_split))
     if n_training < 1:

@@ -32,10 +32,10 @@ def member_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def bag_rows(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def bag_rows(n_samples: int, seed: int, share: float) -> tuple[np.ndarray, np.ndarray]:
     """A random `bag_size` of the rows to train on and the rest to validate on, both sorted."""
     order = np.random.default_rng(seed).permutation(n_samples)
-    n_train = bag_size(n_samples)
+    n_train = bag_size(n_samples, share)
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
@@ -45,12 +45,12 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
     A single model holds out the last `validation_split` of the rows, exactly as
     Keras' `fit(validation_split=...)` does (none with 0); a k-fold uses
     scikit-learn's `StratifiedKFold`, so every row is validated exactly once;
-    a bagged member trains on a random `BAG_SHARE` of the rows drawn with its
+    a bagged member trains on a random `bag_share` of the rows drawn with its
     own seed and holds out the rest.
     """
     n_samples = len(labels)
     if config.members > 1:
-        return [bag_rows(n_samples, seed) for seed in member_seeds(config)]
+        return [bag_rows(n_samples, seed, config.bag_share) for seed in member_seeds(config)]
     if config.folds == 1:
         split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
         return [(np.arange(split_at), np.arange(split_at, n_samples))]

@@ -162,7 +162,7 @@ class SearchTrial:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 4
+RECORD_SCHEMA = 5
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ MISTAKES_PNG = "confident_mistakes.png"
 GALLERY_PNG = "test_gallery.png"
 REPORT_HTML = "report.html"
 GRID_COLUMNS = 6
+# A digit grid's white space, in the digits' own pixels: around each digit, and a line of its title.
+TILE_GAP = 6
+TITLE_LINE = 5
 # From this many members on, the learning curves show their mean and range, not one line each.
 BAND_MEMBERS = 4
 
@@ -321,19 +324,43 @@ def _grid_rows(count: int) -> int:
     return max(1, -(-count // GRID_COLUMNS))
 
 
+def digit_montage(images: np.ndarray, title_lines: int) -> np.ndarray:
+    """The 784-pixel `images` laid out as one picture, `GRID_COLUMNS` to a row, each tile with
+    `TILE_GAP` pixels of white around it and `title_lines` bands of `TITLE_LINE` pixels above it."""
+    rows = _grid_rows(len(images))
+    tile_width = IMAGE_SIDE + TILE_GAP
+    tile_height = IMAGE_SIDE + TILE_GAP + TITLE_LINE * title_lines
+    montage = np.zeros((rows * tile_height, GRID_COLUMNS * tile_width), dtype=np.uint8)
+    for index, image in enumerate(images):
+        top, left = _tile_corner(index, title_lines)
+        montage[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image.reshape(IMAGE_SIDE, IMAGE_SIDE)
+    return montage
+
+
+def _tile_corner(index: int, title_lines: int) -> tuple[int, int]:
+    """The montage's row and column of the top left pixel of digit `index`."""
+    row, column = divmod(index, GRID_COLUMNS)
+    title_band = TITLE_LINE * title_lines
+    top = row * (IMAGE_SIDE + TILE_GAP + title_band) + title_band + TILE_GAP // 2
+    return top, column * (IMAGE_SIDE + TILE_GAP) + TILE_GAP // 2
+
+
 def _draw_digit_grid(figure, images: np.ndarray, titles: list[str]) -> None:
-    """Draw 28x28 digits in rows of `GRID_COLUMNS`, each with its title; a note if there are none."""
+    """Draw 28x28 digits in rows of `GRID_COLUMNS`, each with its title; a note if there are none.
+
+    The digits are one image on one Axes: an Axes per digit took a second or more to lay out and
+    draw, longer than the rest of the report.
+    """
+    axes = figure.subplots()
+    axes.set_axis_off()
     if not len(images):
-        axes = figure.subplots()
         axes.text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
-        axes.set_axis_off()
         return
-    grid = figure.subplots(_grid_rows(len(images)), GRID_COLUMNS, squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        axes.set_axis_off()
-        if index < len(images):
-            axes.imshow(images[index].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=255)
-            axes.set_title(titles[index], fontsize=9)
+    title_lines = max(title.count("\n") + 1 for title in titles)
+    axes.imshow(digit_montage(images, title_lines), cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    for index, title in enumerate(titles):
+        top, left = _tile_corner(index, title_lines)
+        axes.text(left + IMAGE_SIDE / 2 - 0.5, top - 1.5, title, ha="center", va="bottom", fontsize=9)
 
 
 def save_figure(figure: Figure, path: Path) -> Path:

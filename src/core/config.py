@@ -332,6 +332,11 @@ def check_combination(config) -> None:
             "bagging validates each member on the rows left out of its bag, folds on its fold; choose one"
         )
     check_member_range(config)
+    if config.members == 1 and config.bag_share != SETTINGS_BY_NAME["bag_share"].default:
+        raise UserError(
+            f"--bag-share {config.bag_share} is the share of the rows each member of a bag trains on: "
+            "it needs --members N >= 2"
+        )
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
     single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import re
 
@@ -227,3 +228,22 @@ def test_readme_exit_codes_table_is_the_errors_table():
     readme = (REPO_ROOT / "docs" / "safety.md").read_text()
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme.split("## Exit codes", 1)[1], flags=re.MULTILINE))
     assert {int(code): meaning for code, meaning in rows.items()} == EXIT_CODES
+
+
+def test_a_config_stored_before_a_setting_existed_loads_with_that_settings_default(tmp_path):
+    from src.core.config import stored_settings
+    from src.pipeline.fan_out import STATE_FILE, load_state
+
+    config = Config(members=3, seed=7)
+    older = {name: value for name, value in config.to_dict().items() if name != "bag_share"}  # before schema 5
+    with pytest.raises(UserError, match="missing settings bag_share"):
+        Config.from_dict(older)
+    assert Config.from_dict(stored_settings(older)) == config
+    assert Config.from_dict(stored_settings(older, schema=4)) == config
+    # A setting every schema had is never filled in: its absence is damage.
+    with pytest.raises(UserError, match="missing settings seed"):
+        Config.from_dict(stored_settings({name: value for name, value in older.items() if name != "seed"}))
+    # A fan-out started before the setting existed resumes with the bags it was started with.
+    state = {"config": older, "title": "Digit Recognizer", "gpu": False, "parts": []}
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    assert load_state(tmp_path).config == config

@@ -22,6 +22,7 @@ from src.runs.reporting import (
     LEARNING_CURVES_PNG,
     MISTAKES_PNG,
     REPORT_HTML,
+    TITLE_LINE,
     compare_runs,
     digit_montage,
     make_report,
@@ -186,21 +187,28 @@ def test_compare_takes_the_folder_of_runs(runs, capsys):
 
 
 def test_a_digit_grid_is_one_picture_with_every_digit_in_its_own_tile_on_white():
-    images = np.arange(1, 8, dtype=np.uint8)[:, None] * np.ones((1, 784), dtype=np.uint8)  # digit i is all i
+    # Digit i is all i, but for a top row of 100 + i and a left column of 200 + i: upside down,
+    # mirrored or transposed, it would not match.
+    images = np.zeros((7, 28, 28), dtype=np.uint8)
+    for index in range(7):
+        images[index] = index + 1
+        images[index, :, 0] = 200 + index
+        images[index, 0, :] = 100 + index
     for title_lines in (1, 2):
-        montage = digit_montage(images, title_lines)
+        montage = digit_montage(images.reshape(7, 784), title_lines)
         rows, columns = montage.shape
         tile_height, tile_width = rows // 2, columns // GRID_COLUMNS  # 7 digits: two rows of six
         assert (rows % 2, columns % GRID_COLUMNS) == (0, 0) and montage.dtype == np.uint8
-        for index, value in enumerate(range(1, 8)):
+        for index, image in enumerate(images):
             row, column = divmod(index, GRID_COLUMNS)
             tile = montage[row * tile_height : (row + 1) * tile_height, column * tile_width : (column + 1) * tile_width]
-            # The whole digit, upright, in its own tile; the rest of the tile is white space for its title.
-            assert (tile == value).sum() == 784 and set(np.unique(tile)) == {0, value}
-            filled = np.argwhere(tile == value)
-            assert (filled.max(axis=0) - filled.min(axis=0) + 1).tolist() == [28, 28]
+            # The whole digit, as it was, in its own tile, below the white space its title lines take.
+            top, left = np.argwhere(tile).min(axis=0)
+            np.testing.assert_array_equal(tile[top : top + 28, left : left + 28], image)
+            assert (tile != 0).sum() == 784
+            assert top >= TITLE_LINE * title_lines
         assert not montage[tile_height:, tile_width:].any()  # the empty tiles of the last row stay white
-        assert digit_montage(images, 2).shape[0] > digit_montage(images, 1).shape[0]  # a band per title line
+    assert digit_montage(images.reshape(7, 784), 2).shape[0] > digit_montage(images.reshape(7, 784), 1).shape[0]
 
 
 def test_many_members_draw_a_mean_and_a_band(tmp_path):

@@ -353,3 +353,19 @@ def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path, capsys):
         np.testing.assert_allclose([value for _, value in events["epoch_loss"]], history["loss"], rtol=1e-6)
         rates = [value for _, value in events["epoch_learning_rate"]]
         assert rates[1] < rates[0]  # the exponential schedule's rate, as it was at each epoch's end
+
+
+def test_a_study_started_before_a_setting_existed_continues_and_its_best_trial_loads():
+    from src.pipeline.search import BASE_ATTRIBUTE, CONFIG_ATTRIBUTE, best_config, check_same_base
+
+    base = Config(members=2, seed=3)
+    older = {name: value for name, value in base.to_dict().items() if name != "bag_share"}  # before schema 5
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(BASE_ATTRIBUTE, older)
+    check_same_base(study, base)  # the same flags continue it
+    with pytest.raises(UserError, match="members differ"):
+        check_same_base(study, base.replace(members=3))
+    trial = study.ask()
+    trial.set_user_attr(CONFIG_ATTRIBUTE, older)
+    study.tell(trial, 0.5)
+    assert best_config(study.best_trial) == base

@@ -324,6 +324,14 @@ SETTINGS = tuple(
 SETTINGS_BY_NAME = {entry.name: entry for entry in SETTINGS}
 
 
+def stored_settings(values: dict, schema: int = 1) -> dict:
+    """A config stored by the package at record `schema` (1: it said none), with the settings added since then
+    filled in with their defaults: that is how it trained. Any other missing setting stays missing, an error."""
+    if not isinstance(values, dict):
+        return values  # `Config.from_dict` refuses it in words
+    return {**{entry.name: entry.default for entry in SETTINGS if entry.since > schema}, **values}
+
+
 def check_combination(config) -> None:
     """Refuse settings that are each valid but cannot go together, with what to change."""
     if config.members > 1 and config.folds > 1:
@@ -332,11 +340,6 @@ def check_combination(config) -> None:
             "bagging validates each member on the rows left out of its bag, folds on its fold; choose one"
         )
     check_member_range(config)
-    if config.members == 1 and config.bag_share != SETTINGS_BY_NAME["bag_share"].default:
-        raise UserError(
-            f"--bag-share {config.bag_share} is the share of the rows each member of a bag trains on: "
-            "it needs --members N >= 2"
-        )
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
     single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0
@@ -509,8 +512,9 @@ def check_split(config: Config, n_rows: int) -> None:
             raise UserError(f"{config.folds} folds need at least {config.folds} training rows, found {n_rows}")
         return
     if config.members > 1:
-        if not 1 <= bag_size(n_rows, config.bag_share) < n_rows:
-            raise UserError(f"--bag-share {config.bag_share} leaves no training or no out-of-bag row of {n_rows}")
+        # A share below 1 always leaves a row out of the bag; a small one may leave none in it.
+        if bag_size(n_rows, config.bag_share) < 1:
+            raise UserError(f"--bag-share {config.bag_share} leaves no training row of {n_rows}")
         return
     n_training = math.floor(n_rows * (1.0 - config.validation_split))
     if n_training < 1:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, stored_settings
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import atomic_write, write_json
 from src.core.readers import read_json
@@ -179,7 +179,7 @@ def load_state(kernel_dir: Path) -> FanOut | None:
         return None
     values = read_json(path, "fan-out state")
     try:
-        config = Config.from_dict({**values["config"], **_tuples(values["config"])})
+        config = Config.from_dict(stored_settings({**values["config"], **_tuples(values["config"])}))
         parts = [Part(**part) for part in values["parts"]]
         return FanOut(config, str(values["title"]), bool(values["gpu"]), parts)
     except UserError as error:

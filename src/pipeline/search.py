@@ -17,7 +17,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from src.core.config import SEED_LIMIT, Config
+from src.core.config import SEED_LIMIT, Config, stored_settings
 from src.core.errors import UserError, error_reason
 from src.core.files import locked
 from src.core.space import Dimension
@@ -143,7 +143,7 @@ def check_same_base(study: optuna.Study, base: Config) -> None:
     if stored is None:
         study.set_user_attr(BASE_ATTRIBUTE, base.to_dict())
         return
-    before = Config.from_dict(stored)
+    before = Config.from_dict(stored_settings(stored))
     changed = [name for name, value in base.to_dict().items() if getattr(before, name) != value]
     if changed:
         raise UserError(
@@ -227,7 +227,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def best_config(trial: optuna.trial.FrozenTrial) -> Config:
-    return Config.from_dict(trial.user_attrs[CONFIG_ATTRIBUTE])
+    return Config.from_dict(stored_settings(trial.user_attrs[CONFIG_ATTRIBUTE]))
 
 
 def confirm(search: Search, trial: optuna.trial.FrozenTrial, count: int, on_run) -> list[float]:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from src.core.config import SETTINGS, Config
+from src.core.config import Config, stored_settings
 from src.core.errors import UserError
 from src.core.files import write_json
 from src.core.paths import record_path_for
@@ -219,8 +219,7 @@ class RunRecord:
                 raise UserError(f"{where}: record schema {schema} is newer than this package's ({RECORD_SCHEMA})")
             values = {**values, "schema": schema}
             if isinstance(values.get("config"), dict):
-                newer = {entry.name: entry.default for entry in SETTINGS if entry.since > schema}
-                values["config"] = {**newer, **values["config"]}
+                values["config"] = stored_settings(values["config"], schema)
         return _build(cls, values, where, "")
 
     @classmethod

@@ -218,7 +218,7 @@ class RunRecord:
             if schema > RECORD_SCHEMA:
                 raise UserError(f"{where}: record schema {schema} is newer than this package's ({RECORD_SCHEMA})")
             values = {**values, "schema": schema}
-            if isinstance(values.get("config"), dict):
+            if "config" in values:
                 values["config"] = stored_settings(values["config"], schema)
         return _build(cls, values, where, "")
 

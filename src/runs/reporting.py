@@ -327,22 +327,24 @@ def _grid_rows(count: int) -> int:
 def digit_montage(images: np.ndarray, title_lines: int) -> np.ndarray:
     """The 784-pixel `images` laid out as one picture, `GRID_COLUMNS` to a row, each tile with
     `TILE_GAP` pixels of white around it and `title_lines` bands of `TITLE_LINE` pixels above it."""
-    rows = _grid_rows(len(images))
-    tile_width = IMAGE_SIDE + TILE_GAP
-    tile_height = IMAGE_SIDE + TILE_GAP + TITLE_LINE * title_lines
-    montage = np.zeros((rows * tile_height, GRID_COLUMNS * tile_width), dtype=np.uint8)
+    tile_height, tile_width = _tile_size(title_lines)
+    montage = np.zeros((_grid_rows(len(images)) * tile_height, GRID_COLUMNS * tile_width), dtype=np.uint8)
     for index, image in enumerate(images):
         top, left = _tile_corner(index, title_lines)
         montage[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image.reshape(IMAGE_SIDE, IMAGE_SIDE)
     return montage
 
 
+def _tile_size(title_lines: int) -> tuple[int, int]:
+    """A montage tile's height and width: the digit, its white space and its title's lines."""
+    return IMAGE_SIDE + TILE_GAP + TITLE_LINE * title_lines, IMAGE_SIDE + TILE_GAP
+
+
 def _tile_corner(index: int, title_lines: int) -> tuple[int, int]:
     """The montage's row and column of the top left pixel of digit `index`."""
     row, column = divmod(index, GRID_COLUMNS)
-    title_band = TITLE_LINE * title_lines
-    top = row * (IMAGE_SIDE + TILE_GAP + title_band) + title_band + TILE_GAP // 2
-    return top, column * (IMAGE_SIDE + TILE_GAP) + TILE_GAP // 2
+    tile_height, tile_width = _tile_size(title_lines)
+    return row * tile_height + TITLE_LINE * title_lines + TILE_GAP // 2, column * tile_width + TILE_GAP // 2
 
 
 def _draw_digit_grid(figure, images: np.ndarray, titles: list[str]) -> None:

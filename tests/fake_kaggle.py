@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from src.kaggle.kernel_build import SCRIPT_MARK
-from tests.helpers import run_command
+from tests.helpers import REPO_ROOT, run_command, run_module
 
 COMPETITIONS = "/api/v1/competitions.CompetitionApiService/"
 KERNELS = "/api/v1/kernels.KernelsApiService/"
@@ -41,6 +41,7 @@ FAKE_USER = "fake-user"
 FAKE_KEY = "fake-secret-key-0123"
 FAKE_TOKEN = "fake-api-token-4567"
 POLL_SECONDS = "0.05"  # between a test's polls of the fake
+SERVER_POLL_SECONDS = 0.01  # between the fake's own checks for shutdown
 
 
 @dataclass
@@ -108,8 +109,11 @@ class FakeKaggle:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        # Kernels run in the test's own environment, not that of a command talking to the fake at the time.
+        self._environment = dict(os.environ)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # `shutdown` waits for the server's next poll: every test would wait half a second (the default) at its end.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SERVER_POLL_SECONDS,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -144,7 +148,11 @@ class FakeKaggle:
             input_dir = folder / "empty-input"
             input_dir.mkdir()
         (folder / "script.py").write_text(script, encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k.lower() not in _PROXY_NAMES}
+        env = {
+            name: value
+            for name, value in self._environment.items()
+            if not name.startswith("KAGGLE_") and name.lower() not in _PROXY_NAMES
+        }
         env.update(PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         command = [sys.executable, "script.py", "--input", str(input_dir), "--output", str(folder / "working")]
         with open(folder / "log.txt", "wb") as log:
@@ -224,9 +232,19 @@ def kaggle_env(base: dict, proxy_url: str, home: Path, credentials: bool = True)
 
 
 def run_with_fake(*args, url: str, home: Path, credentials: bool = True, extra: dict | None = None, **options):
-    """`conftest.run_command` with a fresh HOME, talking only to the fake at `url`; checks no secret leaks."""
+    """A command with a fresh HOME, talking only to the fake at `url`; checks no secret leaks.
+
+    `-m src.<command> ...` runs in this process through the command's `main(argv)`
+    (`tests.helpers.run_module`), in the environment a subprocess would get: the
+    kaggle client is then imported once per test worker, not once per call.
+    Anything else (a shell script, the `kaggle` CLI) runs in a subprocess
+    (`tests.helpers.run_command`).
+    """
     env = {**kaggle_env(os.environ, url, home, credentials=credentials), **(extra or {})}
-    result = run_command(*args, env=env, timeout=300, **options)
+    if options.get("python", True) and args[0] == "-m" and str(args[1]).startswith("src."):
+        result = run_module(str(args[1]), *args[2:], env=env, cwd=options.get("cwd", REPO_ROOT))
+    else:
+        result = run_command(*args, env=env, timeout=300, **options)
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert_no_secret(result)
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -61,6 +62,34 @@ def call_main(main, *args) -> subprocess.CompletedProcess:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main([str(arg) for arg in args])
     return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out.getvalue(), err.getvalue())
+
+
+def run_module(module: str, *args, env: dict | None = None, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as `run_command` runs it, but in this process, through the module's `main(argv)`.
+
+    For the many short commands (the Kaggle steps, kernel builds, one-line errors)
+    whose process would mostly import the same libraries again, while the process
+    boundary is not what the test checks. The command sees exactly `env` (this process's
+    environment, plus `TEST_ENVIRONMENT`, plus `env`), and `cwd`, as a subprocess
+    would; both are put back afterwards, whatever the command changed. A
+    traceback cannot be printed here: it fails the test instead.
+    """
+    from src.kaggle import client
+
+    command = importlib.import_module(module)
+    main = getattr(command, "main", None) or importlib.import_module(f"{module}.__main__").main  # a package
+    saved_environment, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update({**saved_environment, **TEST_ENVIRONMENT, **(env or {})})
+    os.chdir(cwd)
+    client.forget_sign_in()  # the client signs in once per process; here each command is a process of its own
+    try:
+        return call_main(main, *args)
+    finally:
+        client.forget_sign_in()
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environment)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:

@@ -25,7 +25,7 @@ from src.pipeline import kernel_entry
 from src.pipeline.kernel_entry import find_competition_dir
 from src.pipeline.run import run
 from src.runs.record import NO_VALIDATION
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_command
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_module
 from tests.synthetic import write_dataset
 
 BUILD_FLAGS = ["--epochs", "2", "--hidden-units", "16,8", "--scaling", "unit", "--seed", "7"]
@@ -47,6 +47,9 @@ finally:
 
 
 def build(out_dir, *flags, cwd=REPO_ROOT, env=None):
+    """`python -m src.kernel`: in this process, unless it must build another tree's `src` (`cwd`)."""
+    if cwd == REPO_ROOT:
+        return run_module("src.kernel", "--out-dir", out_dir, *flags, env=env or {})
     return run_command("-m", "src.kernel", "--out-dir", out_dir, *flags, cwd=cwd, env=env, timeout=120)
 
 

@@ -14,7 +14,7 @@ from src.core.files import sha256
 from src.ledger import main as ledger_main
 from src.runs.ledger import COLUMNS
 from tests.fake_kaggle import FakeKaggle, assert_no_secret_in_files, run_with_fake
-from tests.helpers import assert_one_line_error, run_command
+from tests.helpers import assert_one_line_error, run_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ELSEWHERE = {
@@ -89,7 +89,7 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     ]
 
     # The report still reads the run's record, with its kaggle section.
-    compared = run_command("-m", "src.report", "--compare", record["run_dir"])
+    compared = run_module("src.report", "--compare", record["run_dir"])
     assert compared.returncode == 0, compared.stderr
 
     # Delete the run folder and the file: the row still prints, and says its folder is gone.

@@ -19,8 +19,8 @@ from tests.fake_kaggle import FakeKaggle, kaggle_env, run_with_fake
 from tests.helpers import (
     assert_one_line_error,
     call_main,
-    run_command,
     run_main,
+    run_module,
     start_command,
     write_previous_pair,
 )
@@ -138,7 +138,7 @@ def test_a_submission_below_the_best_scored_one_is_refused(tmp_path):
     ],
 )
 def test_abbreviations_and_spaced_lists_are_refused(args, fragment):
-    assert_one_line_error(run_command("-m", *args), EXIT_USER, fragment)
+    assert_one_line_error(run_module(*args), EXIT_USER, fragment)
 
 
 # --- runs: what a submission replaced, a run that barely learned, the zip, predict's defaults, blend weights --------
@@ -179,7 +179,7 @@ def test_the_competition_zip_is_unpacked_into_the_cache_keyed_by_its_sha256(two_
 def test_a_damaged_zip_is_one_line(tmp_path):
     path = tmp_path / "digit-recognizer.zip"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    result = run_command("-m", "src.submit", "--data", path, "--out", tmp_path / "s.csv", "--epochs", "1")
+    result = run_module("src.submit", "--data", path, "--out", tmp_path / "s.csv", "--epochs", "1")
     assert_one_line_error(result, EXIT_USER, str(path), "zip")
 
 
@@ -210,11 +210,11 @@ def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folde
 @pytest.mark.slow
 def test_huge_blend_weights_do_not_overflow(two_runs, tmp_path):
     runs = sorted(str(path) for path in (two_runs["out"].parent / "runs").iterdir())
-    equal = run_command("-m", "src.blend", *runs, "--out", tmp_path / "equal.csv")
-    huge = run_command("-m", "src.blend", *runs, "--weights", "1e308,1e308", "--out", tmp_path / "huge.csv")
+    equal = run_module("src.blend", *runs, "--out", tmp_path / "equal.csv")
+    huge = run_module("src.blend", *runs, "--weights", "1e308,1e308", "--out", tmp_path / "huge.csv")
     assert equal.returncode == 0 and huge.returncode == 0, huge.stderr
     assert (tmp_path / "equal.csv").read_bytes() == (tmp_path / "huge.csv").read_bytes()
     record = json.loads((tmp_path / "huge.json").read_text())
     assert [source["weight"] for source in record["sources"]] == [0.5, 0.5]
-    refused = run_command("-m", "src.blend", *runs, "--weights", "1e308,1e309", "--out", tmp_path / "inf.csv")
+    refused = run_module("src.blend", *runs, "--weights", "1e308,1e309", "--out", tmp_path / "inf.csv")
     assert_one_line_error(refused, EXIT_USER, "weights must be finite")

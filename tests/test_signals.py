@@ -22,7 +22,7 @@ from src.runs.folders import INCOMPLETE_MARKER
 from src.runs.outputs import PAUSE_VARIABLE, check_pair
 from tests.helpers import (
     assert_one_line_error,
-    run_command,
+    run_module,
     snapshot_files,
     start_command,
     write_previous_pair,
@@ -162,7 +162,7 @@ def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(
     # The unfinished run folder says so, and the report refuses it.
     (run_dir,) = (previous.parent / "runs").iterdir()
     assert (run_dir / INCOMPLETE_MARKER).exists()
-    assert_one_line_error(run_command("-m", "src.report", run_dir), 2, "incomplete")
+    assert_one_line_error(run_module("src.report", run_dir), 2, "incomplete")
 
 
 def test_sigterm_between_the_two_renames_finishes_the_pair_first(tiny_data, tmp_path, previous):

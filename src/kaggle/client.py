@@ -312,3 +312,8 @@ def _signed_in_api():
                 f"Kaggle did not accept the credentials in {source}; create a new token at {TOKEN_URL}"
             ) from None
     return api
+
+
+def forget_sign_in() -> None:
+    """Sign in afresh at the next call: for a process that runs several commands, each with its own credentials."""
+    _signed_in_api.cache_clear()

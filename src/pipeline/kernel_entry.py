@@ -50,12 +50,16 @@ def train_on_kaggle(config: Config, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     data_dir = find_competition_dir(args.input)
     print(f"settings: {config.to_dict()}; data: {data_dir}", flush=True)
+    from src.data.loading import load_datasets
+
+    # Bad files are reported before TensorFlow loads (and takes seconds of the kernel's time), as locally.
+    datasets = load_datasets(data_dir)
     import_tensorflow()
     machine = describe_machine()
     print(f"running on: {machine_words(machine)}", flush=True)
     from src.pipeline.run import run
 
-    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME, machine=machine)
+    result = run(config, data_dir, args.output / KERNEL_SUBMISSION_NAME, datasets_override=datasets, machine=machine)
     print(f"{score_words(result.record.validation.accuracy)}; wrote {result.submission_path}", flush=True)
     return 0
 

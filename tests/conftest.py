@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import zipfile
@@ -58,19 +59,52 @@ def private_cache(tmp_path_factory):
         os.environ["DIGIT_RECOGNIZER_CACHE"] = previous
 
 
+# Each test group's seconds in a whole run, to hand out the longest first. Only the order of the groups
+# depends on it: a stale or missing file makes a run slower, never different. `--store-durations` rewrites it.
+DURATIONS = Path(__file__).with_name("durations.json")
+SMALL_RUNS_GROUP = "small-runs"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help=f"write each test group's measured seconds to {DURATIONS.name}, which orders the groups longest first",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """The files with the most slow tests first, so that no worker is left with a long file at the end;
-    and every file that reads the shared small runs on one worker, so that they are trained once.
+    """The longest groups first, so that no worker is left alone with a long one at the end; and every file
+    that reads the shared small runs in one group, on one worker, so that they are trained once.
 
-    pytest-xdist (`--dist loadgroup`) hands out whole groups in this order: each file is its own
-    group, but for those; the order within a file is kept.
+    pytest-xdist (`--dist loadgroup`) hands out whole groups in this order: each file is its own group,
+    but for those; the order within a file is kept. A group not yet in `durations.json` counts a second
+    for each of its tests marked slow.
     """
-    slow_tests, shared = {}, set()
-    for item in items:
-        slow_tests[item.path] = slow_tests.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
-        if "small_runs" in item.fixturenames:
-            shared.add(item.path)
-    items.sort(key=lambda item: -slow_tests[item.path])
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("small-runs" if item.path in shared else item.path.name))
+    shared = {item.path for item in items if "small_runs" in item.fixturenames}
+    groups = {item: SMALL_RUNS_GROUP if item.path in shared else item.path.name for item in items}
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    estimate = {}
+    for item, group in groups.items():
+        estimate[group] = estimate.get(group, 0) + (item.get_closest_marker("slow") is not None)
+    seconds = {group: known.get(group, guess) for group, guess in estimate.items()}
+    items.sort(key=lambda item: -seconds[groups[item]])
+    for item, group in groups.items():
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_runtest_logreport(report):
+    # With workers (the default), a report reaches the controller with its group after an "@" in its id.
+    nodeid = report.nodeid
+    group = nodeid.rpartition("@")[2] if "@" in nodeid else Path(nodeid.partition("::")[0]).name
+    _measured_seconds[group] = _measured_seconds.get(group, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        rounded = {group: round(seconds, 1) for group, seconds in sorted(_measured_seconds.items())}
+        DURATIONS.write_text(json.dumps(rounded, indent=1) + "\n")
+
+
+_measured_seconds: dict[str, float] = {}

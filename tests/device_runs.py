@@ -56,9 +56,10 @@ def mirrored() -> dict:
 def remainder() -> dict:
     """200 rows, 0.095 held out: 181 training rows and 19 held out, each leaving one row over in batches of 6."""
     images, labels, _ = make_arrays(n_per_class=20, n_test=10)
+    # Every epoch ends in the remainders; one, at a higher rate, learns these rows.
     config = Config(
         family="cnn", scaling="unit", filters=(8, 16), convs_per_block=1, head_units=0, dropout=0.0,
-        epochs=3, batch_size=6, learning_rate=3e-3, validation_split=0.095,
+        epochs=1, batch_size=6, learning_rate=1e-2, validation_split=0.095,
     )  # fmt: skip
     result = train(config, images, labels, verbose=0)
     member = result.members[0]

@@ -6,8 +6,8 @@ a first call times out while the parts run; the second finds part 2 failed
 (the fake ran it without the competition's data) and blends and submits
 nothing; the third blends part 1 alone, as `--partial` asks; the fourth pushes
 part 2 alone again and blends both parts into a submission equal to one local
-run with every member; a damaged part's output is then refused. A shorter
-one does the same for a k-fold's folds.
+run with every member; a damaged part's output is then refused. A k-fold's
+folds, trained in two parts here, blend into the same submission as one local k-fold.
 """
 
 from __future__ import annotations
@@ -21,7 +21,18 @@ import pytest
 
 from src.core.config import Config
 from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER, UserError
-from src.pipeline.fan_out import STATE_FILE, check_plan, member_ranges
+from src.pipeline.fan_out import (
+    FETCHED,
+    STATE_FILE,
+    FanOut,
+    Part,
+    blend_into,
+    check_part,
+    check_plan,
+    member_ranges,
+    summary_lines,
+)
+from src.runs.folders import load_run
 from src.submit import main as submit_main
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
 from tests.helpers import assert_one_line_error, call_main
@@ -179,36 +190,45 @@ def test_a_damaged_part_output_is_refused_in_one_line_and_never_blended(story):
     assert story["blend_after_damage"] == story["blend"]
 
 
-@pytest.fixture(scope="module")
-def fold_story(tmp_path_factory) -> dict:
-    """A 4-fold trained here in one run, and by the fake Kaggle in 2 parts of 2 folds, then blended."""
-    root = tmp_path_factory.mktemp("fan-out-folds")
-    data = train_locally(root, FOLD_FLAGS)
-    with FakeKaggle(run_kernels=data) as fake:
-        blended = fan_out(fake, root, "--timeout", "300", flags=FOLD_FLAGS)
-    return {"root": root, "blended": blended}
-
-
 @pytest.mark.slow
-def test_a_k_folds_folds_on_two_kernels_blend_into_one_local_run_with_every_fold(fold_story):
-    result, root = fold_story["blended"], fold_story["root"]
-    assert result.returncode == 0, result.stderr
-    assert "blend of 2 parts (4 of 4 folds): out-of-fold accuracy" in result.stdout
-    local = root / "local" / "submission.csv"
-    assert (root / "out" / "submission.csv").read_bytes() == local.read_bytes()
-    (local_run,) = (root / "local" / "runs").iterdir()
-    parts = [np.load(part_runs(root, number)[-1] / "test_probabilities.npy") for number in (1, 2)]
-    np.testing.assert_allclose((parts[0] + parts[1]) / 2, np.load(local_run / "test_probabilities.npy"), atol=1e-6)
-    record = json.loads((root / "out" / "submission.json").read_text())
+def test_a_k_folds_parts_blend_into_one_local_run_with_every_fold(tmp_path):
+    """A 4-fold trained here in one run, and in 2 parts of 2 folds each (as 2 kernels would train them), blended.
+
+    The story above runs the kernels for real; a fold part's kernel is the same script with other settings,
+    and a part trains exactly as the same folds of the whole run (`test_a_parts_models_are_the_whole_ensembles`),
+    so here the parts train locally and the fan-out's own checks and blend take them as fetched outputs.
+    """
+    data = train_locally(tmp_path, FOLD_FLAGS)
+    (local_run,) = (tmp_path / "local" / "runs").iterdir()
+    config = load_run(local_run)[1].config
+    parts = []
+    for number, (first, last) in enumerate(member_ranges(4, 2), start=1):
+        output = tmp_path / f"part-{number}"
+        flags = [*FOLD_FLAGS, "--first-member", first, "--last-member", last, "--verbose", "0", "--no-report"]
+        trained = call_main(submit_main, "--data", data, "--out", output / "submission.csv", *flags)
+        assert trained.returncode == 0, trained.stderr
+        kernel_id = f"{FAKE_USER}/{SLUG.format(number)}"
+        parts.append(Part(number, first, last, kernel_id, version=1, state=FETCHED, output=str(output)))
+    fan_out = FanOut(config, "Digit Recognizer dense network", gpu=False, parts=parts)
+    out = tmp_path / "out" / "submission.csv"
+    record = blend_into(out, fan_out, [check_part(fan_out, part) for part in parts])
+
+    assert "blend of 2 parts (4 of 4 folds): out-of-fold accuracy" in summary_lines(record, out)[0]
+    local = tmp_path / "local" / "submission.csv"
+    assert out.read_bytes() == local.read_bytes()
+    probabilities = [
+        np.load(next((tmp_path / f"part-{n}" / "runs").iterdir()) / "test_probabilities.npy") for n in (1, 2)
+    ]
+    np.testing.assert_allclose(sum(probabilities) / 2, np.load(local_run / "test_probabilities.npy"), atol=1e-6)
     local_record = json.loads(local.with_suffix(".json").read_text())
     # Every row scored once, by the fold that held it out: the same out-of-fold accuracy on every row.
-    assert record["validation_accuracy"] == pytest.approx(local_record["validation"]["accuracy"], abs=1e-12)
-    assert record["validation_rows"] == len(np.load(local_run / "validation_rows.npy")) == 80
-    assert [(p["kernel_id"], p["first_member"], p["last_member"]) for p in record["parts"]] == [
+    assert record.validation_accuracy == pytest.approx(local_record["validation"]["accuracy"], abs=1e-12)
+    assert record.validation_rows == len(np.load(local_run / "validation_rows.npy")) == 80
+    assert [(p.kernel_id, p.first_member, p.last_member) for p in record.parts] == [
         (f"{FAKE_USER}/{SLUG.format(1)}", 1, 2),
         (f"{FAKE_USER}/{SLUG.format(2)}", 3, 4),
     ]
-    assert record["missing_parts"] == []
+    assert record.missing_parts == []
 
 
 def test_parts_share_the_members_evenly_and_in_order():

@@ -258,7 +258,6 @@ def test_a_member_range_outside_the_bag_is_refused():
         Config(first_member=2)
 
 
-@pytest.mark.slow
 def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
     with FakeKaggle() as fake:
         result = run_with_fake(
@@ -271,7 +270,6 @@ def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
     assert not (tmp_path / "kernel").exists()
 
 
-@pytest.mark.slow
 def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
     with FakeKaggle(gpu_quota=(29.5, 30.0)) as fake:
         result = run_with_fake(

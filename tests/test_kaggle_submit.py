@@ -71,7 +71,6 @@ def test_upload_sends_the_file_and_prints_the_answer(good_file, tiny_data, tmp_p
     }
 
 
-@pytest.mark.slow
 def test_upload_waits_for_the_score_and_keeps_it_in_the_ledger(good_file, tiny_data, tmp_path):
     with FakeKaggle(scoring=["PENDING", "PENDING", "COMPLETE"], public_score="0.87650") as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "pending twice", "--data", tiny_data)
@@ -87,7 +86,6 @@ def test_upload_waits_for_the_score_and_keeps_it_in_the_ledger(good_file, tiny_d
     assert (row["settings"], row["run_folder"], row["local_accuracy"]) == ("unknown", "", "")
 
 
-@pytest.mark.slow
 def test_a_scoring_error_exits_6_with_kaggles_reason(good_file, tiny_data, tmp_path):
     reason = "Submission has 20 rows, expected 28000"
     with FakeKaggle(scoring=["PENDING", "ERROR"], scoring_error=reason) as fake:
@@ -97,7 +95,6 @@ def test_a_scoring_error_exits_6_with_kaggles_reason(good_file, tiny_data, tmp_p
     assert [(row["status"], row["public_score"]) for row in ledger_rows(tmp_path)] == [("error", "")]
 
 
-@pytest.mark.slow
 def test_a_time_out_says_how_to_look_the_score_up_later(good_file, tiny_data, tmp_path):
     with FakeKaggle(scoring=["PENDING"]) as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--wait-timeout", "0.3")
@@ -106,7 +103,6 @@ def test_a_time_out_says_how_to_look_the_score_up_later(good_file, tiny_data, tm
     assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
 
 
-@pytest.mark.slow
 def test_no_wait_leaves_the_row_pending(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, "--no-wait")
@@ -158,7 +154,6 @@ def test_wait_timeout_must_be_a_positive_number(value, good_file, tiny_data, tmp
     assert fake.requests == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -177,7 +172,6 @@ def test_upload_refuses_an_invalid_file_before_sending(text, problem, tiny_data,
     assert fake.requests == []
 
 
-@pytest.mark.slow
 def test_upload_without_test_csv_expects_the_competitions_28000_rows(good_file, tmp_path):
     with FakeKaggle() as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tmp_path / "none")
@@ -185,7 +179,6 @@ def test_upload_without_test_csv_expects_the_competitions_28000_rows(good_file, 
     assert fake.requests == []
 
 
-@pytest.mark.slow
 def test_upload_without_credentials(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data, credentials=False)
@@ -193,7 +186,6 @@ def test_upload_without_credentials(good_file, tiny_data, tmp_path):
     assert fake.requests == []
 
 
-@pytest.mark.slow
 def test_upload_with_a_rejected_token(good_file, tiny_data, tmp_path):
     with FakeKaggle() as fake:
         result = upload(
@@ -208,7 +200,6 @@ def test_upload_with_a_rejected_token(good_file, tiny_data, tmp_path):
     assert {request.path.rsplit("/", 1)[-1] for request in fake.requests} == {"IntrospectToken"}
 
 
-@pytest.mark.slow
 def test_upload_with_a_rejected_key_is_one_line(good_file, tiny_data, tmp_path):
     with FakeKaggle(mode="unauthorized") as fake:
         result = upload(fake.url, tmp_path, good_file, "-m", "x", "--data", tiny_data)
@@ -217,7 +208,6 @@ def test_upload_with_a_rejected_key_is_one_line(good_file, tiny_data, tmp_path):
     assert fake.uploads() == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "exit_code", "problem"),
     [
@@ -235,7 +225,6 @@ def test_upload_refused_or_failed_by_the_service(mode, exit_code, problem, good_
     assert fake.calls("CreateSubmission") == []
 
 
-@pytest.mark.slow
 def test_upload_with_the_network_down(good_file, tiny_data, tmp_path):
     result = upload(closed_port_url(), tmp_path, good_file, "-m", "x", "--data", tiny_data)
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle to submit")
@@ -331,7 +320,6 @@ def kaggle_command(url, tmp_path, *args):
     return run_with_fake("-m", "src.kaggle", *args, url=url, home=tmp_path / "home")
 
 
-@pytest.mark.slow
 def test_submissions_list(tmp_path):
     listed = [
         {
@@ -353,7 +341,6 @@ def test_submissions_list(tmp_path):
     assert fake.calls("ListSubmissions")[0].json()["competitionName"] == "digit-recognizer"
 
 
-@pytest.mark.slow
 def test_kernel_status_follows_the_run_and_reports_a_failure(tmp_path):
     with FakeKaggle(kernel_states=["QUEUED", "RUNNING", "ERROR"], kernel_failure="Your notebook hit an error") as fake:
         states = [kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID) for _ in range(3)]
@@ -378,7 +365,6 @@ def test_kernel_states_from_kaggle_2_and_1_6_read_the_same(printed, state):
     assert state_name(printed) == state
 
 
-@pytest.mark.slow
 def test_kernel_output_downloads_files_and_log(tmp_path):
     files = {"submission.csv": ("ImageId,Label\n" + GOOD_ROWS).encode(), "submission.json": b'{"seed": 7}'}
     with FakeKaggle(kernel_files=files, kernel_log="epoch 1/2\nepoch 2/2\n") as fake:
@@ -390,7 +376,6 @@ def test_kernel_output_downloads_files_and_log(tmp_path):
     assert len(result.stdout.splitlines()) == 3
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("where", ["submissions", "data", "a run folder"])
 def test_kernel_output_never_replaces_local_files(where, tmp_path):
     folder = tmp_path / where
@@ -411,14 +396,12 @@ def test_kernel_output_never_replaces_local_files(where, tmp_path):
     assert fake.calls("ListKernelSessionOutput") == []
 
 
-@pytest.mark.slow
 def test_kernel_of_another_account_is_refused(tmp_path):
     with FakeKaggle(mode="rules") as fake:
         result = kaggle_command(fake.url, tmp_path, "kernel-status", KERNEL_ID)
     assert_one_line_error(result, EXIT_KAGGLE_REFUSED, "no such kernel, or it is private")
 
 
-@pytest.mark.slow
 def test_push_kernel(tmp_path):
     folder = write_stub_kernel(tmp_path / "kernel")
     with FakeKaggle() as fake:
@@ -429,7 +412,6 @@ def test_push_kernel(tmp_path):
     assert sent["slug"] == KERNEL_ID and sent["text"] == STUB_SCRIPT
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "title", "exit_code", "problem"),
     [
@@ -445,7 +427,6 @@ def test_push_kernel_refused(mode, title, exit_code, problem, tmp_path):
     assert_one_line_error(result, exit_code, problem)
 
 
-@pytest.mark.slow
 def test_credentials_are_named_never_shown(tmp_path):
     with FakeKaggle() as fake:
         result = kaggle_command(fake.url, tmp_path, "credentials")

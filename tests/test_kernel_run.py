@@ -142,7 +142,6 @@ def test_a_failed_run_shows_kaggles_message_and_the_log_tail(state, word, tmp_pa
     assert fake.uploads() == []
 
 
-@pytest.mark.slow
 def test_submit_writes_only_into_the_fetched_output(local_run, tmp_path):
     """A kernel's record may name any run_dir; the `kaggle` section goes only into its output's records."""
     victim = tmp_path / "elsewhere" / "runs" / "victim"
@@ -157,7 +156,6 @@ def test_submit_writes_only_into_the_fetched_output(local_run, tmp_path):
     assert (victim / "record.json").read_text() == '{"untouched": true}'
 
 
-@pytest.mark.slow
 def test_kaggles_failure_message_and_log_are_printed_with_escapes_shown(tmp_path):
     log = json.dumps([{"stream_name": "stderr", "time": 1.0, "data": "boom \x1b[2J\n"}])
     with FakeKaggle(kernel_states=["ERROR"], kernel_failure="\x1b[31mout of memory", kernel_log=log) as fake:
@@ -167,7 +165,6 @@ def test_kaggles_failure_message_and_log_are_printed_with_escapes_shown(tmp_path
     assert "\x1b" not in result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_a_run_that_outlasts_the_time_out(tmp_path):
     with FakeKaggle(kernel_states=["QUEUED", "RUNNING"]) as fake:
         result = run_with_fake(
@@ -184,7 +181,6 @@ def test_a_run_that_outlasts_the_time_out(tmp_path):
     assert f"kernel {KERNEL_ID}: queued, " in result.stdout and not (tmp_path / "kernel" / "output").exists()
 
 
-@pytest.mark.slow
 def test_a_different_kernel_output_is_measured_and_each_fetch_has_its_folder(local_run, tmp_path):
     rows = local_run["submission"].decode().splitlines(keepends=True)
     for position in (1, 2):  # change the label of the first two images
@@ -204,7 +200,6 @@ def test_a_different_kernel_output_is_measured_and_each_fetch_has_its_folder(loc
     assert fake.uploads() == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
@@ -224,7 +219,6 @@ def test_metadata_is_checked_before_pushing(changes, problem, tmp_path):
     assert fake.requests == []
 
 
-@pytest.mark.slow
 def test_gpu_and_public_reach_kaggle(tmp_path):
     folder = write_stub_kernel(tmp_path / "kernel", enable_gpu=True, is_private=False, machine_shape="NvidiaTeslaT4")
     with FakeKaggle() as fake:
@@ -234,7 +228,6 @@ def test_gpu_and_public_reach_kaggle(tmp_path):
     assert (sent["enableGpu"], sent["isPrivate"], sent["machineShape"]) == (True, False, "NvidiaTeslaT4")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "problem"),
     [

@@ -101,7 +101,6 @@ def test_a_trained_submission_from_submit_to_the_figure(tiny_data, tmp_path):
     assert_no_secret_in_files(tmp_path)
 
 
-@pytest.mark.slow
 def test_a_second_refresh_changes_nothing(tmp_path):
     with FakeKaggle(submissions=[ELSEWHERE]) as fake:
         first = ledger(fake.url, tmp_path)
@@ -120,7 +119,6 @@ def test_no_ledger_yet(tmp_path):
     assert result.stdout.endswith("no submissions yet; python -m src.upload FILE -m TEXT adds the first\n")
 
 
-@pytest.mark.slow
 def test_a_file_that_is_not_a_ledger_is_refused_and_kept(tmp_path):
     path = tmp_path / "home" / "ledger.csv"
     path.parent.mkdir(parents=True)

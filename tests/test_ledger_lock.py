@@ -70,7 +70,6 @@ def test_concurrent_uploads_keep_every_row(tmp_path):
     assert all(row.status == "complete" for row in rows)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("score", ["NaN", "1e400"])
 def test_a_non_finite_public_score_is_stored_empty(score, tmp_path):
     data = write_dataset(tmp_path / "data")

@@ -190,7 +190,6 @@ def test_a_failed_swap_puts_the_previous_record_back(tmp_path, previous):
     assert sorted(after) == sorted(before)
 
 
-@pytest.mark.slow
 def test_a_mismatched_pair_is_refused_and_never_sent(tmp_path, previous, tiny_data):
     previous.write_text(previous.read_text().replace("20,0", "20,1"))
     with FakeKaggle() as fake:
@@ -203,7 +202,6 @@ def test_a_mismatched_pair_is_refused_and_never_sent(tmp_path, previous, tiny_da
         check_pair(previous)
 
 
-@pytest.mark.slow
 def test_a_matching_pair_is_sent(tmp_path, previous, tiny_data):
     with FakeKaggle() as fake:
         result = run_with_fake(

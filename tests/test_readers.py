@@ -133,7 +133,6 @@ def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
     assert read_json(path, "test file") == value
 
 
-@pytest.mark.slow
 def test_damaged_kernel_output_is_one_line(tmp_path):
     submission = b"ImageId,Label\n" + b"".join(b"%d,%d\n" % (row, row % 10) for row in range(1, 21))
     for damage, (content, reason) in DAMAGES.items():
@@ -148,7 +147,6 @@ def test_damaged_kernel_output_is_one_line(tmp_path):
         assert_one_line_error(result, EXIT_USER, "submission.json: not a run record", reason)
 
 
-@pytest.mark.slow
 def test_damaged_kernel_metadata_is_never_pushed(tmp_path):
     for damage, (content, reason) in DAMAGES.items():
         folder = tmp_path / damage / "kernel"

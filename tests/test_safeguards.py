@@ -51,7 +51,6 @@ def write_ledger_rows(tmp_path, local, public):
 # --- checked before sending ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spoil", "fragment"),
     [
@@ -69,7 +68,6 @@ def test_an_unreadable_ledger_is_found_before_sending(spoil, fragment, tmp_path)
     assert fake.uploads() == [] and fake.calls("CreateSubmission") == []
 
 
-@pytest.mark.slow
 def test_a_ledger_that_cannot_be_written_and_a_bad_poll_setting_are_found_before_sending(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s")
     (tmp_path / "a-file").write_text("")
@@ -101,7 +99,6 @@ def test_a_ledger_spoiled_while_waiting_says_the_file_was_submitted(tmp_path):
 # --- a competitor's safeguards ------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_submission_below_the_floor_is_refused_unless_forced(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s", accuracy=0.4521)
     with FakeKaggle() as fake:
@@ -113,7 +110,6 @@ def test_a_submission_below_the_floor_is_refused_unless_forced(tmp_path):
     assert len(fake.uploads()) == 1
 
 
-@pytest.mark.slow
 def test_a_submission_below_the_best_scored_one_is_refused(tmp_path):
     data, file = write_dataset(tmp_path / "data"), paired_file(tmp_path / "s", accuracy=0.95)
     write_ledger_rows(tmp_path, "0.970000", "0.96000")

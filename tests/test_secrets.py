@@ -23,7 +23,6 @@ def upload(url, tmp_path, good_file, tiny_data, **options):
     return run_with_fake(*args, url=url, home=tmp_path / "home", **options)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("padding", ["\n", "\r\n", "  "], ids=["line-end", "windows-line-end", "spaces"])
 def test_a_token_with_whitespace_around_it_is_used_without_it(padding, good_file, tiny_data, tmp_path):
     with FakeKaggle(accept_token=True) as fake:
@@ -40,7 +39,6 @@ def test_a_token_with_whitespace_around_it_is_used_without_it(padding, good_file
     assert fake.uploads() == [good_file.read_bytes()]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -93,7 +91,6 @@ def test_push_refuses_a_code_file_other_than_the_built_script(tmp_path):
     assert fake.calls("SaveKernel") == []
 
 
-@pytest.mark.slow
 def test_push_refuses_a_script_that_links_out_of_the_kernel_folder(tmp_path):
     with FakeKaggle() as fake:
         kernel = build_kernel(fake.url, tmp_path)
@@ -110,7 +107,6 @@ def test_push_refuses_a_script_that_links_out_of_the_kernel_folder(tmp_path):
     assert fake.calls("SaveKernel") == []
 
 
-@pytest.mark.slow
 def test_a_scoring_error_with_terminal_escapes_is_printed_escaped(good_file, tiny_data, tmp_path):
     reason = "\x1b[31mbad file\x1b[0m\x07"
     with FakeKaggle(scoring=["ERROR"], scoring_error=reason) as fake:

@@ -63,6 +63,7 @@ def private_cache(tmp_path_factory):
 # depends on it: a stale or missing file makes a run slower, never different. `--store-durations` rewrites it.
 DURATIONS = Path(__file__).with_name("durations.json")
 SMALL_RUNS_GROUP = "small-runs"
+_measured_seconds: dict[str, float] = {}  # by group, as this run's reports arrive
 
 
 def pytest_addoption(parser):
@@ -95,16 +96,15 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_runtest_logreport(report):
-    # With workers (the default), a report reaches the controller with its group after an "@" in its id.
-    nodeid = report.nodeid
-    group = nodeid.rpartition("@")[2] if "@" in nodeid else Path(nodeid.partition("::")[0]).name
+    # A worker's report (the default: `-n auto`) reaches the controller with its group after the last "@" of its id.
+    from_worker = getattr(report, "node", None) is not None
+    group = report.nodeid.rpartition("@")[2] if from_worker else Path(report.nodeid.partition("::")[0]).name
     _measured_seconds[group] = _measured_seconds.get(group, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):
     if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
-        rounded = {group: round(seconds, 1) for group, seconds in sorted(_measured_seconds.items())}
-        DURATIONS.write_text(json.dumps(rounded, indent=1) + "\n")
-
-
-_measured_seconds: dict[str, float] = {}
+        # A run of a few files measures only their groups; the others keep their seconds.
+        known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+        known.update({group: round(seconds, 1) for group, seconds in _measured_seconds.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")

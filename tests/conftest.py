@@ -85,7 +85,7 @@ def pytest_collection_modifyitems(items):
     """
     shared = {item.path for item in items if "small_runs" in item.fixturenames}
     groups = {item: SMALL_RUNS_GROUP if item.path in shared else item.path.name for item in items}
-    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    known = measured_durations()
     estimate = {}
     for item, group in groups.items():
         estimate[group] = estimate.get(group, 0) + (item.get_closest_marker("slow") is not None)
@@ -95,6 +95,24 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+def measured_durations() -> dict[str, float]:
+    """`durations.json`, or nothing where it is missing or unreadable (a merge left it broken, say)."""
+    try:
+        known = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def pytest_configure(config):
+    if config.getoption("store_durations") and not hasattr(config, "workerinput"):
+        # A group's seconds are those of all its tests, on a worker of the usual run; a part would understate it.
+        whole = config.args == config.getini("testpaths") and not config.option.keyword
+        whole = whole and not config.option.markexpr and config.getoption("dist") == "loadgroup"
+        if not whole:
+            raise pytest.UsageError("--store-durations measures the whole suite: python -m pytest --store-durations")
+
+
 def pytest_runtest_logreport(report):
     # A worker's report (the default: `-n auto`) reaches the controller with its group after the last "@" of its id.
     from_worker = getattr(report, "node", None) is not None
@@ -102,9 +120,8 @@ def pytest_runtest_logreport(report):
     _measured_seconds[group] = _measured_seconds.get(group, 0.0) + report.duration
 
 
-def pytest_sessionfinish(session):
-    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
-        # A run of a few files measures only their groups; the others keep their seconds.
-        known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
-        known.update({group: round(seconds, 1) for group, seconds in _measured_seconds.items()})
-        DURATIONS.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+def pytest_sessionfinish(session, exitstatus):
+    finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and _measured_seconds
+    if finished and session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        rounded = {group: round(seconds, 1) for group, seconds in sorted(_measured_seconds.items())}
+        DURATIONS.write_text(json.dumps(rounded, indent=1) + "\n")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import base64
 import contextlib
 import hashlib
 import importlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,27 +73,59 @@ def run_module(module: str, *args, env: dict | None = None, cwd=REPO_ROOT) -> su
 
     For the many short commands (the Kaggle steps, kernel builds, one-line errors)
     whose process would mostly import the same libraries again, while the process
-    boundary is not what the test checks. The command sees exactly `env` (this process's
-    environment, plus `TEST_ENVIRONMENT`, plus `env`), and `cwd`, as a subprocess
-    would; both are put back afterwards, whatever the command changed. A
-    traceback cannot be printed here: it fails the test instead.
+    boundary is not what the test checks. The command sees what a process would:
+    exactly `env` (this process's environment, plus `TEST_ENVIRONMENT`, plus
+    `env`), `cwd`, its own `sys.argv`, and a kaggle client that signs in and
+    finds its configuration folder afresh; all are put back afterwards, whatever
+    the command changed. After `IN_PROCESS_TIMEOUT` seconds it is stopped with an
+    error, as `run_command`'s time-out stops a process. A traceback cannot be
+    printed here: it fails the test instead.
     """
     from src.kaggle import client
 
     command = importlib.import_module(module)
     main = getattr(command, "main", None) or importlib.import_module(f"{module}.__main__").main  # a package
-    saved_environment, saved_cwd = dict(os.environ), os.getcwd()
+    saved = dict(os.environ), os.getcwd(), sys.argv
     os.environ.clear()
-    os.environ.update({**saved_environment, **TEST_ENVIRONMENT, **(env or {})})
+    os.environ.update({**saved[0], **TEST_ENVIRONMENT, **(env or {})})
     os.chdir(cwd)
+    sys.argv = [sys.modules[main.__module__].__file__, *map(str, args)]
+    _kaggle_reads_this_environment()
     client.forget_sign_in()  # the client signs in once per process; here each command is a process of its own
+    previous_alarm = signal.signal(signal.SIGALRM, _timed_out)
+    signal.alarm(IN_PROCESS_TIMEOUT)
     try:
         return call_main(main, *args)
     finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_alarm)
         client.forget_sign_in()
-        os.chdir(saved_cwd)
         os.environ.clear()
-        os.environ.update(saved_environment)
+        os.environ.update(saved[0])
+        os.chdir(saved[1])
+        sys.argv = saved[2]
+        _kaggle_reads_this_environment()
+
+
+IN_PROCESS_TIMEOUT = 300  # seconds, as `run_with_fake`'s processes had
+
+
+def _timed_out(signum, frame):
+    raise TimeoutError(f"the command ran longer than {IN_PROCESS_TIMEOUT} s")
+
+
+def _kaggle_reads_this_environment() -> None:
+    """The kaggle package reads its configuration folder (kaggle.json) and `--local` once, when first
+    imported: read them again from this environment, as a new process would."""
+    extended = sys.modules.get("kaggle.api.kaggle_api_extended")
+    if extended is None:
+        return  # not imported yet: its import will read them
+    from src.kaggle.credentials import config_dir
+
+    api = extended.KaggleApi
+    api.config_dir = str(config_dir())
+    api.config = os.path.join(api.config_dir, api.config_file)
+    api.args = ["--local"] if os.environ.get("KAGGLE_API_ENVIRONMENT") == "LOCALHOST" else []
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
@@ -129,3 +165,13 @@ def write_previous_pair(folder: Path, name: str = "submission.csv") -> Path:
     digest = hashlib.sha256(submission.read_bytes()).hexdigest()
     submission.with_suffix(".json").write_text(json.dumps({"submission": {"path": str(submission), "sha256": digest}}))
     return submission
+
+
+def script_parts(script_text: str) -> tuple[dict, zipfile.ZipFile]:
+    """The script's SETTINGS and its embedded zip."""
+    assignments = {
+        node.targets[0].id: node.value for node in ast.parse(script_text).body if isinstance(node, ast.Assign)
+    }
+    settings = ast.literal_eval(assignments["SETTINGS"])
+    archive = base64.b64decode(ast.literal_eval(assignments["PACKAGE"]))
+    return settings, zipfile.ZipFile(io.BytesIO(archive))

@@ -35,7 +35,7 @@ from src.pipeline.fan_out import (
 from src.runs.folders import load_run
 from src.submit import main as submit_main
 from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
-from tests.helpers import assert_one_line_error, call_main
+from tests.helpers import assert_one_line_error, call_main, script_parts
 from tests.synthetic import write_dataset
 
 # A small dense network: its members train side by side in the compiled loop, in seconds. That a part of a
@@ -322,3 +322,17 @@ def test_a_parts_models_are_the_whole_ensembles(settings):
         predict_probabilities([member.model for member in same_members], features),
         atol=1e-6,
     )
+
+
+def test_a_k_folds_fan_out_pushes_each_part_with_its_folds(tmp_path):
+    # Kernels not run here (see the story above for that): each part is planned from the flags, built and pushed
+    # with the whole k-fold's settings and its own folds; their empty outputs are then refused, not blended.
+    with FakeKaggle() as fake:
+        result = fan_out(fake, tmp_path, "--timeout", "30", flags=FOLD_FLAGS)
+        pushed = [request.json() for request in fake.calls("SaveKernel")]
+    assert_one_line_error(result, EXIT_KAGGLE_FAILED, "2 of 2 parts cannot be blended")
+    settings = [Config(**script_parts(push["text"])[0]) for push in sorted(pushed, key=lambda push: push["slug"])]
+    assert [(s.folds, s.first_member, s.last_member) for s in settings] == [(4, 1, 2), (4, 3, 4)]
+    assert settings[0].replace(first_member=3, last_member=4) == settings[1]  # every other setting the same
+    assert settings[0].hidden_units == (16, 8) and settings[0].seed == 3
+    assert not (tmp_path / "out").exists()

@@ -28,7 +28,9 @@ from src.kaggle.client import state_name
 from src.kaggle.polling import Progress
 from src.runs.record import KaggleSubmission, RunRecord
 from tests.fake_kaggle import (
+    FAKE_KEY,
     FAKE_TOKEN,
+    FAKE_USER,
     STUB_SCRIPT,
     FakeKaggle,
     closed_port_url,
@@ -433,3 +435,16 @@ def test_credentials_are_named_never_shown(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Kaggle credentials: KAGGLE_USERNAME/KAGGLE_KEY\n"
     assert fake.requests == []
+
+
+def test_each_command_in_a_test_reads_its_own_kaggle_json(tmp_path):
+    # The kaggle package finds its configuration folder once, when first imported; a command run in the test's
+    # process must still read the kaggle.json of its own HOME, as a process of its own would.
+    with FakeKaggle() as fake:
+        first = kaggle_command(fake.url, tmp_path / "first", "submissions")
+        home = tmp_path / "second" / "home"
+        (home / ".kaggle").mkdir(parents=True)
+        (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": FAKE_USER, "key": FAKE_KEY}))
+        second = run_with_fake("-m", "src.kaggle", "submissions", url=fake.url, home=home, credentials=False)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr

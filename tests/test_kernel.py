@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import ast
-import base64
-import io
 import json
 import os
 import re
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +22,7 @@ from src.pipeline import kernel_entry
 from src.pipeline.kernel_entry import find_competition_dir
 from src.pipeline.run import run
 from src.runs.record import NO_VALIDATION
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_module
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_module, script_parts
 from tests.synthetic import write_dataset
 
 BUILD_FLAGS = ["--epochs", "2", "--hidden-units", "16,8", "--scaling", "unit", "--seed", "7"]
@@ -66,16 +63,6 @@ def run_alone(script: Path, *args, probe=False):
     shutil.copy(script, alone / CODE_FILE)
     command = ["-c", PROBE, CODE_FILE] if probe else [CODE_FILE]
     return run_command(*command, *args, cwd=alone, env={"PYTHONPATH": ""}, timeout=300)
-
-
-def script_parts(script_text: str) -> tuple[dict, zipfile.ZipFile]:
-    """The script's SETTINGS and its embedded zip."""
-    assignments = {
-        node.targets[0].id: node.value for node in ast.parse(script_text).body if isinstance(node, ast.Assign)
-    }
-    settings = ast.literal_eval(assignments["SETTINGS"])
-    archive = base64.b64decode(ast.literal_eval(assignments["PACKAGE"]))
-    return settings, zipfile.ZipFile(io.BytesIO(archive))
 
 
 @pytest.fixture(scope="module")

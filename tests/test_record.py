@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +20,10 @@ from src.runs.record import (
     Submission,
     Timings,
     Validation,
+    command_line,
 )
 from src.training.evaluation import CLASS_NAMES, ClassScores
+from tests.helpers import REPO_ROOT
 
 
 def a_record(**changes) -> RunRecord:
@@ -105,3 +109,17 @@ def test_a_file_that_is_not_a_record_is_one_line(tmp_path, payload):
     with pytest.raises(UserError, match=f"^{path}: ") as caught:
         RunRecord.from_json(path)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("program", "command"),
+    [
+        (REPO_ROOT / "src" / "submit.py", "python -m src.submit --folds 5"),
+        (REPO_ROOT / "src" / "kaggle" / "__main__.py", "python -m src.kaggle --folds 5"),
+        (Path("script.py"), "python script.py --folds 5"),  # the kernel's script
+        (REPO_ROOT / "scripts" / "benchmark.py", "python benchmark.py --folds 5"),
+    ],
+)
+def test_the_command_is_named_as_it_was_typed(program, command, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(program), "--folds", "5"])
+    assert command_line() == command

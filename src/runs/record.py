@@ -259,10 +259,12 @@ def replaced_line(submission: str | Path, previous: tuple[float | None, str] | N
 
 
 def command_line() -> str:
-    """How this process was started, e.g. `python -m src.submit --folds 5`."""
+    """How this process was started, e.g. `python -m src.submit --folds 5` or `python -m src.kaggle fan-out`."""
     program = Path(sys.argv[0])
-    if program.parent.name == "src" and program.suffix == ".py":
-        start = f"python -m src.{program.stem}"
+    package = Path(__file__).resolve().parents[1]  # src/
+    if program.suffix == ".py" and program.resolve().is_relative_to(package):
+        module = [package.name, *program.resolve().relative_to(package).with_suffix("").parts]
+        start = f"python -m {'.'.join(part for part in module if part != '__main__')}"
     else:
         start = f"python {program.name}"
     return " ".join([start, *map(shlex.quote, sys.argv[1:])])

@@ -68,6 +68,9 @@ def call_main(main, *args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([main.__module__, *map(str, args)], status, out.getvalue(), err.getvalue())
 
 
+IN_PROCESS_TIMEOUT = 300  # seconds, as `run_with_fake`'s processes had
+
+
 def run_module(module: str, *args, env: dict | None = None, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     """`python -m <module> <args>` as `run_command` runs it, but in this process, through the module's `main(argv)`.
 
@@ -85,9 +88,9 @@ def run_module(module: str, *args, env: dict | None = None, cwd=REPO_ROOT) -> su
 
     command = importlib.import_module(module)
     main = getattr(command, "main", None) or importlib.import_module(f"{module}.__main__").main  # a package
-    saved = dict(os.environ), os.getcwd(), sys.argv
+    environment, working_folder, argv = dict(os.environ), os.getcwd(), sys.argv
     os.environ.clear()
-    os.environ.update({**saved[0], **TEST_ENVIRONMENT, **(env or {})})
+    os.environ.update({**environment, **TEST_ENVIRONMENT, **(env or {})})
     os.chdir(cwd)
     sys.argv = [sys.modules[main.__module__].__file__, *map(str, args)]
     _kaggle_reads_this_environment()
@@ -101,13 +104,10 @@ def run_module(module: str, *args, env: dict | None = None, cwd=REPO_ROOT) -> su
         signal.signal(signal.SIGALRM, previous_alarm)
         client.forget_sign_in()
         os.environ.clear()
-        os.environ.update(saved[0])
-        os.chdir(saved[1])
-        sys.argv = saved[2]
+        os.environ.update(environment)
+        os.chdir(working_folder)
+        sys.argv = argv
         _kaggle_reads_this_environment()
-
-
-IN_PROCESS_TIMEOUT = 300  # seconds, as `run_with_fake`'s processes had
 
 
 def _timed_out(signum, frame):

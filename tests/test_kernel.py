@@ -46,7 +46,7 @@ finally:
 def build(out_dir, *flags, cwd=REPO_ROOT, env=None):
     """`python -m src.kernel`: in this process, unless it must build another tree's `src` (`cwd`)."""
     if cwd == REPO_ROOT:
-        return run_module("src.kernel", "--out-dir", out_dir, *flags, env=env or {})
+        return run_module("src.kernel", "--out-dir", out_dir, *flags, env=env)
     return run_command("-m", "src.kernel", "--out-dir", out_dir, *flags, cwd=cwd, env=env, timeout=120)
 
 

@@ -1,4 +1,5 @@
 """A Ctrl-C that a library swallows is raised again: training stops after the epoch it landed in.
+One that lands while TensorFlow runs is raised after it, never inside it.
 
 Keras' callback list turns logs into floats inside a bare `except: pass`, so a Ctrl-C
 that arrives while it does is lost, and training went on to its last epoch (seen as
@@ -16,6 +17,7 @@ from tensorflow import keras
 from src.core.cli import run_command
 from src.core.config import Config
 from src.core.errors import EXIT_INTERRUPTED
+from src.core.interrupts import deferred_interrupts
 from src.training.hooks import TrainingCallbacks
 from src.training.trainer import train
 from tests.synthetic import make_arrays
@@ -37,18 +39,63 @@ class SwallowedCtrlC(keras.callbacks.Callback):
                 pass
 
 
-@pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
-def test_a_swallowed_ctrl_c_stops_training_after_that_epoch(plain, capsys):
+def train_five_epochs(plain: bool, callback: keras.callbacks.Callback) -> int:
+    """The exit status of a command that trains a small dense network for 5 epochs with `callback`."""
     images, labels, _ = make_arrays()
     config = Config(epochs=5, scaling="unit", hidden_units=(16,), plain=plain)
+    hooks = TrainingCallbacks(run=[callback])
+    return run_command(lambda argv: train(config, images, labels, verbose=0, callbacks=hooks) and 0)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
+def test_a_swallowed_ctrl_c_stops_training_after_that_epoch(plain, capsys):
     epochs = []
-    hooks = TrainingCallbacks(run=[SwallowedCtrlC(1, epochs)])
-    status = run_command(lambda argv: train(config, images, labels, verbose=0, callbacks=hooks) and 0)
-    assert status == EXIT_INTERRUPTED
+    assert train_five_epochs(plain, SwallowedCtrlC(1, epochs)) == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "interrupted: nothing was finished\n"
     assert epochs == [0, 1]
     # Handled: the next command starts with nothing pending.
     assert run_command(lambda argv: 0) == 0
+
+
+class CtrlCInsideACallback(keras.callbacks.Callback):
+    """Ctrl-C at the end of epoch `at`, in code that TensorFlow's C++ code may be calling, as a TensorBoard
+    scalar's conversion did when a run died of a segmentation fault instead of exiting 130."""
+
+    def __init__(self, at: int, steps: list):
+        super().__init__()
+        self.at, self.steps = at, steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps.append(f"epoch {epoch}")
+        if epoch == self.at:
+            signal.raise_signal(signal.SIGINT)
+            self.steps.append("went on")  # nothing was raised through the caller
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["compiled-loop", "fit"])
+def test_a_ctrl_c_while_training_is_raised_between_steps_not_inside_them(plain, capsys):
+    steps = []
+    assert train_five_epochs(plain, CtrlCInsideACallback(1, steps)) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+    assert steps == ["epoch 0", "epoch 1", "went on"]
+
+
+def test_a_ctrl_c_in_a_deferred_block_is_raised_as_it_ends(capsys):
+    steps = []
+
+    def command(argv):
+        with deferred_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("went on")
+        steps.append("after the block")
+        return 0
+
+    assert run_command(command) == EXIT_INTERRUPTED
+    assert steps == ["went on"]
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+    # Outside the block, the handler raises at once again.
+    assert run_command(lambda argv: signal.raise_signal(signal.SIGINT) or steps.append("not reached")) == 130
+    assert steps == ["went on"]
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

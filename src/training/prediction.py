@@ -8,6 +8,7 @@ import numpy as np
 from tensorflow import keras
 
 from src.core.errors import UserError, error_reason
+from src.core.interrupts import deferred_interrupts
 from src.models.augmentation import predict_with_tta
 from src.models.batch_norm import FusedBatchNormalization  # noqa: F401  (registered for `load_model`)
 
@@ -27,10 +28,14 @@ def predict_probabilities(models: list[keras.Model], features: np.ndarray, tta: 
     """
     if not models:
         raise ValueError("predict_probabilities needs at least one model")
-    if tta:
-        outputs = [predict_with_tta(model, features, batch_size=PREDICT_BATCH_SIZE) for model in models]
-    else:
-        outputs = [model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
+    outputs = []
+    for model in models:
+        # Model after model, so that a Ctrl-C waits for one model's prediction at most.
+        with deferred_interrupts():
+            if tta:
+                outputs.append(predict_with_tta(model, features, batch_size=PREDICT_BATCH_SIZE))
+            else:
+                outputs.append(model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0))
     return np.mean(outputs, axis=0)
 
 

@@ -22,7 +22,7 @@ from tensorflow import keras
 
 from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices
 from src.core.errors import UserError
-from src.core.interrupts import raise_if_interrupted
+from src.core.interrupts import deferred_interrupts, raise_if_interrupted
 from src.data.loading import as_features
 from src.data.splits import member_seeds, split_rows
 from src.models.augmentation import switch_off
@@ -249,7 +249,8 @@ def train(
     seeds = member_seeds(config)
     together = stacked_mirrors(config) and not config.plain
     trainer = train_together if together else train_with_fit
-    result = trainer(config, features, labels, splits, seeds, verbose, callbacks or TrainingCallbacks())
+    with deferred_interrupts():
+        result = trainer(config, features, labels, splits, seeds, verbose, callbacks or TrainingCallbacks())
     result.bagged = config.members > 1
     result.trained_together = together
     result.parameters = int(result.members[0].model.count_params())

@@ -1,9 +1,6 @@
 """The test suite.
 
-Each test process imports TensorFlow (the shared small runs train); it does so here, first, as the
-commands do, so that TensorFlow's start-up lines stay off the terminal.
+Every process that runs tests imports TensorFlow first, as the commands do, so that its start-up lines
+stay off the terminal: `conftest.pytest_configure` in pytest's processes (not in xdist's controller,
+which only hands the tests out), `device_runs.main` and `limited_memory.main` in their own.
 """
-
-from src.core.cli import import_tensorflow
-
-import_tensorflow()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from src.core.cli import import_tensorflow
 from tests.helpers import GOOD_ROWS, SHARED_ZIP
 from tests.runs_fixtures import small_runs  # noqa: F401  (a session fixture every module may use)
 from tests.synthetic import write_dataset
@@ -105,6 +106,8 @@ def measured_durations() -> dict[str, float]:
 
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no":
+        import_tensorflow()
     if config.getoption("store_durations") and not hasattr(config, "workerinput"):
         # A group's seconds are those of all its tests, on a worker of the usual run; a part would understate it.
         whole = config.args == config.getini("testpaths") and not config.option.keyword

@@ -16,11 +16,18 @@ import sys
 
 import numpy as np
 
+from src.core.cli import import_tensorflow
 from src.core.config import Config
 from src.submit import main as submit_main
-from src.training.trainer import train
 from tests.helpers import call_main
 from tests.synthetic import make_arrays
+
+
+def trained(config: Config, images, labels, verbose: int):
+    # Imported here, so that `main` loads TensorFlow first, quietly, as the commands do.
+    from src.training.trainer import train
+
+    return train(config, images, labels, verbose=verbose)
 
 
 def mirrored() -> dict:
@@ -35,7 +42,7 @@ def mirrored() -> dict:
         family="cnn", scaling="unit", filters=(8, 16), convs_per_block=1, head_units=0, dropout=0.0,
         epochs=3, batch_size=16, learning_rate=3e-3,
     )  # fmt: skip
-    result = train(config, images, labels, verbose=0)
+    result = trained(config, images, labels, verbose=0)
     model = result.members[0].model
     strategy = distribution_strategy()
     plain = build_model(config)
@@ -61,7 +68,7 @@ def remainder() -> dict:
         family="cnn", scaling="unit", filters=(8, 16), convs_per_block=1, head_units=0, dropout=0.0,
         epochs=1, batch_size=6, learning_rate=1e-2, validation_split=0.095,
     )  # fmt: skip
-    result = train(config, images, labels, verbose=0)
+    result = trained(config, images, labels, verbose=0)
     member = result.members[0]
     return {
         "rows_over": [len(member.train_rows) % config.batch_size, len(member.validation_rows) % config.batch_size],
@@ -78,7 +85,7 @@ def side_by_side(verbose: int = 1) -> dict:
     config = Config(
         family="cnn", scaling="unit", filters=(4,), head_units=8, epochs=2, batch_size=16, members=3, seed=2
     )
-    result = train(config, images, labels, verbose=verbose)
+    result = trained(config, images, labels, verbose=verbose)
     weights = [b"".join(w.tobytes() for w in m.model.get_weights()) for m in result.members]
     return {
         "weights": [hashlib.sha256(values).hexdigest() for values in weights],
@@ -96,6 +103,7 @@ def batch_of_one(data: str, out: str) -> dict:
 
 def main() -> None:
     data, out = sys.argv[1:]
+    import_tensorflow()
     found = {"batch_of_one": batch_of_one(data, out), "mirrored": mirrored(), "remainder": remainder()}
     # Its progress lines go to stdout before the findings; the test reads them from there.
     found["side_by_side"] = side_by_side()

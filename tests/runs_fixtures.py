@@ -10,13 +10,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from src.core.config import Config
-from src.pipeline.run import RunResult, run
 from tests.helpers import snapshot_files
 from tests.synthetic import write_dataset
+
+if TYPE_CHECKING:
+    from src.pipeline.run import RunResult
 
 UNIT = {"scaling": "unit", "l2": 1e-4}
 DISTORTED = {"augment_rotation": 10.0, "clean_epochs": 1}
@@ -61,6 +64,8 @@ def write_data_folders(base: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> SmallRuns:
     """Every run in PLAN, trained once; each writes its own submission, `submissions/<name>.csv`, beside `runs/`."""
+    from src.pipeline.run import run  # TensorFlow's: the test processes load it, xdist's controller need not
+
     base = tmp_path_factory.mktemp("small-runs")
     data = write_data_folders(base)
     results = {}

@@ -4,22 +4,26 @@ saved, and between the two renames that put the pair in place.
 
 A stage inside the write is reached without racing: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` makes
 the run stop itself (SIGSTOP) there; the test sees it stopped (`waitpid`), sends the signal and
-lets it continue, so the signal lands exactly at that point.
+lets it continue, so the signal lands exactly at that point. Those four runs are commands run one
+after another in one process (`tests/signal_runs.py`), which a signal ends as it ends a command's
+own process; the others each run in a process of their own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from src.data.submission import validate_submission
 from src.runs.folders import INCOMPLETE_MARKER
-from src.runs.outputs import PAUSE_VARIABLE, check_pair
+from src.runs.outputs import check_pair
 from tests.helpers import (
     assert_one_line_error,
     run_module,
@@ -27,8 +31,9 @@ from tests.helpers import (
     start_command,
     write_previous_pair,
 )
+from tests.synthetic import write_dataset
 
-# Every test here signals a real `python -m src.submit` in its own process.
+# Every test here signals a real `python -m src.submit` in a process of its own.
 pytestmark = pytest.mark.slow
 
 FLAGS = ["--verbose", "2", "--no-report"]
@@ -125,55 +130,84 @@ def test_sigterm_in_the_middle_of_a_training_step(tiny_data, tmp_path, previous)
     assert temporary_files(previous.parent, cache_folder()) == []
 
 
-def stopped_at(point: str, tmp_path: Path, *args) -> subprocess.Popen:
-    """A run that has stopped itself at `point` (see `src.runs.outputs.pause_point`)."""
-    process = start(tmp_path, *args, env={PAUSE_VARIABLE: point})
-    _, status = os.waitpid(process.pid, os.WUNTRACED)
-    if not os.WIFSTOPPED(status):
-        pytest.fail(f"the run ended before {point}: {(tmp_path / 'logs' / 'stderr').read_text()}")
-    return process
-
-
-def signal_and_continue(process: subprocess.Popen, signal_number: int) -> None:
-    # Sent while stopped, the signal is handled the moment the run continues: exactly at the point.
-    os.kill(process.pid, signal_number)
-    os.kill(process.pid, signal.SIGCONT)
-
-
-@pytest.mark.parametrize(
-    ("point", "signal_number"),
-    [("run-folder", signal.SIGINT), ("run-folder", signal.SIGTERM), ("report", signal.SIGINT)],
-    ids=["saving-ctrl-c", "saving-sigterm", "report-ctrl-c"],
-)
-def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(
-    tiny_data, tmp_path, previous, point, signal_number
-):
-    before = snapshot_files(previous.parent)
+# Each run signalled as it writes its outputs: its pause point and its signal. One process runs them all, one after
+# another (`tests/signal_runs.py`), stopping itself at each point until the fixture has looked and signalled it.
+WHILE_WRITING = {
+    "saving-ctrl-c": ("run-folder", signal.SIGINT),
+    "saving-sigterm": ("run-folder", signal.SIGTERM),
     # At "report" the run folder is saved and the report about to be drawn.
-    flags = [flag for flag in FLAGS if flag != "--no-report"] if point == "report" else FLAGS
-    process = stopped_at(point, tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *flags)
+    "report-ctrl-c": ("report", signal.SIGINT),
+    # After the record's rename and before the submission's: the one moment the pair differs.
+    "swap-sigterm": ("swap", signal.SIGTERM),
+}
+
+
+@dataclass
+class Signalled:
+    """A run of WHILE_WRITING: its previous pair, what the fixture saw while it was stopped, and how it ended."""
+
+    signal_number: int
+    previous: Path
+    before: dict
+    temporary_while_stopped: list[Path] = field(default_factory=list)
+    pair_while_stopped: str = ""
+    result: subprocess.CompletedProcess | None = None
+
+
+@pytest.fixture(scope="module")
+def signalled_while_writing(tmp_path_factory) -> dict[str, Signalled]:
+    base = tmp_path_factory.mktemp("while-writing")
+    data = write_dataset(base / "data")
+    logs = base / "logs"
+    logs.mkdir()
+    runs, signalled = [], {}
+    for name, (point, signal_number) in WHILE_WRITING.items():
+        previous = write_previous_pair(base / name)
+        flags = [flag for flag in FLAGS if flag != "--no-report"] if point == "report" else FLAGS
+        runs.append(json.dumps([point, "--data", str(data), "--out", str(previous), "--epochs", "1", *flags]))
+        signalled[name] = Signalled(signal_number, previous, snapshot_files(previous.parent))
+    with open(logs / "driver", "w") as output:
+        driver = start_command("-m", "tests.signal_runs", logs, *runs, stdout=output, stderr=output, text=False)
+    for name, run in signalled.items():
+        _, status = os.waitpid(driver.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            pytest.fail(f"{name} ended before its point: {(logs / 'driver').read_text()}")
+        run.temporary_while_stopped = temporary_files(run.previous.parent)
+        try:
+            check_pair(run.previous)
+        except Exception as error:  # what a reader of the pair would be told at that moment
+            run.pair_while_stopped = str(error)
+        # Sent while stopped, the signal is handled the moment the run continues: exactly at the point.
+        os.kill(driver.pid, run.signal_number)
+        os.kill(driver.pid, signal.SIGCONT)
+    driver.wait(timeout=120)
+    assert driver.returncode == 0, (logs / "driver").read_text()
+    for index, run in enumerate(signalled.values()):
+        status, stdout, stderr = ((logs / f"{index}.{part}").read_text() for part in ("status", "stdout", "stderr"))
+        run.result = subprocess.CompletedProcess(runs[index], int(status), stdout, stderr)
+    return signalled
+
+
+@pytest.mark.parametrize("name", ["saving-ctrl-c", "saving-sigterm", "report-ctrl-c"])
+def test_a_signal_while_the_run_folder_is_saved_keeps_the_previous_pair(signalled_while_writing, name):
+    run = signalled_while_writing[name]
     # Stopped with the new pair in temporary files beside the old one, and the new run folder made.
-    assert len(temporary_files(previous.parent)) == 2
-    signal_and_continue(process, signal_number)
-    assert_stopped_cleanly(finish(process, tmp_path), signal_number, f"{previous} was left as it was")
-    after = snapshot_files(previous.parent)
-    assert {name: after[name] for name in before} == before
-    assert temporary_files(previous.parent, cache_folder()) == []
+    assert len(run.temporary_while_stopped) == 2
+    assert_stopped_cleanly(run.result, run.signal_number, f"{run.previous} was left as it was")
+    after = snapshot_files(run.previous.parent)
+    assert {name: after[name] for name in run.before} == run.before
+    assert temporary_files(run.previous.parent, cache_folder()) == []
     # The unfinished run folder says so, and the report refuses it.
-    (run_dir,) = (previous.parent / "runs").iterdir()
+    (run_dir,) = (run.previous.parent / "runs").iterdir()
     assert (run_dir / INCOMPLETE_MARKER).exists()
     assert_one_line_error(run_module("src.report", run_dir), 2, "incomplete")
 
 
-def test_sigterm_between_the_two_renames_finishes_the_pair_first(tiny_data, tmp_path, previous):
-    process = stopped_at("swap", tmp_path, "--data", tiny_data, "--out", previous, "--epochs", "1", *FLAGS)
-    # Stopped after the record's rename and before the submission's: the one moment the pair differs.
-    with pytest.raises(Exception, match="does not match its record"):
-        check_pair(previous)
-    signal_and_continue(process, signal.SIGTERM)
-    result = finish(process, tmp_path)
-    assert_stopped_cleanly(result, signal.SIGTERM, f"after writing {previous} and its record")
+def test_sigterm_between_the_two_renames_finishes_the_pair_first(signalled_while_writing):
+    run = signalled_while_writing["swap-sigterm"]
+    assert "does not match its record" in run.pair_while_stopped
+    assert_stopped_cleanly(run.result, signal.SIGTERM, f"after writing {run.previous} and its record")
     # The signal waited for the second rename: the new submission, beside the record naming it.
-    validate_submission(previous, n_rows=20)
-    check_pair(previous)
-    assert temporary_files(previous.parent, cache_folder()) == []
+    validate_submission(run.previous, n_rows=20)
+    check_pair(run.previous)
+    assert temporary_files(run.previous.parent, cache_folder()) == []

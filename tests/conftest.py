@@ -106,7 +106,8 @@ def measured_durations() -> dict[str, float]:
 
 
 def pytest_configure(config):
-    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no":
+    # Not in xdist's controller, which only hands the tests out (it collects them itself for --collect-only).
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no" or config.getoption("collectonly"):
         import_tensorflow()
     if config.getoption("store_durations") and not hasattr(config, "workerinput"):
         # A group's seconds are those of all its tests, on a worker of the usual run; a part would understate it.

@@ -27,19 +27,18 @@ from src.runs.outputs import PAUSE_VARIABLE
 @contextlib.contextmanager
 def output_to(stdout: Path, stderr: Path):
     """File descriptors 1 and 2 into these files for the block; then back."""
-    saved = []
-    for descriptor, path in ((1, stdout), (2, stderr)):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved.append(os.dup(descriptor))
-        with open(path, "wb") as file:
-            os.dup2(file.fileno(), descriptor)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {descriptor: os.dup(descriptor) for descriptor in (1, 2)}
     try:
+        for descriptor, path in ((1, stdout), (2, stderr)):
+            with open(path, "wb") as file:
+                os.dup2(file.fileno(), descriptor)
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        for descriptor, copy in zip((1, 2), saved, strict=True):
+        for descriptor, copy in saved.items():
             os.dup2(copy, descriptor)
             os.close(copy)
 

@@ -112,7 +112,7 @@ def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, t
     # neither on what else the machine is doing nor on what the process did before.
     process = start_submit("--data", tiny_data, "--out", outs[0], *flags)
     here = run_module("src.submit", "--data", tiny_data, "--out", outs[1], *flags)
-    assert here.returncode == 0, here.stderr
+    assert here.returncode == 0 and here.stderr == "", here.stderr
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     # A successful run prints only the project's own lines: Keras' epoch lines, and nothing from the libraries.

@@ -16,7 +16,7 @@ from tensorflow import keras
 
 from src.core.cli import run_command
 from src.core.config import Config
-from src.core.errors import EXIT_INTERRUPTED
+from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
 from src.core.interrupts import deferred_interrupts
 from src.training.hooks import TrainingCallbacks
 from src.training.trainer import train
@@ -94,8 +94,36 @@ def test_a_ctrl_c_in_a_deferred_block_is_raised_as_it_ends(capsys):
     assert steps == ["went on"]
     assert capsys.readouterr().err == "interrupted: nothing was finished\n"
     # Outside the block, the handler raises at once again.
-    assert run_command(lambda argv: signal.raise_signal(signal.SIGINT) or steps.append("not reached")) == 130
+    assert (
+        run_command(lambda argv: signal.raise_signal(signal.SIGINT) or steps.append("not reached")) == EXIT_INTERRUPTED
+    )
     assert steps == ["went on"]
+
+
+def test_an_interruption_in_a_deferred_block_outlives_another_error_ending_it(capsys):
+    # A search's pruned trial ends the block in the epoch the Ctrl-C came in: the Ctrl-C still ends the command.
+    def command(argv):
+        with deferred_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            raise UserError("a pruned trial, an out-of-memory error")
+
+    assert run_command(command) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+
+
+def test_a_second_signal_in_a_deferred_block_raises_the_first_at_once(capsys):
+    steps = []
+
+    def command(argv):
+        with deferred_interrupts():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("noted")
+            signal.raise_signal(signal.SIGINT)
+            steps.append("not reached")
+
+    assert run_command(command) == EXIT_TERMINATED
+    assert steps == ["noted"]
+    assert capsys.readouterr().err == "terminated: nothing was finished\n"
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

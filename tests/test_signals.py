@@ -6,7 +6,9 @@ A stage inside the write is reached without racing: `DIGIT_RECOGNIZER_PAUSE_AT=<
 the run stop itself (SIGSTOP) there; the test sees it stopped (`waitpid`), sends the signal and
 lets it continue, so the signal lands exactly at that point. Those four runs are commands run one
 after another in one process (`tests/signal_runs.py`), which a signal ends as it ends a command's
-own process; the others each run in a process of their own.
+own process: each one's exit status is `main`'s return value, not a process's, and all but the
+first start with TensorFlow already loaded. What a process's end adds is checked by the others,
+which each run in a process of their own.
 """
 
 from __future__ import annotations
@@ -168,19 +170,24 @@ def signalled_while_writing(tmp_path_factory) -> dict[str, Signalled]:
         signalled[name] = Signalled(signal_number, previous, snapshot_files(previous.parent))
     with open(logs / "driver", "w") as output:
         driver = start_command("-m", "tests.signal_runs", logs, *runs, stdout=output, stderr=output, text=False)
-    for name, run in signalled.items():
-        _, status = os.waitpid(driver.pid, os.WUNTRACED)
-        if not os.WIFSTOPPED(status):
-            pytest.fail(f"{name} ended before its point: {(logs / 'driver').read_text()}")
-        run.temporary_while_stopped = temporary_files(run.previous.parent)
-        try:
-            check_pair(run.previous)
-        except Exception as error:  # what a reader of the pair would be told at that moment
-            run.pair_while_stopped = str(error)
-        # Sent while stopped, the signal is handled the moment the run continues: exactly at the point.
-        os.kill(driver.pid, run.signal_number)
-        os.kill(driver.pid, signal.SIGCONT)
-    driver.wait(timeout=120)
+    try:
+        for index, (name, run) in enumerate(signalled.items()):
+            _, status = os.waitpid(driver.pid, os.WUNTRACED)
+            # Stopped, and by this run: one that ended without reaching its point has its status written.
+            if not os.WIFSTOPPED(status) or (logs / f"{index}.status").exists():
+                pytest.fail(f"{name} ended before its point: {(logs / 'driver').read_text()}")
+            run.temporary_while_stopped = temporary_files(run.previous.parent)
+            try:
+                check_pair(run.previous)
+            except Exception as error:  # what a reader of the pair would be told at that moment
+                run.pair_while_stopped = str(error)
+            # Sent while stopped, the signal is handled the moment the run continues: exactly at the point.
+            os.kill(driver.pid, run.signal_number)
+            os.kill(driver.pid, signal.SIGCONT)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:  # a failure above: a stopped driver would wait for ever
+            driver.kill()
     assert driver.returncode == 0, (logs / "driver").read_text()
     for index, run in enumerate(signalled.values()):
         status, stdout, stderr = ((logs / f"{index}.{part}").read_text() for part in ("status", "stdout", "stderr"))

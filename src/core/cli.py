@@ -12,8 +12,8 @@ fails: a character it cannot show is written as a Python escape (see `robust_out
 
 SIGTERM raises `Terminated` (a `KeyboardInterrupt`), so every `finally` and
 `except KeyboardInterrupt` cleanup that Ctrl-C runs, runs for it too. Both are
-remembered as they are raised, so that one a library swallows is raised again
-(see `src.core.interrupts`). Commands
+remembered, so that one a library swallows is raised again, and only noted while
+TensorFlow runs, to be raised at its next check (see `src.core.interrupts`). Commands
 import their heavy libraries inside `main`, so an interruption while they load
 is caught here as well.
 """
@@ -89,13 +89,13 @@ def interruption_message(interruption: KeyboardInterrupt) -> str:
     return shorten(f"{verb}: {detail}")
 
 
-def _raise_terminated(signum, frame):
+def _on_sigterm(signum, frame):
     # Once: a second SIGTERM while the first one's cleanups run must not cut them short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     interrupt(Terminated())
 
 
-def _raise_interrupted(signum, frame):
+def _on_sigint(signum, frame):
     interrupt(KeyboardInterrupt())
 
 
@@ -129,10 +129,10 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     previous = {}
     # Python lets only the main thread install a signal handler.
     if threading.current_thread() is threading.main_thread():
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
         # Ctrl-C that whoever started the command ignores (a background job, nohup) stays ignored.
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_sigint)
     forget_interruption()
     try:
         robust_output()

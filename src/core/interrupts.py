@@ -9,43 +9,49 @@ interruption as they raise it; training calls `raise_if_interrupted` after each
 epoch's and batch's callbacks, and a run once more before it saves anything, so
 a swallowed one is raised again where nothing catches it.
 
-While TensorFlow runs (`deferred_interrupts`: training and prediction), the
-handlers only remember the signal. Python runs a handler wherever the main
-thread next runs Python code, and that may be a call from TensorFlow's C++
-code back into Python (converting a value for a TensorBoard scalar, say),
-which does not survive an exception raised through it: the process died of a
-segmentation fault instead of exiting 130. The interruption is raised at the
-next check instead, which comes within a batch or an epoch, or as the block ends.
+While TensorFlow runs (`deferred_interrupts`: training, prediction, TensorBoard's
+files), the handlers only remember the signal. Python runs a handler wherever the
+main thread next runs Python code, and that may be a call from TensorFlow's C++
+code back into Python (converting a value for a TensorBoard scalar, say), which
+does not survive an exception raised through it: the process died of a
+segmentation fault instead of exiting 130. The interruption is raised at the next
+check instead (a batch's start, an epoch's end, a model built) or as the block ends,
+whichever way it ends. A second signal while one is pending raises the first at
+once, wherever the main thread is: a way out of a wait that has no check.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _pending: KeyboardInterrupt | None = None
-_deferring = 0  # how many `deferred_interrupts` blocks the main thread is in
+_deferring = 0  # how many `deferred_interrupts` blocks the main thread, where handlers run, is in
 
 
 def interrupt(interruption: KeyboardInterrupt) -> None:
-    """Raise `interruption` (or, inside `deferred_interrupts`, only note it), and remember it until
-    `forget_interruption`."""
+    """Remember `interruption` (the first, if one is pending) and raise it, unless deferred and the first."""
     global _pending
-    _pending = interruption
-    if not _deferring:
-        raise interruption
+    first = _pending is None
+    if first:
+        _pending = interruption
+    if not (first and _deferring):
+        raise _pending
 
 
 @contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Run the block with Ctrl-C and SIGTERM noted, not raised; one that came is raised as it ends."""
+    """Run the block with a Ctrl-C or SIGTERM noted, not raised; one that came is raised as the block ends."""
     global _deferring
-    _deferring += 1
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    _deferring += in_main_thread
     try:
         yield
     finally:
-        _deferring -= 1
-    raise_if_interrupted()
+        _deferring -= in_main_thread
+        # Also when the block ends in another error (a pruned trial, say): the interruption is what ends the command.
+        raise_if_interrupted()
 
 
 def raise_if_interrupted() -> None:

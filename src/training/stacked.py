@@ -96,6 +96,7 @@ def train_stacked(
     shufflers = [np.random.default_rng(seed) for seed in seeds or [config.seed] * len(models)]
     for member_callbacks in callbacks:
         member_callbacks.on_train_begin()
+    raise_if_interrupted()  # before the first epoch, which traces the loop
     for epoch in range(config.epochs):
         for member_callbacks in callbacks:
             member_callbacks.on_epoch_begin(epoch)

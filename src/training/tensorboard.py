@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
+from src.core.interrupts import deferred_interrupts
 from src.training.hooks import TrainingCallbacks
 from src.training.pseudo_labels import train_with_pseudo_labels
 
@@ -105,8 +106,9 @@ def train_with_curves(
         hooks = with_scalar_writers(callbacks, folder, writers)
         return train_with_pseudo_labels(config, images, labels, test_images, verbose=verbose, callbacks=hooks)
     finally:
-        for writer in writers:
-            writer.close()
+        with deferred_interrupts():
+            for writer in writers:
+                writer.close()
 
 
 @contextlib.contextmanager
@@ -137,23 +139,25 @@ def write_hparams(folder: str | Path, trial_id: str, hparams: dict, metrics: dic
     """One search trial's settings and results, for TensorBoard's HParams tab (`folder`: the trial's curves)."""
     from tensorboard.plugins.hparams import api as hp
 
-    writer = tf.summary.create_file_writer(str(folder))
-    with writer.as_default():
-        hp.hparams(hparams, trial_id=trial_id)
-        for name, value in metrics.items():
-            tf.summary.scalar(name, value, step=0)
-    writer.close()
+    with deferred_interrupts():  # TensorFlow's own code (see `src.core.interrupts`)
+        writer = tf.summary.create_file_writer(str(folder))
+        with writer.as_default():
+            hp.hparams(hparams, trial_id=trial_id)
+            for name, value in metrics.items():
+                tf.summary.scalar(name, value, step=0)
+        writer.close()
 
 
 def write_hparams_config(folder: str | Path, hparam_names: list[str], metric_names: list[str]) -> None:
     """The columns of TensorBoard's HParams tab for a study's trials, written at the top of `folder`."""
     from tensorboard.plugins.hparams import api as hp
 
-    writer = tf.summary.create_file_writer(str(folder))
-    with writer.as_default():
-        hp.hparams_config(
-            hparams=[hp.HParam(name) for name in hparam_names],
-            metrics=[hp.Metric(name) for name in metric_names]
-            + [hp.Metric("epoch_val_accuracy", group="member-1", display_name="member 1 val_accuracy")],
-        )
-    writer.close()
+    with deferred_interrupts():  # TensorFlow's own code (see `src.core.interrupts`)
+        writer = tf.summary.create_file_writer(str(folder))
+        with writer.as_default():
+            hp.hparams_config(
+                hparams=[hp.HParam(name) for name in hparam_names],
+                metrics=[hp.Metric(name) for name in metric_names]
+                + [hp.Metric("epoch_val_accuracy", group="member-1", display_name="member 1 val_accuracy")],
+            )
+        writer.close()

@@ -386,7 +386,8 @@ def fit_on(device: str, config: Config, prepared, features, labels, started: flo
 def in_threads(tasks: list) -> list:
     """Each task's result, the tasks run at once in threads; the first exception (a pruned trial, say) re-raised.
 
-    Daemon threads: Ctrl-C stops the waiting main thread, and the process does not wait for them.
+    Daemon threads: a Ctrl-C stops each at its next batch (see `src.core.interrupts`), a second one the
+    waiting main thread at once, and the process does not wait for them.
     """
     results, errors = [None] * len(tasks), [None] * len(tasks)
 
@@ -525,7 +526,10 @@ def train_together(
 ) -> TrainingResult:
     """Every member at once, in one compiled program: `src.stacked.train_stacked`."""
     started = time.perf_counter()
-    models = [new_model(config, train_rows, seed) for (train_rows, _), seed in zip(splits, seeds, strict=True)]
+    models = []
+    for (train_rows, _), seed in zip(splits, seeds, strict=True):
+        models.append(new_model(config, train_rows, seed))
+        raise_if_interrupted()  # building many members takes a while before the loop's first check
     trained = train_stacked(config, models, features, labels, splits, verbose, hooks, seeds)
     # The members shared one loop: each one's time is that loop's whole time, as the record gives it.
     seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ from src.runs.record import RunRecord, SearchTrial
 from src.runs.search_results import TrialSummary, best_first, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
-from tests.helpers import assert_one_line_error, run_main, start_command
+from tests.helpers import assert_one_line_error, run_main, run_module, start_command
 
 # A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
 # whose trial finished before, so the median pruner (one start-up trial) must stop it.
@@ -260,12 +260,15 @@ def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path, 
 def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_data, tmp_path):
     out = tmp_path / "search"
     flags = ["--vary", "learning_rate=1e-3..3e-2:log", "--study", "shared", "--no-prune", "--trials", "2"]
-    command = ["-m", "src.search", "--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags]
-    workers = [start_command(*command) for _ in range(2)]
-    results = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (stdout, stderr) in zip(workers, results, strict=True):
-        assert worker.returncode == 0, stdout + stderr
-        assert stderr == ""  # Optuna's own log lines are silenced
+    args = ["--data", tiny_data, "--out-dir", out, *STUDY_FLAGS, *flags]
+    # At once: a worker in a process of its own, and one in this process.
+    worker = start_command("-m", "src.search", *args)
+    here = run_module("src.search", *args)
+    stdout, stderr = worker.communicate(timeout=600)
+    there = subprocess.CompletedProcess(worker.args, worker.returncode, stdout, stderr)
+    for result in (there, here):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == ""  # Optuna's own log lines are silenced
     trials = load_study(out, "shared").trials
     assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
     assert all(trial.state.name == "COMPLETE" for trial in trials)

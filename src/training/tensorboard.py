@@ -139,25 +139,29 @@ def write_hparams(folder: str | Path, trial_id: str, hparams: dict, metrics: dic
     """One search trial's settings and results, for TensorBoard's HParams tab (`folder`: the trial's curves)."""
     from tensorboard.plugins.hparams import api as hp
 
-    with deferred_interrupts():  # TensorFlow's own code (see `src.core.interrupts`)
-        writer = tf.summary.create_file_writer(str(folder))
-        with writer.as_default():
-            hp.hparams(hparams, trial_id=trial_id)
-            for name, value in metrics.items():
-                tf.summary.scalar(name, value, step=0)
-        writer.close()
+    with summary_file(folder):
+        hp.hparams(hparams, trial_id=trial_id)
+        for name, value in metrics.items():
+            tf.summary.scalar(name, value, step=0)
 
 
 def write_hparams_config(folder: str | Path, hparam_names: list[str], metric_names: list[str]) -> None:
     """The columns of TensorBoard's HParams tab for a study's trials, written at the top of `folder`."""
     from tensorboard.plugins.hparams import api as hp
 
-    with deferred_interrupts():  # TensorFlow's own code (see `src.core.interrupts`)
+    with summary_file(folder):
+        hp.hparams_config(
+            hparams=[hp.HParam(name) for name in hparam_names],
+            metrics=[hp.Metric(name) for name in metric_names]
+            + [hp.Metric("epoch_val_accuracy", group="member-1", display_name="member 1 val_accuracy")],
+        )
+
+
+@contextlib.contextmanager
+def summary_file(folder: str | Path):
+    """The block's summaries written into `folder`, with a Ctrl-C held until they are (see `src.core.interrupts`)."""
+    with deferred_interrupts():
         writer = tf.summary.create_file_writer(str(folder))
         with writer.as_default():
-            hp.hparams_config(
-                hparams=[hp.HParam(name) for name in hparam_names],
-                metrics=[hp.Metric(name) for name in metric_names]
-                + [hp.Metric("epoch_val_accuracy", group="member-1", display_name="member 1 val_accuracy")],
-            )
+            yield
         writer.close()

@@ -58,6 +58,14 @@ def download(url, tmp_path, *args, credentials=True, extra=None):
     )
 
 
+def download_here(url, tmp_path, *args, credentials=True):
+    """What the script runs, `python -m src.kaggle download`, in this process: for the refusals, whose
+    process would only import the kaggle client again (the script itself is run above)."""
+    return run_with_fake(
+        "-m", "src.kaggle", "download", *args, url=url, home=tmp_path / "home", credentials=credentials, cwd=tmp_path
+    )
+
+
 @pytest.mark.slow
 def test_download_into_an_empty_directory(competition_zip, competition_files, tmp_path):
     with FakeKaggle(competition_zip) as fake:
@@ -102,10 +110,9 @@ def test_default_directory_is_data(competition_zip, tmp_path):
     check_competition_files(tmp_path / "data")
 
 
-@pytest.mark.slow
 def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
     with FakeKaggle(competition_zip) as fake:
-        result = download(fake.url, tmp_path, "data", credentials=False)
+        result = download_here(fake.url, tmp_path, "data", credentials=False)
     hints = ("no Kaggle credentials found", "~/.kaggle/kaggle.json", "KAGGLE_USERNAME", "KAGGLE_API_TOKEN")
     assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, *hints)
     assert fake.requests == []
@@ -116,13 +123,12 @@ def test_no_credentials_says_what_to_set(competition_zip, tmp_path):
     ("content", "reason"),
     [('{"username": "fake-user", "key": ', "not JSON: line 1 column 34"), ('["fake-user"]', "expected {")],
 )
-@pytest.mark.slow
 def test_malformed_kaggle_json_is_named(content, reason, competition_zip, tmp_path):
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     config = tmp_path / "home" / ".kaggle" / "kaggle.json"
     config.write_text(content)
     with FakeKaggle(competition_zip) as fake:
-        result = download(fake.url, tmp_path, "data", credentials=False)
+        result = download_here(fake.url, tmp_path, "data", credentials=False)
     assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, f"malformed kaggle.json at {config} ({reason}")
     assert "no Kaggle credentials found" not in result.stderr
     assert fake.requests == []
@@ -140,62 +146,55 @@ def test_a_token_file_that_is_not_utf8_is_one_credentials_line(tmp_path, monkeyp
     assert "secret" not in error
 
 
-@pytest.mark.slow
 def test_credentials_from_a_valid_kaggle_json(competition_zip, tmp_path):
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": FAKE_USER, "key": "k" * 32}))
     with FakeKaggle(competition_zip) as fake:
-        result = download(fake.url, tmp_path, "data", credentials=False)
+        result = download_here(fake.url, tmp_path, "data", credentials=False)
     assert result.returncode == 0, result.stderr
     assert "k" * 32 not in result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_rules_not_accepted(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="rules") as fake:
-        result = download(fake.url, tmp_path, "data")
+        result = download_here(fake.url, tmp_path, "data")
     assert_one_line_error(
         result, EXIT_KAGGLE_REFUSED, "HTTP 403", "You must accept this competition's rules", RULES_URL
     )
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.slow
 def test_rejected_key_is_one_line(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="unauthorized") as fake:
-        result = download(fake.url, tmp_path, "data")
+        result = download_here(fake.url, tmp_path, "data")
     line = assert_one_line_error(result, EXIT_KAGGLE_CREDENTIALS, "did not accept your credentials", "HTTP 401")
     assert result.stderr.splitlines()[0] == line  # the first line says it, not a traceback's
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.slow
 def test_corrupt_zip_leaves_the_directory_as_it_was(competition_zip, competition_files, tmp_path):
     shutil.copytree(competition_files, tmp_path / "data")
     with FakeKaggle(competition_zip, mode="corrupt") as fake:
-        result = download(fake.url, tmp_path, "data", "--force")
+        result = download_here(fake.url, tmp_path, "data", "--force")
     assert_one_line_error(result, EXIT_USER, "corrupt or truncated zip")
     assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(NAMES)
     check_competition_files(tmp_path / "data")
 
 
-@pytest.mark.slow
 def test_service_down(competition_zip, tmp_path):
     with FakeKaggle(competition_zip, mode="error") as fake:
-        result = download(fake.url, tmp_path, "data")
+        result = download_here(fake.url, tmp_path, "data")
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "Kaggle's service failed", "HTTP 500", "try again later")
 
 
-@pytest.mark.slow
 def test_network_down(tmp_path):
-    result = download(closed_port_url(), tmp_path, "data")
+    result = download_here(closed_port_url(), tmp_path, "data")
     assert_one_line_error(result, EXIT_KAGGLE_UNAVAILABLE, "could not reach Kaggle")
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.slow
 def test_unknown_option(tmp_path):
-    result = download(closed_port_url(), tmp_path, "--fast")
+    result = download_here(closed_port_url(), tmp_path, "--fast")
     assert result.returncode == EXIT_USER and "unrecognized arguments: --fast" in result.stderr
 
 

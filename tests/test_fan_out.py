@@ -283,7 +283,8 @@ def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
         assert not fake.calls("SaveKernel")
 
 
-TINY_CNN = dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_size=32)
+# The same small network on Keras' fit (`plain`), which trains one member after another.
+ON_FIT = dict(hidden_units=(16, 8), scaling="unit", batch_size=16, plain=True)
 
 
 @pytest.mark.slow
@@ -294,8 +295,8 @@ TINY_CNN = dict(family="cnn", scaling="unit", filters=(4,), head_units=8, batch_
         dict(hidden_units=(16, 8), scaling="unit", batch_size=16, members=4),
         dict(hidden_units=(16, 8), scaling="unit", batch_size=16, folds=4),
         # Keras' fit, one by one: three members, the part being the last two.
-        dict(**TINY_CNN, members=3),
-        dict(**TINY_CNN, folds=3),
+        dict(**ON_FIT, members=3),
+        dict(**ON_FIT, folds=3),
     ],
     ids=["together-bag", "together-folds", "fit-bag", "fit-folds"],
 )

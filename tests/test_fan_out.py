@@ -283,20 +283,20 @@ def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
         assert not fake.calls("SaveKernel")
 
 
-# The same small network on Keras' fit (`plain`), which trains one member after another.
-ON_FIT = dict(hidden_units=(16, 8), scaling="unit", batch_size=16, plain=True)
+# A small dense network; batches of 16, so that each member's shuffling counts.
+SMALL = dict(hidden_units=(16, 8), scaling="unit", batch_size=16)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [
-        # The compiled loop, every member at once; batches of 16, so that each member's shuffling counts.
-        dict(hidden_units=(16, 8), scaling="unit", batch_size=16, members=4),
-        dict(hidden_units=(16, 8), scaling="unit", batch_size=16, folds=4),
-        # Keras' fit, one by one: three members, the part being the last two.
-        dict(**ON_FIT, members=3),
-        dict(**ON_FIT, folds=3),
+        # The compiled loop, every member at once.
+        dict(**SMALL, members=4),
+        dict(**SMALL, folds=4),
+        # Keras' fit (`plain`), one by one: three members, the part being the last two.
+        dict(**SMALL, plain=True, members=3),
+        dict(**SMALL, plain=True, folds=3),
     ],
     ids=["together-bag", "together-folds", "fit-bag", "fit-folds"],
 )

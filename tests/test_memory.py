@@ -53,10 +53,13 @@ def test_the_training_memory_check_sees_the_container_limit(machine):
 # loaded plus a margin (tests/limited_memory.py), which check_size cannot see, so the estimate lets it start.
 # Where each runs out, measured on a 2-core machine: TensorFlow's allocator while the weights are initialised
 # (ResourceExhaustedError), NumPy while the members' weights are stacked (MemoryError).
+# oneDNN's allocator waits 10 s for memory to be freed before it gives up (TensorFlow's AllocatorRetry); its
+# plain CPU allocator raises the same error at once, so the TensorFlow run uses that one.
 OUT_OF_MEMORY_RUNS = {
     "tensorflow": (512, ["--hidden-units", "8192,8192,8192"], "1 member(s)", "or fewer or narrower --hidden-units"),
     "numpy": (768, ["--hidden-units", "4096,4096", "--folds", "3"], "3 member(s)", "or --plain (one member at a time)"),
 }
+ALLOCATOR = {"tensorflow": {"TF_ENABLE_ONEDNN_OPTS": "0"}, "numpy": {}}
 
 
 @pytest.mark.slow
@@ -69,6 +72,7 @@ def test_running_out_of_memory_while_training_is_one_line_and_writes_nothing(whe
     result = run_command(
         *("-m", "tests.limited_memory", margin_mib, "src.submit", "--data", tiny_data, "--out", previous),
         *("--epochs", "1", "--verbose", "0", "--no-report", *flags),
+        env=ALLOCATOR[where],
     )
     line = assert_one_line_error(result, EXIT_USER, "out of memory: training hidden_units", members, hint)
     assert line.startswith("error: out of memory: ") and "did not fit (estimated at" in line

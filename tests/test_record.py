@@ -17,6 +17,7 @@ from src.runs.record import (
     Inputs,
     MemberScore,
     RunRecord,
+    SearchTrial,
     Submission,
     Timings,
     Validation,
@@ -46,6 +47,15 @@ def a_record(**changes) -> RunRecord:
         run_dir="submissions/runs/x",
     )
     return RunRecord(**{**values, **changes})
+
+
+def test_a_search_record_round_trips_and_one_without_search_still_loads(tmp_path):
+    written = json.loads(a_record().to_json(tmp_path / "record.json").read_text())
+    assert "search" not in written  # an ordinary run's record is as before
+    assert RunRecord.from_dict(written).search is None
+    with_search = {**written, "search": {"study": "wide-epochs", "trial": 3, "confirmation": False}}
+    assert RunRecord.from_dict(with_search).search == SearchTrial("wide-epochs", 3)
+    assert RunRecord.from_dict(with_search).to_dict()["search"] == with_search["search"]
 
 
 def written(tmp_path, payload) -> str:

@@ -21,7 +21,7 @@ from src.pipeline import search as search_pipeline
 from src.pipeline.search import open_storage
 from src.predict import main as predict_main
 from src.report import main as report_main
-from src.runs.record import RunRecord, SearchTrial
+from src.runs.record import RunRecord
 from src.runs.search_results import TrialSummary, best_first, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
@@ -139,18 +139,6 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
     config = PRESETS["wide"].replace(learning_rate=0.002, hidden_units=(512, 256), epochs=10)
     line = submit_line("wide", config)
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
-
-
-@pytest.mark.slow
-def test_a_search_record_round_trips_and_one_without_search_still_loads(tiny_data, tmp_path, capsys):
-    result = run_main(capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "s.csv", "--epochs", "1")
-    assert result.returncode == 0, result.stderr
-    written = json.loads((tmp_path / "s.json").read_text())
-    assert "search" not in written  # an ordinary run's record is as before
-    assert RunRecord.from_dict(written).search is None
-    with_search = {**written, "search": {"study": "wide-epochs", "trial": 3, "confirmation": False}}
-    assert RunRecord.from_dict(with_search).search == SearchTrial("wide-epochs", 3)
-    assert RunRecord.from_dict(with_search).to_dict()["search"] == with_search["search"]
 
 
 # Pruning, on both trainers.

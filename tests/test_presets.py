@@ -107,14 +107,17 @@ def test_every_dense_preset_runs_end_to_end_for_one_epoch(tiny_data, tmp_path, n
 
 
 def test_the_fast_cnn_is_the_measured_network():
-    # 24C5-pool-48C3-pool-64C3-pool-128-10 with batch norm, dropout on the head only: counted by hand.
+    # [16C3-16C3-16C5S2]-[32C3-32C3-32C5S2]-256-10 with batch norm, dropout on the head only, counted by
+    # hand: the convolutions' weights 144 + 2,304 + 6,400 + 4,608 + 9,216 + 25,600 and their batch norms'
+    # 3 x 16 x 4 + 3 x 32 x 4; the head 4 x 4 x 32 x 256 + 256 x 4; the output 256 x 10 + 10.
     config = PRESETS["cnn-fast"]
-    assert cnn_parameters(config) == 114_690
+    assert cnn_parameters(config) == 48_272 + 576 + 131_072 + 1_024 + 2_570 == 183_514
     model = build_model(config)
     dropouts = [layer.name for layer in model.layers if type(layer).__name__ == "Dropout"]
     assert dropouts == ["dense_dropout"]
-    assert model.get_layer("block1_conv1").kernel_size == (5, 5)
-    assert model.get_layer("block2_conv1").kernel_size == (3, 3)
+    assert model.get_layer("block1_conv1").kernel_size == (3, 3)
+    assert model.get_layer("block2_down").kernel_size == (5, 5)
+    assert model.get_layer("block2_down").output.shape[1:] == (4, 4, 32)
     assert PRESETS["cnn-bag"] == config.replace(members=12)
 
 
@@ -124,7 +127,7 @@ def test_the_fast_cnn_presets_run_end_to_end(tiny_data, tmp_path, name):
     # Two epochs: the last one is the clean one. Two members stand for the bag's twelve.
     config = PRESETS[name].replace(epochs=2, members=2 if PRESETS[name].members > 1 else None)
     result = run(config, tiny_data, tmp_path / "submission.csv", verbose=0, report=False)
-    assert result.record.parameters == cnn_parameters(config) == 114_690
+    assert result.record.parameters == cnn_parameters(config) == 183_514
     assert len(result.training.members) == config.members
     assert len((tmp_path / "submission.csv").read_text().splitlines()) == 21
 

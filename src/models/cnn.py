@@ -14,7 +14,7 @@ TensorFlow's fused kernel (`src.models.batch_norm`).
 The network is written once, as a plan of layers (`plan`): `cost` walks it to
 count parameters and multiply-adds and to refuse an image that shrinks to
 nothing, and `build` turns it into Keras layers. `[32C3-32C3-32C5S2]-
-[64C3-64C3-64C5S2]-128-10` (the `cnn` preset's 326,826 parameters) is
+[64C3-64C3-64C5S2]-128-10` (the `cnn-ensemble` member, 326,826 parameters) is
 `filters=(32, 64), padding="valid", downsample_kernel_size=5`.
 """
 

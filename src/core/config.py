@@ -469,7 +469,7 @@ PRESETS = {
     # twice the keras-io example's time. Trained the large network's way (15 epochs, dropout 0.15,
     # one-cycle at 4e-3) it scored 0.9940 to 0.9943 in 3.7 times that time.
     "cnn": FAST_CNN.replace(filters=(32, 64)),
-    # The `cnn` preset's network at half its width with a 256-unit head, 3.9 M multiply-adds per image,
+    # The large network's blocks at half their width with a 256-unit head, 3.9 M multiply-adds per image,
     # trained to fit the time of the keras-io example on a CPU: one-cycle at a high peak, label smoothing,
     # dropout on the head only, and a last epoch on undistorted images. Channels in sixteens: oneDNN's
     # kernels work in blocks of 8 or 16 (20-40 filters measured half the images per second of 16-32).

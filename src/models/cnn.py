@@ -4,7 +4,7 @@ Each filter count is one block: `convs_per_block` convolutions of `kernel_size`,
 then a halving of the image, by a stride-2 convolution of
 `downsample_kernel_size` ("stride") or a 2x2 max-pool ("pool"), then dropout
 (unless `block_dropout` is off). The first convolution may take a larger
-`first_kernel_size` (a 5x5 looks at a whole stroke). The head is flatten, a
+`first_kernel_size` (0: `kernel_size` like the rest). The head is flatten, a
 dense layer of `head_units` (none when 0) and a 10-way softmax kept in
 float32, so mixed precision on a GPU still gives float32 probabilities.
 Batch norm, when on, follows every convolution and the head's dense layer,

@@ -19,7 +19,7 @@ from pathlib import Path
 # Only light modules here: pandas, scikit-learn and TensorFlow load inside the
 # command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
-from src.core.config import check_split
+from src.core.config import check_split, held_out_name
 from src.core.errors import UserError
 from src.core.flags import add_settings_arguments, add_wait_arguments, config_from_args, wait_timeout
 from src.core.paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
@@ -112,11 +112,12 @@ def summarize(result, config) -> str:
     rows = f"{record.inputs.train.rows} training rows, {record.inputs.test.rows} test rows"
     if record.pseudo_labels is not None:
         rows += f" ({record.pseudo_labels} of them pseudo-labelled into the second run's training rows)"
-    kind, accuracy_name = "single model", "validation accuracy"
+    kind = "single model"
     if config.folds > 1:
-        kind, accuracy_name = f"{config.folds}-fold ensemble", "out-of-fold accuracy"
+        kind = f"{config.folds}-fold ensemble"
     if config.members > 1:
-        kind, accuracy_name = f"bag of {config.members}", "out-of-bag accuracy"
+        kind = f"bag of {config.members}"
+    accuracy_name = f"{held_out_name(config)} accuracy"
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     if validation.accuracy is None:
         return (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,8 +49,8 @@ def test_the_bag_share_sets_how_many_rows_each_member_trains_on(tmp_path, capsys
         for train_rows, validation_rows in split_rows(Config(members=4, bag_share=share, seed=3), labels):
             assert (len(train_rows), len(validation_rows)) == (size, 203 - size)
             assert not set(train_rows) & set(validation_rows)
-    for share in (0, 1, 1.5):
-        with pytest.raises(UserError, match=r"bag_share must be in \(0, 1\)"):
+    for share in (0, 1.5):
+        with pytest.raises(UserError, match=r"bag_share must be in \(0, 1\]"):
             Config(members=2, bag_share=share)
     # Like a CNN setting on a dense network, a share without a bag changes nothing (a search may vary both).
     single = split_rows(Config(bag_share=0.5), labels)
@@ -58,6 +60,9 @@ def test_the_bag_share_sets_how_many_rows_each_member_trains_on(tmp_path, capsys
     flags = ("--data", data, "--out", tmp_path / "out" / "submission.csv", "--members", "2", "--bag-share", "0.01")
     result = run_main(capsys, submit_main, *flags)
     assert_one_line_error(result, 2, "--bag-share 0.01 leaves no training row of 80")
+    # Every row in every bag leaves nothing out of it to score it on, unless the bag has a holdout.
+    result = run_main(capsys, submit_main, *flags[:-1], "1")
+    assert_one_line_error(result, 2, "--bag-share 1.0 leaves no out-of-bag row of 80: add --bag-holdout")
     assert not (tmp_path / "out").exists()
 
 
@@ -177,3 +182,69 @@ def test_members_and_folds_do_not_combine(capsys):
         Config(members=3, folds=5)
     result = run_main(capsys, submit_main, "--sample", "--preset", "wide-ensemble", "--members", "3")
     assert_one_line_error(result, 2, "--members 3 and --folds 5", "choose one")
+
+
+def test_a_bag_holdout_keeps_the_single_models_rows_out_of_every_member():
+    labels = np.arange(203) % 10
+    config = Config(members=4, bag_share=0.5, validation_split=0.1, bag_holdout=True, seed=3)
+    holdout = split_rows(config.replace(members=1), labels)[0][1]
+    np.testing.assert_array_equal(holdout, np.arange(182, 203))
+    # Without a bag it is what a single model does anyway.
+    np.testing.assert_array_equal(split_rows(config.replace(members=1, bag_holdout=False), labels)[0][1], holdout)
+    splits = split_rows(config, labels)
+    for train_rows, validation_rows in splits:
+        np.testing.assert_array_equal(validation_rows, holdout)
+        assert len(train_rows) == bag_size(182, 0.5) == 91 and train_rows.max() < 182
+    assert len({frozenset(train_rows) for train_rows, _ in splits}) == 4, "every member draws its own bag"
+    # A share of 1 trains every member on every row before the holdout: they differ by their seeds alone.
+    for train_rows, validation_rows in split_rows(config.replace(bag_share=1.0), labels):
+        np.testing.assert_array_equal(train_rows, np.arange(182))
+        np.testing.assert_array_equal(validation_rows, holdout)
+    # Member i's bag depends on the seed and i only, as without a holdout.
+    np.testing.assert_array_equal(split_rows(config.replace(members=2), labels)[1][0], splits[1][0])
+    # Scored as a whole: every holdout row by the mean of all members, not by those that left it out.
+    digit = np.eye(10, dtype=np.float32)
+    rows = [20, 21]
+    sure_wrong = member(rows, [0.7 * digit[1] + 0.3 * digit[0], 0.7 * digit[2] + 0.3 * digit[1]])
+    right = [member(rows, [0.6 * digit[0] + 0.4 * digit[1], digit[1]]) for _ in range(2)]
+    result = TrainingResult([sure_wrong, *right], bagged=True)
+    np.testing.assert_array_equal(result.validation_rows(), rows)
+    assert result.validation_accuracy(np.array([0] * 20 + [0, 1])) == 1.0
+    assert sure_wrong.validation_accuracy(np.array([0] * 20 + [0, 1])) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--bag-holdout", "--members", "2", "--validation-split", "0"), "0 leaves none"),
+        (
+            ("--bag-holdout", "--members", "2", "--bag-share", "0.01"),
+            "--bag-share 0.01 of the 64 rows before the holdout leaves no training row",
+        ),
+    ],
+)
+def test_a_bag_holdout_refuses_what_leaves_it_nothing(tmp_path, capsys, flags, message):
+    data = write_dataset(tmp_path / "data")
+    result = run_main(capsys, submit_main, "--data", data, "--out", tmp_path / "out" / "submission.csv", *flags)
+    assert_one_line_error(result, 2, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bag_with_a_holdout_is_scored_as_a_whole_on_rows_no_member_saw(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    out = tmp_path / "out" / "submission.csv"
+    flags = ("--members", "3", "--bag-holdout", "--validation-split", "0.25", "--epochs", "2", "--verbose", "0")
+    result = run_main(capsys, submit_main, "--data", data, "--out", out, *flags)
+    assert result.returncode == 0, result.stderr
+    assert "bag of 3; validation accuracy" in result.stdout
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["validation"]["scheme"] == "bag of 3, holdout"
+    assert [score["validation_rows"] for score in record["validation"]["members"]] == [20, 20, 20]
+    assert record["config"]["bag_holdout"] is True
+    run_dir = Path(record["run_dir"])
+    rows = np.load(run_dir / "validation_rows.npy")
+    np.testing.assert_array_equal(rows, np.arange(60, 80))
+    # The figure is the whole bag's: its mean probabilities on those rows, which no member trained on.
+    labels = np.load(run_dir / "validation_labels.npy")
+    probabilities = np.load(run_dir / "validation_probabilities.npy")
+    assert record["validation"]["accuracy"] == pytest.approx(accuracy(labels, probabilities))

@@ -77,6 +77,7 @@ def test_the_defaults_are_the_tutorials_network():
         "keep_best": False,
         "members": 1,
         "bag_share": 0.9,
+        "bag_holdout": False,
         "first_member": 1,
         "last_member": 0,
         "tta": False,

@@ -191,21 +191,31 @@ def test_a_damaged_part_output_is_refused_in_one_line_and_never_blended(story):
 
 
 @pytest.mark.slow
-def test_a_k_folds_parts_blend_into_one_local_run_with_every_fold(tmp_path):
-    """A 4-fold trained here in one run, and in 2 parts of 2 folds each (as 2 kernels would train them), blended.
+@pytest.mark.parametrize(
+    ("flags", "summary", "scored_rows"),
+    [
+        # Every row scored once, by the fold that held it out.
+        (FOLD_FLAGS, "blend of 2 parts (4 of 4 folds): out-of-fold accuracy", 80),
+        # The last 20% of the rows, by all four members: the whole bag's mean, as one local run scores it.
+        ([*NETWORK, "--members", "4", "--bag-holdout"], "blend of 2 parts (4 of 4 members): validation accuracy", 16),
+    ],
+    ids=["k-fold", "bag-holdout"],
+)
+def test_an_ensembles_parts_blend_into_one_local_run_with_every_model(tmp_path, flags, summary, scored_rows):
+    """A 4-model ensemble trained here in one run, and in 2 parts of 2 models each (as 2 kernels would), blended.
 
-    The story above runs the kernels for real; a fold part's kernel is the same script with other settings,
-    and a part trains exactly as the same folds of the whole run (`test_a_parts_models_are_the_whole_ensembles`),
+    The story above runs the kernels for real; a part's kernel is the same script with other settings,
+    and a part trains exactly as the same models of the whole run (`test_a_parts_models_are_the_whole_ensembles`),
     so here the parts train locally and the fan-out's own checks and blend take them as fetched outputs.
     """
-    data = train_locally(tmp_path, FOLD_FLAGS)
+    data = train_locally(tmp_path, flags)
     (local_run,) = (tmp_path / "local" / "runs").iterdir()
     config = load_run(local_run)[1].config
     parts = []
     for number, (first, last) in enumerate(member_ranges(4, 2), start=1):
         output = tmp_path / f"part-{number}"
-        flags = [*FOLD_FLAGS, "--first-member", first, "--last-member", last, "--verbose", "0", "--no-report"]
-        trained = call_main(submit_main, "--data", data, "--out", output / "submission.csv", *flags)
+        part_flags = [*flags, "--first-member", first, "--last-member", last, "--verbose", "0", "--no-report"]
+        trained = call_main(submit_main, "--data", data, "--out", output / "submission.csv", *part_flags)
         assert trained.returncode == 0, trained.stderr
         kernel_id = f"{FAKE_USER}/{SLUG.format(number)}"
         parts.append(Part(number, first, last, kernel_id, version=1, state=FETCHED, output=str(output)))
@@ -213,7 +223,7 @@ def test_a_k_folds_parts_blend_into_one_local_run_with_every_fold(tmp_path):
     out = tmp_path / "out" / "submission.csv"
     record = blend_into(out, fan_out, [check_part(fan_out, part) for part in parts])
 
-    assert "blend of 2 parts (4 of 4 folds): out-of-fold accuracy" in summary_lines(record, out)[0]
+    assert summary in summary_lines(record, out)[0]
     local = tmp_path / "local" / "submission.csv"
     assert out.read_bytes() == local.read_bytes()
     probabilities = [
@@ -221,9 +231,8 @@ def test_a_k_folds_parts_blend_into_one_local_run_with_every_fold(tmp_path):
     ]
     np.testing.assert_allclose(sum(probabilities) / 2, np.load(local_run / "test_probabilities.npy"), atol=1e-6)
     local_record = json.loads(local.with_suffix(".json").read_text())
-    # Every row scored once, by the fold that held it out: the same out-of-fold accuracy on every row.
     assert record.validation_accuracy == pytest.approx(local_record["validation"]["accuracy"], abs=1e-12)
-    assert record.validation_rows == len(np.load(local_run / "validation_rows.npy")) == 80
+    assert record.validation_rows == len(np.load(local_run / "validation_rows.npy")) == scored_rows
     assert [(p.kernel_id, p.first_member, p.last_member) for p in record.parts] == [
         (f"{FAKE_USER}/{SLUG.format(1)}", 1, 2),
         (f"{FAKE_USER}/{SLUG.format(2)}", 3, 4),

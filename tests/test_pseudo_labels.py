@@ -26,8 +26,8 @@ def test_confident_rows_are_those_at_or_above_the_threshold():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"plain": True}, {"folds": 2}, {"members": 2}],
-    ids=["holdout", "holdout-with-fit", "folds", "bag"],
+    [{}, {"plain": True}, {"folds": 2}, {"members": 2}, {"members": 2, "bag_holdout": True}],
+    ids=["holdout", "holdout-with-fit", "folds", "bag", "bag-holdout"],
 )
 def test_pseudo_labelled_images_train_but_are_never_held_out(tiny_data, tmp_path, changes):
     config = Config(hidden_units=(8,), epochs=2, scaling="unit", pseudo_label=EVERY_IMAGE, **changes)
@@ -41,6 +41,11 @@ def test_pseudo_labelled_images_train_but_are_never_held_out(tiny_data, tmp_path
         assert member.validation_rows.max() < N_TRAIN
         np.testing.assert_array_equal(member.train_rows, np.concatenate([train_rows, test_rows]))
     assert result.training.validation_rows().max() < N_TRAIN
+    if config.bag_holdout:
+        # The whole bag is scored on the last 20%, which no member trained on (nor any of the first run's,
+        # split the same way): the test images' labels owe nothing to them.
+        np.testing.assert_array_equal(result.training.validation_rows(), np.arange(64, N_TRAIN))
+        assert not any(set(member.train_rows) & set(range(64, N_TRAIN)) for member in result.training.members)
 
 
 @pytest.mark.slow

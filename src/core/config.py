@@ -25,7 +25,8 @@ DOWNSAMPLINGS = ("stride", "pool")
 SCHEDULES = ("constant", "exponential", "one-cycle", "cosine")
 MAX_MEMBERS = 100
 VALIDATION_SPLIT_HELP = (
-    "share of rows (the last ones, as Keras takes them) held out by a single model; 0 trains on every row"
+    "share of rows (the last ones, as Keras takes them) held out by a single model, or by a whole bag with "
+    "--bag-holdout; 0 trains on every row"
 )
 SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
 
@@ -254,12 +255,19 @@ class Config:
     bag_share: float = setting(
         0.9,
         float,
-        "share of the rows each bagged member trains on, drawn at random; the rest are its out-of-bag rows",
+        "share of the rows each bagged member trains on, drawn at random; the rest are its out-of-bag rows "
+        "(1, with --bag-holdout: every row before the holdout, the members differing by their seeds alone)",
         low=0,
         high=1,
         low_open=True,
-        high_open=True,
         since=5,
+    )
+    bag_holdout: bool = setting(
+        False,
+        bool,
+        "a bag holds the last --validation-split of the rows out of every member and is scored on them as a "
+        "whole, instead of each row by the members that left it out",
+        since=6,
     )
     first_member: int = setting(
         1,
@@ -340,6 +348,9 @@ def check_combination(config) -> None:
             "bagging validates each member on the rows left out of its bag, folds on its fold; choose one"
         )
     check_member_range(config)
+    # Without a bag, --bag-holdout is what a single model does anyway: held out like --bag-share, it changes nothing.
+    if config.bag_holdout and config.members > 1 and not config.validation_split:
+        raise UserError("--bag-holdout holds out the last --validation-split of the rows from the bag: 0 leaves none")
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
     single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0
@@ -398,6 +409,15 @@ def check_member_range(config) -> None:
 def ensemble_size(config) -> int:
     """How many models the whole run trains: a bag's members, a k-fold's folds, or 1."""
     return config.members if config.members > 1 else config.folds
+
+
+def held_out_name(config) -> str:
+    """What the run's held-out score is called: `out-of-bag`, `out-of-fold`, or `validation` on a holdout."""
+    if config.members > 1 and not config.bag_holdout:
+        return "out-of-bag"
+    if config.folds > 1:
+        return "out-of-fold"
+    return "validation"
 
 
 def ensemble_kind(config) -> str:
@@ -500,18 +520,27 @@ def check_split(config: Config, n_rows: int) -> None:
         if config.folds > n_rows:
             raise UserError(f"{config.folds} folds need at least {config.folds} training rows, found {n_rows}")
         return
-    if config.members > 1:
+    n_training = math.floor(n_rows * (1.0 - config.validation_split))
+    if config.members > 1 and not config.bag_holdout:
         # A share below 1 always leaves a row out of the bag; a small one may leave none in it.
         if bag_size(n_rows, config.bag_share) < 1:
             raise UserError(f"--bag-share {config.bag_share} leaves no training row of {n_rows}")
+        if bag_size(n_rows, config.bag_share) == n_rows:
+            raise UserError(
+                f"--bag-share {config.bag_share} leaves no out-of-bag row of {n_rows}: add --bag-holdout "
+                "to score the bag on held-out rows instead"
+            )
         return
-    n_training = math.floor(n_rows * (1.0 - config.validation_split))
     if n_training < 1:
         raise UserError(f"validation_split {config.validation_split} leaves no training row of {n_rows}")
     if n_training == n_rows and config.validation_split > 0:
         raise UserError(
             f"validation_split {config.validation_split} leaves no held-out row of {n_rows} "
             "(0 trains on every row on purpose)"
+        )
+    if config.members > 1 and bag_size(n_training, config.bag_share) < 1:
+        raise UserError(
+            f"--bag-share {config.bag_share} of the {n_training} rows before the holdout leaves no training row"
         )
 
 

@@ -46,14 +46,20 @@ def split_rows(config: Config, labels: np.ndarray) -> list[tuple[np.ndarray, np.
     Keras' `fit(validation_split=...)` does (none with 0); a k-fold uses
     scikit-learn's `StratifiedKFold`, so every row is validated exactly once;
     a bagged member trains on a random `bag_share` of the rows drawn with its
-    own seed and holds out the rest.
+    own seed and holds out the rest. With `bag_holdout`, the bag holds out the
+    single model's rows instead: each member draws its share from the rows
+    before them and is scored on them, so the whole bag is scored on rows none
+    of its members saw.
     """
     n_samples = len(labels)
+    split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
+    holdout = np.arange(split_at, n_samples)
+    if config.members > 1 and config.bag_holdout:
+        return [(bag_rows(split_at, seed, config.bag_share)[0], holdout) for seed in member_seeds(config)]
     if config.members > 1:
         return [bag_rows(n_samples, seed, config.bag_share) for seed in member_seeds(config)]
     if config.folds == 1:
-        split_at = int(math.floor(n_samples * (1.0 - config.validation_split)))
-        return [(np.arange(split_at), np.arange(split_at, n_samples))]
+        return [(np.arange(split_at), holdout)]
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     # Every fold is drawn, then the part's are kept: fold i's rows do not depend on which part trains it.
     every_fold = list(folds.split(np.zeros(n_samples), labels))

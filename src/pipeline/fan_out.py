@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, stored_settings
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, held_out_name, stored_settings
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import atomic_write, write_json
 from src.core.readers import read_json
@@ -343,10 +343,6 @@ def ensemble_name(config: Config) -> str:
     return "bag" if config.members > 1 else "k-fold"
 
 
-def score_name(config: Config) -> str:
-    return "out-of-bag" if config.members > 1 else "out-of-fold"
-
-
 def check_same_data(runs: list[PartRun]) -> None:
     """Every part trained on the same train.csv and predicted the same test.csv."""
     first = runs[0].record.inputs
@@ -550,7 +546,7 @@ def summary_lines(record: FanOutRecord, out: Path) -> list[str]:
     accuracy_text = "none" if record.validation_accuracy is None else f"{record.validation_accuracy:.4f}"
     lines = [
         f"blend of {len(record.parts)} parts ({trained} of {ensemble_size(config)} {kind}s): "
-        f"{score_name(config)} accuracy {accuracy_text} on {record.validation_rows} rows"
+        f"{held_out_name(config)} accuracy {accuracy_text} on {record.validation_rows} rows"
     ]
     lines += [
         f"  part {kind}s {part.first_member}-{part.last_member}: {part.kernel_id} version {part.version}"

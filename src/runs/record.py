@@ -94,7 +94,8 @@ NO_VALIDATION = "no validation (trained on every row)"
 
 @dataclass(frozen=True)
 class Validation:
-    """How the run scored on rows it never trained on (out-of-fold for folds, out-of-bag for a bag).
+    """How the run scored on rows it never trained on (out-of-fold for folds, out-of-bag for a bag, or the
+    whole bag on its holdout with `bag_holdout`).
 
     `accuracy` is None, and `per_class` empty, when no row was held out (`--validation-split 0`).
 
@@ -162,7 +163,7 @@ class SearchTrial:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 5
+RECORD_SCHEMA = 6
 
 
 @dataclass(frozen=True)

@@ -178,10 +178,11 @@ def out_of_bag(
 def validation_scheme(config: Config) -> str:
     """How the held-out rows were chosen, in words, for records and summaries."""
     part = member_indices(config)
+    scored = "holdout" if config.bag_holdout else "out-of-bag"
     if config.members > 1 and len(part) < config.members:
-        return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, out-of-bag"
+        return f"members {part.start + 1}-{part.stop} of a bag of {config.members}, {scored}"
     if config.members > 1:
-        return f"bag of {config.members}, out-of-bag"
+        return f"bag of {config.members}, {scored}"
     if config.folds > 1 and len(part) < config.folds:
         return f"folds {part.start + 1}-{part.stop} of a stratified {config.folds}-fold"
     if config.folds > 1:
@@ -283,7 +284,8 @@ def print_members(config: Config, result: TrainingResult, labels: np.ndarray) ->
         print(f"{ensemble_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
     if result.bagged:
         n_rows = len(result.validation_rows())
-        print(f"out-of-bag accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
+        name = "the whole bag's validation" if config.bag_holdout else "out-of-bag"
+        print(f"{name} accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
 
 
 def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) -> keras.Model:

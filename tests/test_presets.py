@@ -118,7 +118,7 @@ def test_the_fast_cnn_is_the_measured_network():
     assert model.get_layer("block1_conv1").kernel_size == (3, 3)
     assert model.get_layer("block2_down").kernel_size == (5, 5)
     assert model.get_layer("block2_down").output.shape[1:] == (4, 4, 32)
-    assert PRESETS["cnn-bag"] == config.replace(members=12)
+    assert PRESETS["cnn-bag"] == config.replace(members=12, bag_holdout=True, bag_share=1.0, pseudo_label=0.85)
 
 
 def test_the_cnn_preset_is_the_fast_cnn_at_twice_the_width():
@@ -139,6 +139,10 @@ def test_the_fast_cnn_presets_run_end_to_end(tiny_data, tmp_path, name):
     assert result.record.parameters == cnn_parameters(config) == 183_514
     assert len(result.training.members) == config.members
     assert len((tmp_path / "submission.csv").read_text().splitlines()) == 21
+    if config.members > 1:
+        # The bag: scored as a whole on cnn-fast's rows, after a second run with the test images it was sure of.
+        assert result.record.validation.scheme == "bag of 2, holdout"
+        assert result.record.pseudo_labels is not None
 
 
 @pytest.mark.slow

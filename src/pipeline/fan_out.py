@@ -140,6 +140,11 @@ def check_plan(config: Config, n_parts: int) -> None:
         )
     if config.first_member != 1 or config.last_member != 0:
         raise UserError("fan-out picks each part's members or folds itself: drop --first-member and --last-member")
+    if config.pseudo_label:
+        raise UserError(
+            "--pseudo-label labels the test images with the whole bag's first run, which no part has: "
+            "add --pseudo-label 0 to fan it out (--preset cnn-bag sets it)"
+        )
     if not 1 <= n_parts <= size:
         kind = ensemble_kind(config)
         raise UserError(f"--parts must be in 1..{size} (one {kind} per part at most), got {n_parts}")

@@ -52,6 +52,9 @@ def test_the_bag_share_sets_how_many_rows_each_member_trains_on(tmp_path, capsys
     for share in (0, 1.5):
         with pytest.raises(UserError, match=r"bag_share must be in \(0, 1\]"):
             Config(members=2, bag_share=share)
+    # Refused whatever the data, so a kernel or a fan-out is never built with it.
+    with pytest.raises(UserError, match="--bag-share 1 trains every member on every row"):
+        Config(members=2, bag_share=1.0)
     # Like a CNN setting on a dense network, a share without a bag changes nothing (a search may vary both).
     single = split_rows(Config(bag_share=0.5), labels)
     np.testing.assert_array_equal(single[0][1], split_rows(Config(), labels)[0][1])
@@ -62,7 +65,7 @@ def test_the_bag_share_sets_how_many_rows_each_member_trains_on(tmp_path, capsys
     assert_one_line_error(result, 2, "--bag-share 0.01 leaves no training row of 80")
     # Every row in every bag leaves nothing out of it to score it on, unless the bag has a holdout.
     result = run_main(capsys, submit_main, *flags[:-1], "1")
-    assert_one_line_error(result, 2, "--bag-share 1.0 leaves no out-of-bag row of 80: add --bag-holdout")
+    assert_one_line_error(result, 2, "--bag-share 1 trains every member on every row", "or add --bag-holdout")
     assert not (tmp_path / "out").exists()
 
 
@@ -216,7 +219,7 @@ def test_a_bag_holdout_keeps_the_single_models_rows_out_of_every_member():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--bag-holdout", "--members", "2", "--validation-split", "0"), "0 leaves none"),
+        (("--bag-holdout", "--members", "2", "--validation-split", "0"), "add --no-bag-holdout --bag-share 0.9"),
         (
             ("--bag-holdout", "--members", "2", "--bag-share", "0.01"),
             "--bag-share 0.01 of the 64 rows before the holdout leaves no training row",

@@ -350,7 +350,15 @@ def check_combination(config) -> None:
     check_member_range(config)
     # Without a bag, --bag-holdout is what a single model does anyway: held out like --bag-share, it changes nothing.
     if config.bag_holdout and config.members > 1 and not config.validation_split:
-        raise UserError("--bag-holdout holds out the last --validation-split of the rows from the bag: 0 leaves none")
+        raise UserError(
+            "--bag-holdout holds out the last --validation-split of the rows from the bag: 0 leaves none; "
+            "to train the bag on every row, add --no-bag-holdout --bag-share 0.9 (scored out-of-bag)"
+        )
+    if config.members > 1 and not config.bag_holdout and config.bag_share == 1:
+        raise UserError(
+            "--bag-share 1 trains every member on every row and leaves none out of the bag to score it on: "
+            "give a share below 1 (e.g. 0.9), or add --bag-holdout"
+        )
     if config.family == "cnn" and config.scaling != "unit":
         raise UserError("--family cnn takes pixels scaled to 0..1: add --scaling unit")
     single_without_rows = config.members == 1 and config.folds == 1 and config.validation_split == 0
@@ -528,11 +536,6 @@ def check_split(config: Config, n_rows: int) -> None:
         # A share below 1 always leaves a row out of the bag; a small one may leave none in it.
         if bag_size(n_rows, config.bag_share) < 1:
             raise UserError(f"--bag-share {config.bag_share} leaves no training row of {n_rows}")
-        if bag_size(n_rows, config.bag_share) == n_rows:
-            raise UserError(
-                f"--bag-share {config.bag_share} leaves no out-of-bag row of {n_rows}: add --bag-holdout "
-                "to score the bag on held-out rows instead"
-            )
         return
     if n_training < 1:
         raise UserError(f"validation_split {config.validation_split} leaves no training row of {n_rows}")

@@ -284,7 +284,9 @@ def print_members(config: Config, result: TrainingResult, labels: np.ndarray) ->
         print(f"{ensemble_kind(config)}s trained together in {result.members[0].seconds:.1f} s", flush=True)
     if result.bagged:
         n_rows = len(result.validation_rows())
-        name = "the whole bag's validation" if config.bag_holdout else "out-of-bag"
+        part = member_indices(config)
+        whole = "the whole bag's" if len(part) == config.members else f"members {part.start + 1}-{part.stop}'s"
+        name = f"{whole} validation" if config.bag_holdout else "out-of-bag"
         print(f"{name} accuracy {result.validation_accuracy(labels):.4f} on {n_rows} rows", flush=True)
 
 

@@ -253,7 +253,7 @@ def test_parts_share_the_members_evenly_and_in_order():
         (Config(), 2, "fan-out splits a bag's members or a k-fold's folds"),
         (Config(members=4), 5, "--parts must be in 1..4"),
         (Config(members=4, first_member=2), 2, "drop --first-member"),
-        (PRESETS["cnn-bag"], 2, "which no part has: add --pseudo-label 0 to fan it out"),
+        (PRESETS["cnn-bag"].replace(pseudo_label=0.85), 2, "which no part has: add --pseudo-label 0 to fan it out"),
     ],
 )
 def test_plans_that_cannot_be_split_are_refused(config, parts, words):

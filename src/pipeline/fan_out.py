@@ -143,7 +143,7 @@ def check_plan(config: Config, n_parts: int) -> None:
     if config.pseudo_label:
         raise UserError(
             "--pseudo-label labels the test images with the whole bag's first run, which no part has: "
-            "add --pseudo-label 0 to fan it out (--preset cnn-bag sets it)"
+            "add --pseudo-label 0 to fan it out"
         )
     if not 1 <= n_parts <= size:
         kind = ensemble_kind(config)

@@ -5,14 +5,16 @@ python scripts/epoch_profile.py PRESET DATA_DIR STEPS RESULT_JSON
 Builds the preset's model as `python -m src.submit` does, then times, over
 STEPS batches of its batch size (after a first pass that traces each
 function), and scales each to one epoch of the preset's training rows:
-  fit step            Keras' whole training step (augmentation, forward, backward, Adam), as `fit` runs it
-  input pipeline      the batches alone, from the in-memory arrays
-  augmentation        the random distortions alone (presets without any: 0)
+  fit step            Keras' whole training step (forward, backward, Adam) on the run's own pipeline, as `fit` runs it
+  input pipeline      the run's batches alone: shuffled and distorted in the pipeline's threads
+  augmentation        the random distortions alone, on one thread (presets without any: 0)
   forward             the network in training mode, no gradient
   forward + backward  the loss and its gradients, no update
 The optimizer's update and Keras' own step overhead is what the fit step
 takes beyond forward + backward; the backward pass is forward + backward
-less forward.
+less forward. The distortions run in the pipeline's threads while the step
+trains on the batch before: what they cost the fit step is what it takes
+beyond the other parts.
 """
 
 import json
@@ -27,7 +29,9 @@ from src.core.cli import import_tensorflow  # noqa: E402
 from src.core.config import N_CLASSES, PRESETS  # noqa: E402
 from src.data.loading import as_features, load_datasets  # noqa: E402
 from src.data.splits import split_rows  # noqa: E402
+from src.models.augmentation import Distortions  # noqa: E402
 from src.models.registry import build_model  # noqa: E402
+from src.training.trainer import batches as run_batches  # noqa: E402
 
 preset, data_dir, steps, result_path = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 tf = import_tensorflow()
@@ -43,6 +47,8 @@ targets = keras.utils.to_categorical(datasets.train_labels[rows], N_CLASSES)
 epoch_scale = math.ceil(len(train_rows) / config.batch_size) / steps
 model = build_model(config, steps_per_epoch=steps)
 batches = tf.data.Dataset.from_tensor_slices((features, targets)).batch(config.batch_size).cache()
+distortions = Distortions.of(config)
+training = run_batches(features, targets, config.batch_size, config.seed, 1, distortions, tf.Variable(True))
 
 
 def seconds_per_epoch(step) -> float:
@@ -57,24 +63,27 @@ def seconds_per_epoch(step) -> float:
 
 
 def timed_fit() -> float:
-    model.fit(batches, epochs=1, verbose=0)  # traces the training step
+    model.fit(training, epochs=1, verbose=0)  # traces the training step
     started = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0)
+    model.fit(training, epochs=1, verbose=0)
+    return (time.perf_counter() - started) * epoch_scale
+
+
+def timed_pipeline() -> float:
+    for _ in training:  # its threads start
+        pass
+    started = time.perf_counter()
+    for _ in training:
+        pass
     return (time.perf_counter() - started) * epoch_scale
 
 
 loss = model.loss if callable(model.loss) else keras.losses.get(model.loss)
-augmentation = next((layer for layer in model.layers if layer.name == "augmentation"), None)
-
-
-@tf.function
-def pipeline(images, labels):
-    return tf.reduce_sum(images)
 
 
 @tf.function
 def augment(images, labels):
-    return augmentation(tf.reshape(images, (-1, 28, 28, 1)), training=True)
+    return distortions(images, tf.constant([1, 2], tf.int64))
 
 
 @tf.function
@@ -97,8 +106,8 @@ result = {
     "batch_size": config.batch_size,
     "epoch_steps": math.ceil(len(train_rows) / config.batch_size),
     "fit_step": fit,
-    "input_pipeline": seconds_per_epoch(pipeline),
-    "augmentation": seconds_per_epoch(augment) if augmentation is not None else 0.0,
+    "input_pipeline": timed_pipeline(),
+    "augmentation": seconds_per_epoch(augment) if distortions is not None else 0.0,
     "forward": seconds_per_epoch(forward),
     "forward_backward": seconds_per_epoch(forward_backward),
 }

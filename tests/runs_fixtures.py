@@ -30,8 +30,8 @@ PLAN = {
     "folds": (Config(epochs=2, folds=2, seed=1, **UNIT), "data", True),
     # Keras' own `fit`, for saved models of the other training path.
     "plain": (Config(epochs=1, seed=1, plain=True), "data", False),
-    # A CNN whose saved model holds the package's own layers (batch norm, switchable distortions), which a
-    # fresh process must register before it can load them.
+    # A CNN whose saved model holds the package's own batch norm layer, which a fresh process must register
+    # before it can load it; trained with distortions and a clean last epoch.
     "cnn": (Config(family="cnn", filters=(4,), head_units=8, epochs=2, seed=1, **UNIT, **DISTORTED), "data", False),
     # Other training rows with the same test.csv: a blend is allowed, its gain cannot be measured.
     "other train": (Config(epochs=1, seed=3, **UNIT), "other-train", False),

@@ -2,95 +2,66 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import numpy as np
 import pytest
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config
+from src.core.config import IMAGE_SIDE, N_CLASSES, Config
 from src.core.errors import UserError
-from src.models.augmentation import Switchable, switch_off
-from src.models.registry import build_model
 from src.training.hooks import TrainingCallbacks
-from src.training.trainer import train
+from src.training.trainer import prepare_fit, run_fit
 from tests.synthetic import make_arrays
 
-ROTATION, ZOOM, SHIFT = 20.0, 0.2, 0.2
+
+@keras.utils.register_keras_serializable(package="tests")
+class SquaresProbe(keras.layers.Layer):
+    """Passes its input through, adding up the squares of the pixels it trains on (distortions blur them)."""
+
+    def build(self, input_shape):
+        self.total = self.add_weight(shape=(), initializer="zeros", trainable=False, name="total")
+
+    def call(self, inputs, training=None):
+        if training:
+            self.total.assign_add(keras.ops.sum(keras.ops.square(inputs)))
+        return inputs
 
 
-@pytest.fixture(scope="module")
-def images():
-    pixels, labels, _ = make_arrays(n_per_class=4)
-    return (pixels / 255.0).reshape(-1, 28, 28, 1).astype("float32"), labels
-
-
-def test_switched_off_the_distortions_pass_images_through_in_training(images):
-    layer = Switchable(ROTATION, ZOOM, SHIFT, seed=0)
-    pictures = images[0]
-    assert not np.allclose(layer(pictures, training=True), pictures)
-    np.testing.assert_array_equal(layer(pictures, training=False), pictures)
-    layer.active = False
-    np.testing.assert_array_equal(layer(pictures, training=True), pictures)
-
-
-def small_models(pictures):
-    """A model with the switchable distortions and one without, with the same weights."""
-
-    def model(*distortion):
-        network = keras.Sequential(
-            [keras.Input((28, 28, 1)), *distortion, keras.layers.Flatten(), keras.layers.Dense(N_CLASSES)]
-        )
-        network.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
-        return network
-
-    distorted, plain = model(Switchable(ROTATION, ZOOM, SHIFT, seed=0)), model()
-    plain.set_weights(distorted.get_weights())
-    return distorted, plain
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("switched", [True, False])
-def test_a_step_after_switch_off_trains_exactly_as_without_distortions(images, switched):
-    pictures, labels = images
-    distorted, plain = small_models(pictures)
-    # Traced once with the distortions on, as an augmented run's first epochs are.
-    distorted.fit(pictures[:1], labels[:1], epochs=1, verbose=0)
-    plain.fit(pictures[:1], labels[:1], epochs=1, verbose=0)
-    plain.set_weights(distorted.get_weights())
-    if switched:
-        switch_off(distorted)
-    for network in (distorted, plain):
-        network.fit(pictures, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    same = all(np.array_equal(a, b) for a, b in zip(distorted.get_weights(), plain.get_weights(), strict=True))
-    assert same == switched
-
-
-class ActiveProbe(keras.callbacks.Callback):
-    """Whether the distortions were on during each epoch's steps."""
-
+class EpochSquares(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.epochs = []
+        self.totals = []
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.epochs.append(self.model.get_layer("augmentation").active)
+    def on_epoch_end(self, epoch, logs=None):
+        probe = self.model.get_layer("probe")
+        self.totals.append(float(probe.total.numpy()))
+        probe.total.assign(0.0)
 
 
 @pytest.mark.slow
-def test_the_last_epochs_are_the_clean_ones(images):
-    probe = ActiveProbe()
+def test_the_clean_epochs_train_on_the_images_as_they_are():
+    # The run's own pipeline and callbacks, around a model that records what it trains on.
     pixels, labels, _ = make_arrays(n_per_class=8)
-    config = Config(family="cnn", filters=(4,), head_units=0, scaling="unit", augment_rotation=ROTATION)
-    config = config.replace(epochs=4, clean_epochs=2, batch_size=32)
-    result = train(config, pixels, labels, verbose=0, callbacks=TrainingCallbacks(member=lambda index: [probe]))
-    assert probe.epochs == [True, True, False, False]
-    assert len(result.members[0].history["loss"]) == 4
-
-
-def test_the_augmentation_is_switchable_only_with_clean_epochs():
-    augmented = Config(family="cnn", scaling="unit", augment_shift=0.1, epochs=2)
-    assert type(build_model(augmented).get_layer("augmentation")) is keras.Sequential
-    assert type(build_model(augmented.replace(clean_epochs=1)).get_layer("augmentation")) is Switchable
+    config = Config(family="cnn", filters=(4,), scaling="unit", augment_rotation=20.0, augment_zoom=0.2)
+    config = config.replace(epochs=4, clean_epochs=2, batch_size=32, validation_split=0.25)
+    features = (pixels / 255.0).astype(np.float32)
+    targets = keras.utils.to_categorical(labels, N_CLASSES)
+    train_rows, validation_rows = np.arange(60, len(labels)), np.arange(60)
+    recorder = EpochSquares()
+    hooks = TrainingCallbacks(member=lambda index: [recorder])
+    prepared = prepare_fit(config, features, targets, (train_rows, validation_rows), 5, hooks, 0, None, 1)
+    probe = keras.Sequential(
+        [keras.Input((IMAGE_SIDE * IMAGE_SIDE,)), SquaresProbe(name="probe"), keras.layers.Dense(N_CLASSES)]
+    )
+    probe.compile(optimizer="sgd", loss="categorical_crossentropy")
+    member = run_fit(config, dataclasses.replace(prepared, model=probe), features, labels, 0, time.perf_counter())
+    undistorted = float(np.sum(np.square(features[train_rows])))
+    distorted, clean = recorder.totals[:2], recorder.totals[2:]
+    np.testing.assert_allclose(clean, [undistorted] * 2, rtol=1e-5)
+    assert all(total < 0.97 * undistorted for total in distorted)
+    assert len(member.history["loss"]) == 4
 
 
 @pytest.mark.parametrize(

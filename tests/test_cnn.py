@@ -1,4 +1,4 @@
-"""The CNN family's pieces: architecture, augmentation, learning-rate schedules, test-time augmentation."""
+"""The CNN family's pieces: architecture, learning-rate schedules, test-time augmentation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from src.core.config import Config
 from src.core.errors import UserError
 from src.models import cnn
-from src.models.augmentation import build_augmentation, predict_with_tta, shift_images, tta_shifts
+from src.models.augmentation import predict_with_tta, shift_images, tta_shifts
 from src.models.schedules import OneCycle, learning_rate_schedule
 
 # The issue's [32C3-32C3-32C5S2]-[64C3-64C3-64C5S2]-128C4-10, counted by hand: convolutions
@@ -26,9 +26,9 @@ DEOTTE_PARAMETERS = (
 )
 
 
-def build_cnn(filters, augmentation=None, learning_rate=1e-3, **changes):
+def build_cnn(filters, learning_rate=1e-3, **changes):
     """The cnn family's network of `filters`, with `changes` to the defaults."""
-    return cnn.build(Config(family="cnn", scaling="unit", filters=filters, **changes), learning_rate, augmentation)
+    return cnn.build(Config(family="cnn", scaling="unit", filters=filters, **changes), learning_rate)
 
 
 def images(count=4, seed=0):
@@ -79,27 +79,6 @@ def test_output_stays_float32_under_mixed_precision():
 def test_invalid_cnn_settings_are_refused(changes):
     with pytest.raises(UserError):
         build_cnn(**{"filters": (8,), **changes})
-
-
-def test_augmentation_changes_pixels_in_training_only():
-    pixels = images().reshape(-1, 28, 28, 1)
-    augmentation = build_augmentation(seed=3)
-    trained = keras.ops.convert_to_numpy(augmentation(pixels, training=True))
-    predicted = keras.ops.convert_to_numpy(augmentation(pixels, training=False))
-    assert trained.shape == pixels.shape and trained.dtype == pixels.dtype
-    assert not np.allclose(trained, pixels)
-    np.testing.assert_array_equal(predicted, pixels)
-    # The same seed draws the same distortions.
-    again = keras.ops.convert_to_numpy(build_augmentation(seed=3)(pixels, training=True))
-    np.testing.assert_array_equal(again, trained)
-
-
-def test_augmentation_inside_a_model_is_inactive_in_predict():
-    keras.utils.set_random_seed(0)
-    model = build_cnn((4,), head_units=0, augmentation=build_augmentation(seed=0))
-    first, second = model.predict(images(), verbose=0), model.predict(images(), verbose=0)
-    np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, keras.ops.convert_to_numpy(model(images(), training=False)), rtol=1e-6)
 
 
 def test_schedule_values_at_given_steps():

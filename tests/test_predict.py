@@ -15,7 +15,7 @@ from src.core.config import Config
 from src.core.files import sha256
 from src.data.loading import as_features, read_test, read_train
 from src.models import cnn
-from src.models.augmentation import build_augmentation, predict_with_tta
+from src.models.augmentation import Switchable, predict_with_tta
 from src.models.schedules import learning_rate_schedule
 from src.predict import main as predict_main
 from src.runs.folders import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
@@ -53,15 +53,29 @@ def test_saved_models_predict_the_same_probabilities_after_reload(runs, name):
 
 
 @pytest.mark.slow
-def test_a_saved_cnn_with_augmentation_and_a_schedule_predicts_the_same_after_reload(tmp_path):
+def test_a_saved_cnn_with_a_schedule_predicts_the_same_after_reload(tmp_path):
     images, labels, test_images = make_arrays()
     features, test_features = as_features(images, "unit"), as_features(test_images, "unit")
     schedule = learning_rate_schedule("one-cycle", 1e-3, steps_per_epoch=3, epochs=1)
-    model = cnn.build(Config(family="cnn", scaling="unit", filters=(4, 8)), schedule, build_augmentation(seed=1))
+    model = cnn.build(Config(family="cnn", scaling="unit", filters=(4, 8)), schedule)
     model.fit(features, keras.utils.to_categorical(labels, 10), epochs=1, batch_size=32, verbose=0)
     paths = save_members(tmp_path, [model])
     expected = predict_probabilities([model], test_features)
     np.testing.assert_array_equal(predict_probabilities(load_models(paths), test_features), expected)
+
+
+def test_a_model_saved_with_the_distortions_inside_loads_and_predicts_without_them(tmp_path):
+    # Runs made before the distortions moved to the input pipeline saved them as the model's first layer.
+    _, _, test_images = make_arrays()
+    test_features = as_features(test_images, "unit")
+    body = [keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    saved = keras.Sequential([keras.Input((28, 28, 1)), Switchable(10.0, 0.1, 0.1, seed=1, name="augmentation"), *body])
+    plain = keras.Sequential([keras.Input((28, 28, 1)), *body])
+    paths = save_members(tmp_path, [saved])
+    (loaded,) = load_models(paths)
+    assert isinstance(loaded.get_layer("augmentation"), Switchable)
+    pictures = test_features.reshape(-1, 28, 28, 1)
+    np.testing.assert_array_equal(loaded.predict(pictures, verbose=0), plain.predict(pictures, verbose=0))
 
 
 @pytest.mark.slow

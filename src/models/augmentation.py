@@ -2,79 +2,112 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+import tensorflow as tf
 from tensorflow import keras
 
 from src.core.config import IMAGE_SIDE
 
 FULL_TURN_DEGREES = 360.0
+HALF_TURN_DEGREES = 180.0
 
 # Test-time shifts in pixels (down, right): the image itself and one pixel each way.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def build_augmentation(
-    rotation_degrees: float = 10.0, zoom: float = 0.1, shift: float = 0.1, seed: int = 0, switchable: bool = False
-) -> keras.Layer:
-    """Random rotation (up to +-`rotation_degrees`), zoom and shift (shares of the side) of 28x28x1 images.
+@dataclass(frozen=True)
+class Distortions:
+    """Random rotation (up to +-`rotation_degrees`), zoom and shift (shares of the side) of training images.
 
-    Keras' random layers change images in training only (`fit`, or
-    `training=True`) and pass them through unchanged in `predict`. Each layer
-    draws from its own seed derived from `seed`, so a run is repeatable.
-    `switchable` wraps them in `Switchable`, which `switch_off` can stop for the last epochs.
+    Drawn per image and applied as one affine warp (one resampling, not one per
+    distortion), in the input pipeline: off the training step's thread, never at
+    prediction, and the trained model holds no trace of them.
     """
-    if switchable:
-        return Switchable(rotation_degrees, zoom, shift, seed, name="augmentation")
-    return distortions(rotation_degrees, zoom, shift, seed)
 
+    rotation_degrees: float = 10.0
+    zoom: float = 0.1
+    shift: float = 0.1
 
-def distortions(rotation_degrees: float, zoom: float, shift: float, seed: int) -> keras.Sequential:
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(rotation_degrees / FULL_TURN_DEGREES, fill_mode="constant", seed=seed),
-            keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
-            keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2),
-        ],
-        name="augmentation",
-    )
+    @classmethod
+    def of(cls, config) -> Distortions | None:
+        """The distortions `config` asks for; `None` when it asks for none."""
+        if not config.augmented:
+            return None
+        return cls(config.augment_rotation, config.augment_zoom, config.augment_shift)
+
+    def transforms(self, count, seed) -> tf.Tensor:
+        """`count` random warps, drawn from the stateless `seed` (shape [2]), as the 8 numbers TensorFlow takes.
+
+        Each maps an output pixel `p` to the input point `c + scale * R(angle) @ (p - c - offset)`,
+        around the image's centre `c`: Keras' RandomRotation, RandomZoom and RandomTranslation
+        applied in that order, with their ranges, composed into one map.
+        """
+        draws = tf.random.stateless_uniform((count, 4), seed, minval=-1.0, maxval=1.0)
+        angle = draws[:, 0] * (self.rotation_degrees * math.pi / HALF_TURN_DEGREES)
+        scale = 1.0 + draws[:, 1] * self.zoom
+        offset_x, offset_y = draws[:, 2] * self.shift * IMAGE_SIDE, draws[:, 3] * self.shift * IMAGE_SIDE
+        cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+        centre = (IMAGE_SIDE - 1) / 2.0
+        from_x, from_y = centre + offset_x, centre + offset_y  # the input's centre, less the shift
+        zeros = tf.zeros_like(angle)
+        return tf.stack(
+            [
+                *(cos, -sin, centre - cos * from_x + sin * from_y),
+                *(sin, cos, centre - sin * from_x - cos * from_y),
+                zeros,
+                zeros,
+            ],
+            axis=1,
+        )
+
+    def __call__(self, features, seed) -> tf.Tensor:
+        """A batch of 784-pixel rows, each warped at random as an image, with zeros where no pixel maps."""
+        images = tf.reshape(features, (-1, IMAGE_SIDE, IMAGE_SIDE, 1))
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=self.transforms(tf.shape(images)[0], seed),
+            output_shape=(IMAGE_SIDE, IMAGE_SIDE),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+        return tf.reshape(warped, tf.shape(features))
 
 
 @keras.utils.register_keras_serializable(package="digit_recognizer")
 class Switchable(keras.layers.Layer):
-    """The random distortions, which `switch_off` can stop for the rest of training.
+    """Loads the models of runs made before the distortions moved to the input pipeline.
 
-    Off, the images pass through unchanged, as in `predict`, and the distortions
-    cost nothing: the training step is traced again without them.
+    Those models began with this layer, whose distortions were active in training
+    only; at prediction, the one use left to them, it passes images through.
     """
 
     def __init__(self, rotation_degrees: float, zoom: float, shift: float, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.settings = {"rotation_degrees": rotation_degrees, "zoom": zoom, "shift": shift, "seed": seed}
-        self.distort = distortions(rotation_degrees, zoom, shift, seed)
-        self.active = True
+        # The random layers' seed states were saved with the model: they are rebuilt to be loaded into.
+        self.distort = keras.Sequential(
+            [
+                keras.layers.RandomRotation(rotation_degrees / FULL_TURN_DEGREES, seed=seed),
+                keras.layers.RandomZoom(zoom, seed=seed + 1),
+                keras.layers.RandomTranslation(shift, shift, seed=seed + 2),
+            ]
+        )
 
     def build(self, input_shape):
         self.distort.build(input_shape)
 
     def call(self, images, training=None):
-        return self.distort(images, training=True) if training and self.active else images
+        return images
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), **self.settings}
-
-
-def switch_off(model: keras.Model) -> None:
-    """Stop `model`'s `Switchable` distortions: the steps that follow train on the images as they are.
-
-    Called between epochs of `fit`, which looks its training step up again at every step.
-    """
-    for layer in model.layers:
-        if isinstance(layer, Switchable):
-            layer.active = False
-    model.make_train_function(force=True)
 
 
 def tta_shifts() -> tuple[tuple[int, int], ...]:

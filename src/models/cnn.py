@@ -97,12 +97,8 @@ def cost(config: Config) -> Cost:
     return Cost(parameters=parameters, multiply_adds=multiply_adds, activations=activations + N_CLASSES)
 
 
-def build(config: Config, learning_rate, augmentation=None):
-    """Build and compile the network of `config` on 784-pixel rows scaled to 0..1.
-
-    `augmentation` (see `src.models.augmentation`) runs on the images first; Keras'
-    random layers are active in `fit` only, never in `predict`.
-    """
+def build(config: Config, learning_rate):
+    """Build and compile the network of `config` on 784-pixel rows scaled to 0..1."""
     from tensorflow import keras
 
     from src.models.batch_norm import FusedBatchNormalization
@@ -117,8 +113,6 @@ def build(config: Config, learning_rate, augmentation=None):
         return layers
 
     layers = [keras.Input(shape=(N_PIXELS,)), keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")]
-    if augmentation is not None:
-        layers.append(augmentation)
     for step in plan(config):
         if step.kind == "conv":
             convolution = keras.layers.Conv2D(

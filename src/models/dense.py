@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from src.core.config import IMAGE_SIDE, N_CLASSES, N_PIXELS, Config
+from src.core.config import N_CLASSES, N_PIXELS, Config
 from src.models.compiling import compile_model
 from src.models.family import Cost, Family
 
@@ -22,23 +22,16 @@ def cost(config: Config) -> Cost:
     )
 
 
-def build(config: Config, learning_rate, augmentation=None):
+def build(config: Config, learning_rate):
     """Build and compile the dense network described by `config`.
 
     With the default config this is the tutorial's model exactly:
     784 -> Dense(20, relu) -> Dense(15, relu) -> Dense(10, softmax), each
     kernel L2(1e-2)-regularised, 16,175 parameters, Adam and categorical
-    cross-entropy. `augmentation` (see `src.models.augmentation`) distorts the
-    rows as 28x28 images first, in training only.
+    cross-entropy.
     """
     from tensorflow import keras
 
-    # The augmentation's layers work on images: the rows go through them as 28x28x1 and come back flat.
-    distortion = [
-        keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image"),
-        augmentation,
-        keras.layers.Flatten(name="pixels"),
-    ]
     hidden_layers = [
         keras.layers.Dense(
             units,
@@ -51,7 +44,6 @@ def build(config: Config, learning_rate, augmentation=None):
     model = keras.Sequential(
         [
             keras.Input(shape=(N_PIXELS,)),
-            *(distortion if augmentation is not None else []),
             *hidden_layers,
             keras.layers.Dense(
                 N_CLASSES,

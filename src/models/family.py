@@ -47,8 +47,7 @@ class Family:
         name: The `--family` value.
         cost: The network's `Cost` for a config; raises `UserError` for settings that cannot build
             (an image that shrinks to nothing), before anything loads.
-        build: The compiled Keras model for a config, a learning rate (or schedule) and an optional
-            augmentation layer; imports TensorFlow.
+        build: The compiled Keras model for a config and a learning rate (or schedule); imports TensorFlow.
         short_name: The network's shape in a run folder's name, e.g. `h20-15` or `cnn32-64`.
     """
 

@@ -99,30 +99,19 @@ def smaller_hint(config: Config) -> str:
     return f"try {', '.join(options[:-1])} or {options[-1]}"
 
 
-def build_model(config: Config, steps_per_epoch: int = 1, seed: int | None = None):
-    """Build and compile the model of `config.family`, with its schedule, label smoothing and augmentation.
+def build_model(config: Config, steps_per_epoch: int = 1):
+    """Build and compile the model of `config.family`, with its schedule and label smoothing.
 
     Args:
         config: The run's settings.
         steps_per_epoch: Training steps in an epoch, which a schedule counts in.
-        seed: Seed of the augmentation's random layers (default: `config.seed`).
     """
-    from src.models.augmentation import build_augmentation
     from src.models.schedules import learning_rate_schedule
 
     learning_rate = learning_rate_schedule(
         config.schedule, config.learning_rate, steps_per_epoch, config.epochs, config.decay
     )
-    augmentation = None
-    if config.augmented:
-        augmentation = build_augmentation(
-            config.augment_rotation,
-            config.augment_zoom,
-            config.augment_shift,
-            config.seed if seed is None else seed,
-            switchable=config.clean_epochs > 0,
-        )
-    return family_of(config).build(config, learning_rate, augmentation)
+    return family_of(config).build(config, learning_rate)
 
 
 def run_name(config: Config) -> str:

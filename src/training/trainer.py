@@ -25,7 +25,7 @@ from src.core.errors import UserError
 from src.core.interrupts import deferred_interrupts, raise_if_interrupted
 from src.data.loading import as_features
 from src.data.splits import member_seeds, split_rows
-from src.models.augmentation import switch_off
+from src.models.augmentation import Distortions
 from src.models.devices import configure_devices, distribution_strategy, model_scope, training_devices
 from src.models.family import count_text
 from src.models.registry import build_model, model_cost, out_of_memory
@@ -296,17 +296,28 @@ def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) 
         keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     with model_scope(config.family, strategy):
-        return build_model(config, steps_per_epoch=steps_per_epoch, seed=seed)
+        return build_model(config, steps_per_epoch=steps_per_epoch)
 
 
 def batches(
-    features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None = None, replicas: int = 1
+    features: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    replicas: int = 1,
+    distortions: Distortions | None = None,
+    distorting: tf.Variable | None = None,
 ):
     """A `tf.data` pipeline of `(features, targets)` batches, reshuffled every epoch when `shuffle_seed` is given.
 
     Split over `replicas` devices, a batch must give each device a row: an empty share makes a
     step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
     last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
+
+    `distortions` warp each batch, with new draws every epoch, while `distorting` holds True. The
+    pipeline's threads do it while the training step runs on the batch before, which keeps a second
+    core busy that the step of a small network leaves idle; the draws come from `shuffle_seed`
+    and each batch's place, not from the order in which threads finish, so a run is repeatable.
     """
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle_seed is not None:
@@ -314,7 +325,16 @@ def batches(
     remainder = len(features) % batch_size
     if 0 < remainder < replicas:
         dataset = dataset.take(len(features) - remainder)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if distortions is not None:
+        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
+
+        def distort(batch, seed):
+            images, labels = batch
+            return tf.cond(distorting, lambda: distortions(images, seed), lambda: images), labels
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(distort, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def replica_count(config: Config, strategy) -> int:
@@ -436,8 +456,10 @@ def prepare_fit(
         keras.utils.set_random_seed(seed)  # its training draws too, whatever the models before it drew
     validation = None
     callbacks = [EpochTimer(), *hooks.for_fit(index)]
+    distortions = Distortions.of(config)
+    distorting = tf.Variable(True, trainable=False, name="distorting") if distortions else None
     if config.clean_epochs:
-        callbacks.append(CleanEpochs(config.epochs - config.clean_epochs))
+        callbacks.append(CleanEpochs(config.epochs - config.clean_epochs, distorting))
     if len(validation_rows):
         held_out = (features[validation_rows], targets[validation_rows])
         validation = batches(*held_out, config.batch_size, replicas=replicas)
@@ -451,7 +473,7 @@ def prepare_fit(
         )
         callbacks.append(stopping)
     rows = (features[train_rows], targets[train_rows])
-    training = batches(*rows, config.batch_size, shuffle_seed=seed, replicas=replicas)
+    training = batches(*rows, config.batch_size, seed, replicas, distortions, distorting)
     if strategy is None:
         build_training_state(model, training)
     callbacks.append(RaiseIfInterrupted())  # last: after every other callback of the same hook
@@ -514,15 +536,19 @@ class RaiseIfInterrupted(keras.callbacks.Callback):
 
 
 class CleanEpochs(keras.callbacks.Callback):
-    """Switches the augmentation off from epoch `first` (0-based) on: the last epochs see the images as they are."""
+    """Switches the distortions off from epoch `first` (0-based) on: the last epochs see the images as they are.
 
-    def __init__(self, first: int):
+    `fit` makes each epoch's pipeline after this hook has run, so none of its batches was distorted ahead.
+    """
+
+    def __init__(self, first: int, distorting: tf.Variable):
         super().__init__()
         self.first = first
+        self.distorting = distorting
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.first:
-            switch_off(self.model)
+            self.distorting.assign(False)
 
 
 def train_together(

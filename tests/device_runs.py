@@ -31,7 +31,8 @@ def trained(config: Config, images, labels, verbose: int):
 
 
 def mirrored() -> dict:
-    """A small CNN trained under the strategy, then predicting with its weights in a model built outside it."""
+    """A small CNN trained under the strategy, distorted but for its last epoch, then predicting with its weights
+    in a model built outside it."""
     import tensorflow as tf
 
     from src.models.devices import distribution_strategy
@@ -40,7 +41,7 @@ def mirrored() -> dict:
     images, labels, test_images = make_arrays(n_per_class=20, n_test=50)
     config = Config(
         family="cnn", scaling="unit", filters=(8, 16), convs_per_block=1, head_units=0, dropout=0.0,
-        epochs=3, batch_size=16, learning_rate=3e-3,
+        epochs=3, batch_size=16, learning_rate=3e-3, augment_rotation=10.0, augment_shift=0.1, clean_epochs=1,
     )  # fmt: skip
     result = trained(config, images, labels, verbose=0)
     model = result.members[0].model
@@ -80,11 +81,13 @@ def remainder() -> dict:
 
 
 def side_by_side(verbose: int = 1) -> dict:
-    """A bag of three small CNNs: each member's weights (hashed), device and held-out probabilities."""
+    """A bag of three small CNNs, distorted but for their last epoch: each member's weights (hashed), device and
+    held-out probabilities."""
     images, labels, _ = make_arrays(n_per_class=10, n_test=10)
     config = Config(
-        family="cnn", scaling="unit", filters=(4,), head_units=8, epochs=2, batch_size=16, members=3, seed=2
-    )
+        family="cnn", scaling="unit", filters=(4,), head_units=8, epochs=2, batch_size=16, members=3, seed=2,
+        augment_rotation=10.0, augment_zoom=0.1, clean_epochs=1,
+    )  # fmt: skip
     result = trained(config, images, labels, verbose=verbose)
     weights = [b"".join(w.tobytes() for w in m.model.get_weights()) for m in result.members]
     return {

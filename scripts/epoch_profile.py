@@ -6,15 +6,15 @@ Builds the preset's model as `python -m src.submit` does, then times, over
 STEPS batches of its batch size (after a first pass that traces each
 function), and scales each to one epoch of the preset's training rows:
   fit step            Keras' whole training step (forward, backward, Adam) on the run's own pipeline, as `fit` runs it
-  input pipeline      the run's batches alone: shuffled and distorted in the pipeline's threads
+  input pipeline      the run's batches alone: shuffled and distorted, as its pipeline makes them
   augmentation        the random distortions alone, on one thread (presets without any: 0)
   forward             the network in training mode, no gradient
   forward + backward  the loss and its gradients, no update
 The optimizer's update and Keras' own step overhead is what the fit step
 takes beyond forward + backward; the backward pass is forward + backward
-less forward. The distortions run in the pipeline's threads while the step
-trains on the batch before: what they cost the fit step is what it takes
-beyond the other parts.
+less forward. Op determinism is on, as in a run: a pipeline that reads the
+clean epochs' switch then makes one batch at a time, before each step, so
+the fit step includes the distortions' time.
 """
 
 import json
@@ -38,6 +38,7 @@ tf = import_tensorflow()
 keras = tf.keras
 config = PRESETS[preset]
 keras.utils.set_random_seed(config.seed)
+tf.config.experimental.enable_op_determinism()  # as `seed_everything` in a run: it shapes the pipeline
 
 datasets = load_datasets(data_dir)
 ((train_rows, _),) = split_rows(config.replace(folds=1, members=1), datasets.train_labels)

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from src.core.config import IMAGE_SIDE, N_CLASSES
+from src.core.config import IMAGE_SIDE, N_CLASSES, Config
 from src.models.augmentation import Distortions
 from src.training.trainer import batches
 
@@ -84,6 +84,29 @@ def test_all_three_compose_into_one_warp_whose_scale_is_the_zoom():
     assert np.abs(matrices @ [CENTRE, CENTRE, 1.0] - [CENTRE, CENTRE, 1.0]).max() <= 1.1 * 0.1 * IMAGE_SIDE * 2**0.5
 
 
+def test_the_warp_is_a_rotation_then_a_zoom_then_a_shift_of_the_drawn_sizes():
+    # Built independently from the same draws: Keras' RandomRotation, RandomZoom and RandomTranslation, in that
+    # order, each a map from output pixel to input point; applied in order, the later ones' maps come first.
+    rotation, zoom, shift = 20.0, 0.2, 0.1
+    draws = tf.random.stateless_uniform((50, 4), SEED, minval=-1.0, maxval=1.0).numpy()
+    expected = []
+    for turn, scale, right, down in draws:
+        angle = np.radians(turn * rotation)
+        about_centre = np.array([[1, 0, CENTRE], [0, 1, CENTRE], [0, 0, 1]])
+        to_centre = np.linalg.inv(about_centre)
+        rotate = about_centre @ [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+        zoomed = about_centre @ np.diag([1 + scale * zoom, 1 + scale * zoom, 1])
+        moved = np.array([[1, 0, -right * shift * IMAGE_SIDE], [0, 1, -down * shift * IMAGE_SIDE], [0, 0, 1]])
+        expected.append(rotate @ to_centre @ zoomed @ to_centre @ moved)
+    np.testing.assert_allclose(warps(Distortions(rotation, zoom, shift), count=50), expected, atol=1e-4)
+
+
+def test_the_settings_reach_the_warp_in_their_places():
+    config = Config(family="cnn", scaling="unit", augment_rotation=7.0, augment_zoom=0.2, augment_shift=0.3)
+    assert Distortions.of(config) == Distortions(rotation_degrees=7.0, zoom=0.2, shift=0.3)
+    assert Distortions.of(Config(family="cnn", scaling="unit")) is None
+
+
 def test_the_image_moves_where_the_warp_says():
     # A single lit pixel: bilinear sampling keeps its centre of mass exactly where the shift puts it.
     image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
@@ -93,7 +116,7 @@ def test_the_image_moves_where_the_warp_says():
     warped = distortions(image.reshape(1, -1), SEED).numpy().reshape(IMAGE_SIDE, IMAGE_SIDE)
     down, right = np.mgrid[0:IMAGE_SIDE, 0:IMAGE_SIDE]
     centre_of_mass = [(warped * right).sum() / warped.sum(), (warped * down).sum() / warped.sum()]
-    # Output pixel p reads input point p + offset: the content moves by minus the offset.
+    # Output pixel p reads input point p + t (t: the matrix's translation): the content moves by -t.
     np.testing.assert_allclose(centre_of_mass, [15 - matrix[0, 2], 12 - matrix[1, 2]], atol=1e-4)
 
 
@@ -109,14 +132,26 @@ def epoch(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_pipeline_distorts_every_epoch_anew_and_repeatably():
-    _, targets, dataset = pipeline(tf.Variable(True))
+    features, targets, dataset = pipeline(tf.Variable(True))
     first, second = epoch(dataset), epoch(dataset)
     assert not np.allclose(first[0], second[0])
+    # No row comes through as it was.
+    assert not (first[0][:, None, :] == features[None, :, :]).all(axis=2).any()
     # Every row once an epoch, its label beside it.
     assert sorted(first[1].argmax(1)) == sorted(targets.argmax(1)) == sorted(second[1].argmax(1))
     again = pipeline(tf.Variable(True))[2]
     np.testing.assert_array_equal(epoch(again)[0], first[0])
     np.testing.assert_array_equal(epoch(again)[0], second[0])
+
+
+def test_each_batch_and_each_epoch_draws_its_own_warps():
+    # The same image in every row: only the draws tell the rows apart.
+    keras.utils.set_random_seed(0)
+    features = np.repeat(rows(1), 32, axis=0)
+    targets = np.zeros((32, N_CLASSES), np.float32)
+    dataset = batches(features, targets, 16, 7, 1, Distortions(10.0, 0.1, 0.1), tf.Variable(True))
+    images = np.concatenate([epoch(dataset)[0], epoch(dataset)[0]])
+    assert len(np.unique(images.round(5), axis=0)) == len(images)
 
 
 def test_switched_off_the_pipeline_passes_each_row_through_with_its_label():

@@ -23,8 +23,8 @@ class Distortions:
     """Random rotation (up to +-`rotation_degrees`), zoom and shift (shares of the side) of training images.
 
     Drawn per image and applied as one affine warp (one resampling, not one per
-    distortion), in the input pipeline: off the training step's thread, never at
-    prediction, and the trained model holds no trace of them.
+    distortion), in the input pipeline: never at prediction, and the trained model
+    holds no trace of them.
     """
 
     rotation_degrees: float = 10.0
@@ -51,7 +51,7 @@ class Distortions:
         offset_x, offset_y = draws[:, 2] * self.shift * IMAGE_SIDE, draws[:, 3] * self.shift * IMAGE_SIDE
         cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
         centre = (IMAGE_SIDE - 1) / 2.0
-        from_x, from_y = centre + offset_x, centre + offset_y  # the input's centre, less the shift
+        from_x, from_y = centre + offset_x, centre + offset_y  # the output point that lands on the input's centre
         zeros = tf.zeros_like(angle)
         return tf.stack(
             [
@@ -91,9 +91,9 @@ class Switchable(keras.layers.Layer):
         # The random layers' seed states were saved with the model: they are rebuilt to be loaded into.
         self.distort = keras.Sequential(
             [
-                keras.layers.RandomRotation(rotation_degrees / FULL_TURN_DEGREES, seed=seed),
-                keras.layers.RandomZoom(zoom, seed=seed + 1),
-                keras.layers.RandomTranslation(shift, shift, seed=seed + 2),
+                keras.layers.RandomRotation(rotation_degrees / FULL_TURN_DEGREES, fill_mode="constant", seed=seed),
+                keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
+                keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2),
             ]
         )
 

@@ -314,10 +314,10 @@ def batches(
     step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
     last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
 
-    `distortions` warp each batch, with new draws every epoch, while `distorting` holds True. The
-    pipeline's threads do it while the training step runs on the batch before, which keeps a second
-    core busy that the step of a small network leaves idle; the draws come from `shuffle_seed`
-    and each batch's place, not from the order in which threads finish, so a run is repeatable.
+    `distortions` warp each batch, with new draws every epoch, while `distorting` holds True; the
+    draws come from `shuffle_seed` and each batch's place, so a run is repeatable. Reading the
+    variable is a stateful op: under TensorFlow's op determinism (`seed_everything`) the pipeline
+    then runs one batch at a time, before each step, as the distortions did inside the model.
     """
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle_seed is not None:

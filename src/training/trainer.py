@@ -314,10 +314,11 @@ def batches(
     step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
     last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
 
-    `distortions` warp each batch, with new draws every epoch, while `distorting` holds True; the
-    draws come from `shuffle_seed` and each batch's place, so a run is repeatable. Reading the
-    variable is a stateful op: under TensorFlow's op determinism (`seed_everything`) the pipeline
-    then runs one batch at a time, before each step, as the distortions did inside the model.
+    `distortions` warp each batch, with new draws every epoch, while `distorting` holds True (always,
+    without it); the draws come from `shuffle_seed` and each batch's place, so a run is repeatable.
+    Reading the variable is a stateful op: under TensorFlow's op determinism (`seed_everything`) the
+    pipeline then makes one batch at a time, before each step. Without it the warps run in the
+    pipeline's threads.
     """
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle_seed is not None:
@@ -331,6 +332,8 @@ def batches(
 
         def distort(batch, seed):
             images, labels = batch
+            if distorting is None:
+                return distortions(images, seed), labels
             return tf.cond(distorting, lambda: distortions(images, seed), lambda: images), labels
 
         dataset = tf.data.Dataset.zip(dataset, seeds).map(distort, num_parallel_calls=tf.data.AUTOTUNE)
@@ -457,7 +460,8 @@ def prepare_fit(
     validation = None
     callbacks = [EpochTimer(), *hooks.for_fit(index)]
     distortions = Distortions.of(config)
-    distorting = tf.Variable(True, trainable=False, name="distorting") if distortions else None
+    # Only clean epochs need the switch; a pipeline without it can run in parallel.
+    distorting = tf.Variable(True, trainable=False, name="distorting") if config.clean_epochs else None
     if config.clean_epochs:
         callbacks.append(CleanEpochs(config.epochs - config.clean_epochs, distorting))
     if len(validation_rows):

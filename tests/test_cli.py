@@ -161,8 +161,8 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
     def submit_with(*flags):
         return submit_here(capsys, "--data", tiny_data, *flags)
 
-    assert_only_error_line(submit_with("--epochs", "0"), "epochs must be in 1..10000")
-    assert_only_error_line(submit_with("--seed", "-1"), "seed must be in 0..4294967295")
+    assert_only_error_line(submit_with("--epochs", "0"), "argument --epochs: value must be in 1..10000, got 0")
+    assert_only_error_line(submit_with("--seed", "-1"), "argument --seed: value must be in 0..4294967295, got -1")
     assert_only_error_line(submit_with("--out", tmp_path / "s.json"), "must not be a .json file")
     assert_only_error_line(submit_with("--out", tmp_path), "is a folder")
     assert_only_error_line(submit_with("--folds", "9", *FAST), "9 folds need at least 9 rows")
@@ -171,17 +171,23 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--learning-rate", "nan"], "learning_rate must be a finite number, got nan"),
-        (["--learning-rate", "inf"], "learning_rate must be a finite number, got inf"),
-        (["--l2=-inf"], "l2 must be a finite number, got -inf"),
-        (["--l2=-1e-3"], "l2 must be >= 0, got -0.001"),
-        (["--batch-size", "-5"], "batch_size must be in 1..65536, got -5"),
-        (["--batch-size", "99999999999999999999"], "batch_size must be in 1..65536, got 99999999999999999999"),
-        (["--epochs", "100000000000000000000"], "epochs must be in 1..10000"),
-        (["--validation-split", "1"], "validation_split must be in [0, 1), got 1.0"),
+        (["--learning-rate", "nan"], "argument --learning-rate: value must be a finite number, got nan"),
+        (["--learning-rate", "inf"], "argument --learning-rate: value must be a finite number, got inf"),
+        (["--l2=-inf"], "argument --l2: value must be a finite number, got -inf"),
+        (["--l2=-1e-3"], "argument --l2: value must be >= 0, got -0.001"),
+        (["--batch-size", "-5"], "argument --batch-size: value must be in 1..65536, got -5"),
+        (
+            ["--batch-size", "99999999999999999999"],
+            "argument --batch-size: value must be in 1..65536, got 99999999999999999999",
+        ),
+        (["--epochs", "100000000000000000000"], "argument --epochs: value must be in 1..10000"),
+        (["--validation-split", "1"], "argument --validation-split: value must be in [0, 1), got 1.0"),
         (["--validation-split", "0.99"], "validation_split 0.99 leaves no training row of 80"),
         (["--hidden-units", "20000,20000", "--folds", "5"], "GiB of memory is available"),
-        (["--hidden-units", "1000000,1000000"], "hidden_units items must be in 1..65536, got 1000000"),
+        (
+            ["--hidden-units", "1000000,1000000"],
+            "argument --hidden-units: value items must be in 1..65536, got 1000000",
+        ),
         (["--family", "cnn", "--scaling", "unit", "--filters", "2000,2000"], "G multiply-adds per image"),
         (
             ["--family", "cnn", "--scaling", "unit", "--downsample", "pool", "--filters", "1,1,1,1,1,1"],
@@ -190,6 +196,8 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
         (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
         (["--hidden-units", "20,x"], "expected comma-separated integers"),
         (["--scaling", "rgb"], "argument --scaling: invalid choice: 'rgb'"),
+        (["--augment-rotation", "400"], "argument --augment-rotation: value must be in [0, 180], got 400.0"),
+        (["--filters", "0,3"], "argument --filters: value items must be in 1..4096, got 0"),
         (["--preset"], "argument --preset: expected one argument"),
     ],
 )

@@ -34,7 +34,7 @@ WRONG_VALUES = {
 
 
 def parse(*flags: str) -> Config:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(exit_on_error=False)
     add_settings_arguments(parser, list(flags))
     return config_from_args(parser.parse_args(list(flags)))
 
@@ -66,6 +66,8 @@ def test_the_defaults_are_the_tutorials_network():
         "augment_rotation": 0.0,
         "augment_zoom": 0.0,
         "augment_shift": 0.0,
+        "augment_elastic": 0.0,
+        "elastic_sigma": 4.0,
         "schedule": "constant",
         "decay": 0.95,
         "label_smoothing": 0.0,
@@ -179,8 +181,15 @@ def test_flags_are_derived_from_the_table():
     assert parse("--hidden-units", "64,32,16", "--plain").hidden_units == (64, 32, 16)
     assert parse("--plain").plain and not parse("--plain", "--no-plain").plain
     assert parse("--scaling", "unit", "--l2", "0").l2 == 0.0
-    with pytest.raises(UserError, match="learning_rate must be a finite number, got inf"):
+    # An out-of-range value is the parser's error, naming the flag.
+    with pytest.raises(
+        argparse.ArgumentError, match="argument --learning-rate: value must be a finite number, got inf"
+    ):
         parse("--learning-rate", "inf")
+    with pytest.raises(
+        argparse.ArgumentError, match="argument --elastic-sigma: value must be in \\[0.5, 10\\], got 0.1"
+    ):
+        parse("--elastic-sigma", "0.1")
 
 
 def test_help_shows_the_chosen_presets_values():

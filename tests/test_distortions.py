@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage
 import tensorflow as tf
 from tensorflow import keras
 
 from src.core.config import IMAGE_SIDE, N_CLASSES, Config
-from src.models.augmentation import Distortions
+from src.models.augmentation import Distortions, sampling_points, warp
 from src.training.trainer import batches
 
 SEED = tf.constant([3, 4], tf.int64)
@@ -105,6 +106,68 @@ def test_the_settings_reach_the_warp_in_their_places():
     config = Config(family="cnn", scaling="unit", augment_rotation=7.0, augment_zoom=0.2, augment_shift=0.3)
     assert Distortions.of(config) == Distortions(rotation_degrees=7.0, zoom=0.2, shift=0.3)
     assert Distortions.of(Config(family="cnn", scaling="unit")) is None
+
+
+def test_the_elastic_settings_reach_the_warp():
+    config = Config(family="cnn", scaling="unit", augment_elastic=30.0, elastic_sigma=5.0)
+    assert config.augmented
+    assert Distortions.of(config) == Distortions(0.0, 0.0, 0.0, elastic=30.0, elastic_sigma=5.0)
+
+
+def test_the_resampling_is_tensorflows_own_where_there_is_no_elastic_field():
+    # The elastic warp resamples by its own bilinear reading: with a zero field it must be the affine warp's,
+    # out to the edges (a half turn, large zooms and shifts push most points off the image).
+    pixels = rows(64)
+    for distortions in (Distortions(10.0, 0.1, 0.1), Distortions(180.0, 0.9, 0.9)):
+        transforms = distortions.transforms(64, SEED)
+        fields = tf.zeros((64, 2, IMAGE_SIDE, IMAGE_SIDE))
+        images = tf.reshape(pixels, (-1, IMAGE_SIDE, IMAGE_SIDE))
+        ours = tf.reshape(warp(images, *sampling_points(transforms, fields)), (64, -1)).numpy()
+        np.testing.assert_allclose(ours, distortions(pixels, SEED).numpy(), atol=1e-6)
+
+
+def test_the_elastic_field_is_smoothed_noise_scaled_by_alpha():
+    distortions = Distortions(0.0, 0.0, 0.0, elastic=34.0, elastic_sigma=4.0)
+    fields = distortions.displacements(5, SEED).numpy()
+    noise = tf.random.stateless_uniform((5, 2, IMAGE_SIDE, IMAGE_SIDE), SEED, minval=-1.0, maxval=1.0).numpy()
+    expected = 34.0 * np.array(
+        [
+            [scipy.ndimage.gaussian_filter(plane, 4.0, mode="constant") for plane in field]
+            for field in noise.astype(np.float64)
+        ]
+    )
+    np.testing.assert_allclose(fields, expected, atol=1e-5)
+    # Smooth: neighbouring pixels move nearly together, unlike the noise.
+    assert np.abs(np.diff(fields, axis=-1)).mean() < 0.2 * np.abs(fields).mean()
+
+
+def test_an_elastic_warp_moves_each_pixel_by_its_own_displacement():
+    # One lit pixel, where the field (alone: no affine part) is largest: the output pixels that read it
+    # are those about it less the (nearly constant, being smooth) displacement there.
+    distortions = Distortions(0.0, 0.0, 0.0, elastic=40.0, elastic_sigma=6.0)
+    field = distortions.displacements(1, tf.random.experimental.stateless_fold_in(SEED, 1)).numpy()[0]
+    middle = np.zeros((IMAGE_SIDE, IMAGE_SIDE), bool)
+    middle[8:20, 8:20] = True
+    row, column = np.unravel_index(np.argmax(np.where(middle, np.hypot(*field), 0.0)), middle.shape)
+    image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    image[row, column] = 1.0
+    warped = distortions(image.reshape(1, -1), SEED).numpy().reshape(IMAGE_SIDE, IMAGE_SIDE)
+    down, right = np.mgrid[0:IMAGE_SIDE, 0:IMAGE_SIDE]
+    centre_of_mass = np.array([(warped * right).sum() / warped.sum(), (warped * down).sum() / warped.sum()])
+    assert np.abs(centre_of_mass - [column, row]).max() > 0.5  # it did move
+    np.testing.assert_allclose(centre_of_mass, [column - field[0, row, column], row - field[1, row, column]], atol=0.1)
+
+
+def test_the_elastic_field_keeps_the_affine_draws_and_follows_its_seed():
+    pixels = rows()
+    elastic = Distortions(10.0, 0.1, 0.1, elastic=34.0)
+    first = elastic(pixels, SEED).numpy()
+    assert first.shape == pixels.shape and first.dtype == np.float32
+    assert first.min() >= 0.0 and first.max() <= pixels.max() + 1e-6
+    np.testing.assert_array_equal(elastic(pixels, SEED).numpy(), first)
+    assert not np.allclose(elastic(pixels, tf.constant([3, 5], tf.int64)).numpy(), first)
+    assert not np.allclose(Distortions(10.0, 0.1, 0.1)(pixels, SEED).numpy(), first, atol=0.05)
+    np.testing.assert_array_equal(elastic.transforms(32, SEED), Distortions(10.0, 0.1, 0.1).transforms(32, SEED))
 
 
 def test_the_image_moves_where_the_warp_says():

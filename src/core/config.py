@@ -83,21 +83,25 @@ class Setting:
         below = self.high is None or (number < self.high if self.high_open else number <= self.high)
         return above and below
 
-    def check(self, value):
-        """`value` in this setting's canonical type (a float for an int given as `l2=0`), or a `UserError`."""
+    def check(self, value, label: str | None = None):
+        """`value` in this setting's canonical type (a float for an int given as `l2=0`), or a `UserError`.
+
+        The error names the setting as `label` (default: its name; a command line passes its flag).
+        """
+        name = label or self.name
         if self.kind is bool:
             if not isinstance(value, bool):
-                raise UserError(f"{self.name} must be true or false, got {value!r}")
+                raise UserError(f"{name} must be true or false, got {value!r}")
             return value
         if self.kind is str:
             if value not in self.choices:
-                raise UserError(f"{self.name} must be {self.allowed()}, got {value!r}")
+                raise UserError(f"{name} must be {self.allowed()}, got {value!r}")
             return value
         if self.kind is tuple:
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-                raise UserError(f"{self.name} must be a non-empty list of integers, got {value!r}")
-            return tuple(self._check_number(item, int, f"{self.name} items") for item in value)
-        return self._check_number(value, self.kind, self.name)
+                raise UserError(f"{name} must be a non-empty list of integers, got {value!r}")
+            return tuple(self._check_number(item, int, f"{name} items") for item in value)
+        return self._check_number(value, self.kind, name)
 
     def _check_number(self, value, kind: type, name: str):
         # bool is an int to Python, never to a user: folds=True is a mistake.
@@ -194,6 +198,25 @@ class Config:
     )
     augment_shift: float = setting(
         0.0, float, "training-only random shift, share of side", low=0, high=1, high_open=True, since=2
+    )
+    augment_elastic: float = setting(
+        0.0,
+        float,
+        "training-only elastic distortion: a smoothed random displacement field scaled by this many pixels "
+        "(Simard et al.'s alpha; 0: none)",
+        low=0,
+        high=100,
+        metavar="PIXELS",
+        since=7,
+    )
+    elastic_sigma: float = setting(
+        4.0,
+        float,
+        "smoothness of the elastic field: its Gaussian's standard deviation, pixels",
+        low=0.5,
+        high=10,
+        metavar="PIXELS",
+        since=7,
     )
     learning_rate: float = setting(1e-3, float, "Adam's (peak) learning rate", low=0, low_open=True)
     schedule: str = setting("constant", str, "learning-rate schedule over the epochs", choices=SCHEDULES, since=2)
@@ -323,7 +346,7 @@ class Config:
 
     @property
     def augmented(self) -> bool:
-        return bool(self.augment_rotation or self.augment_zoom or self.augment_shift)
+        return bool(self.augment_rotation or self.augment_zoom or self.augment_shift or self.augment_elastic)
 
 
 SETTINGS = tuple(

@@ -10,7 +10,7 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from src.core.config import DEFAULT_PRESET, PRESETS, SETTINGS, Config, format_default
+from src.core.config import DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, Config, Setting, format_default
 from src.core.errors import UserError
 
 # What `--help` shows for a setting's value, unless the setting names its own.
@@ -64,9 +64,24 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
         if setting.kind is tuple:
             settings.add_argument(setting.flag, nargs="+", action=CommaList, metavar=metavar, help=help_text)
             continue
-        value_type = str if setting.kind is str else setting.kind
-        choices = setting.choices or None
-        settings.add_argument(setting.flag, type=value_type, choices=choices, metavar=metavar, help=help_text)
+        if setting.kind is str:
+            settings.add_argument(setting.flag, choices=setting.choices, metavar=metavar, help=help_text)
+            continue
+        settings.add_argument(setting.flag, type=number_type(setting), metavar=metavar, help=help_text)
+
+
+def number_type(setting: Setting):
+    """An argparse `type` for a number setting: out of its range is an error that names the flag."""
+
+    def parse(text: str):
+        value = setting.kind(text)  # a ValueError: argparse's own "invalid int value"
+        try:
+            return setting.check(value, label="value")
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = setting.kind.__name__
+    return parse
 
 
 class CommaList(argparse.Action):
@@ -80,8 +95,8 @@ class CommaList(argparse.Action):
         if len(values) > 1:
             parser.error(f"use commas: {option_string} {','.join(values)}")
         try:
-            setattr(namespace, self.dest, parse_hidden_units(values[0]))
-        except argparse.ArgumentTypeError as error:
+            setattr(namespace, self.dest, SETTINGS_BY_NAME[self.dest].check(parse_hidden_units(values[0]), "value"))
+        except (argparse.ArgumentTypeError, UserError) as error:
             parser.error(f"argument {option_string}: {error}")
 
 

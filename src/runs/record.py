@@ -163,7 +163,7 @@ class SearchTrial:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 6
+RECORD_SCHEMA = 7
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 
+from src.core.config import Config
 from src.core.errors import EXIT_USER, UserError
 from src.models.devices import LOGICAL_CPUS_VARIABLE, logical_cpus_wanted
 from tests.device_runs import side_by_side
@@ -48,9 +49,9 @@ def test_training_spreads_over_two_logical_devices_and_predicts_as_without_them(
 
 
 @pytest.mark.slow
-def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan(two_devices):
+def test_last_batches_two_devices_cannot_share_evenly_train_without_nan(two_devices):
     found = two_devices[0]["remainder"]
-    assert found["rows_over"] == [1, 1]  # a last batch of one row, in training and in validation
+    assert found["rows_over"] == [5, 3]  # last batches of odd sizes, in training and in validation
     assert found["finite"] and found["weights_finite"]
     assert all(loss == loss for loss in found["losses"]), found  # no NaN
     assert found["accuracy"] >= 0.5
@@ -60,7 +61,9 @@ def test_a_last_batch_of_one_row_on_two_devices_trains_without_nan(two_devices):
 def test_a_batch_of_one_row_on_two_devices_is_refused_in_one_line(two_devices):
     found = two_devices[0]["batch_of_one"]
     result = subprocess.CompletedProcess("src.submit", found["returncode"], found["stdout"], found["stderr"])
-    assert_one_line_error(result, EXIT_USER, "--batch-size 1 cannot give each of the 2 training devices a row")
+    assert_one_line_error(
+        result, EXIT_USER, "--batch-size 1 does not split evenly over the 2 training devices", "such as 2"
+    )
 
 
 @pytest.mark.slow
@@ -85,3 +88,15 @@ def test_logical_cpus_are_counted_from_the_environment(monkeypatch):
         monkeypatch.setenv(LOGICAL_CPUS_VARIABLE, wrong)
         with pytest.raises(UserError, match=f"^{LOGICAL_CPUS_VARIABLE} must be a whole number"):
             logical_cpus_wanted()
+
+
+def test_a_batch_size_the_devices_cannot_share_evenly_is_refused_naming_the_nearest_that_can():
+    from src.training.trainer import replica_count
+
+    class TwoDevices:
+        num_replicas_in_sync = 2
+
+    assert replica_count(Config(batch_size=98), TwoDevices()) == 2
+    assert replica_count(Config(batch_size=97), None) == 1
+    with pytest.raises(UserError, match="--batch-size 97 does not split evenly over the 2 .* such as 96 or 98"):
+        replica_count(Config(batch_size=97), TwoDevices())

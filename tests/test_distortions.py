@@ -168,6 +168,9 @@ def test_the_elastic_field_keeps_the_affine_draws_and_follows_its_seed():
     assert not np.allclose(elastic(pixels, tf.constant([3, 5], tf.int64)).numpy(), first)
     assert not np.allclose(Distortions(10.0, 0.1, 0.1)(pixels, SEED).numpy(), first, atol=0.05)
     np.testing.assert_array_equal(elastic.transforms(32, SEED), Distortions(10.0, 0.1, 0.1).transforms(32, SEED))
+    # And the warp uses them: a vanishing field leaves the affine warp of the same seed.
+    faint = Distortions(10.0, 0.1, 0.1, elastic=1e-4)(pixels, SEED).numpy()
+    np.testing.assert_allclose(faint, Distortions(10.0, 0.1, 0.1)(pixels, SEED).numpy(), atol=1e-3)
 
 
 def test_the_image_moves_where_the_warp_says():

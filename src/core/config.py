@@ -402,11 +402,12 @@ def check_new_pieces(config) -> None:
     if config.clean_epochs and not config.augmented:
         raise UserError(
             "--clean-epochs turns augmentation off for the last epochs, but there is none: add "
-            "--augment-rotation, --augment-zoom or --augment-shift"
+            "--augment-rotation, --augment-zoom, --augment-shift or --augment-elastic, or --clean-epochs 0"
         )
     if config.clean_epochs >= config.epochs and config.clean_epochs:
         raise UserError(
-            f"--clean-epochs {config.clean_epochs} must leave at least one of the {config.epochs} --epochs augmented"
+            f"--clean-epochs {config.clean_epochs} must leave at least one of the {config.epochs} --epochs augmented "
+            f"(the CNN presets end with a clean epoch): use more --epochs, or --clean-epochs 0"
         )
     if config.family == "cnn" and config.dropout and not (config.block_dropout or config.head_units):
         raise UserError(

@@ -295,6 +295,11 @@ def new_model(config: Config, train_rows: np.ndarray, seed: int, strategy=None) 
     if ensemble_size(config) > 1:
         keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # Keras 3's loop of several steps per call fails under a strategy with more than one device
+        # ("You must feed a value for placeholder tensor", keras-team/keras#19246); one step per call
+        # trains the same weights.
+        config = config.replace(steps_per_execution=1)
     with model_scope(config.family, strategy):
         return build_model(config, steps_per_epoch=steps_per_epoch)
 
@@ -313,6 +318,7 @@ def batches(
     Split over `replicas` devices, a batch must give each device a row: an empty share makes a
     step's per-device gradients of different shapes (`AddN` fails) or its statistics NaN. So a
     last batch smaller than `replicas` is left out; with `shuffle_seed` that is other rows each epoch.
+    (A last batch of any other size trains; the batch size itself must split evenly: `replica_count`.)
 
     `distortions` warp each batch, with new draws every epoch, while `distorting` holds True (always,
     without it); the draws come from `shuffle_seed` and each batch's place, so a run is repeatable.
@@ -341,12 +347,14 @@ def batches(
 
 
 def replica_count(config: Config, strategy) -> int:
-    """How many devices share each batch; a batch size too small to give each one a row is refused."""
+    """How many devices share each batch; a batch size they cannot share evenly is refused."""
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    if config.batch_size < replicas:
+    if config.batch_size % replicas:
+        below = config.batch_size - config.batch_size % replicas
+        choices = f"{below} or {below + replicas}" if below else f"{replicas}"
         raise UserError(
-            f"--batch-size {config.batch_size} cannot give each of the {replicas} training devices a row: "
-            f"use --batch-size {replicas} or more (a multiple of {replicas} splits evenly)"
+            f"--batch-size {config.batch_size} does not split evenly over the {replicas} training devices "
+            f"(Keras then fails to add up the devices' shares): use a multiple of {replicas}, such as {choices}"
         )
     return replicas
 

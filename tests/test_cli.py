@@ -199,6 +199,12 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
         (["--augment-rotation", "400"], "argument --augment-rotation: value must be in [0, 180], got 400.0"),
         (["--filters", "0,3"], "argument --filters: value items must be in 1..4096, got 0"),
         (["--preset"], "argument --preset: expected one argument"),
+        (
+            ["--filters", "32,64"],
+            "--filters is read only with --family cnn, and this run's --family is dense: "
+            "add --family cnn or a cnn preset, or leave --filters out",
+        ),
+        (["--preset", "cnn-fast", "--no-bag-holdout"], "--no-bag-holdout is read only with --members 2 or more"),
     ],
 )
 def test_bad_setting_is_refused_before_anything_is_written(tiny_data, tmp_path, flags, message, capsys):

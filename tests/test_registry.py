@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from src.core.config import SETTINGS_BY_NAME, Config
@@ -119,3 +121,88 @@ def test_integer_settings_have_upper_bounds(flag, value, bound):
 def test_run_names():
     assert run_name(Config()) == "h20-15_e50_f1_s42"
     assert run_name(Config(**CNN, filters=(16, 32), members=5, epochs=15)) == "cnn16-32_e15_m5_s42"
+
+
+# Runs that read some settings and not others.
+RUNS = {
+    "dense": dict(preset="wide"),
+    "cnn": dict(preset="cnn-fast"),
+    "cnn/pool": dict(preset="cnn-fast", downsample="pool"),
+    "cnn/elastic": dict(preset="cnn-fast", augment_elastic=20.0),
+    "cnn/exponential": dict(preset="cnn-fast", schedule="exponential"),
+    "cnn/bag": dict(preset="cnn-fast", members=3),
+}
+# For each setting a run reads only under a condition: a run that does not read it, one that does, and a
+# value other than theirs (None: the other choice). `check_read` refuses the flag in the first as changing nothing.
+UNREAD = {
+    "hidden_units": ("cnn", "dense", (64,)),
+    "l2": ("cnn", "dense", 0.5),
+    "filters": ("dense", "cnn", (8, 8)),
+    "convs_per_block": ("dense", "cnn", 1),
+    "kernel_size": ("dense", "cnn", 5),
+    "first_kernel_size": ("dense", "cnn", 5),
+    "padding": ("dense", "cnn", None),
+    "downsample": ("dense", "cnn", None),
+    "downsample_kernel_size": ("cnn/pool", "cnn", 3),
+    "batch_norm": ("dense", "cnn", None),
+    "dropout": ("dense", "cnn", 0.1),
+    "block_dropout": ("dense", "cnn", None),
+    "head_units": ("dense", "cnn", 7),
+    "elastic_sigma": ("cnn", "cnn/elastic", 2.0),
+    "decay": ("cnn", "cnn/exponential", 0.5),
+    "bag_share": ("cnn", "cnn/bag", 0.5),
+    "bag_holdout": ("cnn", "cnn/bag", None),
+}
+
+
+def run_config(run: str) -> Config:
+    from src.core.config import PRESETS
+
+    changes = dict(RUNS[run])
+    return PRESETS[changes.pop("preset")].replace(epochs=3, **changes)
+
+
+@functools.cache
+def what_a_run_does(config: Config):
+    """The network, its optimizer and loss, every model's rows and the distorted images of one batch."""
+    import keras
+    import numpy as np
+
+    from src.data.splits import split_rows
+    from src.models.augmentation import Distortions
+
+    keras.backend.clear_session()  # layer names count up across builds otherwise
+    model = build_model(config, steps_per_epoch=10)
+    loss = model.loss if isinstance(model.loss, str) else model.loss.get_config()
+    labels = np.arange(200) % 10
+    rows = [[part.tolist() for part in split] for split in split_rows(config, labels)]
+    distortions = Distortions.of(config)
+    pixels = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    images = None if distortions is None else distortions(pixels, seed=(3, 4)).numpy().tolist()
+    return model.to_json(), model.optimizer.get_config(), loss, rows, images
+
+
+def test_the_table_of_unread_settings_names_every_conditional_setting():
+    assert sorted(UNREAD) == sorted(name for name, entry in SETTINGS_BY_NAME.items() if entry.needs)
+
+
+@pytest.mark.parametrize("name", sorted(UNREAD))
+def test_a_setting_is_refused_exactly_where_it_changes_nothing(name):
+    from src.core.config import check_read, flag_as_given
+
+    unread, read, value = UNREAD[name]
+    setting = SETTINGS_BY_NAME[name]
+    for run in (unread, read):
+        base = run_config(run)
+        other = value
+        if value is None:
+            other = next(choice for choice in setting.choices or (True, False) if choice != getattr(base, name))
+        changed = base.replace(**{name: other})
+        assert getattr(changed, name) != getattr(base, name)
+        if run == unread:
+            with pytest.raises(UserError, match=f"^{flag_as_given(setting, other)} is read only with"):
+                check_read(changed, [name])
+            assert what_a_run_does(changed) == what_a_run_does(base)
+        else:
+            check_read(changed, [name])
+            assert what_a_run_does(changed) != what_a_run_does(base)

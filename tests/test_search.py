@@ -89,7 +89,8 @@ def test_a_range_a_log_range_and_choices_parse_into_the_settings_types():
         ("hidden_units=1..3", "list its values as A|B|C"),
         ("hidden_units=256,128|0,1", "hidden_units items must be in 1..65536"),
         ("schedule=constant|daily", "schedule must be one of"),
-        ("dropout=0..0.5", "the dense network does not read it"),
+        ("dropout=0..0.5", "--vary dropout is read only with --family cnn, and this run's --family is dense"),
+        ("decay=0.5..0.9", "--vary decay is read only with --schedule exponential"),
         ("learning_rate", "write NAME=LOW..HIGH[:log] or NAME=A|B|C"),
     ],
 )
@@ -104,6 +105,12 @@ def test_a_setting_varied_twice_or_nothing_varied_is_refused():
         parse_space(["epochs=1..2", "epochs=3..4"], Config())
     with pytest.raises(UserError, match="nothing to search"):
         parse_space([], Config())
+    # A setting read only with another is searched with it, or where the base run has it.
+    cnn = PRESETS["cnn-fast"]
+    with pytest.raises(UserError, match="--vary elastic_sigma is read only with --augment-elastic above 0"):
+        parse_space(["elastic_sigma=2..6"], cnn)
+    assert len(parse_space(["augment_elastic=0..20", "elastic_sigma=2..6"], cnn)) == 2
+    assert len(parse_space(["elastic_sigma=2..6"], cnn.replace(augment_elastic=10.0))) == 1
     # Each bound must make a valid config with the rest: a CNN needs pixels scaled to 0..1.
     with pytest.raises(UserError, match="add --scaling unit"):
         parse_space(["family=dense|cnn"], Config())
@@ -124,6 +131,14 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     assert_one_line_error(result, 2, "validation_split", "leaves none")
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
     assert_one_line_error(result, 2, "--trials N and/or --budget")
+    # A base flag the trials would not read, unless a --vary may turn on what it needs.
+    flags = ("--decay", "0.5", "--trials", "1", "--vary")
+    result = search_here(capsys, tiny_data, tmp_path / "out", *flags, "learning_rate=1e-3..1e-2")
+    assert_one_line_error(result, 2, "--decay is read only with --schedule exponential")
+    # Past the settings' checks, it stops at the data: nothing refused the flag.
+    missing, schedules = tmp_path / "missing", "schedule=constant|exponential"
+    result = search_here(capsys, tiny_data, tmp_path / "out", *flags, schedules, "--data", missing)
+    assert_one_line_error(result, 2, str(missing))
 
 
 # Results: table order, submit line, the record's search section.

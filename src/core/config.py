@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from src.core.errors import UserError
@@ -44,7 +44,8 @@ class Setting:
         low_open, high_open: Whether the bound itself is excluded.
         choices: The allowed values of a `str` setting.
         metavar: The placeholder `--help` shows for the value.
-        group: The model family that reads it; None for every family.
+        needs: Names of `CONDITIONS` under which a run reads it at all (none: always); a flag
+            given where one fails would change nothing, and is refused.
         since: The run-record schema that first stored it; records of older schemas lack it,
             and their runs trained with its default.
     """
@@ -59,7 +60,7 @@ class Setting:
     high_open: bool = False
     choices: tuple[str, ...] = ()
     metavar: str | None = None
-    group: str | None = None
+    needs: tuple[str, ...] = ()
     since: int = 1
 
     @property
@@ -116,6 +117,40 @@ class Setting:
         return value
 
 
+@dataclass(frozen=True)
+class Condition:
+    """What a setting is read under: a test on another setting, and how a command line meets it."""
+
+    setting: str
+    holds: Callable[[object], bool]
+    wants: str  # the other setting's flag and value, as `read only with ...` ends
+    fix: str
+
+
+# A setting's `needs` name these; a flag given where one fails would train exactly what leaving it out does.
+CONDITIONS = {
+    "cnn": Condition(
+        "family", lambda config: config.family == "cnn", "--family cnn", "add --family cnn or a cnn preset"
+    ),
+    "dense": Condition("family", lambda config: config.family == "dense", "--family dense", "add --family dense"),
+    "stride": Condition(
+        "downsample", lambda config: config.downsample == "stride", "--downsample stride", "add --downsample stride"
+    ),
+    "elastic": Condition(
+        "augment_elastic",
+        lambda config: config.augment_elastic > 0,
+        "--augment-elastic above 0",
+        "add --augment-elastic PIXELS",
+    ),
+    "exponential": Condition(
+        "schedule",
+        lambda config: config.schedule == "exponential",
+        "--schedule exponential",
+        "add --schedule exponential",
+    ),
+    "bag": Condition("members", lambda config: config.members > 1, "--members 2 or more", "add --members N"),
+}
+
 MAX_UNITS = 65_536  # widest dense layer or head: keeps every weight count inside int32
 MAX_FILTERS = 4_096
 MAX_BATCH_SIZE = 65_536
@@ -135,38 +170,43 @@ class Config:
 
     Each field's `Setting` (its metadata, listed in `SETTINGS`) gives its type,
     allowed values and help; validation, the flags, `--help` and the settings
-    page of the docs are derived from them. `group` names the model family a
-    setting belongs to (none: every family).
+    page of the docs are derived from them. `needs` names what a setting is read
+    under (the model family, or another setting turned on).
     """
 
     family: str = setting("dense", str, "model: dense (the tutorial's network) or cnn", choices=FAMILIES, since=2)
     hidden_units: tuple[int, ...] = setting(
-        (20, 15), tuple, "dense: hidden layer widths, in order", low=1, high=MAX_UNITS, group="dense"
+        (20, 15), tuple, "dense: hidden layer widths, in order", low=1, high=MAX_UNITS, needs=("dense",)
     )
-    l2: float = setting(1e-2, float, "dense: L2 factor on every kernel", low=0, group="dense")
+    l2: float = setting(1e-2, float, "dense: L2 factor on every kernel", low=0, needs=("dense",))
     filters: tuple[int, ...] = setting(
-        (16, 32, 64), tuple, "cnn: filters of each block, in order", low=1, high=MAX_FILTERS, group="cnn", since=2
+        (16, 32, 64), tuple, "cnn: filters of each block, in order", low=1, high=MAX_FILTERS, needs=("cnn",), since=2
     )
     convs_per_block: int = setting(
-        2, int, "cnn: convolutions per block before it halves the image", low=1, high=8, group="cnn", since=2
+        2, int, "cnn: convolutions per block before it halves the image", low=1, high=8, needs=("cnn",), since=2
     )
     kernel_size: int = setting(
-        3, int, "cnn: kernel side of the blocks' convolutions", low=1, high=7, group="cnn", since=2
+        3, int, "cnn: kernel side of the blocks' convolutions", low=1, high=7, needs=("cnn",), since=2
     )
     first_kernel_size: int = setting(
-        0, int, "cnn: kernel side of the first convolution (0: --kernel-size)", low=0, high=7, group="cnn", since=4
+        0, int, "cnn: kernel side of the first convolution (0: --kernel-size)", low=0, high=7, needs=("cnn",), since=4
     )
     padding: str = setting(
-        "same", str, "cnn: padding of the blocks' convolutions", choices=PADDINGS, group="cnn", since=2
+        "same", str, "cnn: padding of the blocks' convolutions", choices=PADDINGS, needs=("cnn",), since=2
     )
     downsample: str = setting(
-        "stride", str, "cnn: halve by a stride-2 convolution or a max-pool", choices=DOWNSAMPLINGS, group="cnn", since=2
+        "stride",
+        str,
+        "cnn: halve by a stride-2 convolution or a max-pool",
+        choices=DOWNSAMPLINGS,
+        needs=("cnn",),
+        since=2,
     )
     downsample_kernel_size: int = setting(
-        3, int, "cnn: kernel side of the stride-2 convolution", low=1, high=7, group="cnn", since=2
+        3, int, "cnn: kernel side of the stride-2 convolution", low=1, high=7, needs=("cnn", "stride"), since=2
     )
     batch_norm: bool = setting(
-        True, bool, "cnn: batch normalization after every convolution and the head", group="cnn", since=2
+        True, bool, "cnn: batch normalization after every convolution and the head", needs=("cnn",), since=2
     )
     dropout: float = setting(
         0.4,
@@ -175,11 +215,11 @@ class Config:
         low=0,
         high=1,
         high_open=True,
-        group="cnn",
+        needs=("cnn",),
         since=2,
     )
     block_dropout: bool = setting(
-        True, bool, "cnn: dropout after every block too, not only the head", group="cnn", since=4
+        True, bool, "cnn: dropout after every block too, not only the head", needs=("cnn",), since=4
     )
     head_units: int = setting(
         128,
@@ -187,7 +227,7 @@ class Config:
         "cnn: units of the dense layer before the output (0: none)",
         low=0,
         high=MAX_UNITS,
-        group="cnn",
+        needs=("cnn",),
         since=2,
     )
     augment_rotation: float = setting(
@@ -216,11 +256,21 @@ class Config:
         low=0.5,
         high=10,
         metavar="PIXELS",
+        needs=("elastic",),
         since=7,
     )
     learning_rate: float = setting(1e-3, float, "Adam's (peak) learning rate", low=0, low_open=True)
     schedule: str = setting("constant", str, "learning-rate schedule over the epochs", choices=SCHEDULES, since=2)
-    decay: float = setting(0.95, float, "exponential schedule: factor per epoch", low=0, high=1, low_open=True, since=2)
+    decay: float = setting(
+        0.95,
+        float,
+        "exponential schedule: factor per epoch",
+        low=0,
+        high=1,
+        low_open=True,
+        needs=("exponential",),
+        since=2,
+    )
     label_smoothing: float = setting(
         0.0, float, "label smoothing of the cross-entropy", low=0, high=1, high_open=True, since=2
     )
@@ -283,6 +333,7 @@ class Config:
         low=0,
         high=1,
         low_open=True,
+        needs=("bag",),
         since=5,
     )
     bag_holdout: bool = setting(
@@ -290,6 +341,7 @@ class Config:
         bool,
         "a bag holds the last --validation-split of the rows out of every member and is scored on them as a "
         "whole, instead of each row by the members that left it out",
+        needs=("bag",),
         since=6,
     )
     first_member: int = setting(
@@ -361,6 +413,30 @@ def stored_settings(values: dict, schema: int = 1) -> dict:
     if not isinstance(values, dict):
         return values  # `Config.from_dict` refuses it in words
     return {**{entry.name: entry.default for entry in SETTINGS if entry.since > schema}, **values}
+
+
+def check_read(config: Config, given: Sequence[str], varied: Collection[str] = (), labels=None) -> None:
+    """Refuse a setting the user `given` that `config` would not read: it would change nothing.
+
+    A condition on a setting in `varied` (a search's) is left to the trials. `labels` maps a
+    setting's name to what the error calls it (default: its flag).
+    """
+    for name in given:
+        for need in SETTINGS_BY_NAME[name].needs:
+            condition = CONDITIONS[need]
+            if condition.setting in varied or condition.holds(config):
+                continue
+            label = (labels or {}).get(name) or flag_as_given(SETTINGS_BY_NAME[name], getattr(config, name))
+            value = format_default(getattr(config, condition.setting))
+            raise UserError(
+                f"{label} is read only with {condition.wants}, and this run's "
+                f"{SETTINGS_BY_NAME[condition.setting].flag} is {value}: {condition.fix}, or leave {label} out"
+            )
+
+
+def flag_as_given(setting: Setting, value) -> str:
+    """`--no-tta` for a switch turned off, else the setting's flag."""
+    return setting.flag.replace("--", "--no-", 1) if setting.kind is bool and value is False else setting.flag
 
 
 def check_combination(config) -> None:

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from src.core.config import DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, Config, Setting, format_default
+from src.core.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Config,
+    Setting,
+    check_read,
+    format_default,
+)
 from src.core.errors import UserError
 
 # What `--help` shows for a setting's value, unless the setting names its own.
@@ -100,9 +109,17 @@ class CommaList(argparse.Action):
             parser.error(f"argument {option_string}: {error}")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The preset named by `args.preset`, with every flag that was given applied."""
-    return PRESETS[args.preset].replace(**{setting.name: getattr(args, setting.name) for setting in SETTINGS})
+def config_from_args(args: argparse.Namespace, varied: Collection[str] = ()) -> Config:
+    """The preset named by `args.preset`, with every flag that was given applied.
+
+    A flag the run would not read (`--filters` for the dense network) is an error; a search's
+    `varied` settings may yet turn on what it needs.
+    """
+    flags = {setting.name: getattr(args, setting.name) for setting in SETTINGS}
+    given = {name: value for name, value in flags.items() if value is not None}
+    config = PRESETS[args.preset].replace(**given)
+    check_read(config, list(given), varied)
+    return config
 
 
 def positive_seconds(text: str) -> float:

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from src.core.config import SETTINGS_BY_NAME, Config, format_default
+from src.core.config import SETTINGS_BY_NAME, Config, check_read, format_default
 from src.core.errors import UserError
 
 RANGE_SEPARATOR = ".."
@@ -117,6 +117,11 @@ def checked(name: str, text: str):
         raise UserError(f"--vary {name}: {error}") from None
 
 
+def varied_names(texts: list[str]) -> set[str]:
+    """The settings a search's `--vary` texts name, before they are parsed (`parse_space` checks them)."""
+    return {text.partition("=")[0].strip().replace("-", "_") for text in texts}
+
+
 def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
     """Every `--vary` of the command line; each bound and choice must make a valid config with `base`."""
     if not texts:
@@ -126,10 +131,8 @@ def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UserError(f"--vary {repeated[0]} is given twice; give one range or list per setting")
+    check_read(base, names, varied=names, labels={name: f"--vary {name}" for name in names})
     for dimension in space:
-        group = SETTINGS_BY_NAME[dimension.name].group
-        if group not in (None, base.family) and "family" not in names:
-            raise UserError(f"--vary {dimension.name}: the {base.family} network does not read it ({group} only)")
         for value in dimension.extremes():
             try:
                 base.replace(**{dimension.name: value})

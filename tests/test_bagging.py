@@ -219,7 +219,10 @@ def test_a_bag_holdout_keeps_the_single_models_rows_out_of_every_member():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--bag-holdout", "--members", "2", "--validation-split", "0"), "add --no-bag-holdout --bag-share 0.9"),
+        (
+            ("--bag-holdout", "--members", "2", "--validation-split", "0"),
+            "use --no-bag-holdout --bag-share 0.9 in place of",
+        ),
         (
             ("--bag-holdout", "--members", "2", "--bag-share", "0.01"),
             "--bag-share 0.01 of the 64 rows before the holdout leaves no training row",

@@ -131,27 +131,31 @@ RUNS = {
     "cnn/elastic": dict(preset="cnn-fast", augment_elastic=20.0),
     "cnn/exponential": dict(preset="cnn-fast", schedule="exponential"),
     "cnn/bag": dict(preset="cnn-fast", members=3),
+    "cnn/bag-holdout": dict(preset="cnn-fast", members=3, bag_holdout=True),
+    "cnn/folds": dict(preset="cnn-fast", folds=3),
+    "cnn/no-dropout": dict(preset="cnn-fast", dropout=0.0),
 }
-# For each setting a run reads only under a condition: a run that does not read it, one that does, and a
+# For each setting a run reads only under a condition: runs that do not read it, one that does, and a
 # value other than theirs (None: the other choice). `check_read` refuses the flag in the first as changing nothing.
 UNREAD = {
-    "hidden_units": ("cnn", "dense", (64,)),
-    "l2": ("cnn", "dense", 0.5),
-    "filters": ("dense", "cnn", (8, 8)),
-    "convs_per_block": ("dense", "cnn", 1),
-    "kernel_size": ("dense", "cnn", 5),
-    "first_kernel_size": ("dense", "cnn", 5),
-    "padding": ("dense", "cnn", None),
-    "downsample": ("dense", "cnn", None),
-    "downsample_kernel_size": ("cnn/pool", "cnn", 3),
-    "batch_norm": ("dense", "cnn", None),
-    "dropout": ("dense", "cnn", 0.1),
-    "block_dropout": ("dense", "cnn", None),
-    "head_units": ("dense", "cnn", 7),
-    "elastic_sigma": ("cnn", "cnn/elastic", 2.0),
-    "decay": ("cnn", "cnn/exponential", 0.5),
-    "bag_share": ("cnn", "cnn/bag", 0.5),
-    "bag_holdout": ("cnn", "cnn/bag", None),
+    "hidden_units": (("cnn",), "dense", (64,)),
+    "l2": (("cnn",), "dense", 0.5),
+    "filters": (("dense",), "cnn", (8, 8)),
+    "convs_per_block": (("dense",), "cnn", 1),
+    "kernel_size": (("dense",), "cnn", 5),
+    "first_kernel_size": (("dense",), "cnn", 5),
+    "padding": (("dense",), "cnn", None),
+    "downsample": (("dense",), "cnn", None),
+    "downsample_kernel_size": (("cnn/pool",), "cnn", 3),
+    "batch_norm": (("dense",), "cnn", None),
+    "dropout": (("dense",), "cnn", 0.1),
+    "block_dropout": (("dense", "cnn/no-dropout"), "cnn", None),
+    "validation_split": (("cnn/folds", "cnn/bag"), "cnn/bag-holdout", 0.3),
+    "head_units": (("dense",), "cnn", 7),
+    "elastic_sigma": (("cnn",), "cnn/elastic", 2.0),
+    "decay": (("cnn",), "cnn/exponential", 0.5),
+    "bag_share": (("cnn",), "cnn/bag", 0.5),
+    "bag_holdout": (("cnn",), "cnn/bag", None),
 }
 
 
@@ -192,14 +196,14 @@ def test_a_setting_is_refused_exactly_where_it_changes_nothing(name):
 
     unread, read, value = UNREAD[name]
     setting = SETTINGS_BY_NAME[name]
-    for run in (unread, read):
+    for run in (*unread, read):
         base = run_config(run)
         other = value
         if value is None:
             other = next(choice for choice in setting.choices or (True, False) if choice != getattr(base, name))
         changed = base.replace(**{name: other})
         assert getattr(changed, name) != getattr(base, name)
-        if run == unread:
+        if run in unread:
             with pytest.raises(UserError, match=f"^{flag_as_given(setting, other)} is read only with"):
                 check_read(changed, [name])
             assert what_a_run_does(changed) == what_a_run_does(base)

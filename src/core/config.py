@@ -119,36 +119,46 @@ class Setting:
 
 @dataclass(frozen=True)
 class Condition:
-    """What a setting is read under: a test on another setting, and how a command line meets it."""
+    """What a setting is read under: a test on other settings, and how a command line meets it."""
 
-    setting: str
+    settings: tuple[str, ...]  # what `holds` reads; an error names the first
     holds: Callable[[object], bool]
-    wants: str  # the other setting's flag and value, as `read only with ...` ends
+    wants: str  # as `read only with ...` ends
     fix: str
 
 
 # A setting's `needs` name these; a flag given where one fails would train exactly what leaving it out does.
 CONDITIONS = {
     "cnn": Condition(
-        "family", lambda config: config.family == "cnn", "--family cnn", "add --family cnn or a cnn preset"
+        ("family",), lambda config: config.family == "cnn", "--family cnn", "add --family cnn or a cnn preset"
     ),
-    "dense": Condition("family", lambda config: config.family == "dense", "--family dense", "add --family dense"),
+    "dense": Condition(("family",), lambda config: config.family == "dense", "--family dense", "add --family dense"),
     "stride": Condition(
-        "downsample", lambda config: config.downsample == "stride", "--downsample stride", "add --downsample stride"
+        ("downsample",), lambda config: config.downsample == "stride", "--downsample stride", "add --downsample stride"
     ),
+    "dropout": Condition(("dropout",), lambda config: config.dropout > 0, "--dropout above 0", "add --dropout X"),
     "elastic": Condition(
-        "augment_elastic",
+        ("augment_elastic",),
         lambda config: config.augment_elastic > 0,
         "--augment-elastic above 0",
         "add --augment-elastic PIXELS",
     ),
     "exponential": Condition(
-        "schedule",
+        ("schedule",),
         lambda config: config.schedule == "exponential",
         "--schedule exponential",
         "add --schedule exponential",
     ),
-    "bag": Condition("members", lambda config: config.members > 1, "--members 2 or more", "add --members N"),
+    "bag": Condition(("members",), lambda config: config.members > 1, "--members 2 or more", "add --members N"),
+    "no-folds": Condition(
+        ("folds",), lambda config: config.folds == 1, "--folds 1 (a fold is scored on its own rows)", "drop --folds"
+    ),
+    "holdout": Condition(
+        ("bag_holdout", "members"),
+        lambda config: config.members == 1 or config.bag_holdout,
+        "--bag-holdout in a bag (without it each member is scored on the rows it left out)",
+        "add --bag-holdout",
+    ),
 }
 
 MAX_UNITS = 65_536  # widest dense layer or head: keeps every weight count inside int32
@@ -219,7 +229,7 @@ class Config:
         since=2,
     )
     block_dropout: bool = setting(
-        True, bool, "cnn: dropout after every block too, not only the head", needs=("cnn",), since=4
+        True, bool, "cnn: dropout after every block too, not only the head", needs=("cnn", "dropout"), since=4
     )
     head_units: int = setting(
         128,
@@ -317,7 +327,9 @@ class Config:
         "keep each model's weights from its epoch of lowest validation loss, not its last (needs held-out rows)",
         since=3,
     )
-    validation_split: float = setting(0.2, float, VALIDATION_SPLIT_HELP, low=0, high=1, high_open=True)
+    validation_split: float = setting(
+        0.2, float, VALIDATION_SPLIT_HELP, low=0, high=1, high_open=True, needs=("no-folds", "holdout")
+    )
     scaling: str = setting("none", str, "pixel scaling: none (raw 0..255) or unit (divided by 255)", choices=SCALINGS)
     folds: int = setting(
         1, int, "K >= 2 trains a stratified K-fold ensemble; 1 a single model", low=1, high=MAX_FOLDS, metavar="K"
@@ -424,13 +436,13 @@ def check_read(config: Config, given: Sequence[str], varied: Collection[str] = (
     for name in given:
         for need in SETTINGS_BY_NAME[name].needs:
             condition = CONDITIONS[need]
-            if condition.setting in varied or condition.holds(config):
+            if set(condition.settings) & set(varied) or condition.holds(config):
                 continue
             label = (labels or {}).get(name) or flag_as_given(SETTINGS_BY_NAME[name], getattr(config, name))
-            value = format_default(getattr(config, condition.setting))
+            shown = condition.settings[0]
             raise UserError(
-                f"{label} is read only with {condition.wants}, and this run's "
-                f"{SETTINGS_BY_NAME[condition.setting].flag} is {value}: {condition.fix}, or leave {label} out"
+                f"{label} is read only with {condition.wants}, and this run's {SETTINGS_BY_NAME[shown].flag} "
+                f"is {format_default(getattr(config, shown))}: {condition.fix}, or leave {label} out"
             )
 
 
@@ -451,7 +463,8 @@ def check_combination(config) -> None:
     if config.bag_holdout and config.members > 1 and not config.validation_split:
         raise UserError(
             "--bag-holdout holds out the last --validation-split of the rows from the bag: 0 leaves none; "
-            "to train the bag on every row, add --no-bag-holdout --bag-share 0.9 (scored out-of-bag)"
+            "to train the bag on every row, use --no-bag-holdout --bag-share 0.9 in place of --validation-split 0 "
+            "(scored out-of-bag)"
         )
     if config.members > 1 and not config.bag_holdout and config.bag_share == 1:
         raise UserError(

@@ -20,7 +20,7 @@ from src.core.config import check_split
 from src.core.errors import UserError
 from src.core.flags import add_settings_arguments, config_from_args
 from src.core.paths import DEFAULT_DATA_DIR
-from src.core.space import parse_duration, parse_space, varied_names
+from src.core.space import check_space, parse_dimensions, parse_duration, varied_values
 
 DEFAULT_FOLDER = Path("submissions/search")
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -115,8 +115,9 @@ def search(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
     seconds = check_counts(args)
-    base = config_from_args(args, varied=varied_names(args.vary))
-    space = parse_space(args.vary, base)
+    space = parse_dimensions(args.vary)
+    base = config_from_args(args, varied=varied_values(space))
+    check_space(space, base)
     study_name = args.study or "-".join([args.preset, *(dimension.name for dimension in space)])
     folder = args.out_dir / study_name
     storage = args.storage or f"sqlite:///{(args.out_dir / f'{study_name}.db').resolve()}"

@@ -194,11 +194,11 @@ def test_flags_are_derived_from_the_table():
 
 def test_help_shows_the_chosen_presets_values():
     tutorial = help_text()
-    assert "hidden layer widths, in order; in 1..65536 (default: 20,15)" in tutorial
+    assert "hidden layer widths, in order; in 1..65536; only with --family dense (default: 20,15)" in tutorial
     assert "passes over the training rows; in 1..10000 (default: 50)" in tutorial
     for flags in (["--preset", "wide", "--help"], ["--help", "--preset=wide"]):
         wide = help_text(*flags)
-        assert "hidden layer widths, in order; in 1..65536 (default: 256,128)" in wide
+        assert "hidden layer widths, in order; in 1..65536; only with --family dense (default: 256,128)" in wide
         assert "passes over the training rows; in 1..10000 (default: 30)" in wide
         assert "(default: unit)" in wide and "values of --preset wide" in wide
     assert "K-fold ensemble; 1 a single model; in 1..1000 (default: 5)" in help_text("--preset", "wide-ensemble")

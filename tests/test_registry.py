@@ -126,36 +126,38 @@ def test_run_names():
 # Runs that read some settings and not others.
 RUNS = {
     "dense": dict(preset="wide"),
+    "dense/exponential": dict(preset="wide", schedule="exponential"),
+    "dense/early-stopping": dict(preset="wide", early_stopping=2),
+    "dense/elastic": dict(preset="wide", augment_elastic=20.0),
+    "dense/folds": dict(preset="wide", folds=3),
     "cnn": dict(preset="cnn-fast"),
     "cnn/pool": dict(preset="cnn-fast", downsample="pool"),
-    "cnn/elastic": dict(preset="cnn-fast", augment_elastic=20.0),
-    "cnn/exponential": dict(preset="cnn-fast", schedule="exponential"),
+    "cnn/no-dropout": dict(preset="cnn-fast", dropout=0.0),
     "cnn/bag": dict(preset="cnn-fast", members=3),
     "cnn/bag-holdout": dict(preset="cnn-fast", members=3, bag_holdout=True),
-    "cnn/folds": dict(preset="cnn-fast", folds=3),
-    "cnn/no-dropout": dict(preset="cnn-fast", dropout=0.0),
 }
-# For each setting a run reads only under a condition: runs that do not read it, one that does, and a
-# value other than theirs (None: the other choice). `check_read` refuses the flag in the first as changing nothing.
-UNREAD = {
-    "hidden_units": (("cnn",), "dense", (64,)),
-    "l2": (("cnn",), "dense", 0.5),
-    "filters": (("dense",), "cnn", (8, 8)),
-    "convs_per_block": (("dense",), "cnn", 1),
-    "kernel_size": (("dense",), "cnn", 5),
-    "first_kernel_size": (("dense",), "cnn", 5),
-    "padding": (("dense",), "cnn", None),
-    "downsample": (("dense",), "cnn", None),
-    "downsample_kernel_size": (("cnn/pool",), "cnn", 3),
-    "batch_norm": (("dense",), "cnn", None),
-    "dropout": (("dense",), "cnn", 0.1),
-    "block_dropout": (("dense", "cnn/no-dropout"), "cnn", None),
-    "validation_split": (("cnn/folds", "cnn/bag"), "cnn/bag-holdout", 0.3),
-    "head_units": (("dense",), "cnn", 7),
-    "elastic_sigma": (("cnn",), "cnn/elastic", 2.0),
-    "decay": (("cnn",), "cnn/exponential", 0.5),
-    "bag_share": (("cnn",), "cnn/bag", 0.5),
-    "bag_holdout": (("cnn",), "cnn/bag", None),
+# A value for each setting read only under a condition (None: the other choice than the run's).
+OTHER_VALUES = {
+    "hidden_units": (64,),
+    "l2": 0.5,
+    "filters": (8, 8),
+    "convs_per_block": 1,
+    "kernel_size": 5,
+    "first_kernel_size": 5,
+    "padding": None,
+    "downsample": None,
+    "downsample_kernel_size": 7,
+    "batch_norm": None,
+    "dropout": 0.1,
+    "block_dropout": None,
+    "head_units": 7,
+    "elastic_sigma": 2.0,
+    "decay": 0.5,
+    "keep_best": None,
+    "validation_split": 0.3,
+    "bag_share": 0.5,
+    "bag_holdout": None,
+    "plain": None,
 }
 
 
@@ -168,45 +170,58 @@ def run_config(run: str) -> Config:
 
 @functools.cache
 def what_a_run_does(config: Config):
-    """The network, its optimizer and loss, every model's rows and the distorted images of one batch."""
+    """The network, its optimizer and loss, the trainer, the best-epoch callback, every model's rows, and
+    the distorted images of one batch."""
     import keras
     import numpy as np
 
+    from src.core.config import trains_together
     from src.data.splits import split_rows
     from src.models.augmentation import Distortions
+    from src.training.trainer import best_epoch_callback
 
-    keras.backend.clear_session()  # layer names count up across builds otherwise
+    keras.backend.clear_session(free_memory=False)  # layer names count up across builds otherwise
     model = build_model(config, steps_per_epoch=10)
     loss = model.loss if isinstance(model.loss, str) else model.loss.get_config()
+    stopping = best_epoch_callback(config)
+    stopping = stopping and (stopping.monitor, stopping.patience, stopping.restore_best_weights)
     labels = np.arange(200) % 10
     rows = [[part.tolist() for part in split] for split in split_rows(config, labels)]
     distortions = Distortions.of(config)
     pixels = np.random.default_rng(0).random((4, 784), dtype=np.float32)
     images = None if distortions is None else distortions(pixels, seed=(3, 4)).numpy().tolist()
-    return model.to_json(), model.optimizer.get_config(), loss, rows, images
+    trainer = trains_together(config)
+    return model.to_json(), model.optimizer.get_config(), loss, trainer, stopping, rows, images
 
 
-def test_the_table_of_unread_settings_names_every_conditional_setting():
-    assert sorted(UNREAD) == sorted(name for name, entry in SETTINGS_BY_NAME.items() if entry.needs)
+def test_every_conditional_setting_has_a_value_to_try_and_every_condition_is_declared():
+    from src.core.config import CONDITIONS
+
+    assert sorted(OTHER_VALUES) == sorted(name for name, entry in SETTINGS_BY_NAME.items() if entry.needs)
+    for entry in SETTINGS_BY_NAME.values():
+        assert set(entry.needs) <= set(CONDITIONS), entry.name
+    for condition in CONDITIONS.values():
+        assert set(condition.settings) <= set(SETTINGS_BY_NAME)
 
 
-@pytest.mark.parametrize("name", sorted(UNREAD))
-def test_a_setting_is_refused_exactly_where_it_changes_nothing(name):
+@pytest.mark.parametrize("name", sorted(OTHER_VALUES))
+def test_a_flag_is_refused_exactly_where_it_would_change_nothing(name):
+    """In every run: refused as unread if and only if the run with it does the same as the run without."""
     from src.core.config import check_read, flag_as_given
 
-    unread, read, value = UNREAD[name]
-    setting = SETTINGS_BY_NAME[name]
-    for run in (*unread, read):
+    setting, refused_somewhere = SETTINGS_BY_NAME[name], False
+    for run in RUNS:
         base = run_config(run)
-        other = value
-        if value is None:
+        other = OTHER_VALUES[name]
+        if other is None:
             other = next(choice for choice in setting.choices or (True, False) if choice != getattr(base, name))
         changed = base.replace(**{name: other})
-        assert getattr(changed, name) != getattr(base, name)
-        if run in unread:
-            with pytest.raises(UserError, match=f"^{flag_as_given(setting, other)} is read only with"):
-                check_read(changed, [name])
-            assert what_a_run_does(changed) == what_a_run_does(base)
-        else:
+        assert getattr(changed, name) != getattr(base, name), run
+        try:
             check_read(changed, [name])
-            assert what_a_run_does(changed) != what_a_run_does(base)
+            refused = False
+        except UserError as error:
+            assert str(error).startswith(f"{flag_as_given(setting, other)} is read only with"), error
+            refused = refused_somewhere = True
+        assert refused == (what_a_run_does(changed) == what_a_run_does(base)), run
+    assert refused_somewhere

@@ -4,6 +4,7 @@ a study that prunes and resumes, two workers on one study, trials as ordinary ru
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import threading
@@ -14,7 +15,7 @@ import numpy as np
 import optuna
 import pytest
 
-from src.core.config import PRESETS, Config
+from src.core.config import PRESETS, Config, check_read
 from src.core.errors import UserError
 from src.core.space import Dimension, parse_dimension, parse_duration, parse_space
 from src.pipeline import search as search_pipeline
@@ -111,6 +112,11 @@ def test_a_setting_varied_twice_or_nothing_varied_is_refused():
         parse_space(["elastic_sigma=2..6"], cnn)
     assert len(parse_space(["augment_elastic=0..20", "elastic_sigma=2..6"], cnn)) == 2
     assert len(parse_space(["elastic_sigma=2..6"], cnn.replace(augment_elastic=10.0))) == 1
+    # A base flag is taken if some trial can read it: `--decay` with a varied schedule that can be exponential.
+    decay = PRESETS["wide"].replace(decay=0.5)
+    check_read(decay, ["decay"], {"schedule": ("constant", "exponential")})
+    with pytest.raises(UserError, match="--decay is read only with --schedule exponential"):
+        check_read(decay, ["decay"], {"schedule": ("constant", "one-cycle")})
     # Each bound must make a valid config with the rest: a CNN needs pixels scaled to 0..1.
     with pytest.raises(UserError, match="add --scaling unit"):
         parse_space(["family=dense|cnn"], Config())
@@ -154,6 +160,31 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
     config = PRESETS["wide"].replace(learning_rate=0.002, hidden_units=(512, 256), epochs=10)
     line = submit_line("wide", config)
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
+
+
+@pytest.mark.parametrize(
+    "preset, changes, left_out",
+    [
+        ("wide", dict(decay=0.5), "--decay"),  # `--decay 0.5 --vary schedule=...`, won by the constant schedule
+        ("wide", dict(decay=0.5, schedule="exponential"), None),
+        ("tutorial", dict(filters=(32,)), "--filters"),  # `--filters 32 --vary family=...`, won by dense
+        ("wide", dict(validation_split=0.1, folds=5), "--validation-split"),
+        ("cnn-fast", dict(plain=True, epochs=3), "--plain"),
+    ],
+)
+def test_the_submit_line_leaves_out_what_the_best_trial_does_not_read(preset, changes, left_out):
+    from src.core.config import unmet_condition
+    from src.core.flags import config_from_args
+    from src.submit import build_parser
+
+    config = PRESETS[preset].replace(**changes)
+    line = submit_line(preset, config)
+    if left_out:
+        assert left_out not in line.split()
+    argv = shlex.split(line)[3:]
+    again = config_from_args(build_parser(argv).parse_args(argv))  # the command line takes it back
+    read = [name for name in config.to_dict() if unmet_condition(config, name) is None]
+    assert {name: getattr(again, name) for name in read} == {name: getattr(config, name) for name in read}
 
 
 # Pruning, on both trainers.
@@ -346,8 +377,9 @@ def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_the_fit_path_writes_each_members_curves(tiny_data, tmp_path, capsys):
+    # A schedule other than constant trains with fit, one model after another.
     result = run_main(
-        capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "s.csv", "--plain", "--folds", "2",
+        capsys, submit_main, "--data", tiny_data, "--out", tmp_path / "s.csv", "--folds", "2",
         "--epochs", "2", "--schedule", "exponential", "--decay", "0.5", "--verbose", "0", "--no-report",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

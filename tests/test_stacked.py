@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from src.core.config import PRESETS, Config
+from src.core.config import PRESETS, Config, fused_trainer_fits
 from src.data.loading import as_features
 from src.models.registry import build_model
-from src.training.stacked import StackedDense, check_mirrored, epoch_batches, stacked_mirrors
+from src.training.stacked import StackedDense, check_mirrored, epoch_batches
 from src.training.trainer import seed_everything, split_rows, train
 from tests.synthetic import make_arrays
 
@@ -193,7 +193,7 @@ def test_the_stacked_trainer_refuses_any_other_network(name):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_dense_preset_is_the_mirrored_network_and_no_other(name):
     config = PRESETS[name]
-    if stacked_mirrors(config):
+    if fused_trainer_fits(config):
         check_mirrored(build_model(config), config)
     else:
         with pytest.raises(ValueError, match="the stacked trainer cannot train this model"):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from src.core.errors import UserError
 
@@ -29,6 +30,7 @@ VALIDATION_SPLIT_HELP = (
     "--bag-holdout; 0 trains on every row"
 )
 SEED_LIMIT = 2**32  # NumPy's seeds are 0..2**32 - 1
+AUGMENTATIONS = ("augment_rotation", "augment_zoom", "augment_shift", "augment_elastic")
 
 
 @dataclass(frozen=True)
@@ -119,45 +121,67 @@ class Setting:
 
 @dataclass(frozen=True)
 class Condition:
-    """What a setting is read under: a test on other settings, and how a command line meets it."""
+    """What a setting is read under: a test on other settings, and how a command line meets it.
 
-    settings: tuple[str, ...]  # what `holds` reads; an error names the first
-    holds: Callable[[object], bool]
-    wants: str  # as `read only with ...` ends
-    fix: str
+    An error reads `FLAG is read only with {wants}, and {state}: {fix}, or leave FLAG out`;
+    `state` says what the run has instead (default: the first of `settings` and its value).
+    """
+
+    settings: tuple[str, ...]
+    holds: Callable[[Config], bool]
+    wants: str
+    fix: str = ""
+    state: Callable[[Config], str] | None = None
 
 
 # A setting's `needs` name these; a flag given where one fails would train exactly what leaving it out does.
 CONDITIONS = {
     "cnn": Condition(
-        ("family",), lambda config: config.family == "cnn", "--family cnn", "add --family cnn or a cnn preset"
+        ("family",),
+        lambda config: config.family == "cnn",
+        "--family cnn",
+        "use a cnn preset (--preset cnn-fast) or --family cnn --scaling unit",
     ),
-    "dense": Condition(("family",), lambda config: config.family == "dense", "--family dense", "add --family dense"),
+    "dense": Condition(("family",), lambda config: config.family == "dense", "--family dense", "use --family dense"),
     "stride": Condition(
-        ("downsample",), lambda config: config.downsample == "stride", "--downsample stride", "add --downsample stride"
+        ("downsample",), lambda config: config.downsample == "stride", "--downsample stride", "use --downsample stride"
     ),
-    "dropout": Condition(("dropout",), lambda config: config.dropout > 0, "--dropout above 0", "add --dropout X"),
+    "dropout": Condition(("dropout",), lambda config: config.dropout > 0, "--dropout above 0", "raise --dropout"),
     "elastic": Condition(
         ("augment_elastic",),
         lambda config: config.augment_elastic > 0,
         "--augment-elastic above 0",
-        "add --augment-elastic PIXELS",
+        "give --augment-elastic PIXELS",
     ),
     "exponential": Condition(
         ("schedule",),
         lambda config: config.schedule == "exponential",
         "--schedule exponential",
-        "add --schedule exponential",
+        "use --schedule exponential",
     ),
-    "bag": Condition(("members",), lambda config: config.members > 1, "--members 2 or more", "add --members N"),
+    "bag": Condition(("members",), lambda config: config.members > 1, "--members 2 or more", "use --members N"),
     "no-folds": Condition(
-        ("folds",), lambda config: config.folds == 1, "--folds 1 (a fold is scored on its own rows)", "drop --folds"
+        ("folds",), lambda config: config.folds == 1, "--folds 1 (a fold is scored on its own rows)", "use --folds 1"
     ),
     "holdout": Condition(
-        ("bag_holdout", "members"),
+        ("members", "bag_holdout"),
         lambda config: config.members == 1 or config.bag_holdout,
-        "--bag-holdout in a bag (without it each member is scored on the rows it left out)",
-        "add --bag-holdout",
+        "a single model or a bag with --bag-holdout (without it each member is scored on the rows it left out)",
+        "use --bag-holdout",
+        lambda config: f"this run is a bag of {config.members} without --bag-holdout",
+    ),
+    "no-early-stopping": Condition(
+        ("early_stopping",),
+        lambda config: not config.early_stopping,
+        "--early-stopping 0 (early stopping keeps the best epoch itself)",
+        "use --early-stopping 0",
+    ),
+    "fused": Condition(
+        ("family", "schedule", "label_smoothing", *AUGMENTATIONS, "early_stopping", "ema"),
+        lambda config: fused_trainer_fits(config),
+        "the dense network's fused trainer (a constant schedule; no label smoothing, augmentation, "
+        "early stopping or --ema)",
+        state=lambda config: "this run trains with Keras' fit already",
     ),
 }
 
@@ -186,42 +210,42 @@ class Config:
 
     family: str = setting("dense", str, "model: dense (the tutorial's network) or cnn", choices=FAMILIES, since=2)
     hidden_units: tuple[int, ...] = setting(
-        (20, 15), tuple, "dense: hidden layer widths, in order", low=1, high=MAX_UNITS, needs=("dense",)
+        (20, 15), tuple, "hidden layer widths, in order", low=1, high=MAX_UNITS, needs=("dense",)
     )
-    l2: float = setting(1e-2, float, "dense: L2 factor on every kernel", low=0, needs=("dense",))
+    l2: float = setting(1e-2, float, "L2 factor on every kernel", low=0, needs=("dense",))
     filters: tuple[int, ...] = setting(
-        (16, 32, 64), tuple, "cnn: filters of each block, in order", low=1, high=MAX_FILTERS, needs=("cnn",), since=2
+        (16, 32, 64), tuple, "filters of each block, in order", low=1, high=MAX_FILTERS, needs=("cnn",), since=2
     )
     convs_per_block: int = setting(
-        2, int, "cnn: convolutions per block before it halves the image", low=1, high=8, needs=("cnn",), since=2
+        2, int, "convolutions per block before it halves the image", low=1, high=8, needs=("cnn",), since=2
     )
     kernel_size: int = setting(
-        3, int, "cnn: kernel side of the blocks' convolutions", low=1, high=7, needs=("cnn",), since=2
+        3, int, "kernel side of the blocks' convolutions", low=1, high=7, needs=("cnn",), since=2
     )
     first_kernel_size: int = setting(
-        0, int, "cnn: kernel side of the first convolution (0: --kernel-size)", low=0, high=7, needs=("cnn",), since=4
+        0, int, "kernel side of the first convolution (0: --kernel-size)", low=0, high=7, needs=("cnn",), since=4
     )
     padding: str = setting(
-        "same", str, "cnn: padding of the blocks' convolutions", choices=PADDINGS, needs=("cnn",), since=2
+        "same", str, "padding of the blocks' convolutions", choices=PADDINGS, needs=("cnn",), since=2
     )
     downsample: str = setting(
         "stride",
         str,
-        "cnn: halve by a stride-2 convolution or a max-pool",
+        "halve by a stride-2 convolution or a max-pool",
         choices=DOWNSAMPLINGS,
         needs=("cnn",),
         since=2,
     )
     downsample_kernel_size: int = setting(
-        3, int, "cnn: kernel side of the stride-2 convolution", low=1, high=7, needs=("cnn", "stride"), since=2
+        3, int, "kernel side of the stride-2 convolution", low=1, high=7, needs=("cnn", "stride"), since=2
     )
     batch_norm: bool = setting(
-        True, bool, "cnn: batch normalization after every convolution and the head", needs=("cnn",), since=2
+        True, bool, "batch normalization after every convolution and the head", needs=("cnn",), since=2
     )
     dropout: float = setting(
         0.4,
         float,
-        "cnn: dropout after the head, and after every block with --block-dropout",
+        "dropout after the head, and after every block with --block-dropout",
         low=0,
         high=1,
         high_open=True,
@@ -229,12 +253,12 @@ class Config:
         since=2,
     )
     block_dropout: bool = setting(
-        True, bool, "cnn: dropout after every block too, not only the head", needs=("cnn", "dropout"), since=4
+        True, bool, "dropout after every block too, not only the head", needs=("cnn", "dropout"), since=4
     )
     head_units: int = setting(
         128,
         int,
-        "cnn: units of the dense layer before the output (0: none)",
+        "units of the dense layer before the output (0: none)",
         low=0,
         high=MAX_UNITS,
         needs=("cnn",),
@@ -274,7 +298,7 @@ class Config:
     decay: float = setting(
         0.95,
         float,
-        "exponential schedule: factor per epoch",
+        "the learning rate's factor per epoch",
         low=0,
         high=1,
         low_open=True,
@@ -325,6 +349,7 @@ class Config:
         False,
         bool,
         "keep each model's weights from its epoch of lowest validation loss, not its last (needs held-out rows)",
+        needs=("no-early-stopping",),
         since=3,
     )
     validation_split: float = setting(
@@ -376,7 +401,9 @@ class Config:
     seed: int = setting(
         42, int, "seed for weights, shuffling and folds", low=0, high=SEED_LIMIT, high_open=True, metavar="S"
     )
-    plain: bool = setting(False, bool, "train with Keras' plain model.fit, one model after another (slower)")
+    plain: bool = setting(
+        False, bool, "train with Keras' plain model.fit, one model after another (slower)", needs=("fused",)
+    )
 
     def __post_init__(self):
         # Loading is validation: every field is checked, and stored in its canonical type.
@@ -410,7 +437,7 @@ class Config:
 
     @property
     def augmented(self) -> bool:
-        return bool(self.augment_rotation or self.augment_zoom or self.augment_shift or self.augment_elastic)
+        return any(getattr(self, name) for name in AUGMENTATIONS)
 
 
 SETTINGS = tuple(
@@ -427,23 +454,72 @@ def stored_settings(values: dict, schema: int = 1) -> dict:
     return {**{entry.name: entry.default for entry in SETTINGS if entry.since > schema}, **values}
 
 
-def check_read(config: Config, given: Sequence[str], varied: Collection[str] = (), labels=None) -> None:
+def unmet_condition(config: Config, name: str, varied: Mapping[str, Sequence] | None = None) -> Condition | None:
+    """The first condition that setting `name` is read under and `config` fails; None if `config` reads it.
+
+    `varied` maps a search's varied settings to the values its trials may take: a condition that one
+    of those values meets is left to the trials.
+    """
+    for need in SETTINGS_BY_NAME[name].needs:
+        condition = CONDITIONS[need]
+        if condition.holds(config):
+            continue
+        values = config.to_dict()
+        trials = [
+            SimpleNamespace(**{**values, setting: value})
+            for setting in set(condition.settings) & set(varied or {})
+            for value in varied[setting]
+        ]
+        if not any(condition.holds(trial) for trial in trials):
+            return condition
+    return None
+
+
+def check_read(
+    config: Config,
+    given: Sequence[str],
+    varied: Mapping[str, Sequence] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> None:
     """Refuse a setting the user `given` that `config` would not read: it would change nothing.
 
-    A condition on a setting in `varied` (a search's) is left to the trials. `labels` maps a
-    setting's name to what the error calls it (default: its flag).
+    `varied` is a search's (see `unmet_condition`); `labels` maps a setting's name to what the
+    error calls it (default: its flag as given).
     """
     for name in given:
-        for need in SETTINGS_BY_NAME[name].needs:
-            condition = CONDITIONS[need]
-            if set(condition.settings) & set(varied) or condition.holds(config):
-                continue
-            label = (labels or {}).get(name) or flag_as_given(SETTINGS_BY_NAME[name], getattr(config, name))
-            shown = condition.settings[0]
-            raise UserError(
-                f"{label} is read only with {condition.wants}, and this run's {SETTINGS_BY_NAME[shown].flag} "
-                f"is {format_default(getattr(config, shown))}: {condition.fix}, or leave {label} out"
-            )
+        condition = unmet_condition(config, name, varied)
+        if condition is None:
+            continue
+        label = (labels or {}).get(name) or flag_as_given(SETTINGS_BY_NAME[name], getattr(config, name))
+        shown = condition.settings[0]
+        state = (
+            condition.state(config)
+            if condition.state
+            else f"this run's {SETTINGS_BY_NAME[shown].flag} is {format_default(getattr(config, shown))}"
+        )
+        fix = f"{condition.fix}, or " if condition.fix else ""
+        raise UserError(f"{label} is read only with {condition.wants}, and {state}: {fix}leave {label} out")
+
+
+def fused_trainer_fits(config) -> bool:
+    """Whether the fused dense trainer (`src.training.stacked`) can train `config`'s models, all at once.
+
+    It mirrors a dense network under Adam at a constant rate and plain cross-entropy; anything
+    else trains with Keras' `fit`, one model after another.
+    """
+    return (
+        config.family == "dense"
+        and config.schedule == "constant"
+        and not config.label_smoothing
+        and not any(getattr(config, name) for name in AUGMENTATIONS)
+        and not config.early_stopping
+        and not config.ema
+    )
+
+
+def trains_together(config) -> bool:
+    """Whether `config`'s models train in the fused loop (unless `--plain` asks for `fit`)."""
+    return fused_trainer_fits(config) and not config.plain
 
 
 def flag_as_given(setting: Setting, value) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 
 from src.core.config import (
+    CONDITIONS,
     DEFAULT_PRESET,
     PRESETS,
     SETTINGS,
@@ -64,7 +65,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
     for setting in SETTINGS:
         # Numbers say their range, so that an upper bound (kept for int32/float32 arithmetic) is no surprise.
         limits = f"; {setting.allowed()}" if setting.kind in (int, float, tuple) and setting.high is not None else ""
-        help_text = f"{setting.help}{limits} (default: {format_default(getattr(preset, setting.name))})"
+        # What a setting is read under, as its errors say it, without their explanations in brackets.
+        wants = " and ".join(CONDITIONS[need].wants.split(" (")[0] for need in setting.needs)
+        only = f"; only with {wants}" if wants else ""
+        help_text = f"{setting.help}{limits}{only} (default: {format_default(getattr(preset, setting.name))})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if setting.kind is bool:
             settings.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -109,11 +113,11 @@ class CommaList(argparse.Action):
             parser.error(f"argument {option_string}: {error}")
 
 
-def config_from_args(args: argparse.Namespace, varied: Collection[str] = ()) -> Config:
+def config_from_args(args: argparse.Namespace, varied: Mapping[str, Sequence] | None = None) -> Config:
     """The preset named by `args.preset`, with every flag that was given applied.
 
-    A flag the run would not read (`--filters` for the dense network) is an error; a search's
-    `varied` settings may yet turn on what it needs.
+    A flag the run would not read (`--filters` for the dense network) is an error, unless a
+    value of a search's `varied` settings turns on what it needs.
     """
     flags = {setting.name: getattr(args, setting.name) for setting in SETTINGS}
     given = {name: value for name, value in flags.items() if value is not None}

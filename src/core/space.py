@@ -117,13 +117,8 @@ def checked(name: str, text: str):
         raise UserError(f"--vary {name}: {error}") from None
 
 
-def varied_names(texts: list[str]) -> set[str]:
-    """The settings a search's `--vary` texts name, before they are parsed (`parse_space` checks them)."""
-    return {text.partition("=")[0].strip().replace("-", "_") for text in texts}
-
-
-def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
-    """Every `--vary` of the command line; each bound and choice must make a valid config with `base`."""
+def parse_dimensions(texts: list[str]) -> tuple[Dimension, ...]:
+    """Every `--vary` of the command line, each checked against its setting alone."""
     if not texts:
         raise UserError("nothing to search: give at least one --vary NAME=LOW..HIGH or NAME=A|B")
     space = tuple(parse_dimension(text) for text in texts)
@@ -131,7 +126,18 @@ def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UserError(f"--vary {repeated[0]} is given twice; give one range or list per setting")
-    check_read(base, names, varied=names, labels={name: f"--vary {name}" for name in names})
+    return space
+
+
+def varied_values(space: tuple[Dimension, ...]) -> dict[str, tuple]:
+    """Each varied setting and the values that bound its trials' (see `check_read`)."""
+    return {dimension.name: dimension.extremes() for dimension in space}
+
+
+def check_space(space: tuple[Dimension, ...], base: Config) -> tuple[Dimension, ...]:
+    """`space`, once every bound and choice makes a valid config with `base` that reads the setting."""
+    names = [dimension.name for dimension in space]
+    check_read(base, names, varied_values(space), labels={name: f"--vary {name}" for name in names})
     for dimension in space:
         for value in dimension.extremes():
             try:
@@ -139,6 +145,11 @@ def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
     return space
+
+
+def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
+    """Every `--vary` of the command line; each bound and choice must make a valid config with `base`."""
+    return check_space(parse_dimensions(texts), base)
 
 
 def parse_duration(text: str) -> float:

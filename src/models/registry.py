@@ -7,7 +7,7 @@ choices, which `tests/test_registry.py` holds equal to this table.
 
 from __future__ import annotations
 
-from src.core.config import Config, format_default, member_indices
+from src.core.config import Config, format_default, member_indices, trains_together
 from src.core.errors import UserError
 from src.core.memory import available_memory
 from src.models import cnn, dense
@@ -30,7 +30,7 @@ def model_cost(config: Config) -> Cost:
 
 def members_at_once(config: Config) -> int:
     """How many members train side by side: the fused dense trainer trains them all (a part's all) at once."""
-    if config.family == "dense" and not config.plain:
+    if trains_together(config):
         return len(member_indices(config))
     return 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from src.core.config import PRESETS, SETTINGS, Config, format_default
+from src.core.config import PRESETS, SETTINGS, Config, flag_as_given, format_default, unmet_condition
 from src.runs.reporting import save_figure
 
 COMPLETE, PRUNED, FAILED, RUNNING = "complete", "pruned", "failed", "running"
@@ -68,15 +68,19 @@ def format_table(trials: list[TrialSummary], names: list[str]) -> str:
 
 
 def submit_line(preset: str, config: Config) -> str:
-    """`python -m src.submit --preset P` with a flag for every setting where `config` differs from the preset."""
+    """`python -m src.submit --preset P` with a flag for every setting where `config` differs from the preset.
+
+    A setting `config` does not read (`--decay` where the best trial's schedule is constant) is left
+    out: it changes nothing, and the command line would refuse it.
+    """
     preset_config = PRESETS[preset]
     words = ["python", "-m", "src.submit", "--preset", preset]
     for setting in SETTINGS:
         value = getattr(config, setting.name)
-        if value == getattr(preset_config, setting.name):
+        if value == getattr(preset_config, setting.name) or unmet_condition(config, setting.name):
             continue
         if setting.kind is bool:
-            words.append(setting.flag if value else f"--no-{setting.flag[2:]}")
+            words.append(flag_as_given(setting, value))
         else:
             words += [setting.flag, format_value(value) if not isinstance(value, float) else repr(value)]
     return " ".join(shlex.quote(word) for word in words)

@@ -16,7 +16,7 @@ PREDICT_BATCH_SIZE = 4096
 
 
 def uses_tta(config) -> bool:
-    """Whether a run's config asks for test-time augmentation (the `tta` setting comes with the cnn family)."""
+    """Whether a run's config asks for test-time augmentation (any family; a config without the setting: no)."""
     return bool(getattr(config, "tta", False))
 
 

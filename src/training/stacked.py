@@ -37,18 +37,6 @@ MIRRORED_NETWORK = (
 )
 
 
-def stacked_mirrors(config: Config) -> bool:
-    """Whether `config` describes the network, loss and optimizer that `StackedDense` mirrors."""
-    return (
-        config.family == "dense"
-        and config.schedule == "constant"
-        and not config.label_smoothing
-        and not config.augmented
-        and not config.early_stopping
-        and not config.ema
-    )
-
-
 def train_stacked(
     config: Config,
     models: list[keras.Model],

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices
+from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, member_indices, trains_together
 from src.core.errors import UserError
 from src.core.interrupts import deferred_interrupts, raise_if_interrupted
 from src.data.loading import as_features
@@ -33,7 +33,7 @@ from src.training.epoch_timer import SECONDS_KEY, EpochTimer
 from src.training.evaluation import accuracy
 from src.training.hooks import TrainingCallbacks
 from src.training.prediction import predict_probabilities
-from src.training.stacked import stacked_mirrors, train_stacked
+from src.training.stacked import train_stacked
 
 # Early stopping watches the held-out rows' loss, smoother than their accuracy.
 EARLY_STOPPING_MONITOR = "val_loss"
@@ -248,7 +248,7 @@ def train(
         images, labels = np.concatenate([images, extra[0]]), np.concatenate([labels, extra[1]])
     features = as_features(images, config.scaling)
     seeds = member_seeds(config)
-    together = stacked_mirrors(config) and not config.plain
+    together = trains_together(config)
     trainer = train_together if together else train_with_fit
     with deferred_interrupts():
         result = trainer(config, features, labels, splits, seeds, verbose, callbacks or TrainingCallbacks())
@@ -457,6 +457,18 @@ class PreparedFit:
     seed: int
 
 
+def best_epoch_callback(config: Config) -> keras.callbacks.EarlyStopping | None:
+    """Early stopping (`early_stopping` epochs of patience), or `keep_best`'s best epoch; None for neither.
+
+    Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
+    """
+    if not (config.early_stopping or config.keep_best):
+        return None
+    return keras.callbacks.EarlyStopping(
+        monitor=EARLY_STOPPING_MONITOR, patience=config.early_stopping or config.epochs, restore_best_weights=True
+    )
+
+
 def prepare_fit(
     config: Config, features, targets, split, seed: int, hooks: TrainingCallbacks, index: int, strategy, replicas: int
 ) -> PreparedFit:
@@ -475,14 +487,8 @@ def prepare_fit(
     if len(validation_rows):
         held_out = (features[validation_rows], targets[validation_rows])
         validation = batches(*held_out, config.batch_size, replicas=replicas)
-    stopping = None
-    if len(validation_rows) and (config.early_stopping or config.keep_best):
-        # Keras 3 restores the best epoch's weights at the end of training, stopped early or not.
-        stopping = keras.callbacks.EarlyStopping(
-            monitor=EARLY_STOPPING_MONITOR,
-            patience=config.early_stopping or config.epochs,
-            restore_best_weights=True,
-        )
+    stopping = best_epoch_callback(config) if len(validation_rows) else None
+    if stopping:
         callbacks.append(stopping)
     rows = (features[train_rows], targets[train_rows])
     training = batches(*rows, config.batch_size, seed, replicas, distortions, distorting)

@@ -201,7 +201,7 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
         (["--preset"], "argument --preset: expected one argument"),
         (
             ["--filters", "32,64"],
-            "--filters is read only with --family cnn, and this run's --family is dense: "
+            "--filters is read only with --family cnn, and this run has --family dense: "
             "use a cnn preset (--preset cnn-fast) or --family cnn --scaling unit, or leave --filters out",
         ),
         (["--preset", "cnn-fast", "--no-bag-holdout"], "--no-bag-holdout is read only with --members 2 or more"),

@@ -17,7 +17,7 @@ import pytest
 
 from src.core.config import PRESETS, Config, check_read
 from src.core.errors import UserError
-from src.core.space import Dimension, parse_dimension, parse_duration, parse_space
+from src.core.space import Dimension, check_space, parse_dimension, parse_dimensions, parse_duration
 from src.pipeline import search as search_pipeline
 from src.pipeline.search import open_storage
 from src.predict import main as predict_main
@@ -33,6 +33,13 @@ from tests.helpers import assert_one_line_error, run_main, run_module, start_com
 HOPELESS, GOOD = 1e-9, 3e-2
 STUDY_FLAGS = ["--preset", "tutorial-scaled", "--batch-size", "8", "--epochs", "2", "--startup-trials", "1"]
 SCALARS = ("epoch_loss", "epoch_accuracy", "epoch_val_loss", "epoch_val_accuracy", "epoch_learning_rate")
+
+
+def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
+    """The `--vary` texts parsed and checked against `base`, as `python -m src.search` does."""
+    space = parse_dimensions(texts)
+    check_space(space, base)
+    return space
 
 
 def search_here(capsys, tiny_data: Path, out: Path, *flags) -> subprocess.CompletedProcess:
@@ -90,7 +97,7 @@ def test_a_range_a_log_range_and_choices_parse_into_the_settings_types():
         ("hidden_units=1..3", "list its values as A|B|C"),
         ("hidden_units=256,128|0,1", "hidden_units items must be in 1..65536"),
         ("schedule=constant|daily", "schedule must be one of"),
-        ("dropout=0..0.5", "--vary dropout is read only with --family cnn, and this run's --family is dense"),
+        ("dropout=0..0.5", "--vary dropout is read only with --family cnn, and this run has --family dense"),
         ("decay=0.5..0.9", "--vary decay is read only with --schedule exponential"),
         ("learning_rate", "write NAME=LOW..HIGH[:log] or NAME=A|B|C"),
     ],
@@ -117,6 +124,11 @@ def test_a_setting_varied_twice_or_nothing_varied_is_refused():
     check_read(decay, ["decay"], {"schedule": ("constant", "exponential")})
     with pytest.raises(UserError, match="--decay is read only with --schedule exponential"):
         check_read(decay, ["decay"], {"schedule": ("constant", "one-cycle")})
+    # A condition on several settings, varied together: some trial draws a constant rate and no smoothing.
+    fit = PRESETS["wide"].replace(schedule="exponential", label_smoothing=0.1, plain=True)
+    check_read(fit, ["plain"], {"schedule": ("constant", "exponential"), "label_smoothing": (0.0, 0.1)})
+    with pytest.raises(UserError, match="--plain is read only with a dense network at a constant rate"):
+        check_read(fit, ["plain"], {"schedule": ("constant", "exponential")})
     # Each bound must make a valid config with the rest: a CNN needs pixels scaled to 0..1.
     with pytest.raises(UserError, match="add --scaling unit"):
         parse_space(["family=dense|cnn"], Config())
@@ -407,3 +419,15 @@ def test_a_study_started_before_a_setting_existed_continues_and_its_best_trial_l
     trial.set_user_attr(CONFIG_ATTRIBUTE, older)
     study.tell(trial, 0.5)
     assert best_config(study.best_trial) == base
+
+
+def test_a_study_begun_with_a_flag_now_refused_as_unread_continues_without_it():
+    from src.pipeline.search import check_same_base
+
+    study = optuna.create_study(direction="maximize")
+    stopping = PRESETS["tutorial"].replace(scaling="unit", early_stopping=2)
+    check_same_base(study, stopping.replace(keep_best=True))  # `--keep-best` beside early stopping, once taken
+    check_same_base(study, stopping)
+    # Unless a trial could read it: one without early stopping keeps its best epoch only with --keep-best.
+    with pytest.raises(UserError, match="keep_best differ"):
+        check_same_base(study, stopping, parse_dimensions(["early_stopping=0|2"]))

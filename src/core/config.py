@@ -8,11 +8,13 @@ derived from that table, so a new setting is one line in it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 from src.core.errors import UserError
 
@@ -119,19 +121,42 @@ class Setting:
         return value
 
 
+def fused_trainer_fits(config) -> bool:
+    """Whether the fused dense trainer (`src.training.stacked`) can train `config`'s models, all at once.
+
+    It mirrors a dense network under Adam at a constant rate and plain cross-entropy; anything
+    else trains with Keras' `fit`, one model after another.
+    """
+    return (
+        config.family == "dense"
+        and config.schedule == "constant"
+        and not config.label_smoothing
+        and not any(getattr(config, name) for name in AUGMENTATIONS)
+        and not config.early_stopping
+        and not config.ema
+    )
+
+
+def trains_together(config) -> bool:
+    """Whether `config`'s models train in the fused loop (unless `--plain` asks for `fit`)."""
+    return fused_trainer_fits(config) and not config.plain
+
+
 @dataclass(frozen=True)
 class Condition:
     """What a setting is read under: a test on other settings, and how a command line meets it.
 
-    An error reads `FLAG is read only with {wants}, and {state}: {fix}, or leave FLAG out`;
-    `state` says what the run has instead (default: the first of `settings` and its value).
+    An error reads `FLAG is read only with {wants} ({why}), and this run has {setting} {value}:
+    {fix}, or leave FLAG out`, naming the first of `settings` that is off the tutorial's value (else
+    the first); `--help` says `only with {wants}`. `holds` takes a `Config`, or a search trial's
+    settings as a namespace of the same names.
     """
 
     settings: tuple[str, ...]
-    holds: Callable[[Config], bool]
+    holds: Callable[[Any], bool]
     wants: str
     fix: str = ""
-    state: Callable[[Config], str] | None = None
+    why: str = ""
 
 
 # A setting's `needs` name these; a flag given where one fails would train exactly what leaving it out does.
@@ -161,27 +186,27 @@ CONDITIONS = {
     ),
     "bag": Condition(("members",), lambda config: config.members > 1, "--members 2 or more", "use --members N"),
     "no-folds": Condition(
-        ("folds",), lambda config: config.folds == 1, "--folds 1 (a fold is scored on its own rows)", "use --folds 1"
+        ("folds",), lambda config: config.folds == 1, "--folds 1", "use --folds 1", "a fold is scored on its own rows"
     ),
     "holdout": Condition(
         ("members", "bag_holdout"),
         lambda config: config.members == 1 or config.bag_holdout,
-        "a single model or a bag with --bag-holdout (without it each member is scored on the rows it left out)",
+        "a single model or a bag with --bag-holdout",
         "use --bag-holdout",
-        lambda config: f"this run is a bag of {config.members} without --bag-holdout",
+        "without it each member is scored on the rows it left out",
     ),
     "no-early-stopping": Condition(
         ("early_stopping",),
         lambda config: not config.early_stopping,
-        "--early-stopping 0 (early stopping keeps the best epoch itself)",
+        "--early-stopping 0",
         "use --early-stopping 0",
+        "early stopping keeps the best epoch itself",
     ),
     "fused": Condition(
         ("family", "schedule", "label_smoothing", *AUGMENTATIONS, "early_stopping", "ema"),
-        lambda config: fused_trainer_fits(config),
-        "the dense network's fused trainer (a constant schedule; no label smoothing, augmentation, "
-        "early stopping or --ema)",
-        state=lambda config: "this run trains with Keras' fit already",
+        fused_trainer_fits,
+        "a dense network at a constant rate without label smoothing, augmentation, early stopping or --ema",
+        why="the runs the fused trainer takes; every other run trains with Keras' fit already",
     ),
 }
 
@@ -457,20 +482,20 @@ def stored_settings(values: dict, schema: int = 1) -> dict:
 def unmet_condition(config: Config, name: str, varied: Mapping[str, Sequence] | None = None) -> Condition | None:
     """The first condition that setting `name` is read under and `config` fails; None if `config` reads it.
 
-    `varied` maps a search's varied settings to the values its trials may take: a condition that one
-    of those values meets is left to the trials.
+    `varied` maps a search's varied settings to the values that bound its trials': a condition
+    that some trial can meet (any combination of those values) is left to the trials.
     """
     for need in SETTINGS_BY_NAME[name].needs:
         condition = CONDITIONS[need]
         if condition.holds(config):
             continue
-        values = config.to_dict()
-        trials = [
-            SimpleNamespace(**{**values, setting: value})
-            for setting in set(condition.settings) & set(varied or {})
-            for value in varied[setting]
-        ]
-        if not any(condition.holds(trial) for trial in trials):
+        names = [setting for setting in condition.settings if setting in (varied or {})]
+        values = config.to_dict() if names else {}
+        trials = (
+            SimpleNamespace(**{**values, **dict(zip(names, choice, strict=True))})
+            for choice in itertools.product(*(varied[setting] for setting in names))
+        )
+        if not names or not any(condition.holds(trial) for trial in trials):
             return condition
     return None
 
@@ -486,40 +511,23 @@ def check_read(
     `varied` is a search's (see `unmet_condition`); `labels` maps a setting's name to what the
     error calls it (default: its flag as given).
     """
+    tutorial = Config()
     for name in given:
         condition = unmet_condition(config, name, varied)
         if condition is None:
             continue
         label = (labels or {}).get(name) or flag_as_given(SETTINGS_BY_NAME[name], getattr(config, name))
-        shown = condition.settings[0]
-        state = (
-            condition.state(config)
-            if condition.state
-            else f"this run's {SETTINGS_BY_NAME[shown].flag} is {format_default(getattr(config, shown))}"
-        )
+        off = [setting for setting in condition.settings if getattr(config, setting) != getattr(tutorial, setting)]
+        shown = (off or condition.settings)[0]
+        value = getattr(config, shown)
+        has = flag_as_given(SETTINGS_BY_NAME[shown], value)
+        if SETTINGS_BY_NAME[shown].kind is not bool:
+            has += f" {format_default(value)}"
+        why = f" ({condition.why})" if condition.why else ""
         fix = f"{condition.fix}, or " if condition.fix else ""
-        raise UserError(f"{label} is read only with {condition.wants}, and {state}: {fix}leave {label} out")
-
-
-def fused_trainer_fits(config) -> bool:
-    """Whether the fused dense trainer (`src.training.stacked`) can train `config`'s models, all at once.
-
-    It mirrors a dense network under Adam at a constant rate and plain cross-entropy; anything
-    else trains with Keras' `fit`, one model after another.
-    """
-    return (
-        config.family == "dense"
-        and config.schedule == "constant"
-        and not config.label_smoothing
-        and not any(getattr(config, name) for name in AUGMENTATIONS)
-        and not config.early_stopping
-        and not config.ema
-    )
-
-
-def trains_together(config) -> bool:
-    """Whether `config`'s models train in the fused loop (unless `--plain` asks for `fit`)."""
-    return fused_trainer_fits(config) and not config.plain
+        raise UserError(
+            f"{label} is read only with {condition.wants}{why}, and this run has {has}: {fix}leave {label} out"
+        )
 
 
 def flag_as_given(setting: Setting, value) -> str:

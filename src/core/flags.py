@@ -65,8 +65,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] 
     for setting in SETTINGS:
         # Numbers say their range, so that an upper bound (kept for int32/float32 arithmetic) is no surprise.
         limits = f"; {setting.allowed()}" if setting.kind in (int, float, tuple) and setting.high is not None else ""
-        # What a setting is read under, as its errors say it, without their explanations in brackets.
-        wants = " and ".join(CONDITIONS[need].wants.split(" (")[0] for need in setting.needs)
+        wants = " and ".join(CONDITIONS[need].wants for need in setting.needs)
         only = f"; only with {wants}" if wants else ""
         help_text = f"{setting.help}{limits}{only} (default: {format_default(getattr(preset, setting.name))})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %

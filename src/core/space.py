@@ -130,12 +130,12 @@ def parse_dimensions(texts: list[str]) -> tuple[Dimension, ...]:
 
 
 def varied_values(space: tuple[Dimension, ...]) -> dict[str, tuple]:
-    """Each varied setting and the values that bound its trials' (see `check_read`)."""
+    """Each varied setting and the values that bound its trials' values (see `check_read`)."""
     return {dimension.name: dimension.extremes() for dimension in space}
 
 
-def check_space(space: tuple[Dimension, ...], base: Config) -> tuple[Dimension, ...]:
-    """`space`, once every bound and choice makes a valid config with `base` that reads the setting."""
+def check_space(space: tuple[Dimension, ...], base: Config) -> None:
+    """Refuse a `space` where a bound or choice makes no valid config with `base`, or one that does not read it."""
     names = [dimension.name for dimension in space]
     check_read(base, names, varied_values(space), labels={name: f"--vary {name}" for name in names})
     for dimension in space:
@@ -144,12 +144,6 @@ def check_space(space: tuple[Dimension, ...], base: Config) -> tuple[Dimension, 
                 base.replace(**{dimension.name: value})
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
-    return space
-
-
-def parse_space(texts: list[str], base: Config) -> tuple[Dimension, ...]:
-    """Every `--vary` of the command line; each bound and choice must make a valid config with `base`."""
-    return check_space(parse_dimensions(texts), base)
 
 
 def parse_duration(text: str) -> float:

@@ -488,7 +488,7 @@ def prepare_fit(
         held_out = (features[validation_rows], targets[validation_rows])
         validation = batches(*held_out, config.batch_size, replicas=replicas)
     stopping = best_epoch_callback(config) if len(validation_rows) else None
-    if stopping:
+    if stopping is not None:
         callbacks.append(stopping)
     rows = (features[train_rows], targets[train_rows])
     training = batches(*rows, config.batch_size, seed, replicas, distortions, distorting)

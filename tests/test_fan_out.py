@@ -30,6 +30,9 @@ from src.pipeline.fan_out import (
     check_part,
     check_plan,
     member_ranges,
+    new_fan_out,
+    resume_or_start,
+    save_state,
     summary_lines,
 )
 from src.runs.folders import load_run
@@ -259,6 +262,19 @@ def test_parts_share_the_members_evenly_and_in_order():
 def test_plans_that_cannot_be_split_are_refused(config, parts, words):
     with pytest.raises(UserError, match=words):
         check_plan(config, parts)
+
+
+def test_a_fan_out_resumes_with_the_settings_it_reads_and_no_other(tmp_path):
+    # Begun with `--validation-split 0.1`, which a bag without --bag-holdout does not read (now refused).
+    bag = PRESETS["cnn-bag"].replace(bag_holdout=False, bag_share=0.9)
+    begun = new_fan_out(bag.replace(validation_split=0.1), 2, "me", "bag", gpu=False)
+    begun.parts[0].state = "running"
+    save_state(tmp_path, begun)
+    kept = resume_or_start(tmp_path, new_fan_out(bag, 2, "me", "bag", gpu=False))
+    assert kept.config == begun.config and kept.parts[0].state == "running"  # the kept state, unread flag and all
+    for other in (bag.replace(bag_share=0.8), bag.replace(members=4)):
+        with pytest.raises(UserError, match="holds a fan-out of other settings or parts"):
+            resume_or_start(tmp_path, new_fan_out(other, 2, "me", "bag", gpu=False))
 
 
 def test_a_member_range_outside_the_bag_is_refused():

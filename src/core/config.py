@@ -530,6 +530,20 @@ def check_read(
         )
 
 
+def read_differences(before: Config, after: Config, varied: Mapping[str, Sequence] | None = None) -> list[str]:
+    """The settings whose values differ between two configs and that either one reads (`unmet_condition`).
+
+    What neither reads is no difference: a study or a fan-out begun with a flag that the command
+    line now refuses as unread goes on without it.
+    """
+    return [
+        name
+        for name, value in after.to_dict().items()
+        if getattr(before, name) != value
+        and not (unmet_condition(before, name, varied) and unmet_condition(after, name, varied))
+    ]
+
+
 def flag_as_given(setting: Setting, value) -> str:
     """`--no-tta` for a switch turned off, else the setting's flag."""
     return setting.flag.replace("--", "--no-", 1) if setting.kind is bool and value is False else setting.flag

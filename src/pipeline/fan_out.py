@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from src.core.config import N_CLASSES, Config, ensemble_kind, ensemble_size, held_out_name, stored_settings
+from src.core.config import (
+    N_CLASSES,
+    Config,
+    ensemble_kind,
+    ensemble_size,
+    held_out_name,
+    read_differences,
+    stored_settings,
+)
 from src.core.errors import KaggleJobFailedError, UserError
 from src.core.files import atomic_write, write_json
 from src.core.readers import read_json
@@ -212,11 +220,9 @@ def resume_or_start(kernel_dir: Path, planned: FanOut) -> FanOut:
         kernel_dir.mkdir(parents=True, exist_ok=True)
         save_state(kernel_dir, planned)
         return planned
-    same = (kept.config, [(p.first_member, p.last_member, p.kernel_id) for p in kept.parts]) == (
-        planned.config,
-        [(p.first_member, p.last_member, p.kernel_id) for p in planned.parts],
-    )
-    if not same:
+    # A setting neither config reads (a flag now refused as unread) is no difference; the kept one stays.
+    parts = [[(p.first_member, p.last_member, p.kernel_id) for p in fan_out.parts] for fan_out in (kept, planned)]
+    if read_differences(kept.config, planned.config) or parts[0] != parts[1]:
         raise UserError(
             f"{kernel_dir / STATE_FILE}: holds a fan-out of other settings or parts; run it with the same "
             "settings to resume it, or give another --kernel-dir"

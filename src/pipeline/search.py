@@ -17,7 +17,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from src.core.config import SEED_LIMIT, Config, stored_settings, unmet_condition
+from src.core.config import SEED_LIMIT, Config, read_differences, stored_settings
 from src.core.errors import UserError, error_reason
 from src.core.files import locked
 from src.core.space import Dimension, varied_values
@@ -138,23 +138,12 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def check_same_base(study: optuna.Study, base: Config, space: tuple[Dimension, ...] = ()) -> None:
-    """Record the study's base settings on first use; refuse to continue it with others.
-
-    A setting no trial of either base reads is no difference: a study begun with a flag that the
-    command line now refuses as unread (`--keep-best` beside `--early-stopping`) goes on without it.
-    """
+    """Record the study's base settings on first use; refuse to continue it with others that some trial reads."""
     stored = study.user_attrs.get(BASE_ATTRIBUTE)
     if stored is None:
         study.set_user_attr(BASE_ATTRIBUTE, base.to_dict())
         return
-    before = Config.from_dict(stored_settings(stored))
-    varied = varied_values(space)
-    changed = [
-        name
-        for name, value in base.to_dict().items()
-        if getattr(before, name) != value
-        and not (unmet_condition(before, name, varied) and unmet_condition(base, name, varied))
-    ]
+    changed = read_differences(Config.from_dict(stored_settings(stored)), base, varied_values(space))
     if changed:
         raise UserError(
             f"study {study.study_name} was started with other settings ({', '.join(changed)} differ); "

@@ -3,6 +3,7 @@ a study that prunes and resumes, two workers on one study, trials as ordinary ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 import signal
@@ -18,6 +19,7 @@ import pytest
 from src.core.config import PRESETS, Config, check_read
 from src.core.errors import UserError
 from src.core.space import Dimension, check_space, parse_dimension, parse_dimensions, parse_duration
+from src.data.splits import split_rows
 from src.pipeline import search as search_pipeline
 from src.pipeline.search import open_storage
 from src.predict import main as predict_main
@@ -134,6 +136,40 @@ def test_a_setting_varied_twice_or_nothing_varied_is_refused():
         parse_space(["family=dense|cnn"], Config())
 
 
+BAG = Config(members=4)
+
+
+@pytest.mark.parametrize(
+    "base, vary",
+    [
+        (Config(), ["validation_split=0.1..0.2"]),
+        (Config(), ["folds=1|5"]),
+        (Config(), ["folds=5|10"]),
+        (Config(), ["seed=1..5"]),
+        (Config(), ["members=1|4"]),
+        (BAG, ["seed=1..5"]),
+        (BAG, ["bag_share=0.5..0.9"]),
+        (BAG, ["bag_holdout=true|false"]),
+        (BAG, ["members=2..6", "bag_holdout=true"]),
+        (BAG.replace(bag_holdout=True), ["bag_share=0.5..1"]),
+        (BAG.replace(bag_holdout=True), ["members=1|4", "seed=1..5"]),
+    ],
+)
+def test_a_space_is_refused_exactly_where_its_trials_are_scored_on_different_rows(base, vary):
+    # The rows each trial is scored on, from the splits the trainer itself draws, at every combination of the ends.
+    space = parse_dimensions(vary)
+    labels = np.tile(np.arange(10), 20)
+    scored = set()
+    for values in itertools.product(*(dimension.extremes() for dimension in space)):
+        trial = base.replace(**{dimension.name: value for dimension, value in zip(space, values, strict=True)})
+        scored.add(frozenset(np.concatenate([rows for _, rows in split_rows(trial, labels)]).tolist()))
+    if len(scored) == 1:
+        check_space(space, base)
+    else:
+        with pytest.raises(UserError, match=r"would be scored on different rows \(.+; .+\), so their accuracies"):
+            check_space(space, base)
+
+
 def test_budgets_read_seconds_minutes_and_hours():
     assert [parse_duration(text) for text in ("90s", "45m", "2h", "30", "1.5h")] == [90, 2700, 7200, 30, 5400]
     for bad in ("0s", "-1m", "ten minutes", "5d"):
@@ -145,8 +181,10 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=0..1:log", "--trials", "1")
     assert_one_line_error(result, 2, "--vary learning_rate", "> 0")
     assert not (tmp_path / "out").exists()  # nothing was created, nothing trained
-    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0..0.2", "--trials", "1")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0", "--trials", "1")
     assert_one_line_error(result, 2, "validation_split", "leaves none")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0.1..0.2", "--trials", "1")
+    assert_one_line_error(result, 2, "--vary validation_split: its trials would be scored on different rows")
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
     assert_one_line_error(result, 2, "--trials N and/or --budget")
     # A base flag the trials would not read, unless a --vary may turn on what it needs.

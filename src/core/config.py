@@ -520,9 +520,7 @@ def check_read(
         off = [setting for setting in condition.settings if getattr(config, setting) != getattr(tutorial, setting)]
         shown = (off or condition.settings)[0]
         value = getattr(config, shown)
-        has = flag_as_given(SETTINGS_BY_NAME[shown], value)
-        if SETTINGS_BY_NAME[shown].kind is not bool:
-            has += f" {format_default(value)}"
+        has = flag_with_value(SETTINGS_BY_NAME[shown], value)
         why = f" ({condition.why})" if condition.why else ""
         fix = f"{condition.fix}, or " if condition.fix else ""
         raise UserError(
@@ -547,6 +545,12 @@ def read_differences(before: Config, after: Config, varied: Mapping[str, Sequenc
 def flag_as_given(setting: Setting, value) -> str:
     """`--no-tta` for a switch turned off, else the setting's flag."""
     return setting.flag.replace("--", "--no-", 1) if setting.kind is bool and value is False else setting.flag
+
+
+def flag_with_value(setting: Setting, value) -> str:
+    """The setting at `value` as a command line writes it: `--no-tta`, `--validation-split 0.1`."""
+    flag = flag_as_given(setting, value)
+    return flag if setting.kind is bool else f"{flag} {format_default(value)}"
 
 
 def check_combination(config) -> None:
@@ -637,6 +641,24 @@ def held_out_name(config) -> str:
     if config.folds > 1:
         return "out-of-fold"
     return "validation"
+
+
+SCORED_ROWS_SETTINGS = ("members", "bag_holdout", "bag_share", "seed", "folds", "validation_split")
+
+
+def scored_rows(config) -> str:
+    """Which rows the run's held-out accuracy is measured on, in words; two runs compare only where this agrees.
+
+    Folds score every row once; a bag without `--bag-holdout` the rows its members' draws left
+    out, which its size, share and seed decide; anything else the last `validation_split`.
+    """
+    if config.members > 1 and not config.bag_holdout:
+        return (
+            f"the rows {config.members} members left out at --bag-share {config.bag_share:g} and --seed {config.seed}"
+        )
+    if config.folds > 1:
+        return "every row, each by its own fold"
+    return f"the last {config.validation_split:g} of the rows"
 
 
 def ensemble_kind(config) -> str:

@@ -9,11 +9,21 @@ Each dimension asks an Optuna trial for its value (`suggest`); this module needs
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from src.core.config import SETTINGS_BY_NAME, Config, check_read, format_default
+from src.core.config import (
+    SCORED_ROWS_SETTINGS,
+    SETTINGS_BY_NAME,
+    Config,
+    check_read,
+    flag_with_value,
+    format_default,
+    scored_rows,
+)
 from src.core.errors import UserError
 
 RANGE_SEPARATOR = ".."
@@ -135,7 +145,8 @@ def varied_values(space: tuple[Dimension, ...]) -> dict[str, tuple]:
 
 
 def check_space(space: tuple[Dimension, ...], base: Config) -> None:
-    """Refuse a `space` where a bound or choice makes no valid config with `base`, or one that does not read it."""
+    """Refuse a `space` where a bound or choice makes no valid config with `base`, one that does not read
+    it, or one whose trials would be scored on different rows."""
     names = [dimension.name for dimension in space]
     check_read(base, names, varied_values(space), labels={name: f"--vary {name}" for name in names})
     for dimension in space:
@@ -144,6 +155,30 @@ def check_space(space: tuple[Dimension, ...], base: Config) -> None:
                 base.replace(**{dimension.name: value})
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
+    check_same_rows(space, base)
+
+
+def check_same_rows(space: tuple[Dimension, ...], base: Config) -> None:
+    """Refuse a dimension that moves the rows a trial is scored on: the best trial would be picked
+    by accuracies measured on different rows (a harder or easier holdout, other out-of-bag rows)."""
+    varied = {name: values for name, values in varied_values(space).items() if name in SCORED_ROWS_SETTINGS}
+    for dimension in space:
+        if dimension.name not in varied:
+            continue
+        others = [name for name in varied if name != dimension.name]
+        for choice in itertools.product(*(varied[name] for name in others)):
+            trial = {**base.to_dict(), **dict(zip(others, choice, strict=True))}
+            rows = {
+                value: scored_rows(SimpleNamespace(**{**trial, dimension.name: value}))
+                for value in varied[dimension.name]
+            }
+            if len(set(rows.values())) > 1:
+                first, *_ = rows
+                raise UserError(
+                    f"--vary {dimension.name}: its trials would be scored on different rows "
+                    f"({'; '.join(dict.fromkeys(rows.values()))}), so their accuracies do not compare; "
+                    f"search each value on its own ({flag_with_value(SETTINGS_BY_NAME[dimension.name], first)}, ...)"
+                )
 
 
 def parse_duration(text: str) -> float:

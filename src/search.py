@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
-from src.core.config import check_split
+from src.core.config import SETTINGS_BY_NAME, check_split
 from src.core.errors import UserError
+from src.core.files import made_folder
 from src.core.flags import add_settings_arguments, config_from_args
 from src.core.paths import DEFAULT_DATA_DIR
-from src.core.space import check_space, parse_dimensions, parse_duration, varied_values
+from src.core.space import check_space, parse_dimensions, parse_duration, trial_rows, varied_values
 
 DEFAULT_FOLDER = Path("submissions/search")
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -95,6 +96,14 @@ def check_counts(args: argparse.Namespace) -> float | None:
     return None if args.budget is None else parse_duration(args.budget)
 
 
+def check_not_given(args: argparse.Namespace, space) -> None:
+    """Refuse a setting both given as a flag and varied: the trials would silently drop the flag's value."""
+    for dimension in space:
+        if getattr(args, dimension.name, None) is not None:
+            flag = SETTINGS_BY_NAME[dimension.name].flag
+            raise UserError(f"{flag} is given and varied (--vary {dimension.describe()}): give one or the other")
+
+
 def check_extremes(base, space, n_rows: int) -> None:
     """Every bound and choice must fit the rows and the size limits, as a plain run checks its settings."""
     from src.models.registry import check_size
@@ -107,8 +116,6 @@ def check_extremes(base, space, n_rows: int) -> None:
                 check_size(config)
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
-            if config.folds == 1 and config.members == 1 and config.validation_split == 0:
-                raise UserError(f"--vary {dimension.describe()}: a search scores held-out rows; {value!r} leaves none")
 
 
 def search(argv: Sequence[str] | None) -> int:
@@ -116,6 +123,7 @@ def search(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     seconds = check_counts(args)
     space = parse_dimensions(args.vary)
+    check_not_given(args, space)
     base = config_from_args(args, varied=varied_values(space))
     check_space(space, base)
     study_name = args.study or "-".join([args.preset, *(dimension.name for dimension in space)])
@@ -129,25 +137,25 @@ def search(argv: Sequence[str] | None) -> int:
         check_labels(datasets.train_labels, base.folds, data_dir / "train.csv")
         check_split(base, len(datasets.train_labels))
         check_extremes(base, space, len(datasets.train_labels))
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        import_tensorflow()
-        from src.pipeline.search import Search
+        with made_folder(args.out_dir):
+            import_tensorflow()
+            from src.pipeline.search import Search
 
-        plan = Search(
-            base=base,
-            space=space,
-            study_name=study_name,
-            storage=storage,
-            folder=folder,
-            data_dir=data_dir,
-            datasets=datasets,
-            sample=args.sample,
-            prune=not args.no_prune,
-            startup_trials=args.startup_trials,
-            sampler_seed=args.sampler_seed,
-            verbose=args.verbose,
-        )
-        run_search(plan, args, seconds)
+            plan = Search(
+                base=base,
+                space=space,
+                study_name=study_name,
+                storage=storage,
+                folder=folder,
+                data_dir=data_dir,
+                datasets=datasets,
+                sample=args.sample,
+                prune=not args.no_prune,
+                startup_trials=args.startup_trials,
+                sampler_seed=args.sampler_seed,
+                verbose=args.verbose,
+            )
+            run_search(plan, args, seconds)
     print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
     return 0
 
@@ -155,13 +163,12 @@ def search(argv: Sequence[str] | None) -> int:
 def run_search(plan, args: argparse.Namespace, seconds: float | None) -> None:
     """Open the study, run the trials, then print the table, the best settings and any confirmation."""
     from src.pipeline.search import best_trial, open_study, optimize, summaries
-    from src.training.trainer import validation_scheme
 
     study = open_study(plan)
     names = [dimension.name for dimension in plan.space]
     print(
         f"study {plan.study_name} ({plan.storage}): {len(study.trials)} trials so far; "
-        f"objective: validation accuracy ({validation_scheme(plan.base)}); varying "
+        f"objective: validation accuracy on {trial_rows(plan.space, plan.base)}; varying "
         + " ".join(dimension.describe() for dimension in plan.space),
         flush=True,
     )
@@ -214,7 +221,8 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     if best is None:
         return
     print(f"best: trial {best.number}, validation accuracy {best.value:.4f}; train it with:", flush=True)
-    print(submit_line(args.preset, best_config(best)), flush=True)
+    data = ["--sample"] if args.sample else ["--data", str(args.data)] if args.data else []
+    print(submit_line(args.preset, best_config(best), data), flush=True)
     if n_complete > 1:
         print(
             f"note: the best of {n_complete} trials was picked on the rows it is scored on, so {best.value:.4f} "

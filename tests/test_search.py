@@ -153,12 +153,17 @@ BAG = Config(members=4)
         (BAG, ["members=2..6", "bag_holdout=true"]),
         (BAG.replace(bag_holdout=True), ["bag_share=0.5..1"]),
         (BAG.replace(bag_holdout=True), ["members=1|4", "seed=1..5"]),
+        (Config(), ["validation_split=0.2..0.2000001"]),  # 40 rows or 39
+        (Config(folds=5, last_member=2), ["folds=3|5"]),  # a part of a k-fold: only its folds' rows
+        (Config(folds=5, last_member=2), ["seed=1..5"]),
+        (BAG.replace(first_member=2), ["members=3|4"]),  # members 2..3 or 2..4 of a bag
+        (BAG.replace(first_member=2, last_member=3), ["members=3|4"]),  # members 2..3 either way
     ],
 )
 def test_a_space_is_refused_exactly_where_its_trials_are_scored_on_different_rows(base, vary):
     # The rows each trial is scored on, from the splits the trainer itself draws, at every combination of the ends.
     space = parse_dimensions(vary)
-    labels = np.tile(np.arange(10), 20)
+    labels = np.tile(np.arange(10), 20)  # 200 rows
     scored = set()
     for values in itertools.product(*(dimension.extremes() for dimension in space)):
         trial = base.replace(**{dimension.name: value for dimension, value in zip(space, values, strict=True)})
@@ -166,8 +171,18 @@ def test_a_space_is_refused_exactly_where_its_trials_are_scored_on_different_row
     if len(scored) == 1:
         check_space(space, base)
     else:
-        with pytest.raises(UserError, match=r"would be scored on different rows \(.+; .+\), so their accuracies"):
+        with pytest.raises(UserError, match=r"would be scored on different rows \(.+; .+\), so their accuracies") as e:
             check_space(space, base)
+        # The advice, followed, is taken: --bag-holdout where a bag's draws move the rows, else one value as a flag.
+        name = str(e.value).split(":")[0].removeprefix("--vary ")
+        if "add --bag-holdout" in str(e.value):
+            check_space(space, base.replace(bag_holdout=True))
+        else:
+            assert "give it one value as a flag" in str(e.value)
+            rest = tuple(dimension for dimension in space if dimension.name != name)
+            value = next(dimension.extremes()[0] for dimension in space if dimension.name == name)
+            if rest:
+                check_space(rest, base.replace(**{name: value}))
 
 
 def test_budgets_read_seconds_minutes_and_hours():
@@ -182,7 +197,16 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     assert_one_line_error(result, 2, "--vary learning_rate", "> 0")
     assert not (tmp_path / "out").exists()  # nothing was created, nothing trained
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0", "--trials", "1")
-    assert_one_line_error(result, 2, "validation_split", "leaves none")
+    assert_one_line_error(result, 2, "--vary validation_split=0 leaves none")
+    vary = ("--vary", "learning_rate=1e-3..1e-2", "--trials", "1")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--validation-split", "0", *vary)
+    assert_one_line_error(result, 2, "and --validation-split 0 leaves none: hold some out")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--learning-rate", "0.01", *vary)
+    assert_one_line_error(result, 2, "--learning-rate is given and varied (--vary learning_rate=0.001..0.01)")
+    # A refusal past the data (a storage Optuna cannot open) takes back the folder it made.
+    result = search_here(capsys, tiny_data, tmp_path / "out" / "deeper", "--storage", "bogus://x", *vary)
+    assert_one_line_error(result, 2, "--storage bogus://x")
+    assert not (tmp_path / "out").exists()
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "validation_split=0.1..0.2", "--trials", "1")
     assert_one_line_error(result, 2, "--vary validation_split: its trials would be scored on different rows")
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
@@ -292,8 +316,15 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     pruned = [trial for trial in trials if trial.state.name == "PRUNED"]
     assert pruned, "the seed must draw a hopeless trial after a good one: choose another --sampler-seed"
     assert all(len(trial.intermediate_values) == 1 for trial in pruned)
-    assert "pruned after epoch 1" in first.stdout and "python -m src.submit --preset tutorial-scaled" in first.stdout
+    assert "objective: validation accuracy on the last 0.2 of the rows;" in first.stdout
+    assert "pruned after epoch 1" in first.stdout
     assert (out / name / "search.png").stat().st_size > 0
+    # The best trial's line, run as printed (it names the data the search read), scores what the trial did.
+    line = next(text for text in first.stdout.splitlines() if text.startswith("python -m src.submit"))
+    assert line.startswith(f"python -m src.submit --preset tutorial-scaled --data {tiny_data} ")
+    best = run_main(capsys, submit_main, *shlex.split(line)[3:], "--out", tmp_path / "best.csv")
+    assert best.returncode == 0, best.stderr
+    assert RunRecord.from_json(tmp_path / "best.json").validation.accuracy == pytest.approx(study.best_value)
 
     # Only the finished trials left run folders and submissions, and each record names its study and trial.
     records = trial_records(out / name)

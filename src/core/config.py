@@ -643,22 +643,38 @@ def held_out_name(config) -> str:
     return "validation"
 
 
-SCORED_ROWS_SETTINGS = ("members", "bag_holdout", "bag_share", "seed", "folds", "validation_split")
+SCORED_ROWS_SETTINGS = (
+    "members",
+    "bag_holdout",
+    "bag_share",
+    "seed",
+    "folds",
+    "validation_split",
+    "first_member",
+    "last_member",
+)
+NO_SCORED_ROWS = "no rows"
 
 
 def scored_rows(config) -> str:
     """Which rows the run's held-out accuracy is measured on, in words; two runs compare only where this agrees.
 
-    Folds score every row once; a bag without `--bag-holdout` the rows its members' draws left
-    out, which its size, share and seed decide; anything else the last `validation_split`.
+    Folds score every row once (a part, only its folds' rows); a bag without `--bag-holdout` the
+    rows its members' draws left out, which its members, share and seed decide; anything else the
+    last `validation_split` of the rows. Values are written in full: a split of 0.2000001 holds
+    out other rows than 0.2.
     """
+    part = member_indices(config)
+    members = f"{part.start + 1}..{part.stop}"
     if config.members > 1 and not config.bag_holdout:
-        return (
-            f"the rows {config.members} members left out at --bag-share {config.bag_share:g} and --seed {config.seed}"
-        )
-    if config.folds > 1:
+        return f"the rows members {members} left out at --bag-share {config.bag_share!r} and --seed {config.seed}"
+    if config.folds > 1 and len(part) == config.folds:
         return "every row, each by its own fold"
-    return f"the last {config.validation_split:g} of the rows"
+    if config.folds > 1:
+        return f"the rows of folds {members} of {config.folds} at --seed {config.seed}"
+    if not config.validation_split:
+        return NO_SCORED_ROWS
+    return f"the last {config.validation_split!r} of the rows"
 
 
 def ensemble_kind(config) -> str:

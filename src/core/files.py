@@ -1,4 +1,5 @@
-"""Writing files atomically, holding Ctrl-C back while files are renamed, and fingerprinting them."""
+"""Writing files atomically, holding Ctrl-C back while files are renamed, making folders that a failure takes back,
+and fingerprinting files."""
 
 from __future__ import annotations
 
@@ -94,6 +95,27 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(number, handler)
         for number in received:
             signal.raise_signal(number)
+
+
+@contextmanager
+def made_folder(folder: str | Path) -> Iterator[Path]:
+    """`folder`, created with any missing parents for the block; if the block fails, the folders this
+    made are removed again where they are still empty, so a refused command leaves nothing behind."""
+    made = []
+    path = Path(os.path.abspath(folder))
+    while not path.exists() and path != path.parent:
+        made.append(path)
+        path = path.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        yield Path(folder)
+    except BaseException:
+        for path in made:  # the deepest first; one that holds something keeps its parents too
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def sha256(path: str | Path) -> str:

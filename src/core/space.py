@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from src.core.config import (
+    NO_SCORED_ROWS,
     SCORED_ROWS_SETTINGS,
     SETTINGS_BY_NAME,
     Config,
@@ -146,7 +147,7 @@ def varied_values(space: tuple[Dimension, ...]) -> dict[str, tuple]:
 
 def check_space(space: tuple[Dimension, ...], base: Config) -> None:
     """Refuse a `space` where a bound or choice makes no valid config with `base`, one that does not read
-    it, or one whose trials would be scored on different rows."""
+    it, or one whose trials would be scored on different rows or on none (`trial_rows`)."""
     names = [dimension.name for dimension in space]
     check_read(base, names, varied_values(space), labels={name: f"--vary {name}" for name in names})
     for dimension in space:
@@ -155,30 +156,45 @@ def check_space(space: tuple[Dimension, ...], base: Config) -> None:
                 base.replace(**{dimension.name: value})
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
-    check_same_rows(space, base)
+    trial_rows(space, base)
 
 
-def check_same_rows(space: tuple[Dimension, ...], base: Config) -> None:
-    """Refuse a dimension that moves the rows a trial is scored on: the best trial would be picked
-    by accuracies measured on different rows (a harder or easier holdout, other out-of-bag rows)."""
+def trial_rows(space: tuple[Dimension, ...], base: Config) -> str:
+    """The rows every trial of `space` is scored on (see `scored_rows`), the same for all of them.
+
+    A dimension that moves them is refused: the best trial would be picked by accuracies measured
+    on different rows (a harder or easier holdout, other out-of-bag rows). So is a space whose
+    trials hold out no row at all.
+    """
     varied = {name: values for name, values in varied_values(space).items() if name in SCORED_ROWS_SETTINGS}
-    for dimension in space:
-        if dimension.name not in varied:
-            continue
-        others = [name for name in varied if name != dimension.name]
-        for choice in itertools.product(*(varied[name] for name in others)):
+    for name, values in varied.items():
+        others = [other for other in varied if other != name]
+        for choice in itertools.product(*(varied[other] for other in others)):
             trial = {**base.to_dict(), **dict(zip(others, choice, strict=True))}
-            rows = {
-                value: scored_rows(SimpleNamespace(**{**trial, dimension.name: value}))
-                for value in varied[dimension.name]
-            }
-            if len(set(rows.values())) > 1:
-                first, *_ = rows
+            trials = [SimpleNamespace(**{**trial, name: value}) for value in values]
+            rows = list(dict.fromkeys(scored_rows(config) for config in trials))
+            if len(rows) > 1:
                 raise UserError(
-                    f"--vary {dimension.name}: its trials would be scored on different rows "
-                    f"({'; '.join(dict.fromkeys(rows.values()))}), so their accuracies do not compare; "
-                    f"search each value on its own ({flag_with_value(SETTINGS_BY_NAME[dimension.name], first)}, ...)"
+                    f"--vary {name}: its trials would be scored on different rows ({'; '.join(rows)}), "
+                    f"so their accuracies do not compare: {same_rows_advice(name, trials)}"
                 )
+    first = {name: values[0] for name, values in varied.items()}
+    rows = scored_rows(SimpleNamespace(**{**base.to_dict(), **first}))
+    if rows == NO_SCORED_ROWS:
+        label = "--vary validation_split=0" if "validation_split" in varied else "--validation-split 0"
+        raise UserError(
+            f"a search scores every trial on held-out rows, and {label} leaves none: "
+            "hold some out (--validation-split 0.1), or use --folds K"
+        )
+    return rows
+
+
+def same_rows_advice(name: str, trials: list) -> str:
+    """How to search without moving the rows: `--bag-holdout` where a bag's draws move them, else one value."""
+    if name != "bag_holdout" and any(trial.members > 1 and not trial.bag_holdout for trial in trials):
+        return "add --bag-holdout, which scores every trial on the same last rows whatever the bag draws"
+    value = getattr(trials[0], name)
+    return f"give it one value as a flag ({flag_with_value(SETTINGS_BY_NAME[name], value)}) and search the rest"
 
 
 def parse_duration(text: str) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +68,15 @@ def format_table(trials: list[TrialSummary], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def submit_line(preset: str, config: Config) -> str:
-    """`python -m src.submit --preset P` with a flag for every setting where `config` differs from the preset.
+def submit_line(preset: str, config: Config, data: Sequence[str] = ()) -> str:
+    """`python -m src.submit --preset P` and the `data` flags the search read its rows with (`--sample`,
+    `--data DIR`), with a flag for every setting where `config` differs from the preset.
 
     A setting `config` does not read (`--decay` where the best trial's schedule is constant) is left
     out: it changes nothing, and the command line would refuse it.
     """
     preset_config = PRESETS[preset]
-    words = ["python", "-m", "src.submit", "--preset", preset]
+    words = ["python", "-m", "src.submit", "--preset", preset, *data]
     for setting in SETTINGS:
         value = getattr(config, setting.name)
         if value == getattr(preset_config, setting.name) or unmet_condition(config, setting.name):

@@ -221,14 +221,20 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     if best is None:
         return
     print(f"best: trial {best.number}, validation accuracy {best.value:.4f}; train it with:", flush=True)
-    data = ["--sample"] if args.sample else ["--data", str(args.data)] if args.data else []
-    print(submit_line(args.preset, best_config(best), data), flush=True)
+    print(submit_line(args.preset, best_config(best), data_flags(args)), flush=True)
     if n_complete > 1:
         print(
             f"note: the best of {n_complete} trials was picked on the rows it is scored on, so {best.value:.4f} "
             "flatters it; --confirm K trains it on K other seeds for an honest figure",
             flush=True,
         )
+
+
+def data_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that read the search's rows, for the best trial's command line."""
+    if args.sample:
+        return ["--sample"]
+    return ["--data", str(args.data)] if args.data else []
 
 
 def confirm_best(plan, best, count: int) -> None:

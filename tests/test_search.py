@@ -16,9 +16,15 @@ import numpy as np
 import optuna
 import pytest
 
-from src.core.config import PRESETS, Config, check_read
+from src.core.config import PRESETS, SETTINGS_BY_NAME, Config, check_read, flag_with_value
 from src.core.errors import UserError
-from src.core.space import Dimension, check_space, parse_dimension, parse_dimensions, parse_duration
+from src.core.space import (
+    Dimension,
+    check_space,
+    parse_dimension,
+    parse_dimensions,
+    parse_duration,
+)
 from src.data.splits import split_rows
 from src.pipeline import search as search_pipeline
 from src.pipeline.search import open_storage
@@ -158,6 +164,10 @@ BAG = Config(members=4)
         (Config(folds=5, last_member=2), ["seed=1..5"]),
         (BAG.replace(first_member=2), ["members=3|4"]),  # members 2..3 or 2..4 of a bag
         (BAG.replace(first_member=2, last_member=3), ["members=3|4"]),  # members 2..3 either way
+        (Config(), ["validation_split=0.1..0.2", "seed=1..5"]),
+        (Config(), ["validation_split=0|0.2"]),  # the advice must name the value that holds rows out
+        (Config(validation_split=0.0), ["members=1|3"]),  # no --bag-holdout without a holdout
+        (BAG, ["seed=1..3", "bag_holdout=true|false"]),  # the switch is blamed, not the seed
     ],
 )
 def test_a_space_is_refused_exactly_where_its_trials_are_scored_on_different_rows(base, vary):
@@ -174,15 +184,15 @@ def test_a_space_is_refused_exactly_where_its_trials_are_scored_on_different_row
         with pytest.raises(UserError, match=r"would be scored on different rows \(.+; .+\), so their accuracies") as e:
             check_space(space, base)
         # The advice, followed, is taken: --bag-holdout where a bag's draws move the rows, else one value as a flag.
-        name = str(e.value).split(":")[0].removeprefix("--vary ")
-        if "add --bag-holdout" in str(e.value):
+        message = str(e.value)
+        name = message.split(":")[0].removeprefix("--vary ")
+        if "add --bag-holdout" in message:
             check_space(space, base.replace(bag_holdout=True))
         else:
-            assert "give it one value as a flag" in str(e.value)
+            values = next(dimension.extremes() for dimension in space if dimension.name == name)
+            value = next(value for value in values if f"({flag_with_value(SETTINGS_BY_NAME[name], value)})" in message)
             rest = tuple(dimension for dimension in space if dimension.name != name)
-            value = next(dimension.extremes()[0] for dimension in space if dimension.name == name)
-            if rest:
-                check_space(rest, base.replace(**{name: value}))
+            check_space(rest, base.replace(**{name: value}))  # with rows held out, the same for every trial
 
 
 def test_budgets_read_seconds_minutes_and_hours():
@@ -500,3 +510,14 @@ def test_a_study_begun_with_a_flag_now_refused_as_unread_continues_without_it():
     # Unless a trial could read it: one without early stopping keeps its best epoch only with --keep-best.
     with pytest.raises(UserError, match="keep_best differ"):
         check_same_base(study, stopping, parse_dimensions(["early_stopping=0|2"]))
+
+
+def test_a_study_begun_with_a_varied_setting_also_given_continues_without_the_flag():
+    from src.pipeline.search import check_same_base
+
+    study = optuna.create_study(direction="maximize")
+    space = parse_dimensions(["learning_rate=1e-3..1e-2"])
+    check_same_base(study, PRESETS["wide"].replace(learning_rate=0.01), space)  # `--learning-rate 0.01`, once taken
+    check_same_base(study, PRESETS["wide"], space)
+    with pytest.raises(UserError, match="learning_rate differ"):
+        check_same_base(study, PRESETS["wide"], parse_dimensions(["epochs=2..4"]))

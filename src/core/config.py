@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -490,14 +490,19 @@ def unmet_condition(config: Config, name: str, varied: Mapping[str, Sequence] | 
         if condition.holds(config):
             continue
         names = [setting for setting in condition.settings if setting in (varied or {})]
-        values = config.to_dict() if names else {}
-        trials = (
-            SimpleNamespace(**{**values, **dict(zip(names, choice, strict=True))})
-            for choice in itertools.product(*(varied[setting] for setting in names))
-        )
-        if not names or not any(condition.holds(trial) for trial in trials):
+        if not names or not any(condition.holds(trial) for trial in trial_settings(config.to_dict(), varied, names)):
             return condition
     return None
+
+
+def trial_settings(values: Mapping, varied: Mapping[str, Sequence], names: Sequence[str]) -> Iterator[SimpleNamespace]:
+    """`values` (settings by name) with each combination of the `varied` values of `names` put in.
+
+    Unchecked, unlike a `Config`: a search's bounds combine into settings that no single run was
+    given, and only the conditions or rows they decide are asked of them.
+    """
+    for choice in itertools.product(*(varied[name] for name in names)):
+        yield SimpleNamespace(**{**values, **dict(zip(names, choice, strict=True))})
 
 
 def check_read(
@@ -643,13 +648,15 @@ def held_out_name(config) -> str:
     return "validation"
 
 
+# What decides the rows a run is scored on (`scored_rows`), in the order a search blames them: a
+# change of scheme before what moves the rows within one.
 SCORED_ROWS_SETTINGS = (
-    "members",
     "bag_holdout",
+    "folds",
+    "members",
+    "validation_split",
     "bag_share",
     "seed",
-    "folds",
-    "validation_split",
     "first_member",
     "last_member",
 )
@@ -665,13 +672,13 @@ def scored_rows(config) -> str:
     out other rows than 0.2.
     """
     part = member_indices(config)
-    members = f"{part.start + 1}..{part.stop}"
+    span = f"{part.start + 1}..{part.stop}"
     if config.members > 1 and not config.bag_holdout:
-        return f"the rows members {members} left out at --bag-share {config.bag_share!r} and --seed {config.seed}"
+        return f"the rows members {span} left out at --bag-share {config.bag_share!r} and --seed {config.seed}"
     if config.folds > 1 and len(part) == config.folds:
         return "every row, each by its own fold"
     if config.folds > 1:
-        return f"the rows of folds {members} of {config.folds} at --seed {config.seed}"
+        return f"the rows of folds {span} of {config.folds} at --seed {config.seed}"
     if not config.validation_split:
         return NO_SCORED_ROWS
     return f"the last {config.validation_split!r} of the rows"

@@ -101,14 +101,16 @@ def signals_deferred() -> Iterator[None]:
 def made_folder(folder: str | Path) -> Iterator[Path]:
     """`folder`, created with any missing parents for the block; if the block fails, the folders this
     made are removed again where they are still empty, so a refused command leaves nothing behind."""
+    # Resolved first: `new/../x` would otherwise make `new`, and a link's `..` another folder than it reads.
+    folder = Path(folder).resolve()
     made = []
-    path = Path(os.path.abspath(folder))
+    path = folder
     while not path.exists() and path != path.parent:
         made.append(path)
         path = path.parent
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        yield Path(folder)
+        yield folder
     except BaseException:
         for path in made:  # the deepest first; one that holds something keeps its parents too
             try:

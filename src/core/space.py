@@ -9,11 +9,9 @@ Each dimension asks an Optuna trial for its value (`suggest`); this module needs
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from src.core.config import (
     NO_SCORED_ROWS,
@@ -24,6 +22,7 @@ from src.core.config import (
     flag_with_value,
     format_default,
     scored_rows,
+    trial_settings,
 )
 from src.core.errors import UserError
 
@@ -166,20 +165,19 @@ def trial_rows(space: tuple[Dimension, ...], base: Config) -> str:
     on different rows (a harder or easier holdout, other out-of-bag rows). So is a space whose
     trials hold out no row at all.
     """
-    varied = {name: values for name, values in varied_values(space).items() if name in SCORED_ROWS_SETTINGS}
-    for name, values in varied.items():
-        others = [other for other in varied if other != name]
-        for choice in itertools.product(*(varied[other] for other in others)):
-            trial = {**base.to_dict(), **dict(zip(others, choice, strict=True))}
-            trials = [SimpleNamespace(**{**trial, name: value}) for value in values]
-            rows = list(dict.fromkeys(scored_rows(config) for config in trials))
+    varied = varied_values(space)
+    names = [name for name in SCORED_ROWS_SETTINGS if name in varied]
+    for name in names:
+        others = [other for other in names if other != name]
+        for fixed in trial_settings(base.to_dict(), varied, others):
+            trials = list(trial_settings(vars(fixed), varied, [name]))
+            rows = list(dict.fromkeys(scored_rows(trial) for trial in trials))
             if len(rows) > 1:
                 raise UserError(
                     f"--vary {name}: its trials would be scored on different rows ({'; '.join(rows)}), "
-                    f"so their accuracies do not compare: {same_rows_advice(name, trials)}"
+                    f"so their accuracies do not compare: {same_rows_advice(name, trials, varied)}"
                 )
-    first = {name: values[0] for name, values in varied.items()}
-    rows = scored_rows(SimpleNamespace(**{**base.to_dict(), **first}))
+    rows = scored_rows(next(trial_settings(base.to_dict(), varied, names)))
     if rows == NO_SCORED_ROWS:
         label = "--vary validation_split=0" if "validation_split" in varied else "--validation-split 0"
         raise UserError(
@@ -189,11 +187,13 @@ def trial_rows(space: tuple[Dimension, ...], base: Config) -> str:
     return rows
 
 
-def same_rows_advice(name: str, trials: list) -> str:
-    """How to search without moving the rows: `--bag-holdout` where a bag's draws move them, else one value."""
-    if name != "bag_holdout" and any(trial.members > 1 and not trial.bag_holdout for trial in trials):
+def same_rows_advice(name: str, trials: list, varied: dict) -> str:
+    """What keeps the rows: `--bag-holdout` where a bag's draws move them and it can hold rows out,
+    else the setting at one value that holds rows out."""
+    out_of_bag = any(trial.members > 1 and not trial.bag_holdout for trial in trials)
+    if out_of_bag and "bag_holdout" not in varied and all(trial.validation_split for trial in trials):
         return "add --bag-holdout, which scores every trial on the same last rows whatever the bag draws"
-    value = getattr(trials[0], name)
+    value = next(getattr(trial, name) for trial in trials if scored_rows(trial) != NO_SCORED_ROWS)
     return f"give it one value as a flag ({flag_with_value(SETTINGS_BY_NAME[name], value)}) and search the rest"
 
 

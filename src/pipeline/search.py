@@ -143,7 +143,12 @@ def check_same_base(study: optuna.Study, base: Config, space: tuple[Dimension, .
     if stored is None:
         study.set_user_attr(BASE_ATTRIBUTE, base.to_dict())
         return
-    changed = read_differences(Config.from_dict(stored_settings(stored)), base, varied_values(space))
+    # A varied setting's base value is never trained: a study begun with it also given as a flag (refused
+    # since) continues without the flag.
+    varied = varied_values(space)
+    changed = [
+        name for name in read_differences(Config.from_dict(stored_settings(stored)), base, varied) if name not in varied
+    ]
     if changed:
         raise UserError(
             f"study {study.study_name} was started with other settings ({', '.join(changed)} differ); "

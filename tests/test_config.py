@@ -77,6 +77,7 @@ def test_the_defaults_are_the_tutorials_network():
         "steps_per_execution": 1,
         "early_stopping": 0,
         "keep_best": False,
+        "deskew": False,
         "members": 1,
         "bag_share": 0.9,
         "bag_holdout": False,

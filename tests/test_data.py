@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from src.core.config import IMAGE_SIDE, N_PIXELS
 from src.core.errors import UserError
 from src.data.csv_format import check_csv_start
+from src.data.deskew import deskew, slants
 from src.data.loading import TRAIN_HEADER, as_features, check_labels, load_datasets, read_test, read_train, write_sample
 from src.data.submission import HEADER as SUBMISSION_HEADER
 from src.data.submission import validate_submission
@@ -368,3 +370,43 @@ def test_running_out_of_memory_while_parsing_is_one_line(tmp_path):
     path = write(tmp_path, "\n".join([HEADER, *[row()] * 8000]) + "\n")
     result = run_command("-c", READ_UNDER_A_MEMORY_LIMIT, path, timeout=120)
     assert_one_line_error(result, 2, "train.csv: ran out of memory reading this 12.6 MB file")
+
+
+def slanted_stroke() -> np.ndarray:
+    """A 3-pixel-wide stroke from row 4 to 23, leaning right as it rises (a column every two rows), off-centre."""
+    image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    for row in range(4, 24):
+        image[row, 2 + (24 - row) // 2 : 5 + (24 - row) // 2] = 255
+    return image.reshape(1, N_PIXELS)
+
+
+def ink_centre(image: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.mgrid[:IMAGE_SIDE, :IMAGE_SIDE]
+    ink = image.reshape(IMAGE_SIDE, IMAGE_SIDE).astype(float)
+    return (rows * ink).sum() / ink.sum(), (cols * ink).sum() / ink.sum()
+
+
+def test_deskewing_shears_a_slanted_stroke_upright_and_centres_it():
+    stroke = slanted_stroke()
+    assert slants(stroke)[0] == pytest.approx(-0.5, abs=0.05)
+    assert ink_centre(stroke)[1] < 11
+    upright = deskew(stroke)
+    assert upright.dtype == np.uint8 and upright.shape == (1, N_PIXELS)
+    assert abs(slants(upright)[0]) < 0.02
+    assert ink_centre(upright) == pytest.approx((13.5, 13.5), abs=0.3)
+    assert upright.sum() == pytest.approx(stroke.sum(), rel=0.05)  # the ink is moved, not lost
+    # Each image on its own: a batch gives each image what it gives alone.
+    batch = np.concatenate([stroke, np.zeros_like(stroke), stroke[:, ::-1]])
+    np.testing.assert_array_equal(deskew(batch)[0], upright[0])
+
+
+def test_an_image_without_ink_or_already_upright_and_centred_is_left_as_it_is():
+    blank = np.zeros((2, N_PIXELS), np.uint8)
+    np.testing.assert_array_equal(deskew(blank), blank)
+    bar = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    bar[4:24, 12:16] = 200  # upright, its ink centred on (13.5, 13.5)
+    np.testing.assert_array_equal(deskew(bar.reshape(1, N_PIXELS)), bar.reshape(1, N_PIXELS))
+    # The features: deskewed first when asked, then scaled.
+    stroke = slanted_stroke()
+    np.testing.assert_allclose(as_features(stroke, "unit", deskewed=True), deskew(stroke) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(as_features(stroke, "none"), stroke.astype(np.float32))

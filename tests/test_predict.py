@@ -17,6 +17,7 @@ from src.data.loading import as_features, read_test, read_train
 from src.models import cnn
 from src.models.augmentation import Switchable, predict_with_tta
 from src.models.schedules import learning_rate_schedule
+from src.pipeline.run import run
 from src.predict import main as predict_main
 from src.runs.folders import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
 from src.runs.record import DERIVED_PREDICT, DerivedRecord
@@ -238,3 +239,23 @@ def test_bad_paths_are_one_line(runs, tmp_path, case, capsys):
     assert_one_line_error(completed, 2, fragment)
     assert (test_copy / "test.csv").read_bytes() == before
     assert not (run_dir / "again.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_deskewed_run_trains_and_predicts_on_deskewed_images_and_predict_repeats_its_bytes(
+    tiny_data, tmp_path, capsys
+):
+    result = run(Config(scaling="unit", deskew=True, epochs=2), tiny_data, tmp_path / "s.csv", verbose=0, report=False)
+    images, _ = read_train(tiny_data / "train.csv")
+    test_images = read_test(tiny_data / "test.csv")
+    models, members = result.training.models, result.training.members
+    # Its held-out rows were scored, and its test rows predicted, from the deskewed images; not the raw ones.
+    held_out = held_out_probabilities(members, as_features(images, "unit", deskewed=True))
+    for member, values in zip(members, held_out, strict=True):
+        np.testing.assert_allclose(values, member.validation_probabilities, atol=1e-6)
+    deskewed = predict_probabilities(models, as_features(test_images, "unit", deskewed=True))
+    np.testing.assert_allclose(deskewed, result.test_probabilities, atol=1e-6)
+    assert not np.allclose(predict_probabilities(models, as_features(test_images, "unit")), result.test_probabilities)
+    completed = predict(capsys, result.run_dir, "--data", tiny_data, "--out", tmp_path / "again.csv")
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "s.csv").read_bytes()

@@ -381,6 +381,12 @@ class Config:
         0.2, float, VALIDATION_SPLIT_HELP, low=0, high=1, high_open=True, needs=("no-folds", "holdout")
     )
     scaling: str = setting("none", str, "pixel scaling: none (raw 0..255) or unit (divided by 255)", choices=SCALINGS)
+    deskew: bool = setting(
+        False,
+        bool,
+        "shear every image upright by its second moments and centre it, in training and prediction alike",
+        since=8,
+    )
     folds: int = setting(
         1, int, "K >= 2 trains a stratified K-fold ensemble; 1 a single model", low=1, high=MAX_FOLDS, metavar="K"
     )

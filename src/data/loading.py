@@ -14,6 +14,7 @@ from src.core.errors import UserError
 from src.core.files import sha256
 from src.data.cache import CacheSource, cached_arrays, default_cache_dir
 from src.data.csv_format import check_csv_start, check_memory, read_integer_table
+from src.data.deskew import deskew
 
 PIXEL_COLUMNS = [f"pixel{index}" for index in range(N_PIXELS)]
 TRAIN_HEADER = ["label", *PIXEL_COLUMNS]
@@ -138,9 +139,9 @@ def check_labels(labels: np.ndarray, folds: int, path: str | Path = "train.csv")
         )
 
 
-def as_features(images: np.ndarray, scaling: str) -> np.ndarray:
-    """The network's float32 input: raw 0..255 pixels, or divided by 255."""
-    features = images.astype(np.float32)
+def as_features(images: np.ndarray, scaling: str, deskewed: bool = False) -> np.ndarray:
+    """The network's float32 input: raw 0..255 pixels or divided by 255, deskewed first if asked."""
+    features = (deskew(images) if deskewed else images).astype(np.float32)
     return features / 255.0 if scaling == "unit" else features
 
 

@@ -163,7 +163,7 @@ class SearchTrial:
 
 
 # The run record's format; each `Setting.since` is at most this.
-RECORD_SCHEMA = 7
+RECORD_SCHEMA = 8
 
 
 @dataclass(frozen=True)

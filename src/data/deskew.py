@@ -26,26 +26,26 @@ def deskew(images: np.ndarray) -> np.ndarray:
 
 def slants(images: np.ndarray) -> np.ndarray:
     """Each image's slant: the ink's row-column covariance over its row variance (0 for no ink)."""
-    ink, rows, cols, total = _moments(images.reshape(len(images), SIDE, SIDE).astype(np.float64))
-    r = (rows * ink).sum(axis=(1, 2)) / total
-    c = (cols * ink).sum(axis=(1, 2)) / total
-    variance = ((rows - r[:, None, None]) ** 2 * ink).sum(axis=(1, 2)) / total
-    covariance = ((rows - r[:, None, None]) * (cols - c[:, None, None]) * ink).sum(axis=(1, 2)) / total
-    return np.divide(covariance, variance, out=np.zeros_like(variance), where=variance > 0)
+    return _moments(images.reshape(len(images), SIDE, SIDE).astype(np.float64))[2]
 
 
-def _moments(ink: np.ndarray):
+def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's ink centre (row, column) and slant; the frame's centre and 0 for an image without ink."""
     rows, cols = np.mgrid[:SIDE, :SIDE].astype(np.float64)
     total = ink.sum(axis=(1, 2))
-    return ink, rows[None], cols[None], np.where(total > 0, total, 1.0)
+    weights = ink / np.where(total > 0, total, 1.0)[:, None, None]
+    r = np.where(total > 0, (rows * weights).sum(axis=(1, 2)), CENTRE)
+    c = np.where(total > 0, (cols * weights).sum(axis=(1, 2)), CENTRE)
+    down, across = rows - r[:, None, None], cols - c[:, None, None]
+    variance = (down**2 * weights).sum(axis=(1, 2))
+    covariance = (down * across * weights).sum(axis=(1, 2))
+    return r, c, np.divide(covariance, variance, out=np.zeros_like(variance), where=variance > 0)
 
 
 def _deskew_chunk(flat: np.ndarray) -> np.ndarray:
-    ink, rows, cols, total = _moments(flat.reshape(-1, SIDE, SIDE).astype(np.float64))
-    has_ink = ink.sum(axis=(1, 2)) > 0
-    r = np.where(has_ink, (rows * ink).sum(axis=(1, 2)) / total, CENTRE)[:, None, None]
-    c = np.where(has_ink, (cols * ink).sum(axis=(1, 2)) / total, CENTRE)[:, None, None]
-    alpha = slants(flat)[:, None, None]
+    ink = flat.reshape(-1, SIDE, SIDE).astype(np.float64)
+    r, c, alpha = (values[:, None, None] for values in _moments(ink))
+    rows, cols = np.mgrid[:SIDE, :SIDE].astype(np.float64)
     source_rows = rows + r - CENTRE
     source_cols = cols + c - CENTRE + alpha * (rows - CENTRE)
     return _bilinear(ink, source_rows, source_cols).reshape(len(flat), SIDE * SIDE)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-SIDE = 28
+from src.core.config import IMAGE_SIDE as SIDE
+from src.core.config import N_PIXELS
+
 CENTRE = (SIDE - 1) / 2
+ROWS, COLS = np.mgrid[:SIDE, :SIDE].astype(np.float64)  # each pixel's row and column
 CHUNK = 4_096  # images at a time: bounds the float arrays to tens of megabytes
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
     """`images` (n, 784) of 0..255 pixels, each deskewed and centred, in the same dtype and shape."""
-    flat = images.reshape(len(images), SIDE * SIDE)
+    flat = images.reshape(len(images), N_PIXELS)
     out = np.concatenate([_deskew_chunk(flat[start : start + CHUNK]) for start in range(0, len(flat), CHUNK)] or [flat])
     return np.clip(np.rint(out), 0, 255).astype(images.dtype).reshape(images.shape)
 
@@ -31,12 +34,11 @@ def slants(images: np.ndarray) -> np.ndarray:
 
 def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each image's ink centre (row, column) and slant; the frame's centre and 0 for an image without ink."""
-    rows, cols = np.mgrid[:SIDE, :SIDE].astype(np.float64)
     total = ink.sum(axis=(1, 2))
     weights = ink / np.where(total > 0, total, 1.0)[:, None, None]
-    r = np.where(total > 0, (rows * weights).sum(axis=(1, 2)), CENTRE)
-    c = np.where(total > 0, (cols * weights).sum(axis=(1, 2)), CENTRE)
-    down, across = rows - r[:, None, None], cols - c[:, None, None]
+    r = np.where(total > 0, (ROWS * weights).sum(axis=(1, 2)), CENTRE)
+    c = np.where(total > 0, (COLS * weights).sum(axis=(1, 2)), CENTRE)
+    down, across = ROWS - r[:, None, None], COLS - c[:, None, None]
     variance = (down**2 * weights).sum(axis=(1, 2))
     covariance = (down * across * weights).sum(axis=(1, 2))
     return r, c, np.divide(covariance, variance, out=np.zeros_like(variance), where=variance > 0)
@@ -45,10 +47,9 @@ def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _deskew_chunk(flat: np.ndarray) -> np.ndarray:
     ink = flat.reshape(-1, SIDE, SIDE).astype(np.float64)
     r, c, alpha = (values[:, None, None] for values in _moments(ink))
-    rows, cols = np.mgrid[:SIDE, :SIDE].astype(np.float64)
-    source_rows = rows + r - CENTRE
-    source_cols = cols + c - CENTRE + alpha * (rows - CENTRE)
-    return _bilinear(ink, source_rows, source_cols).reshape(len(flat), SIDE * SIDE)
+    source_rows = ROWS + r - CENTRE
+    source_cols = COLS + c - CENTRE + alpha * (ROWS - CENTRE)
+    return _bilinear(ink, source_rows, source_cols).reshape(len(flat), N_PIXELS)
 
 
 def _bilinear(ink: np.ndarray, source_rows: np.ndarray, source_cols: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ tf.config.experimental.enable_op_determinism()  # as `seed_everything` in a run:
 datasets = load_datasets(data_dir)
 ((train_rows, _),) = split_rows(config.replace(folds=1, members=1), datasets.train_labels)
 rows = train_rows[: steps * config.batch_size]
-features = as_features(datasets.train_images[rows], config.scaling, config.deskew)
+features = as_features(datasets.train_images[rows], config)
 targets = keras.utils.to_categorical(datasets.train_labels[rows], N_CLASSES)
 epoch_scale = math.ceil(len(train_rows) / config.batch_size) / steps
 model = build_model(config, steps_per_epoch=steps)

@@ -89,7 +89,7 @@ def predict_again(argv: Sequence[str] | None) -> int:
     models = load_models(paths)
     check_input_width(models, paths, images.shape[1])
     tta = uses_tta(run.config)
-    probabilities = predict_probabilities(models, as_features(images, run.config.scaling, run.config.deskew), tta)
+    probabilities = predict_probabilities(models, as_features(images, run.config), tta)
     check_predictions(probabilities)
     write_pair(
         plan,

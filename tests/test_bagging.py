@@ -129,7 +129,7 @@ def test_a_bags_tta_accuracy_averages_the_members_that_held_each_row_out():
 def test_the_pipeline_reports_a_bags_tta_accuracy_out_of_bag(monkeypatch, tmp_path):
     images, labels, test_images = make_arrays()
     config = Config(members=3, epochs=1, seed=2, scaling="unit", tta=True)
-    features = as_features(images, config.scaling)
+    features = as_features(images, config)
     held_out = [validation_rows for _, validation_rows in split_rows(config, labels)]
     assert len(np.concatenate(held_out)) > len(np.unique(np.concatenate(held_out))), "some row held out twice"
     # With TTA the first member is sure of each row's label; the others lean 0.6 to the next digit.

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from src.core.config import IMAGE_SIDE, N_PIXELS
+from src.core.config import IMAGE_SIDE, N_PIXELS, Config
 from src.core.errors import UserError
 from src.data.csv_format import check_csv_start
 from src.data.deskew import deskew, slants
@@ -157,8 +157,8 @@ def test_fewer_rows_than_folds():
 
 def test_scaling():
     images = np.array([[0, 51, 255]], dtype=np.uint8)
-    assert as_features(images, "none").tolist() == [[0.0, 51.0, 255.0]]
-    np.testing.assert_allclose(as_features(images, "unit"), [[0.0, 0.2, 1.0]])
+    assert as_features(images, Config()).tolist() == [[0.0, 51.0, 255.0]]
+    np.testing.assert_allclose(as_features(images, Config(scaling="unit")), [[0.0, 0.2, 1.0]])
 
 
 def test_sample_is_in_the_competition_format(tmp_path):
@@ -403,10 +403,47 @@ def test_deskewing_shears_a_slanted_stroke_upright_and_centres_it():
 def test_an_image_without_ink_or_already_upright_and_centred_is_left_as_it_is():
     blank = np.zeros((2, N_PIXELS), np.uint8)
     np.testing.assert_array_equal(deskew(blank), blank)
+    np.testing.assert_array_equal(deskew(blank[:0]), blank[:0])
     bar = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
     bar[4:24, 12:16] = 200  # upright, its ink centred on (13.5, 13.5)
     np.testing.assert_array_equal(deskew(bar.reshape(1, N_PIXELS)), bar.reshape(1, N_PIXELS))
-    # The features: deskewed first when asked, then scaled.
+    # The features: deskewed first when the settings ask, then scaled.
     stroke = slanted_stroke()
-    np.testing.assert_allclose(as_features(stroke, "unit", deskewed=True), deskew(stroke) / 255.0, rtol=1e-6)
-    np.testing.assert_array_equal(as_features(stroke, "none"), stroke.astype(np.float32))
+    np.testing.assert_allclose(as_features(stroke, Config(scaling="unit", deskew=True)), deskew(stroke) / 255.0)
+    np.testing.assert_array_equal(as_features(stroke, Config()), stroke.astype(np.float32))
+
+
+def test_an_upright_bar_in_a_corner_moves_whole_to_the_centre_and_nothing_comes_in_from_beyond_the_frame():
+    corner = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    corner[0:10, 0:4] = 180  # its ink centred on (4.5, 1.5): moved 9 rows down and 12 columns right, exactly
+    centred = np.zeros_like(corner)
+    centred[9:19, 12:16] = 180
+    np.testing.assert_array_equal(deskew(corner.reshape(1, N_PIXELS)), centred.reshape(1, N_PIXELS))
+
+
+def test_a_slanted_stroke_high_in_the_frame_is_sheared_about_its_own_centre():
+    stroke = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    for row in range(0, 12):
+        stroke[row, 16 + (12 - row) // 2 : 19 + (12 - row) // 2] = 255
+    upright = deskew(stroke.reshape(1, N_PIXELS))
+    assert slants(stroke.reshape(1, N_PIXELS))[0] < -0.4 and abs(slants(upright)[0]) < 0.02
+    assert ink_centre(upright) == pytest.approx((13.5, 13.5), abs=0.3)
+
+
+def test_ink_on_a_single_row_has_no_slant_and_keeps_its_ink():
+    # Its variance is 0; a rounding error there would divide into an arbitrary slant and shear the ink away.
+    rng = np.random.default_rng(0)
+    images = np.zeros((300, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    for image, row in zip(images, rng.integers(0, IMAGE_SIDE, len(images)), strict=True):
+        # Columns 8 to 19: centring moves the ink at most 6 columns, so none of it leaves the frame.
+        image[row, 8:20] = rng.integers(0, 256, 12) * (rng.random(12) < 0.5)
+    flat = images.reshape(len(images), N_PIXELS)
+    assert not slants(flat).any()
+    np.testing.assert_allclose(deskew(flat).sum(axis=1), flat.sum(axis=1), atol=IMAGE_SIDE)  # rounding only
+
+
+def test_float_pixels_are_deskewed_on_their_own_scale_without_rounding():
+    stroke = slanted_stroke()
+    unit = deskew(stroke / 255.0)
+    assert unit.dtype == np.float64 and 0 < unit.max() <= 1
+    np.testing.assert_allclose(unit * 255, deskew(stroke), atol=0.5 + 1e-9)

@@ -122,13 +122,13 @@ def test_the_fast_cnn_is_the_measured_network():
     assert PRESETS["cnn-bag"] == config.replace(members=6, epochs=16, bag_holdout=True, bag_share=1.0)
 
 
-def test_the_cnn_preset_is_the_fast_cnn_at_twice_the_width():
-    # Counted by hand: the convolutions' weights 288 + 9,216 + 25,600 + 18,432 + 36,864 + 102,400 and their
-    # batch norms' 3 x 32 x 4 + 3 x 64 x 4; the head 4 x 4 x 64 x 256 + 256 x 4; the output 256 x 10 + 10.
+def test_the_cnn_preset_is_the_fast_cnn_with_a_wider_second_block_trained_longer_on_deskewed_images():
+    # Counted by hand: the convolutions' weights 144 + 2,304 + 6,400 + 9,216 + 36,864 + 102,400 and their
+    # batch norms' 3 x 16 x 4 + 3 x 64 x 4; the head 4 x 4 x 64 x 256 + 256 x 4; the output 256 x 10 + 10.
     config = PRESETS["cnn"]
-    assert config == PRESETS["cnn-fast"].replace(filters=(32, 64))
-    assert cnn_parameters(config) == 192_800 + 1_152 + 262_144 + 1_024 + 2_570 == 459_690
-    assert build_model(config).count_params() == 459_690
+    assert config == PRESETS["cnn-fast"].replace(filters=(16, 64), epochs=12, deskew=True)
+    assert cnn_parameters(config) == 157_328 + 960 + 262_144 + 1_024 + 2_570 == 424_026
+    assert build_model(config).count_params() == 424_026
 
 
 @pytest.mark.slow

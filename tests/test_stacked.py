@@ -16,6 +16,8 @@ from src.training.stacked import StackedDense, check_mirrored, epoch_batches
 from src.training.trainer import seed_everything, split_rows, train
 from tests.synthetic import make_arrays
 
+UNIT = Config(scaling="unit")
+
 
 def without_seconds(history: dict) -> dict:
     return {name: values for name, values in history.items() if name != "seconds"}
@@ -62,7 +64,7 @@ def test_epoch_batches_shuffle_and_end_with_a_partial_batch():
 
 
 def stacked_network(models, images, labels, config=None):
-    return StackedDense(config or Config(scaling="unit"), models, as_features(images, "unit"), labels)
+    return StackedDense(config or UNIT, models, as_features(images, UNIT), labels)
 
 
 @pytest.mark.slow
@@ -90,7 +92,7 @@ def assert_same_steps_as_keras(model, config):
     """Keras' own train_on_batch (its loss, L2 penalty and Adam) on the same batches gives the same weights."""
     images, labels, _ = make_arrays(n_per_class=10)
     network = stacked_network([model], images, labels, config)
-    features, targets = as_features(images, "unit"), np.eye(10)[labels]
+    features, targets = as_features(images, UNIT), np.eye(10)[labels]
     rows, mask = epoch_batches([np.random.default_rng(0)], [np.arange(70)], 32)  # 32, 32, then 6 rows
     for _ in range(2):
         network.run_epoch(rows, mask, np.array([[70]]), np.ones((1, 1), np.float32))
@@ -228,7 +230,7 @@ def test_fast_path_is_reproducible():
             assert a.tobytes() == b.tobytes()
     assert [without_seconds(m.history) for m in first.members] == [without_seconds(m.history) for m in second.members]
     for member in first.members:  # each Keras model holds its member's final weights
-        predicted = member.model.predict(as_features(images, "unit")[member.validation_rows], verbose=0)
+        predicted = member.model.predict(as_features(images, UNIT)[member.validation_rows], verbose=0)
         np.testing.assert_allclose(member.validation_probabilities, predicted, atol=1e-5)
     other = train(config.replace(seed=6), images, labels, verbose=0)
     assert not np.array_equal(weights_of(other)[0][0], weights_of(first)[0][0])

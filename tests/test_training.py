@@ -117,7 +117,7 @@ def recorded_fits(monkeypatch) -> list[tuple[keras.Model, object, object]]:
 def test_plain_folds_train_the_members_one_after_another_each_on_its_own_rows(monkeypatch):
     images, labels, _ = make_arrays(n_per_class=9)
     config = Config(folds=3, epochs=2, batch_size=16, scaling="unit", plain=True)
-    features = as_features(images, config.scaling)
+    features = as_features(images, config)
     fits = recorded_fits(monkeypatch)
     result = train(config, images, labels, verbose=0)
     splits = split_rows(config, labels)
@@ -203,7 +203,7 @@ def test_early_stopping_keeps_the_weights_of_the_best_epoch():
     # It stops one epoch after the first that did not improve, and the model holds the best epoch's weights.
     worse = [epoch for epoch in range(1, len(losses)) if losses[epoch] >= min(losses[:epoch])]
     assert len(losses) == (worse[0] + 1 if worse else config.epochs)
-    features = as_features(images, config.scaling)[member.validation_rows]
+    features = as_features(images, config)[member.validation_rows]
     targets = keras.utils.to_categorical(member.validation_labels, 10)
     assert member.model.evaluate(features, targets, verbose=0)[0] == pytest.approx(min(losses), rel=1e-4)
 
@@ -218,7 +218,7 @@ def test_keep_best_keeps_each_members_epoch_of_lowest_validation_loss(plain):
     )
     result = train(config, images, labels, verbose=0)
     assert result.trained_together is not plain
-    features = as_features(images, config.scaling)
+    features = as_features(images, config)
     for member in result.members:
         losses = member.history["val_loss"]
         assert len(losses) == config.epochs and member.best_epoch == int(np.argmin(losses)) + 1

@@ -17,14 +17,20 @@ from src.core.config import N_PIXELS
 
 CENTRE = (SIDE - 1) / 2
 ROWS, COLS = np.mgrid[:SIDE, :SIDE].astype(np.float64)  # each pixel's row and column
-CHUNK = 4_096  # images at a time: bounds the float arrays to tens of megabytes
+CHUNK = 4_096  # images at a time: about a dozen float64 arrays of 25 MB each at once
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
-    """`images` (n, 784) of 0..255 pixels, each deskewed and centred, in the same dtype and shape."""
+    """`images` (n, 784) of 0..255 pixels, each deskewed and centred, in the same dtype and shape.
+
+    Whole-number pixels come back rounded to whole numbers; float pixels (on any scale) as read.
+    """
     flat = images.reshape(len(images), N_PIXELS)
+    # `or [flat]`: an empty batch gives an empty batch.
     out = np.concatenate([_deskew_chunk(flat[start : start + CHUNK]) for start in range(0, len(flat), CHUNK)] or [flat])
-    return np.clip(np.rint(out), 0, 255).astype(images.dtype).reshape(images.shape)
+    if np.issubdtype(images.dtype, np.integer):
+        out = np.clip(np.rint(out), 0, 255)
+    return out.astype(images.dtype).reshape(images.shape)
 
 
 def slants(images: np.ndarray) -> np.ndarray:
@@ -38,13 +44,16 @@ def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     weights = ink / np.where(total > 0, total, 1.0)[:, None, None]
     r = np.where(total > 0, (ROWS * weights).sum(axis=(1, 2)), CENTRE)
     c = np.where(total > 0, (COLS * weights).sum(axis=(1, 2)), CENTRE)
-    down, across = ROWS - r[:, None, None], COLS - c[:, None, None]
-    variance = (down**2 * weights).sum(axis=(1, 2))
-    covariance = (down * across * weights).sum(axis=(1, 2))
+    row_sum, col_sum = (ROWS * ink).sum(axis=(1, 2)), (COLS * ink).sum(axis=(1, 2))
+    # Variance and covariance (times total squared) from raw sums, which are exact for whole-number pixels:
+    # ink on one row must have a variance of exactly 0, not a rounding error that would make any slant.
+    variance = total * (ROWS**2 * ink).sum(axis=(1, 2)) - row_sum**2
+    covariance = total * (ROWS * COLS * ink).sum(axis=(1, 2)) - row_sum * col_sum
     return r, c, np.divide(covariance, variance, out=np.zeros_like(variance), where=variance > 0)
 
 
 def _deskew_chunk(flat: np.ndarray) -> np.ndarray:
+    """Up to CHUNK flat images deskewed and centred, as float64."""
     ink = flat.reshape(-1, SIDE, SIDE).astype(np.float64)
     r, c, alpha = (values[:, None, None] for values in _moments(ink))
     source_rows = ROWS + r - CENTRE

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.core.config import N_CLASSES, N_PIXELS
+from src.core.config import N_CLASSES, N_PIXELS, Config
 from src.core.errors import UserError
 from src.core.files import sha256
 from src.data.cache import CacheSource, cached_arrays, default_cache_dir
@@ -139,10 +139,14 @@ def check_labels(labels: np.ndarray, folds: int, path: str | Path = "train.csv")
         )
 
 
-def as_features(images: np.ndarray, scaling: str, deskewed: bool = False) -> np.ndarray:
-    """The network's float32 input: raw 0..255 pixels or divided by 255, deskewed first if asked."""
-    features = (deskew(images) if deskewed else images).astype(np.float32)
-    return features / 255.0 if scaling == "unit" else features
+def as_features(images: np.ndarray, config: Config) -> np.ndarray:
+    """The network's float32 input as `config` says: deskewed if asked, then raw 0..255 pixels or divided by 255.
+
+    Every place a network meets images (training, scoring, prediction, pseudo-labels) goes through here with
+    the run's own settings, so that a model never sees images prepared another way than it was trained on.
+    """
+    features = (deskew(images) if config.deskew else images).astype(np.float32)
+    return features / 255.0 if config.scaling == "unit" else features
 
 
 # The embedded sample is shuffled with this seed; run records name it.

@@ -110,7 +110,7 @@ def run(
 
         stage_started = time.perf_counter()
         tta = uses_tta(config)
-        test_features = as_features(datasets.test_images, config.scaling, config.deskew)
+        test_features = as_features(datasets.test_images, config)
         test_probabilities = predict_probabilities(training.models, test_features, tta)
         timings["predict"] = time.perf_counter() - stage_started
         # A diverged run (NaN probabilities, one class for every image) must not replace a good submission.
@@ -120,7 +120,7 @@ def run(
         validation = score(config, training, datasets.train_labels, timings["train"])
         # With test-time augmentation, the held-out rows are scored with it too, to show what it gains.
         if tta and validation.accuracy is not None:
-            features = as_features(datasets.train_images, config.scaling, config.deskew)
+            features = as_features(datasets.train_images, config)
             tta_accuracy = tta_validation_accuracy(training, features, datasets.train_labels)
             validation = dataclasses.replace(validation, tta_accuracy=tta_accuracy)
         raise_if_interrupted()  # nothing is saved after a Ctrl-C, even one a library swallowed

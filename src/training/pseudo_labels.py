@@ -41,9 +41,7 @@ def train_with_pseudo_labels(
     if verbose:
         print("first run, to label the test images", flush=True)
     first = train(config, images, labels, verbose=verbose)
-    probabilities = predict_probabilities(
-        first.models, as_features(test_images, config.scaling, config.deskew), uses_tta(config)
-    )
+    probabilities = predict_probabilities(first.models, as_features(test_images, config), uses_tta(config))
     chosen = confident_rows(probabilities, config.pseudo_label)
     if verbose:
         print(

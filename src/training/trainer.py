@@ -246,7 +246,7 @@ def train(
     if extra is not None:
         splits = with_extra_rows(splits, len(labels), len(extra[1]))
         images, labels = np.concatenate([images, extra[0]]), np.concatenate([labels, extra[1]])
-    features = as_features(images, config.scaling, config.deskew)
+    features = as_features(images, config)
     seeds = member_seeds(config)
     together = trains_together(config)
     trainer = train_together if together else train_with_fit

@@ -280,7 +280,7 @@ def test_a_file_larger_than_memory_is_refused_before_reading(tmp_path):
 
 
 def test_a_bad_file_is_one_line_from_the_command(tmp_path, tiny_data, capsys):
-    # The case: a header with spaces and a bad cell gave a ValueError traceback.
+    # A header with spaces and a bad cell once gave a ValueError traceback.
     lines = (tiny_data / "train.csv").read_text().splitlines()
     lines[0] = lines[0].replace(",", ", ")
     lines[5] = lines[5].replace(",0,", ",x,", 1)
@@ -431,15 +431,18 @@ def test_a_slanted_stroke_high_in_the_frame_is_sheared_about_its_own_centre():
 
 
 def test_ink_on_a_single_row_has_no_slant_and_keeps_its_ink():
-    # Its variance is 0; a rounding error there would divide into an arbitrary slant and shear the ink away.
+    # Its variance is 0; a rounding error there would divide into an arbitrary slant.
     rng = np.random.default_rng(0)
     images = np.zeros((300, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
     for image, row in zip(images, rng.integers(0, IMAGE_SIDE, len(images)), strict=True):
         # Columns 8 to 19: centring moves the ink at most 6 columns, so none of it leaves the frame.
         image[row, 8:20] = rng.integers(0, 256, 12) * (rng.random(12) < 0.5)
     flat = images.reshape(len(images), N_PIXELS)
-    assert not slants(flat).any()
-    np.testing.assert_allclose(deskew(flat).sum(axis=1), flat.sum(axis=1), atol=IMAGE_SIDE)  # rounding only
+    assert not slants(flat).any() and not slants(flat / 255.0).any()
+    # Centred, the row's ink is split between rows 13 and 14 alike: a slant would shift one against the other.
+    upright = deskew(flat).reshape(images.shape).astype(int)
+    np.testing.assert_allclose(upright[:, 13], upright[:, 14], atol=1)
+    np.testing.assert_allclose(upright.sum(axis=(1, 2)), flat.sum(axis=1), atol=IMAGE_SIDE)  # rounding only
 
 
 def test_float_pixels_are_deskewed_on_their_own_scale_without_rounding():

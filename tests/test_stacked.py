@@ -63,8 +63,8 @@ def test_epoch_batches_shuffle_and_end_with_a_partial_batch():
     np.testing.assert_array_equal(rows[:, 1], again[:, 1])
 
 
-def stacked_network(models, images, labels, config=None):
-    return StackedDense(config or UNIT, models, as_features(images, UNIT), labels)
+def stacked_network(models, images, labels, config=UNIT):
+    return StackedDense(config, models, as_features(images, config), labels)
 
 
 @pytest.mark.slow
@@ -92,7 +92,7 @@ def assert_same_steps_as_keras(model, config):
     """Keras' own train_on_batch (its loss, L2 penalty and Adam) on the same batches gives the same weights."""
     images, labels, _ = make_arrays(n_per_class=10)
     network = stacked_network([model], images, labels, config)
-    features, targets = as_features(images, UNIT), np.eye(10)[labels]
+    features, targets = as_features(images, config), np.eye(10)[labels]
     rows, mask = epoch_batches([np.random.default_rng(0)], [np.arange(70)], 32)  # 32, 32, then 6 rows
     for _ in range(2):
         network.run_epoch(rows, mask, np.array([[70]]), np.ones((1, 1), np.float32))

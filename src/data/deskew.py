@@ -41,15 +41,19 @@ def slants(images: np.ndarray) -> np.ndarray:
 def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each image's ink centre (row, column) and slant; the frame's centre and 0 for an image without ink."""
     total = ink.sum(axis=(1, 2))
+    # The centre as the mean over normalised weights: the raw-sum quotient below differs in the last bit and
+    # would move a few pixels of the measured runs' images by one level.
     weights = ink / np.where(total > 0, total, 1.0)[:, None, None]
     r = np.where(total > 0, (ROWS * weights).sum(axis=(1, 2)), CENTRE)
     c = np.where(total > 0, (COLS * weights).sum(axis=(1, 2)), CENTRE)
     row_sum, col_sum = (ROWS * ink).sum(axis=(1, 2)), (COLS * ink).sum(axis=(1, 2))
-    # Variance and covariance (times total squared) from raw sums, which are exact for whole-number pixels:
-    # ink on one row must have a variance of exactly 0, not a rounding error that would make any slant.
-    variance = total * (ROWS**2 * ink).sum(axis=(1, 2)) - row_sum**2
+    row_squares = (ROWS**2 * ink).sum(axis=(1, 2))
+    # Variance and covariance (times total squared) from raw sums: ink on one row must have no variance, not
+    # a rounding error that divides into any slant. Exact for whole-number pixels; the tolerance covers floats.
+    variance = total * row_squares - row_sum**2
     covariance = total * (ROWS * COLS * ink).sum(axis=(1, 2)) - row_sum * col_sum
-    return r, c, np.divide(covariance, variance, out=np.zeros_like(variance), where=variance > 0)
+    sloped = variance > 1e-9 * total * row_squares
+    return r, c, np.divide(covariance, variance, out=np.zeros_like(variance), where=sloped)
 
 
 def _deskew_chunk(flat: np.ndarray) -> np.ndarray:

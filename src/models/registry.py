@@ -7,7 +7,7 @@ choices, which `tests/test_registry.py` holds equal to this table.
 
 from __future__ import annotations
 
-from src.core.config import Config, format_default, member_indices, trains_together
+from src.core.config import PRESETS, Config, format_default, member_indices, trains_together
 from src.core.errors import UserError
 from src.core.memory import available_memory
 from src.models import cnn, dense
@@ -44,9 +44,10 @@ def check_buildable(config: Config) -> Cost:
     """Refuse a network that cannot build or is absurdly slow, on any machine; its cost otherwise."""
     cost = model_cost(config)
     if cost.multiply_adds > MAX_MULTIPLY_ADDS:
+        cnn_preset_cost = model_cost(PRESETS["cnn"]).multiply_adds / 1e6
         raise UserError(
             f"this {config.family} network costs {cost.multiply_adds / 1e9:.1f} G multiply-adds per image "
-            f"(the limit is {MAX_MULTIPLY_ADDS / 1e9:.0f} G; the cnn preset costs about 15 M): "
+            f"(the limit is {MAX_MULTIPLY_ADDS / 1e9:.0f} G; the cnn preset costs {cnn_preset_cost:.1f} M): "
             "use fewer or narrower layers"
         )
     return cost

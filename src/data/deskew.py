@@ -41,8 +41,8 @@ def slants(images: np.ndarray) -> np.ndarray:
 def _moments(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each image's ink centre (row, column) and slant; the frame's centre and 0 for an image without ink."""
     total = ink.sum(axis=(1, 2))
-    # The centre as the mean over normalised weights: the raw-sum quotient below differs in the last bit and
-    # would move a few pixels of the measured runs' images by one level.
+    # The centre as the mean over normalised weights, as since `--deskew` began: the raw-sum quotient below
+    # differs in the last bit, which moves a few pixels by one level and would change earlier runs' bytes.
     weights = ink / np.where(total > 0, total, 1.0)[:, None, None]
     r = np.where(total > 0, (ROWS * weights).sum(axis=(1, 2)), CENTRE)
     c = np.where(total > 0, (COLS * weights).sum(axis=(1, 2)), CENTRE)

@@ -19,7 +19,7 @@ from src.core.cli import ArgumentParser, import_tensorflow, run_command
 from src.core.config import SETTINGS_BY_NAME, check_split
 from src.core.errors import UserError
 from src.core.files import made_folder
-from src.core.flags import add_settings_arguments, config_from_args
+from src.core.flags import add_settings_arguments, check_data_source, config_from_args
 from src.core.paths import DEFAULT_DATA_DIR
 from src.core.space import check_space, parse_dimensions, parse_duration, trial_rows, varied_values
 
@@ -124,6 +124,7 @@ def search(argv: Sequence[str] | None) -> int:
     seconds = check_counts(args)
     space = parse_dimensions(args.vary)
     check_not_given(args, space)
+    check_data_source(args)
     base = config_from_args(args, varied=varied_values(space))
     check_space(space, base)
     study_name = args.study or "-".join([args.preset, *(dimension.name for dimension in space)])

@@ -21,7 +21,13 @@ from pathlib import Path
 from src.core.cli import ArgumentParser, import_tensorflow, run_command
 from src.core.config import check_split, held_out_name
 from src.core.errors import UserError
-from src.core.flags import add_settings_arguments, add_wait_arguments, config_from_args, wait_timeout
+from src.core.flags import (
+    add_settings_arguments,
+    add_wait_arguments,
+    check_data_source,
+    config_from_args,
+    wait_timeout,
+)
 from src.core.paths import DEFAULT_DATA_DIR, DEFAULT_SUBMISSION
 
 SAMPLE_OUT = Path("submissions/sample-submission.csv")
@@ -173,6 +179,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
+        check_data_source(args)
         from src.data.competition import data_folder
         from src.data.loading import check_labels, load_datasets, write_sample
         from src.models.registry import check_size

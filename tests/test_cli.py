@@ -205,6 +205,7 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
             "use a cnn preset (--preset cnn-fast) or --family cnn --scaling unit, or leave --filters out",
         ),
         (["--preset", "cnn-fast", "--no-bag-holdout"], "--no-bag-holdout is read only with --members 2 or more"),
+        (["--sample"], "--sample trains on the embedded sample, so --data"),
     ],
 )
 def test_bad_setting_is_refused_before_anything_is_written(tiny_data, tmp_path, flags, message, capsys):

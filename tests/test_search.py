@@ -221,6 +221,8 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     assert_one_line_error(result, 2, "--vary validation_split: its trials would be scored on different rows")
     result = search_here(capsys, tiny_data, tmp_path / "out", "--vary", "learning_rate=1e-3..1e-2")
     assert_one_line_error(result, 2, "--trials N and/or --budget")
+    result = search_here(capsys, tiny_data, tmp_path / "out", "--sample", *vary)
+    assert_one_line_error(result, 2, "--sample trains on the embedded sample, so --data")
     # A base flag the trials would not read, unless a --vary may turn on what it needs.
     flags = ("--decay", "0.5", "--trials", "1", "--vary")
     result = search_here(capsys, tiny_data, tmp_path / "out", *flags, "learning_rate=1e-3..1e-2")

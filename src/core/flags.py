@@ -125,6 +125,12 @@ def config_from_args(args: argparse.Namespace, varied: Mapping[str, Sequence] | 
     return config
 
 
+def check_data_source(args: argparse.Namespace) -> None:
+    """Refuse `--data` beside `--sample`: the run would train on the sample and ignore the folder."""
+    if args.sample and args.data is not None:
+        raise UserError(f"--sample trains on the embedded sample, so --data {args.data} would be ignored: give one")
+
+
 def positive_seconds(text: str) -> float:
     """A number of seconds, finite and above zero, from a flag or a variable."""
     try:

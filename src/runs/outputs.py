@@ -42,6 +42,7 @@ from src.core.errors import UserError
 from src.core.files import current_umask, sha256, signals_deferred
 from src.core.paths import RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
 from src.core.readers import read_json
+from src.data.competition import COMPETITION_FILES
 
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
@@ -67,7 +68,8 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
 
     Args:
         out: The submission path the user gave (`--out`).
-        inputs: The files the run reads (train.csv, test.csv): no output may be one of them.
+        inputs: The files the run reads (train.csv, test.csv): no output may be one of them, nor one of
+            the competition's files beside them (sample_submission.csv is Kaggle's, read or not).
         test_rows: Rows the submission will have; when given, the free room is checked too.
     """
     out = Path(out)
@@ -78,7 +80,9 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     # A symbolic link is followed: its target is the file replaced, and the record goes beside it.
     submission = Path(os.path.realpath(out)) if out.is_symlink() else out
     plan = OutputPlan(submission, record_path_for(submission), submission.parent / RUNS_FOLDER)
-    input_files = {file_identity(path): Path(path) for path in inputs}
+    inputs = [Path(path) for path in inputs]
+    beside = [folder / name for folder in dict.fromkeys(path.parent for path in inputs) for name in COMPETITION_FILES]
+    input_files = {file_identity(path): path for path in [*beside, *inputs]}
     input_files.pop(None, None)
     for target, what in ((out, "the submission"), (plan.record, "its record")):
         check_outside_run_folders(target, what)

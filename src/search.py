@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, import_tensorflow, run_command
+from src.core.cli import ArgumentParser, RawDescriptionHelpFormatter, import_tensorflow, run_command
 from src.core.config import SETTINGS_BY_NAME, check_split
 from src.core.errors import UserError
 from src.core.files import made_folder
@@ -44,7 +44,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Search settings with Optuna: each trial trains a run; the best settings come out as a "
         "python -m src.submit line.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     space = parser.add_argument_group("search")
     space.add_argument("--vary", action="append", default=[], metavar="SPEC", help=VARY_HELP)

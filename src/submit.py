@@ -115,7 +115,7 @@ def summarize(result, config) -> str:
 
     record = result.record
     validation = record.validation
-    rows = f"{record.inputs.train.rows} training rows, {record.inputs.test.rows} test rows"
+    rows = f"{record.inputs.train.rows} labelled rows, {record.inputs.test.rows} test rows"
     if record.pseudo_labels is not None:
         rows += f" ({record.pseudo_labels} of them pseudo-labelled into the second run's training rows)"
     kind = "single model"

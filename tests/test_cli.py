@@ -134,7 +134,7 @@ def test_sample_runs_without_any_download(tmp_path, capsys):
     # With --verbose 0, only the project's own lines: what was loaded and the closing summary.
     assert result.stderr == ""
     assert not [noise for noise in LIBRARY_NOISE if noise in result.stdout], result.stdout
-    assert "1500 training rows, 297 test rows" in result.stdout
+    assert "1500 labelled rows, 297 test rows" in result.stdout
     validate_submission(out, n_rows=297)
     accuracy = json.loads(out.with_suffix(".json").read_text())["validation"]["accuracy"]
     assert accuracy >= 0.85
@@ -264,6 +264,9 @@ def test_help_lists_every_setting(capsys):
         "--submit", "--message",
     ):  # fmt: skip
         assert flag in result.out
+    # A list is one comma-separated word: the usage does not invite `--filters 16 64`, which is refused.
+    usage = " ".join(result.out.split("options:")[0].split())
+    assert "[--hidden-units A,B,...] [--l2 X] [--filters A,B,...]" in usage
 
 
 def boundary_of(failure: BaseException):

@@ -57,12 +57,34 @@ class Terminated(KeyboardInterrupt):
     verb = "terminated"
 
 
+class OneWordUsage:
+    """A mixin for help formatters: an action marked `one_word` shows one metavar, whatever its nargs.
+
+    A comma list takes several words only to refuse them with the fix (`use commas`); its usage must
+    not invite them.
+    """
+
+    def _format_args(self, action, default_metavar):
+        if getattr(action, "one_word", False):
+            return self._metavar_formatter(action, default_metavar)(1)[0]
+        return super()._format_args(action, default_metavar)
+
+
+class HelpFormatter(OneWordUsage, argparse.HelpFormatter):
+    pass
+
+
+class RawDescriptionHelpFormatter(OneWordUsage, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """An `argparse` parser whose mistakes are `UserError`s: one line, not usage plus a line."""
 
     def __init__(self, *args, **kwargs):
         # No abbreviations: `--sub` for `--submit` today could mean another flag added tomorrow.
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):

@@ -103,6 +103,8 @@ class CommaList(argparse.Action):
     would otherwise be "unrecognized arguments: 128", which hides the fix.
     """
 
+    one_word = True  # its usage shows `--hidden-units A,B,...`, not an invitation to several words
+
     def __call__(self, parser, namespace, values, option_string=None):
         if len(values) > 1:
             parser.error(f"use commas: {option_string} {','.join(values)}")

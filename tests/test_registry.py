@@ -121,6 +121,7 @@ def test_integer_settings_have_upper_bounds(flag, value, bound):
 def test_run_names():
     assert run_name(Config()) == "h20-15_e50_f1_s42"
     assert run_name(Config(**CNN, filters=(16, 32), members=5, epochs=15)) == "cnn16-32_e15_m5_s42"
+    assert run_name(Config(**CNN, filters=(16, 64), epochs=12, deskew=True)) == "cnn16-64_e12_f1_deskew_s42"
 
 
 # Runs that read some settings and not others.

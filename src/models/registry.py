@@ -116,6 +116,8 @@ def build_model(config: Config, steps_per_epoch: int = 1):
 
 
 def run_name(config: Config) -> str:
-    """A compact, file-name-safe summary: `h20-15_e50_f1_s42`, or `cnn16-32-64_e15_m5_s42` for a bag of CNNs."""
+    """A compact, file-name-safe summary: `h20-15_e50_f1_s42`, or `cnn16-32-64_e15_m5_deskew_s42` for a bag of CNNs
+    on deskewed images: a model that needs deskewed images says so where its files are."""
     ensemble = f"_m{config.members}" if config.members > 1 else f"_f{config.folds}"
-    return f"{family_of(config).short_name(config)}_e{config.epochs}{ensemble}_s{config.seed}"
+    deskewed = "_deskew" if config.deskew else ""
+    return f"{family_of(config).short_name(config)}_e{config.epochs}{ensemble}{deskewed}_s{config.seed}"

@@ -248,7 +248,7 @@ def markdown(report: dict) -> str:
         "",
         f"Loading train.csv and test.csv: {load['first']:.2f} s parsed, {load['cached']:.2f} s from the cache "
         f"({load['cached'] / load['first']:.2f} x).",
-        f"{report['rows_in_train']} training rows, {report['epochs']} epochs, median of {report['repeats']} run(s); "
+        f"{report['rows_in_train']} labelled rows, {report['epochs']} epochs, median of {report['repeats']} run(s); "
         f"{report['machine']}; {report['created']}.",
     ]
     return "\n".join(lines) + "\n"
@@ -295,7 +295,7 @@ def curves_markdown(report: dict) -> str:
             f"whole command, {curve['train_seconds']:.1f} s training, peak RSS {curve['peak_rss_mb']:.0f} MB, "
             f"final validation accuracy {curve['accuracy']:.4f}"
         )
-    lines.append(f"\n{report['rows_in_train']} training rows; {report['machine']}; {report['created']}.")
+    lines.append(f"\n{report['rows_in_train']} labelled rows; {report['machine']}; {report['created']}.")
     return "\n".join(lines) + "\n"
 
 

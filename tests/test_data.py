@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -443,6 +444,25 @@ def test_ink_on_a_single_row_has_no_slant_and_keeps_its_ink():
     upright = deskew(flat).reshape(images.shape).astype(int)
     np.testing.assert_allclose(upright[:, 13], upright[:, 14], atol=1)
     np.testing.assert_allclose(upright.sum(axis=(1, 2)), flat.sum(axis=1), atol=IMAGE_SIDE)  # rounding only
+
+
+def test_deskewed_bytes_are_the_ones_every_deskew_figure_was_measured_with():
+    # Sixty-four random slanted strokes. The documented --deskew figures hold only for these bytes (with the
+    # pinned numpy). Float pixels come back unrounded, so any change to the arithmetic's order shows there.
+    rng = np.random.default_rng(0)
+    images = np.zeros((64, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    for image in images:
+        top, left, slant = rng.integers(2, 12), rng.integers(4, 16), rng.uniform(-0.6, 0.6)
+        for row in range(top, top + 14):
+            col = int(left + slant * (row - top))
+            image[row, col : col + 3] = rng.integers(128, 256)
+    flat = images.reshape(len(images), N_PIXELS)
+    assert hashlib.sha256(deskew(flat).tobytes()).hexdigest() == (
+        "577181b812775d013772487e1a49988a41f46eb9663422ba502cafaa9b91bf0b"
+    )
+    assert hashlib.sha256(deskew(flat / 255.0).tobytes()).hexdigest() == (
+        "ee43b37aad830125d6dc11209546e5a25f2ad555c8e9d6c202c1b59421ed1f4e"
+    )
 
 
 def test_float_pixels_are_deskewed_on_their_own_scale_without_rounding():

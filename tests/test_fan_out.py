@@ -265,9 +265,9 @@ def test_plans_that_cannot_be_split_are_refused(config, parts, words):
 
 
 def test_a_fan_out_resumes_with_the_settings_it_reads_and_no_other(tmp_path):
-    # Begun with `--validation-split 0.1`, which a bag without --bag-holdout does not read (now refused).
-    bag = PRESETS["cnn-bag"].replace(bag_holdout=False, bag_share=0.9)
-    begun = new_fan_out(bag.replace(validation_split=0.1), 2, "me", "bag", gpu=False)
+    # Begun with `--validation-split 0.2`, which a bag without --bag-holdout does not read (now refused).
+    bag = PRESETS["cnn-bag"]
+    begun = new_fan_out(bag.replace(validation_split=0.2), 2, "me", "bag", gpu=False)
     begun.parts[0].state = "running"
     save_state(tmp_path, begun)
     kept = resume_or_start(tmp_path, new_fan_out(bag, 2, "me", "bag", gpu=False))

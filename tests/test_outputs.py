@@ -55,7 +55,8 @@ def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_
     )
     before = snapshot_files(tmp_path)
     result = submit("--data", tiny_data, "--out", out, *ONE_EPOCH)
-    which = "is an input file" if kind == "the same name" else f"leads to the input file {tiny_data / input_name}"
+    file = "one of the competition's files" if input_name == "sample_submission.csv" else "an input file"
+    which = f"is {file}" if kind == "the same name" else f"leads to {tiny_data / input_name}, {file}"
     assert_refused_before_training(result, f"{out}: {which}", "the submission must never replace an input")
     assert snapshot_files(tmp_path) == before
 
@@ -65,7 +66,9 @@ def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path, submit)
     record = make_link("symbolic", tmp_path / "out" / "s.json", tiny_data / "train.csv")
     before = snapshot_files(tmp_path)
     result = submit("--data", tiny_data, "--out", tmp_path / "out" / "s.csv", *ONE_EPOCH)
-    assert_refused_before_training(result, f"{record}: leads to the input file", "its record must never replace")
+    assert_refused_before_training(
+        result, f"{record}: leads to {tiny_data / 'train.csv'}, an input file", "its record must"
+    )
     assert snapshot_files(tmp_path) == before
 
 

@@ -766,10 +766,10 @@ PRESETS = {
     # kernels work in blocks of 8 or 16 (20-40 filters measured half the images per second of 16-32).
     # Eight steps per compiled call save a few per cent, same results.
     "cnn-fast": FAST_CNN,
-    # Ten cnn models, each on its own random 90% of the rows, so that the bag learns from every row; each row
-    # is scored out-of-bag, by the members that never saw it: 0.9960 and 0.9964 (seeds 42 and 7), 36 minutes
-    # on 2 quiet CPU cores. Scored as a whole on held-out rows (--bag-holdout), bags of this family stop near
-    # 0.9952 on the last 4,200, which are harder than most: better members paid there, more of them did not.
+    # Ten cnn models, each on its own random 90% of the rows, so that the bag learns from every row. Each row
+    # some member left out is scored by the members that did: 0.9960 and 0.9964 (seeds 42 and 7), 36 minutes
+    # on 2 quiet CPU cores. Scored as a whole on the last 4,200 rows (--bag-holdout), which are harder than
+    # most, bags of this family stop near 0.9952 whatever their members.
     "cnn-bag": CNN.replace(members=10),
     # The large CNN bagged, for the most accuracy when time is no object: fifteen members at
     # about 94 CPU minutes each make it a job for a GPU kernel.

@@ -82,7 +82,8 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     plan = OutputPlan(submission, record_path_for(submission), submission.parent / RUNS_FOLDER)
     inputs = [Path(path) for path in inputs]
     beside = [folder / name for folder in dict.fromkeys(path.parent for path in inputs) for name in COMPETITION_FILES]
-    input_files = {file_identity(path): path for path in [*beside, *inputs]}
+    input_files = {file_identity(path): (path, "one of the competition's files") for path in beside}
+    input_files.update({file_identity(path): (path, "an input file") for path in inputs})
     input_files.pop(None, None)
     for target, what in ((out, "the submission"), (plan.record, "its record")):
         check_outside_run_folders(target, what)
@@ -131,10 +132,10 @@ def check_file_target(path: Path, what: str, input_files: dict, folder: Path) ->
     except OSError as error:
         raise UserError(f"{path}: cannot be {what}: {error.strerror}") from None
     if status is not None:
-        same_input = input_files.get((status.st_dev, status.st_ino))
+        same_input, kind = input_files.get((status.st_dev, status.st_ino), (None, ""))
         if same_input is not None:
             linked = os.path.abspath(path) != os.path.abspath(same_input)
-            which = f"leads to the input file {same_input} (a symbolic or hard link)" if linked else "is an input file"
+            which = f"leads to {same_input}, {kind} (a symbolic or hard link)" if linked else f"is {kind}"
             raise UserError(f"{path}: {which}; {what} must never replace an input: choose another --out")
         if stat.S_ISDIR(status.st_mode):
             raise UserError(f"{path}: is a folder, where {what} goes; move it away or choose another --out")

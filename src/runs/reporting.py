@@ -219,7 +219,7 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
         "data": record.inputs.describe(),
         "validation": validation.scheme,
         "validation accuracy": accuracy_text(validation.accuracy),
-        "labelled rows (train.csv)": record.inputs.train.rows,
+        "labelled rows": record.inputs.train.rows,
         "test rows": record.inputs.test.rows,
         "submission": record.submission.path,
         "submission sha256": record.submission.sha256,

@@ -124,6 +124,7 @@ def summarize(result, config) -> str:
     if config.members > 1:
         kind = f"bag of {config.members}"
     accuracy_name = f"{held_out_name(config)} accuracy"
+    scored_rows = "held-out" if held_out_name(config) == "validation" else held_out_name(config)
     report = f"report: {result.report_path}" if result.report_path else f"run folder: {result.run_dir}"
     if validation.accuracy is None:
         return (
@@ -134,7 +135,7 @@ def summarize(result, config) -> str:
     tta = validation.tta_accuracy
     with_tta = "" if tta is None else f", with TTA {tta:.4f} ({tta - validation.accuracy:+.4f})"
     return (
-        f"per class, on the held-out rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
+        f"per class, on the {scored_rows} rows:\n{format_per_class(validation.per_class, validation.accuracy)}\n"
         f"done: {rows}; {kind}; {accuracy_name} {validation.accuracy:.4f}{with_tta}; {record.timings.total:.1f} s\n"
         f"wrote {result.submission_path} (record: {result.record_path})\n"
         f"{report}"

@@ -163,6 +163,7 @@ def test_the_cnn_ensemble_preset_runs_end_to_end_for_one_epoch_with_its_report(t
     assert record["config"]["family"] == "cnn" and record["parameters"] == cnn_parameters(PRESETS["cnn-ensemble"])
     assert len(out.read_text().splitlines()) == 21
     assert "bag of 2; out-of-bag accuracy" in result.stdout
+    assert "per class, on the out-of-bag rows:" in result.stdout
     assert record["validation"]["scheme"] == "bag of 2, out-of-bag"
     assert (Path(record["run_dir"]) / "report.html").is_file()
 

@@ -56,8 +56,17 @@ def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_
     before = snapshot_files(tmp_path)
     result = submit("--data", tiny_data, "--out", out, *ONE_EPOCH)
     file = "one of the competition's files" if input_name == "sample_submission.csv" else "an input file"
-    which = f"is {file}" if kind == "the same name" else f"leads to {tiny_data / input_name}, {file}"
+    which = f"is {file}" if kind == "the same name" else f"leads to {tiny_data / input_name}, {file} (a {kind} link)"
     assert_refused_before_training(result, f"{out}: {which}", "the submission must never replace an input")
+    assert snapshot_files(tmp_path) == before
+
+
+def test_an_output_through_a_linked_folder_is_refused(tiny_data, tmp_path, submit):
+    linked = make_link("symbolic", tmp_path / "linked", tiny_data)
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", linked / "test.csv", *ONE_EPOCH)
+    which = f"leads to {tiny_data / 'test.csv'}, an input file (through a linked folder)"
+    assert_refused_before_training(result, f"{linked / 'test.csv'}: {which}", "must never replace an input")
     assert snapshot_files(tmp_path) == before
 
 

@@ -129,6 +129,19 @@ def test_report_numbers_equal_the_record(runs):
             assert f"<th>{stage}</th><td>{getattr(record.timings, stage)}</td>" in page
 
 
+def test_the_config_shows_what_the_run_read_and_names_the_rest(runs):
+    for config, result in runs:
+        page = (result.run_dir / REPORT_HTML).read_text()
+        config_section = page.split("<h2>Config</h2>")[1].split("<h2>")[0]
+        shown = re.findall(r"<tr><th>([^<]+)</th>", config_section)
+        # A dense network reads its hidden units and no filters; a k-fold ensemble no validation split.
+        assert "hidden_units" in shown and "filters" not in shown
+        assert ("validation_split" in shown) == (config.folds == 1)
+        unread = re.search(r"<th>not read by this run</th><td>([^<]+)</td>", config_section).group(1).split(", ")
+        assert "filters" in unread and ("validation_split" in unread) == (config.folds > 1)
+        assert set(shown[:-1]) | set(unread) == set(config.to_dict())
+
+
 def test_times_are_true_for_members_trained_together(runs):
     (_, ensemble), (_, single) = runs
     timings = ensemble.record.timings

@@ -539,6 +539,11 @@ def check_read(
         )
 
 
+def unread_settings(config: Config) -> list[str]:
+    """The settings `config` holds but does not read (a CNN's `hidden_units`, a single model's `bag_share`)."""
+    return [name for name in config.to_dict() if unmet_condition(config, name)]
+
+
 def read_differences(before: Config, after: Config, varied: Mapping[str, Sequence] | None = None) -> list[str]:
     """The settings whose values differ between two configs and that either one reads (`unmet_condition`).
 

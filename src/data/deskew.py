@@ -10,6 +10,8 @@ zeros outside the frame. An image without ink is left as it is.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from src.core.config import IMAGE_SIDE as SIDE
@@ -17,7 +19,9 @@ from src.core.config import N_PIXELS
 
 CENTRE = (SIDE - 1) / 2
 ROWS, COLS = np.mgrid[:SIDE, :SIDE].astype(np.float64)  # each pixel's row and column
-CHUNK = 4_096  # images at a time: about a dozen float64 arrays of 25 MB each at once
+# Images at a time: a dozen float64 arrays of 1.6 MB stay in the processor's cache, where 4,096 images'
+# 25 MB arrays did not (about twice as fast); NumPy lets go of the GIL, so chunks run on every core.
+CHUNK = 256
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
@@ -26,8 +30,10 @@ def deskew(images: np.ndarray) -> np.ndarray:
     Whole-number pixels come back rounded to whole numbers; float pixels (on any scale) as read.
     """
     flat = images.reshape(len(images), N_PIXELS)
-    # `or [flat]`: an empty batch gives an empty batch.
-    out = np.concatenate([_deskew_chunk(flat[start : start + CHUNK]) for start in range(0, len(flat), CHUNK)] or [flat])
+    chunks = [flat[start : start + CHUNK] for start in range(0, len(flat), CHUNK)]
+    with ThreadPoolExecutor() as pool:
+        # `or [flat]`: an empty batch gives an empty batch.
+        out = np.concatenate(list(pool.map(_deskew_chunk, chunks)) or [flat])
     if np.issubdtype(images.dtype, np.integer):
         out = np.clip(np.rint(out), 0, 255)
     return out.astype(images.dtype).reshape(images.shape)
@@ -82,5 +88,9 @@ def _bilinear(ink: np.ndarray, source_rows: np.ndarray, source_cols: np.ndarray)
             # One gather along each image's flat pixels: one index array, where (image, row, col) takes three.
             where = (row_start + np.clip(col, 0, SIDE - 1)).reshape(len(ink), N_PIXELS)
             values = np.take_along_axis(flat, where, axis=1).reshape(source_rows.shape)
-            result += np.where(inside, values, 0.0) * row_weight * col_weight
+            # In place, in the order the bytes were first computed in: (value x row weight) x column weight.
+            values[~inside] = 0.0
+            values *= row_weight
+            values *= col_weight
+            result += values
     return result

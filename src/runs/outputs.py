@@ -134,8 +134,16 @@ def check_file_target(path: Path, what: str, input_files: dict, folder: Path) ->
     if status is not None:
         same_input, kind = input_files.get((status.st_dev, status.st_ino), (None, ""))
         if same_input is not None:
-            linked = os.path.abspath(path) != os.path.abspath(same_input)
-            which = f"leads to {same_input}, {kind} (a symbolic or hard link)" if linked else f"is {kind}"
+            if os.path.abspath(path) == os.path.abspath(same_input):
+                which = f"is {kind}"
+            else:
+                if os.path.islink(path):
+                    link = "a symbolic link"
+                elif os.path.realpath(path) == os.path.realpath(same_input):
+                    link = "through a linked folder"
+                else:
+                    link = "a hard link"
+                which = f"leads to {same_input}, {kind} ({link})"
             raise UserError(f"{path}: {which}; {what} must never replace an input: choose another --out")
         if stat.S_ISDIR(status.st_mode):
             raise UserError(f"{path}: is a folder, where {what} goes; move it away or choose another --out")

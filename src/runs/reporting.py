@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from src.core.config import IMAGE_SIDE, N_CLASSES
+from src.core.config import IMAGE_SIDE, N_CLASSES, unread_settings
 from src.core.files import atomic_write
 from src.runs.folders import RunArrays, load_run, read_run_record
 from src.runs.record import RunRecord
@@ -235,7 +235,7 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
         f"<h1>Run {html.escape(title)}</h1>",
         _html_pairs(summary),
         "<h2>Config</h2>",
-        _html_pairs(record.config.to_dict()),
+        _html_pairs(_read_config(record.config)),
         "<h2>Timings (seconds)</h2>",
         _html_pairs(dataclasses.asdict(record.timings)),
         "<h2>Models</h2>",
@@ -263,6 +263,15 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
         f"<style>{style}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+def _read_config(config) -> dict:
+    """The settings the run read, then the names of those it held but did not read, so as not to mislead."""
+    unread = unread_settings(config)
+    values = {name: value for name, value in config.to_dict().items() if name not in unread}
+    if unread:
+        values["not read by this run"] = ", ".join(unread)
+    return values
 
 
 def compare_runs(run_dirs: list[str | Path]) -> str:

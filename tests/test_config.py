@@ -17,6 +17,7 @@ from src.core.config import (
     Setting,
     check_split,
     format_default,
+    unread_settings,
 )
 from src.core.errors import EXIT_CODES, UserError
 from src.core.flags import add_settings_arguments, config_from_args
@@ -258,3 +259,13 @@ def test_a_config_stored_before_a_setting_existed_loads_with_that_settings_defau
     state = {"config": older, "title": "Digit Recognizer", "gpu": False, "parts": []}
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
     assert load_state(tmp_path).config == config
+
+
+def test_unread_settings_are_those_no_part_of_the_run_reads():
+    bag = PRESETS["cnn-bag"]
+    # A CNN has no hidden layers or L2; a bag scored out-of-bag holds no rows out by --validation-split.
+    assert {"hidden_units", "l2", "validation_split"} <= set(unread_settings(bag))
+    assert not {"filters", "bag_share", "deskew", "members"} & set(unread_settings(bag))
+    # The tutorial's dense network reads no CNN setting, and a single model no bag share.
+    assert {"filters", "head_units", "bag_share"} <= set(unread_settings(PRESETS["tutorial"]))
+    assert "hidden_units" not in unread_settings(PRESETS["tutorial"])

@@ -70,6 +70,15 @@ def test_an_output_through_a_linked_folder_is_refused(tiny_data, tmp_path, submi
     assert snapshot_files(tmp_path) == before
 
 
+def test_an_output_that_names_an_input_read_through_a_linked_folder_is_refused(tiny_data, tmp_path, submit):
+    linked = make_link("symbolic", tmp_path / "linked", tiny_data)
+    before = snapshot_files(tmp_path)
+    result = submit("--data", linked, "--out", tiny_data / "test.csv", *ONE_EPOCH)
+    which = f"is {linked / 'test.csv'}, an input file, by its own name"
+    assert_refused_before_training(result, f"{tiny_data / 'test.csv'}: {which}", "must never replace an input")
+    assert snapshot_files(tmp_path) == before
+
+
 def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path, submit):
     (tmp_path / "out").mkdir()
     record = make_link("symbolic", tmp_path / "out" / "s.json", tiny_data / "train.csv")

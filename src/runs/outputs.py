@@ -134,16 +134,7 @@ def check_file_target(path: Path, what: str, input_files: dict, folder: Path) ->
     if status is not None:
         same_input, kind = input_files.get((status.st_dev, status.st_ino), (None, ""))
         if same_input is not None:
-            if os.path.abspath(path) == os.path.abspath(same_input):
-                which = f"is {kind}"
-            else:
-                if os.path.islink(path):
-                    link = "a symbolic link"
-                elif os.path.realpath(path) == os.path.realpath(same_input):
-                    link = "through a linked folder"
-                else:
-                    link = "a hard link"
-                which = f"leads to {same_input}, {kind} ({link})"
+            which = _how_it_leads(path, same_input, kind)
             raise UserError(f"{path}: {which}; {what} must never replace an input: choose another --out")
         if stat.S_ISDIR(status.st_mode):
             raise UserError(f"{path}: is a folder, where {what} goes; move it away or choose another --out")
@@ -156,6 +147,24 @@ def check_file_target(path: Path, what: str, input_files: dict, folder: Path) ->
                 "make it writable (chmod u+w) or choose another --out"
             )
     check_writable_folder(folder)
+
+
+def _how_it_leads(path: Path, same_input: str, kind: str) -> str:
+    """How `path` comes to be `same_input`, the run's `kind` of file: by its name, or which kind of link."""
+    real = os.path.realpath(path)
+    if real == os.path.realpath(same_input):
+        if os.path.abspath(path) == os.path.abspath(same_input):
+            return f"is {kind}"
+        if os.path.islink(path):
+            return f"leads to {same_input}, {kind} (a symbolic link)"
+        if real != os.path.abspath(path):
+            return f"leads to {same_input}, {kind} (through a linked folder)"
+        # The run names its input through a link; the output names the file itself.
+        return f"is {same_input}, {kind}, by its own name"
+    if os.stat(path).st_nlink > 1:
+        return f"leads to {same_input}, {kind} (a hard link)"
+    # A bind mount, or another spelling on a disk that ignores case.
+    return f"is {same_input}, {kind}, under another name"
 
 
 def check_folder_target(path: Path) -> None:

@@ -37,7 +37,7 @@ def deskew(images: np.ndarray) -> np.ndarray:
 
     def fill(start: int) -> None:
         block = _deskew_chunk(flat[start : start + CHUNK])
-        # Rounded and cast chunk by chunk: temporaries for all 70,000 images in float64 took as long as the work.
+        # Rounded and cast chunk by chunk: done on all 70,000 images at once, in float64, it took a third of the time.
         out[start : start + CHUNK] = np.clip(np.rint(block), 0, 255) if whole_numbers else block
 
     with ThreadPoolExecutor(THREADS) as pool:

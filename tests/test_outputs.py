@@ -4,6 +4,7 @@ failed run leaves the previous submission and its record byte for byte as they w
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -74,8 +75,32 @@ def test_an_output_that_names_an_input_read_through_a_linked_folder_is_refused(t
     linked = make_link("symbolic", tmp_path / "linked", tiny_data)
     before = snapshot_files(tmp_path)
     result = submit("--data", linked, "--out", tiny_data / "test.csv", *ONE_EPOCH)
-    which = f"is {linked / 'test.csv'}, an input file, by its own name"
+    which = f"is an input file, which the run reads through a link as {linked / 'test.csv'}"
     assert_refused_before_training(result, f"{tiny_data / 'test.csv'}: {which}", "must never replace an input")
+    assert snapshot_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["test.csv", "sample_submission.csv"])
+def test_a_sample_run_never_replaces_the_competition_files_in_data(tiny_data, tmp_path, monkeypatch, submit, name):
+    # A --sample run reads none of data/, but the files there are the user's download.
+    shutil.copytree(tiny_data, tmp_path / "project" / "data")
+    (tmp_path / "project" / "data" / "sample_submission.csv").write_text("ImageId,Label\n1,0\n")
+    monkeypatch.chdir(tmp_path / "project")
+    before = snapshot_files(tmp_path)
+    result = submit("--sample", "--out", f"data/{name}", *ONE_EPOCH)
+    assert_refused_before_training(result, f"data/{name}: is one of the competition's files")
+    assert snapshot_files(tmp_path) == before
+
+
+def test_the_competition_files_beside_linked_inputs_are_kept(tiny_data, tmp_path, submit):
+    (tiny_data / "sample_submission.csv").write_text("ImageId,Label\n1,0\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("train.csv", "test.csv"):
+        make_link("symbolic", links / name, tiny_data / name)
+    before = snapshot_files(tmp_path)
+    result = submit("--data", links, "--out", tiny_data / "sample_submission.csv", *ONE_EPOCH)
+    assert_refused_before_training(result, "is one of the competition's files")
     assert snapshot_files(tmp_path) == before
 
 

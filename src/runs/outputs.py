@@ -40,7 +40,7 @@ from pathlib import Path
 
 from src.core.errors import UserError
 from src.core.files import current_umask, sha256, signals_deferred
-from src.core.paths import RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
+from src.core.paths import DEFAULT_DATA_DIR, RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
 from src.core.readers import read_json
 from src.data.competition import COMPETITION_FILES
 
@@ -69,7 +69,8 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     Args:
         out: The submission path the user gave (`--out`).
         inputs: The files the run reads (train.csv, test.csv): no output may be one of them, nor one of
-            the competition's files beside them (sample_submission.csv is Kaggle's, read or not).
+            the competition's files beside them or in the default data folder (sample_submission.csv is
+            Kaggle's, read or not; a `--sample` run reads none of `data/`, which still holds the user's).
         test_rows: Rows the submission will have; when given, the free room is checked too.
     """
     out = Path(out)
@@ -81,7 +82,9 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     submission = Path(os.path.realpath(out)) if out.is_symlink() else out
     plan = OutputPlan(submission, record_path_for(submission), submission.parent / RUNS_FOLDER)
     inputs = [Path(path) for path in inputs]
-    beside = [folder / name for folder in dict.fromkeys(path.parent for path in inputs) for name in COMPETITION_FILES]
+    # Each input's folder as named and as its links lead, and the default one.
+    folders = [folder for path in inputs for folder in (path.parent, Path(os.path.realpath(path)).parent)]
+    beside = [folder / name for folder in dict.fromkeys([*folders, DEFAULT_DATA_DIR]) for name in COMPETITION_FILES]
     input_files = {file_identity(path): (path, "one of the competition's files") for path in beside}
     input_files.update({file_identity(path): (path, "an input file") for path in inputs})
     input_files.pop(None, None)
@@ -159,8 +162,7 @@ def _how_it_leads(path: Path, same_input: str, kind: str) -> str:
             return f"leads to {same_input}, {kind} (a symbolic link)"
         if real != os.path.abspath(path):
             return f"leads to {same_input}, {kind} (through a linked folder)"
-        # The run names its input through a link; the output names the file itself.
-        return f"is {same_input}, {kind}, by its own name"
+        return f"is {kind}, which the run reads through a link as {same_input}"
     if os.stat(path).st_nlink > 1:
         return f"leads to {same_input}, {kind} (a hard link)"
     # A bind mount, or another spelling on a disk that ignores case.

@@ -104,6 +104,18 @@ def test_the_competition_files_beside_linked_inputs_are_kept(tiny_data, tmp_path
     assert snapshot_files(tmp_path) == before
 
 
+def test_a_submission_never_takes_the_record_of_another(tmp_path, tiny_data, submit):
+    first = tmp_path / "out" / "foo"
+    assert submit("--data", tiny_data, "--out", first, *ONE_EPOCH).returncode == 0
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", tmp_path / "out" / "foo.csv", *ONE_EPOCH)
+    assert_refused_before_training(result, f"{tmp_path / 'out' / 'foo.json'}: is the record of {first}")
+    assert snapshot_files(tmp_path) == before
+    # Once that submission is gone (renamed with its record, say), its old record may be replaced.
+    first.unlink()
+    assert submit("--data", tiny_data, "--out", tmp_path / "out" / "foo.csv", *ONE_EPOCH).returncode == 0
+
+
 def test_a_record_that_leads_to_an_input_is_refused(tiny_data, tmp_path, submit):
     (tmp_path / "out").mkdir()
     record = make_link("symbolic", tmp_path / "out" / "s.json", tiny_data / "train.csv")

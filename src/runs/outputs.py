@@ -93,10 +93,24 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
         check_file_target(
             target, what, input_files, folder=target.parent if target is plan.record else plan.submission.parent
         )
+    check_record_is_its_own(plan)
     check_folder_target(plan.runs)
     if test_rows is not None:
         check_room(plan.submission.parent, submission_bytes(test_rows) + RECORD_BYTES)
     return plan
+
+
+def check_record_is_its_own(plan: OutputPlan) -> None:
+    """`foo` and `foo.csv` share the record `foo.json`: a run must not take another submission's record."""
+    try:
+        recorded = read_json(plan.record, "run record")["submission"]["path"]
+    except (OSError, UserError, KeyError, TypeError):
+        return  # no record there, or none that names its file: nothing of another submission to lose
+    owner = plan.record.parent / Path(str(recorded)).name
+    if owner.name != plan.submission.name and owner.is_file():
+        raise UserError(
+            f"{plan.record}: is the record of {owner}, which would lose it to {plan.submission}: choose another --out"
+        )
 
 
 def enclosing_run_folder(path: str | Path) -> Path | None:

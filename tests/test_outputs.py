@@ -62,21 +62,18 @@ def test_an_output_that_is_an_input_is_refused(tiny_data, tmp_path, kind, input_
     assert snapshot_files(tmp_path) == before
 
 
-def test_an_output_through_a_linked_folder_is_refused(tiny_data, tmp_path, submit):
+@pytest.mark.parametrize("linked_side", ["--out", "--data"])
+def test_an_output_and_an_input_that_meet_through_a_linked_folder_are_refused(tiny_data, tmp_path, submit, linked_side):
     linked = make_link("symbolic", tmp_path / "linked", tiny_data)
+    data, out = (tiny_data, linked / "test.csv") if linked_side == "--out" else (linked, tiny_data / "test.csv")
     before = snapshot_files(tmp_path)
-    result = submit("--data", tiny_data, "--out", linked / "test.csv", *ONE_EPOCH)
-    which = f"leads to {tiny_data / 'test.csv'}, an input file (through a linked folder)"
-    assert_refused_before_training(result, f"{linked / 'test.csv'}: {which}", "must never replace an input")
-    assert snapshot_files(tmp_path) == before
-
-
-def test_an_output_that_names_an_input_read_through_a_linked_folder_is_refused(tiny_data, tmp_path, submit):
-    linked = make_link("symbolic", tmp_path / "linked", tiny_data)
-    before = snapshot_files(tmp_path)
-    result = submit("--data", linked, "--out", tiny_data / "test.csv", *ONE_EPOCH)
-    which = f"is an input file, which the run reads through a link as {linked / 'test.csv'}"
-    assert_refused_before_training(result, f"{tiny_data / 'test.csv'}: {which}", "must never replace an input")
+    result = submit("--data", data, "--out", out, *ONE_EPOCH)
+    which = (
+        f"leads to {tiny_data / 'test.csv'}, an input file (through a linked folder)"
+        if linked_side == "--out"
+        else f"is an input file, which the run reads through a link as {linked / 'test.csv'}"
+    )
+    assert_refused_before_training(result, f"{out}: {which}", "must never replace an input")
     assert snapshot_files(tmp_path) == before
 
 

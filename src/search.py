@@ -130,12 +130,12 @@ def search(argv: Sequence[str] | None) -> int:
     study_name = args.study or "-".join([args.preset, *(dimension.name for dimension in space)])
     folder = args.out_dir / study_name
     storage = args.storage or f"sqlite:///{(args.out_dir / f'{study_name}.db').resolve()}"
-    from src.data.loading import check_labels, load_datasets, write_sample
+    from src.data.loading import SAMPLE_TRAIN_NAME, check_labels, load_datasets, write_sample
 
     with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
         data_dir = Path(write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR)
         datasets = load_datasets(data_dir)
-        check_labels(datasets.train_labels, base.folds, data_dir / "train.csv")
+        check_labels(datasets.train_labels, base.folds, SAMPLE_TRAIN_NAME if args.sample else data_dir / "train.csv")
         check_split(base, len(datasets.train_labels))
         check_extremes(base, space, len(datasets.train_labels))
         with made_folder(args.out_dir):

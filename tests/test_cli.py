@@ -168,6 +168,12 @@ def test_bad_flag_is_a_one_line_error(tiny_data, tmp_path, capsys):
     assert_only_error_line(submit_with("--folds", "9", *FAST), "9 folds need at least 9 rows")
 
 
+def test_the_samples_labels_are_named_not_their_temporary_folder(tmp_path, capsys):
+    result = submit_here(capsys, "--sample", "--folds", "1000", "--out", tmp_path / "s.csv")
+    assert_only_error_line(result, "the --sample data's train.csv: 1000 folds need at least 1000 rows of every digit")
+    assert "digit-sample-" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

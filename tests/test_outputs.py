@@ -193,6 +193,14 @@ def test_too_little_room_is_refused_before_training(tiny_data, small_disk, submi
     assert snapshot_files(small_disk) == before
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_virtual_file_system_is_refused_before_training(tiny_data, submit):
+    result = submit("--data", tiny_data, "--out", "/proc/submission.csv", *ONE_EPOCH)
+    assert_refused_before_training(
+        result, "/proc: is a virtual file system, which keeps no files: choose another --out"
+    )
+
+
 @pytest.mark.slow
 def test_a_disk_that_fills_during_the_write_keeps_the_previous_pair(tiny_data, small_disk, submit):
     previous = write_previous_pair(small_disk)

@@ -121,6 +121,9 @@ def test_report_numbers_equal_the_record(runs):
         per_class = record.validation.per_class
         assert sum(per_class[str(digit)].support for digit in range(10)) == len(result.training.validation_rows())
         assert f"<th>validation accuracy</th><td>{record.validation.accuracy:.4f}</td>" in page
+        # A k-fold's table counts every row, each scored by the fold that left it out.
+        scored = "out-of-fold" if record.config.folds > 1 else "validation"
+        assert f"<h2>Per class ({scored} rows)</h2>" in page
         for digit in range(10):
             row = per_class[str(digit)]
             cells = [str(digit), *(f"{value:.4f}" for value in (row.precision, row.recall, row.f1)), str(row.support)]

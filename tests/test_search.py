@@ -223,6 +223,9 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     assert_one_line_error(result, 2, "--trials N and/or --budget")
     result = search_here(capsys, tiny_data, tmp_path / "out", "--sample", *vary)
     assert_one_line_error(result, 2, "--sample trains on the embedded sample, so --data")
+    sample = ("--sample", "--out-dir", tmp_path / "out", *STUDY_FLAGS, "--folds", "1000", *vary)
+    result = run_main(capsys, search_main, *sample)
+    assert_one_line_error(result, 2, "the --sample data's train.csv: 1000 folds need at least 1000 rows")
     # A base flag the trials would not read, unless a --vary may turn on what it needs.
     flags = ("--decay", "0.5", "--trials", "1", "--vary")
     result = search_here(capsys, tiny_data, tmp_path / "out", *flags, "learning_rate=1e-3..1e-2")

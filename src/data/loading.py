@@ -153,6 +153,10 @@ def as_features(images: np.ndarray, config: Config) -> np.ndarray:
 SAMPLE_SEED = 0
 
 
+# How errors name the sample's labels: its files lie in a temporary folder the user never sees.
+SAMPLE_TRAIN_NAME = "the --sample data's train.csv"
+
+
 def write_sample(directory: str | Path, n_test: int = 297, seed: int = SAMPLE_SEED) -> Path:
     """Write a small Kaggle-format dataset built from scikit-learn's digits.
 

@@ -217,6 +217,9 @@ def submission_bytes(rows: int) -> int:
 def check_room(folder: Path, needed: int) -> None:
     existing = nearest_existing(folder)
     status = os.statvfs(existing)
+    # /proc and /sys report no blocks at all: they show the kernel's state and keep no files.
+    if status.f_blocks == 0:
+        raise UserError(f"{existing}: is a virtual file system, which keeps no files: choose another --out")
     free = status.f_bavail * status.f_frsize
     if free < needed:
         raise UserError(

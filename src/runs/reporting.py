@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from src.core.config import IMAGE_SIDE, N_CLASSES, unread_settings
+from src.core.config import IMAGE_SIDE, N_CLASSES, held_out_name, unread_settings
 from src.core.files import atomic_write
 from src.runs.folders import RunArrays, load_run, read_run_record
 from src.runs.record import RunRecord
@@ -243,7 +243,7 @@ def report_html(title: str, record: RunRecord, figures: list[Path]) -> str:
     ]
     if validation.per_class:
         sections += [
-            "<h2>Per class (held-out rows)</h2>",
+            f"<h2>Per class ({held_out_name(record.config)} rows)</h2>",
             _html_table(["digit", "precision", "recall", "f1-score", "support"], _per_class_rows(validation)),
         ]
     for path in figures:

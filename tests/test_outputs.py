@@ -89,6 +89,14 @@ def test_a_sample_run_never_replaces_the_competition_files_in_data(tiny_data, tm
     assert snapshot_files(tmp_path) == before
 
 
+def test_an_absent_competition_file_keeps_its_place_in_the_data_folder(tiny_data, tmp_path, submit):
+    assert not (tiny_data / "sample_submission.csv").exists()
+    before = snapshot_files(tmp_path)
+    result = submit("--data", tiny_data, "--out", tiny_data / "sample_submission.csv", *ONE_EPOCH)
+    assert_refused_before_training(result, "is where the competition's sample_submission.csv belongs")
+    assert snapshot_files(tmp_path) == before
+
+
 def test_the_competition_files_beside_linked_inputs_are_kept(tiny_data, tmp_path, submit):
     (tiny_data / "sample_submission.csv").write_text("ImageId,Label\n1,0\n")
     links = tmp_path / "links"

@@ -93,6 +93,13 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
         check_file_target(
             target, what, input_files, folder=target.parent if target is plan.record else plan.submission.parent
         )
+    data_folders = {os.path.realpath(folder) for folder in [*folders, DEFAULT_DATA_DIR]}
+    if plan.submission.name in COMPETITION_FILES and os.path.realpath(plan.submission.parent) in data_folders:
+        # Absent now, but the data folder's own name for it: a later download or check would take ours for Kaggle's.
+        raise UserError(
+            f"{out}: is where the competition's {plan.submission.name} belongs; the submission must never take "
+            "an input's place: choose another --out"
+        )
     check_record_is_its_own(plan)
     check_folder_target(plan.runs)
     if test_rows is not None:

@@ -193,6 +193,11 @@ def trial_line(trial, names: list[str]) -> str:
 
     settings = " ".join(f"{name}={format_value(trial.params[name])}" for name in names if name in trial.params)
     took = "" if trial.seconds is None else f" in {trial.seconds:.1f} s"
+    if trial.repeat_of is not None:
+        return (
+            f"trial {trial.number}: validation accuracy {trial.accuracy:.4f}, not trained again: "
+            f"the settings of trial {trial.repeat_of}  {settings}"
+        )
     if trial.state == COMPLETE:
         return f"trial {trial.number}: validation accuracy {trial.accuracy:.4f}{took}  {settings}"
     if trial.state == PRUNED:
@@ -213,9 +218,11 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     log_names = {dimension.name for dimension in plan.space if dimension.log}
     plan.folder.mkdir(parents=True, exist_ok=True)
     figure = draw_search(trials, names, log_names, plan.folder / FIGURE_NAME)
-    n_complete = sum(trial.state == COMPLETE for trial in trials)
+    n_repeats = sum(trial.repeat_of is not None for trial in trials)
+    n_complete = sum(trial.state == COMPLETE for trial in trials) - n_repeats
     n_pruned = sum(trial.state == PRUNED for trial in trials)
-    print(f"{len(trials)} trials: {n_complete} complete, {n_pruned} pruned; best first:", flush=True)
+    repeats = f", {n_repeats} repeating one (not trained again)" if n_repeats else ""
+    print(f"{len(trials)} trials: {n_complete} complete, {n_pruned} pruned{repeats}; best first:", flush=True)
     print(format_table(trials, names), flush=True)
     print(f"figure: {figure}", flush=True)
     best = best_trial(study)

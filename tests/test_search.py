@@ -31,7 +31,7 @@ from src.pipeline.search import open_storage
 from src.predict import main as predict_main
 from src.report import main as report_main
 from src.runs.record import RunRecord
-from src.runs.search_results import TrialSummary, best_first, submit_line
+from src.runs.search_results import TrialSummary, best_first, format_table, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
 from tests.helpers import assert_one_line_error, run_main, run_module, start_command
@@ -244,8 +244,12 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
         TrialSummary(0, "complete", 0.91, 3.0, {}),
         TrialSummary(1, "pruned", 0.2, 1.0, {}, epochs=1),
         TrialSummary(2, "complete", 0.95, 3.0, {}),
+        TrialSummary(3, "complete", 0.95, 0.1, {}, repeat_of=2),
     ]
-    assert [trial.number for trial in best_first(trials)] == [2, 0, 1]
+    # A repeat ties with the trial it repeats, which ran first.
+    assert [trial.number for trial in best_first(trials)] == [2, 3, 0, 1]
+    table = format_table(trials, []).splitlines()
+    assert table[2].split() == ["3", "0.9500", "0.1", "repeats", "2"]
     config = PRESETS["wide"].replace(learning_rate=0.002, hidden_units=(512, 256), epochs=10)
     line = submit_line("wide", config)
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
@@ -313,15 +317,16 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 @pytest.mark.slow
 def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
-    vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "0"]
+    vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "10"]
     first = search_here(capsys, tiny_data, out, *vary, "--trials", "4")
     assert first.returncode == 0, first.stdout + first.stderr
     name = "tutorial-scaled-learning_rate"
     study = load_study(out, name)
     trials = study.trials
     assert [trial.number for trial in trials] == [0, 1, 2, 3]
-    # Every hopeless trial that started after a good one had finished is pruned; no good one is.
-    for trial in trials:
+    # Every hopeless trial that started after a good one had finished is pruned; no good one is, and no
+    # trial that repeats a complete one's settings, as it takes that one's accuracy without training.
+    for trial in (trial for trial in trials if "repeat_of" not in trial.user_attrs):
         after_good = any(
             other.number < trial.number and other.params["learning_rate"] == GOOD and other.state.name == "COMPLETE"
             for other in trials
@@ -341,9 +346,19 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     assert best.returncode == 0, best.stderr
     assert RunRecord.from_json(tmp_path / "best.json").validation.accuracy == pytest.approx(study.best_value)
 
+    # Settings drawn again are not trained again: the trial takes the earlier one's accuracy and run folder.
+    repeats = [trial for trial in trials if "repeat_of" in trial.user_attrs]
+    assert repeats, "the seed must draw the good rate twice: choose another --sampler-seed"
+    for trial in repeats:
+        earlier = trials[trial.user_attrs["repeat_of"]]
+        assert earlier.params == trial.params and earlier.value == trial.value
+        assert earlier.user_attrs["run_dir"] == trial.user_attrs["run_dir"]
+        assert f"trial {trial.number}: validation accuracy {trial.value:.4f}, not trained again" in first.stdout
+    assert f", {len(repeats)} repeating one (not trained again); best first:" in first.stdout
+
     # Only the finished trials left run folders and submissions, and each record names its study and trial.
     records = trial_records(out / name)
-    complete = {trial.number for trial in trials if trial.state.name == "COMPLETE"}
+    complete = {trial.number for trial in trials if trial.state.name == "COMPLETE"} - {t.number for t in repeats}
     assert {record.search.trial for record in records} == complete and len(records) == len(complete)
     assert all(record.search.study == name for record in records)
     assert sorted(path.name for path in (out / name).glob("trial-*.csv")) == sorted(f"trial-{n}.csv" for n in complete)

@@ -33,6 +33,7 @@ from src.training.tensorboard import TENSORBOARD_FOLDER, write_hparams, write_hp
 BASE_ATTRIBUTE = "base_config"
 CONFIG_ATTRIBUTE = "config"
 RUN_DIR_ATTRIBUTE = "run_dir"
+REPEAT_ATTRIBUTE = "repeat_of"
 OBJECTIVE_METRIC = "validation_accuracy"
 # SQLite lets one process write at a time: the others wait up to this long rather than fail.
 SQLITE_LOCK_SECONDS = 120
@@ -162,9 +163,18 @@ def trial_config(search: Search, trial: optuna.Trial) -> Config:
 
 
 def run_trial(search: Search, trial: optuna.Trial) -> float:
-    """One trial: an ordinary run at `folder/trial-<n>.csv`, its accuracy returned to Optuna."""
+    """One trial: an ordinary run at `folder/trial-<n>.csv`, its accuracy returned to Optuna.
+
+    Settings a complete trial already ran are not trained again: a run is repeatable to the byte, so
+    the trial takes that one's accuracy and run folder (Optuna's samplers draw a choice again readily).
+    """
     config = trial_config(search, trial)
     trial.set_user_attr(CONFIG_ATTRIBUTE, config.to_dict())
+    earlier = trial_with_settings(trial.study, config)
+    if earlier is not None:
+        trial.set_user_attr(REPEAT_ATTRIBUTE, earlier.number)
+        trial.set_user_attr(RUN_DIR_ATTRIBUTE, earlier.user_attrs[RUN_DIR_ATTRIBUTE])
+        return earlier.value
     callbacks = TrainingCallbacks(run=[PruningCallback(trial)]) if search.prune else None
     record_says = SearchTrial(search.study_name, trial.number)
     result = run_once(search, config, f"trial-{trial.number}.csv", callbacks, record_says)
@@ -177,6 +187,14 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
         {OBJECTIVE_METRIC: accuracy},
     )
     return accuracy
+
+
+def trial_with_settings(study: optuna.Study, config: Config) -> optuna.trial.FrozenTrial | None:
+    """The first complete trial of `study` that ran `config`, or None."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if RUN_DIR_ATTRIBUTE in trial.user_attrs and best_config(trial) == config:
+            return trial
+    return None
 
 
 def run_once(search: Search, config: Config, name: str, callbacks, trial: SearchTrial) -> RunResult:
@@ -218,7 +236,8 @@ def summarize(trial: optuna.trial.FrozenTrial, space: tuple[Dimension, ...]) -> 
         epochs = trial.last_step + 1
         accuracy = trial.intermediate_values[trial.last_step]
     seconds = trial.duration.total_seconds() if trial.duration else None
-    return TrialSummary(trial.number, state, accuracy, seconds, dict(trial.params), epochs)
+    repeat_of = trial.user_attrs.get(REPEAT_ATTRIBUTE)
+    return TrialSummary(trial.number, state, accuracy, seconds, dict(trial.params), epochs, repeat_of)
 
 
 def summaries(study: optuna.Study, space: tuple[Dimension, ...]) -> list[TrialSummary]:

@@ -28,6 +28,7 @@ class TrialSummary:
         accuracy: A complete trial's validation accuracy; a pruned one's last reported epoch's.
         epochs: Epochs a pruned trial ran before it was stopped.
         params: The varied settings' values, as the trial drew them (a list setting's as its text).
+        repeat_of: The earlier trial whose settings it drew again, and whose run it took instead of training.
     """
 
     number: int
@@ -36,6 +37,7 @@ class TrialSummary:
     seconds: float | None
     params: dict
     epochs: int | None = None
+    repeat_of: int | None = None
 
 
 def best_first(trials: list[TrialSummary]) -> list[TrialSummary]:
@@ -50,6 +52,14 @@ def format_value(value) -> str:
     return format_default(value)
 
 
+def state_text(trial: TrialSummary) -> str:
+    if trial.state == PRUNED:
+        return f"pruned at epoch {trial.epochs}"
+    if trial.repeat_of is not None:
+        return f"repeats {trial.repeat_of}"
+    return trial.state
+
+
 def format_table(trials: list[TrialSummary], names: list[str]) -> str:
     """The trials, best first: number, accuracy, seconds, state and each varied setting."""
     header = ["trial", "accuracy", "seconds", "state", *names]
@@ -58,7 +68,7 @@ def format_table(trials: list[TrialSummary], names: list[str]) -> str:
             str(trial.number),
             "" if trial.accuracy is None else f"{trial.accuracy:.4f}",
             "" if trial.seconds is None else f"{trial.seconds:.1f}",
-            trial.state if trial.state != PRUNED else f"pruned at epoch {trial.epochs}",
+            state_text(trial),
             *(format_value(trial.params.get(name, "")) for name in names),
         ]
         for trial in best_first(trials)

@@ -104,15 +104,17 @@ def check_not_given(args: argparse.Namespace, space) -> None:
             raise UserError(f"{flag} is given and varied (--vary {dimension.describe()}): give one or the other")
 
 
-def check_extremes(base, space, n_rows: int) -> None:
+def check_extremes(base, space, labels, labels_name) -> None:
     """Every bound and choice must fit the rows and the size limits, as a plain run checks its settings."""
+    from src.data.loading import check_labels
     from src.models.registry import check_size
 
     for dimension in space:
         for value in dimension.extremes():
             config = base.replace(**{dimension.name: value})
             try:
-                check_split(config, n_rows)
+                check_labels(labels, config.folds, labels_name)
+                check_split(config, len(labels))
                 check_size(config)
             except UserError as error:
                 raise UserError(f"--vary {dimension.describe()}: with {value!r}: {error}") from None
@@ -130,14 +132,15 @@ def search(argv: Sequence[str] | None) -> int:
     study_name = args.study or "-".join([args.preset, *(dimension.name for dimension in space)])
     folder = args.out_dir / study_name
     storage = args.storage or f"sqlite:///{(args.out_dir / f'{study_name}.db').resolve()}"
-    from src.data.loading import SAMPLE_TRAIN_NAME, check_labels, load_datasets, write_sample
+    from src.data.loading import check_labels, load_datasets, train_file_name, write_sample
 
     with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
         data_dir = Path(write_sample(sample_dir) if args.sample else args.data or DEFAULT_DATA_DIR)
         datasets = load_datasets(data_dir)
-        check_labels(datasets.train_labels, base.folds, SAMPLE_TRAIN_NAME if args.sample else data_dir / "train.csv")
+        labels_name = train_file_name(data_dir, args.sample)
+        check_labels(datasets.train_labels, base.folds, labels_name)
         check_split(base, len(datasets.train_labels))
-        check_extremes(base, space, len(datasets.train_labels))
+        check_extremes(base, space, datasets.train_labels, labels_name)
         with made_folder(args.out_dir):
             import_tensorflow()
             from src.pipeline.search import Search

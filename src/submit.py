@@ -182,7 +182,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             check_submit_flags(args)
         check_data_source(args)
         from src.data.competition import data_folder
-        from src.data.loading import SAMPLE_TRAIN_NAME, check_labels, load_datasets, write_sample
+        from src.data.loading import check_labels, load_datasets, train_file_name, write_sample
         from src.models.registry import check_size
         from src.runs.outputs import plan_outputs
 
@@ -192,9 +192,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             datasets = load_datasets(data_dir)
             inputs = [file["path"] for file in datasets.inputs.values()]
             plan_outputs(out, inputs, test_rows=len(datasets.test_images))
-            check_labels(
-                datasets.train_labels, config.folds, SAMPLE_TRAIN_NAME if args.sample else Path(data_dir) / "train.csv"
-            )
+            check_labels(datasets.train_labels, config.folds, train_file_name(data_dir, args.sample))
             check_split(config, len(datasets.train_labels))
             check_size(config)
             import_tensorflow()

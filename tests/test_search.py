@@ -226,6 +226,11 @@ def test_the_command_refuses_a_bad_range_in_one_line_before_training(tiny_data, 
     sample = ("--sample", "--out-dir", tmp_path / "out", *STUDY_FLAGS, "--folds", "1000", *vary)
     result = run_main(capsys, search_main, *sample)
     assert_one_line_error(result, 2, "the --sample data's train.csv: 1000 folds need at least 1000 rows")
+    # A varied fold count too, before any trial trains.
+    sample = ("--sample", "--out-dir", tmp_path / "out", *STUDY_FLAGS, "--vary", "folds=2|500", "--trials", "1")
+    result = run_main(capsys, search_main, *sample)
+    assert_one_line_error(result, 2, "--vary folds=2|500: with 500: the --sample data's train.csv: 500 folds need")
+    assert not (tmp_path / "out").exists()
     # A base flag the trials would not read, unless a --vary may turn on what it needs.
     flags = ("--decay", "0.5", "--trials", "1", "--vary")
     result = search_here(capsys, tiny_data, tmp_path / "out", *flags, "learning_rate=1e-3..1e-2")
@@ -253,6 +258,21 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
     config = PRESETS["wide"].replace(learning_rate=0.002, hidden_units=(512, 256), epochs=10)
     line = submit_line("wide", config)
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
+
+
+def test_a_repeat_is_found_only_on_the_same_data_and_the_settings_a_run_reads():
+    study = optuna.create_study(direction="maximize")
+    base = PRESETS["tutorial-scaled"].replace(learning_rate=0.01)
+    data = ["train-sha", "test-sha"]
+    for config, trained_on in ((base.replace(epochs=3), data), (base, ["other", "test-sha"]), (base, data)):
+        attributes = {"config": config.to_dict(), "data_sha256": trained_on, "run_dir": "runs/x"}
+        study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs=attributes))
+    # The third trial, not the second: that one trained on other rows.
+    assert search_pipeline.trial_with_settings(study, base, data).number == 2
+    # --decay is not read at a constant rate: no difference.
+    assert search_pipeline.trial_with_settings(study, base.replace(decay=0.5), data).number == 2
+    assert search_pipeline.trial_with_settings(study, base.replace(l2=0.0), data) is None
+    assert search_pipeline.trial_with_settings(study, base, ["train-sha", "other"]) is None
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,11 @@ def check_labels(labels: np.ndarray, folds: int, path: str | Path = "train.csv")
         )
 
 
+def train_file_name(data_dir: str | Path, sample: bool = False) -> str | Path:
+    """How errors name the labels file: the sample's lies in a temporary folder the user never sees."""
+    return "the --sample data's train.csv" if sample else Path(data_dir) / "train.csv"
+
+
 def as_features(images: np.ndarray, config: Config) -> np.ndarray:
     """The network's float32 input as `config` says: deskewed if asked, then raw 0..255 pixels or divided by 255.
 
@@ -151,10 +156,6 @@ def as_features(images: np.ndarray, config: Config) -> np.ndarray:
 
 # The embedded sample is shuffled with this seed; run records name it.
 SAMPLE_SEED = 0
-
-
-# How errors name the sample's labels: its files lie in a temporary folder the user never sees.
-SAMPLE_TRAIN_NAME = "the --sample data's train.csv"
 
 
 def write_sample(directory: str | Path, n_test: int = 297, seed: int = SAMPLE_SEED) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 from src.core.config import Config
 from src.core.files import sha256
 from src.core.interrupts import raise_if_interrupted
-from src.data.loading import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets
+from src.data.loading import SAMPLE_SEED, Datasets, as_features, check_labels, load_datasets, train_file_name
 from src.data.submission import check_predictions, write_submission
 from src.models.registry import check_size, run_name
 from src.runs.folders import RunArrays, collect_run_arrays, create_run_dir, save_run, unfinished_on_failure
@@ -94,7 +94,7 @@ def run(
     # Every output is checked before training: not an input, a writable file, room for it (see src.runs.outputs).
     inputs_read = [file["path"] for file in datasets.inputs.values()]
     plan = plan_outputs(out_path, inputs_read, test_rows=len(datasets.test_images))
-    check_labels(datasets.train_labels, config.folds, Path(data_dir) / "train.csv")
+    check_labels(datasets.train_labels, config.folds, train_file_name(data_dir, sample))
     cost = check_size(config)
     timings = {"load": datasets.load_seconds}
 

@@ -34,6 +34,7 @@ BASE_ATTRIBUTE = "base_config"
 CONFIG_ATTRIBUTE = "config"
 RUN_DIR_ATTRIBUTE = "run_dir"
 REPEAT_ATTRIBUTE = "repeat_of"
+DATA_ATTRIBUTE = "data_sha256"
 OBJECTIVE_METRIC = "validation_accuracy"
 # SQLite lets one process write at a time: the others wait up to this long rather than fail.
 SQLITE_LOCK_SECONDS = 120
@@ -169,8 +170,10 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
     the trial takes that one's accuracy and run folder (Optuna's samplers draw a choice again readily).
     """
     config = trial_config(search, trial)
+    data = data_identity(search.datasets)
     trial.set_user_attr(CONFIG_ATTRIBUTE, config.to_dict())
-    earlier = trial_with_settings(trial.study, config)
+    trial.set_user_attr(DATA_ATTRIBUTE, data)
+    earlier = trial_with_settings(trial.study, config, data)
     if earlier is not None:
         trial.set_user_attr(REPEAT_ATTRIBUTE, earlier.number)
         trial.set_user_attr(RUN_DIR_ATTRIBUTE, earlier.user_attrs[RUN_DIR_ATTRIBUTE])
@@ -189,10 +192,16 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
     return accuracy
 
 
-def trial_with_settings(study: optuna.Study, config: Config) -> optuna.trial.FrozenTrial | None:
-    """The first complete trial of `study` that ran `config`, or None."""
+def data_identity(datasets: Datasets) -> list:
+    """The train and test files' sha256: a study continued on other data must not take its old trials' runs."""
+    return [datasets.inputs.get(name, {}).get("sha256") for name in ("train", "test")]
+
+
+def trial_with_settings(study: optuna.Study, config: Config, data: list) -> optuna.trial.FrozenTrial | None:
+    """The first complete trial of `study` that trained `config` (all that it reads) on `data`, or None."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if RUN_DIR_ATTRIBUTE in trial.user_attrs and best_config(trial) == config:
+        # A trial of an older version does not say which data it trained on: it is never taken.
+        if trial.user_attrs.get(DATA_ATTRIBUTE) == data and not read_differences(best_config(trial), config):
             return trial
     return None
 

@@ -94,11 +94,13 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
             target, what, input_files, folder=target.parent if target is plan.record else plan.submission.parent
         )
     data_folders = {os.path.realpath(folder) for folder in [*folders, DEFAULT_DATA_DIR]}
-    if plan.submission.name in COMPETITION_FILES and os.path.realpath(plan.submission.parent) in data_folders:
-        # Absent now, but the data folder's own name for it: a later download or check would take ours for Kaggle's.
+    # Absent now, but the data folder's own name for it (in any case, for disks that ignore it): a later
+    # download or check would take ours for Kaggle's.
+    name = plan.submission.name.lower()
+    if name in COMPETITION_FILES and os.path.realpath(plan.submission.parent) in data_folders:
         raise UserError(
-            f"{out}: is where the competition's {plan.submission.name} belongs; the submission must never take "
-            "an input's place: choose another --out"
+            f"{out}: is where the competition's {name} belongs; the submission must never take a competition "
+            "file's place: choose another --out"
         )
     check_record_is_its_own(plan)
     check_folder_target(plan.runs)
@@ -224,15 +226,28 @@ def submission_bytes(rows: int) -> int:
 def check_room(folder: Path, needed: int) -> None:
     existing = nearest_existing(folder)
     status = os.statvfs(existing)
-    # /proc and /sys report no blocks at all: they show the kernel's state and keep no files.
     if status.f_blocks == 0:
-        raise UserError(f"{existing}: is a virtual file system, which keeps no files: choose another --out")
+        # No size at all: /proc and /sys, which keep no files, or ramfs, which keeps them in memory.
+        check_keeps_files(existing)
+        return
     free = status.f_bavail * status.f_frsize
     if free < needed:
         raise UserError(
             f"{existing}: only {free / 1024:,.0f} KB free; the submission and its record need about "
             f"{needed / 1024:,.0f} KB: free some room or choose another --out"
         )
+
+
+def check_keeps_files(folder: Path) -> None:
+    """A file can be made in `folder`: tried with an empty one, removed at once."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"{folder}: cannot hold files (an empty test file could not be made there: {error.strerror}): "
+            "choose another --out"
+        ) from None
 
 
 @dataclass

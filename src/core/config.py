@@ -751,7 +751,7 @@ FAST_CNN = Config(
     steps_per_execution=8,
 )
 # cnn-fast with its second block twice as wide, 7.5 M multiply-adds per image, trained half as long again
-# on deskewed images: 0.9940 to 0.9955 over six seeds in 1.76 times the keras-io example's time. At twice
+# on deskewed images: 0.9940 to 0.9955 over six seeds in 1.76 to 1.91 times the keras-io example's time. At twice
 # the width in both blocks (15.3 M) and 8 epochs on raw images it scored the same in more time.
 CNN = FAST_CNN.replace(filters=(16, 64), epochs=12, deskew=True)
 

@@ -34,9 +34,7 @@ def train_with_pseudo_labels(
     """`train`, then, with `config.pseudo_label`, `train` again with the confident test images added.
 
     The caller's callbacks (curves, a search's pruning) follow the second run, the one
-    the submission comes from; when no test image is confident enough there is none, and
-    the first run's models, which saw no callback, are the result. `TrainingResult.pseudo_labels`
-    says how many images joined.
+    the submission comes from. `TrainingResult.pseudo_labels` says how many images joined.
     """
     if not config.pseudo_label or test_images is None:
         return train(config, images, labels, verbose=verbose, callbacks=callbacks)
@@ -45,16 +43,6 @@ def train_with_pseudo_labels(
     first = train(config, images, labels, verbose=verbose)
     probabilities = predict_probabilities(first.models, as_features(test_images, config), uses_tta(config))
     chosen = confident_rows(probabilities, config.pseudo_label)
-    if not len(chosen):
-        # With nothing to add, a second run would train the very same models again.
-        if verbose:
-            print(
-                f"pseudo-labels: none of the {len(test_images)} test images reaches probability "
-                f">= {config.pseudo_label:g}; the first run's models are kept",
-                flush=True,
-            )
-        first.pseudo_labels = 0
-        return first
     if verbose:
         print(
             f"pseudo-labels: {len(chosen)} of {len(test_images)} test images at probability "

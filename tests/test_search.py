@@ -35,6 +35,7 @@ from src.runs.search_results import TrialSummary, best_first, format_table, subm
 from src.search import main as search_main
 from src.submit import main as submit_main
 from tests.helpers import assert_one_line_error, run_main, run_module, start_command
+from tests.synthetic import write_dataset
 
 # A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
 # whose trial finished before, so the median pruner (one start-up trial) must stop it.
@@ -419,6 +420,16 @@ def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path, 
     assert search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1").returncode == 0
     result = search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0")
     assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
+
+
+def test_a_study_on_other_data_is_not_continued(tiny_data, tmp_path, capsys):
+    out = tmp_path / "search"
+    vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--trials", "1", "--epochs", "1"]
+    assert search_here(capsys, tiny_data, out, *vary).returncode == 0
+    other = write_dataset(tmp_path / "other", seed=1)
+    result = run_main(capsys, search_main, "--data", other, "--out-dir", out, *STUDY_FLAGS, *vary)
+    assert_one_line_error(result, 2, "study mine was started on other data", "--study NAME for a new one")
+    assert len(load_study(out, "mine").trials) == 1
 
 
 @pytest.mark.slow

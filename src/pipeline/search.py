@@ -93,6 +93,7 @@ def open_study(search: Search) -> optuna.Study:
         load_if_exists=True,
     )
     check_same_base(study, search.base, search.space)
+    check_same_data(study, data_identity(search.datasets))
     return study
 
 
@@ -158,6 +159,19 @@ def check_same_base(study: optuna.Study, base: Config, space: tuple[Dimension, .
         )
 
 
+def check_same_data(study: optuna.Study, data: list) -> None:
+    """Record the study's data on first use; refuse to continue it on other data, where its trials would not
+    compare (nor would its best trial's figure with a confirmation's)."""
+    stored = study.user_attrs.get(DATA_ATTRIBUTE)
+    if stored is None:
+        study.set_user_attr(DATA_ATTRIBUTE, data)
+    elif stored != data:
+        raise UserError(
+            f"study {study.study_name} was started on other data (its train.csv and test.csv differ from these); "
+            "give the same --data or --sample to continue it, or --study NAME for a new one"
+        )
+
+
 def trial_config(search: Search, trial: optuna.Trial) -> Config:
     """The base settings with each varied one drawn for `trial`."""
     return search.base.replace(**{dimension.name: dimension.suggest(trial) for dimension in search.space})
@@ -200,7 +214,8 @@ def data_identity(datasets: Datasets) -> list:
 def trial_with_settings(study: optuna.Study, config: Config, data: list) -> optuna.trial.FrozenTrial | None:
     """The first complete trial of `study` that trained `config` (all that it reads) on `data`, or None."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        # A trial of an older version does not say which data it trained on: it is never taken.
+        # A trial of an older version does not say which data it trained on: it is never taken, as its
+        # study may have been continued on other data before studies recorded theirs.
         if trial.user_attrs.get(DATA_ATTRIBUTE) == data and not read_differences(best_config(trial), config):
             return trial
     return None

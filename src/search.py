@@ -176,9 +176,14 @@ def run_search(plan, args: argparse.Namespace, seconds: float | None) -> None:
         + " ".join(dimension.describe() for dimension in plan.space),
         flush=True,
     )
+
+    def on_trial(trial):
+        print(trial_line(trial, names), flush=True)
+
     try:
         if args.trials != 0 and (args.trials is not None or seconds is not None):
-            optimize(plan, study, args.trials, seconds, lambda trial: print(trial_line(trial, names), flush=True))
+            if optimize(plan, study, args.trials, seconds, on_trial):
+                print("every combination of --vary has been trained: nothing new is left to draw", flush=True)
     except KeyboardInterrupt as interruption:
         finished = [trial for trial in summaries(study, plan.space) if trial.state in ("complete", "pruned")]
         show_results(plan, study, args)

@@ -432,6 +432,24 @@ def test_a_study_on_other_data_is_not_continued(tiny_data, tmp_path, capsys):
     assert len(load_study(out, "mine").trials) == 1
 
 
+def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny_data, tmp_path, capsys):
+    out = tmp_path / "search"
+    vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--epochs", "1"]
+    first = search_here(capsys, tiny_data, out, *vary, "--trials", "10")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "every combination of --vary has been trained: nothing new is left to draw" in first.stdout
+    trials = load_study(out, "mine").trials
+    trained = [trial.params["learning_rate"] for trial in trials if "repeat_of" not in trial.user_attrs]
+    assert sorted(trained) == [1e-3, 1e-2] and len(trials) < 10
+    # Continued, it draws nothing more.
+    again = search_here(capsys, tiny_data, out, *vary, "--trials", "3")
+    assert "every combination of --vary has been trained" in again.stdout
+    assert len(load_study(out, "mine").trials) == len(trials)
+    # Other choices under the same study name would mix distributions Optuna refuses to mix.
+    other = search_here(capsys, tiny_data, out, "--vary", "learning_rate=1e-3|3e-3", *vary[2:], "--trials", "1")
+    assert_one_line_error(other, 2, "study mine was started with --vary learning_rate=0.001|0.01; give the same")
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_data, tmp_path):
     out = tmp_path / "search"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ CONFIG_ATTRIBUTE = "config"
 RUN_DIR_ATTRIBUTE = "run_dir"
 REPEAT_ATTRIBUTE = "repeat_of"
 DATA_ATTRIBUTE = "data_sha256"
+SPACE_ATTRIBUTE = "space"
 OBJECTIVE_METRIC = "validation_accuracy"
 # SQLite lets one process write at a time: the others wait up to this long rather than fail.
 SQLITE_LOCK_SECONDS = 120
@@ -94,6 +96,7 @@ def open_study(search: Search) -> optuna.Study:
     )
     check_same_base(study, search.base, search.space)
     check_same_data(study, data_identity(search.datasets))
+    check_same_space(study, search.space)
     return study
 
 
@@ -172,6 +175,26 @@ def check_same_data(study: optuna.Study, data: list) -> None:
         )
 
 
+def check_same_space(study: optuna.Study, space: tuple[Dimension, ...]) -> None:
+    """Record the study's varied settings on first use; refuse others, which Optuna cannot mix with its trials'."""
+    described = [dimension.describe() for dimension in space]
+    stored = study.user_attrs.get(SPACE_ATTRIBUTE)
+    if stored is None:
+        study.set_user_attr(SPACE_ATTRIBUTE, described)
+    elif stored != described:
+        raise UserError(
+            f"study {study.study_name} was started with --vary {' '.join(stored)}; give the same to continue it, "
+            "or --study NAME for a new one"
+        )
+
+
+def combinations(space: tuple[Dimension, ...]) -> int | None:
+    """How many different trials a space of choices holds; None where a range makes it endless."""
+    if not all(dimension.choices for dimension in space):
+        return None
+    return math.prod(len(dimension.choices) for dimension in space)
+
+
 def trial_config(search: Search, trial: optuna.Trial) -> Config:
     """The base settings with each varied one drawn for `trial`."""
     return search.base.replace(**{dimension.name: dimension.suggest(trial) for dimension in search.space})
@@ -235,20 +258,37 @@ def run_once(search: Search, config: Config, name: str, callbacks, trial: Search
     )
 
 
-def optimize(search: Search, study: optuna.Study, trials: int | None, seconds: float | None, on_trial) -> None:
-    """Run trials until `trials` more have ended or `seconds` have passed (no trial starts after that).
+def optimize(search: Search, study: optuna.Study, trials: int | None, seconds: float | None, on_trial) -> bool:
+    """Run trials until `trials` more have ended, `seconds` have passed (no trial starts after that) or every
+    combination of a space of choices has been trained; returns whether the last stopped it.
 
     `on_trial(summary)` is called as each one ends. Ctrl-C ends the trial under way (Optuna records it
     as failed) and is raised again; every trial that ended before it stays in the study.
     """
     write_hparams_config(search.folder / "runs", [dimension.name for dimension in search.space], [OBJECTIVE_METRIC])
+    if exhausted(study, search.space):
+        return True
+
+    def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        on_trial(summarize(frozen, search.space))
+        if exhausted(study, search.space):
+            study.stop()  # all that is left to draw are repeats
+
     study.optimize(
         lambda trial: run_trial(search, trial),
         n_trials=trials,
         timeout=seconds,
-        callbacks=[lambda _, frozen: on_trial(summarize(frozen, search.space))],
+        callbacks=[after_trial],
         gc_after_trial=True,
     )
+    return exhausted(study, search.space)
+
+
+def exhausted(study: optuna.Study, space: tuple[Dimension, ...]) -> bool:
+    """Whether the complete trials hold every combination of a space of choices."""
+    trained = {tuple(sorted(trial.params.items())) for trial in study.get_trials(states=(TrialState.COMPLETE,))}
+    total = combinations(space)
+    return total is not None and len(trained) >= total
 
 
 def summarize(trial: optuna.trial.FrozenTrial, space: tuple[Dimension, ...]) -> TrialSummary:

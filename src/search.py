@@ -238,7 +238,7 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
         return
     print(f"best: trial {best.number}, validation accuracy {best.value:.4f}; train it with:", flush=True)
     print(submit_line(args.preset, best_config(best), data_flags(args)), flush=True)
-    if n_complete > 1:
+    if n_complete > 1 and not args.confirm:
         print(
             f"note: the best of {n_complete} trials was picked on the rows it is scored on, so {best.value:.4f} "
             "flatters it; --confirm K trains it on K other seeds for an honest figure",
@@ -256,7 +256,8 @@ def data_flags(args: argparse.Namespace) -> list[str]:
 def confirm_best(plan, best, count: int) -> None:
     from src.pipeline.search import confirm
 
-    print(f"confirming trial {best.number} on {count} other seeds", flush=True)
+    seeds = "seed" if count == 1 else "seeds"
+    print(f"confirming trial {best.number} on {count} other {seeds}", flush=True)
 
     def on_run(seed, result):
         accuracy = result.record.validation.accuracy
@@ -265,7 +266,7 @@ def confirm_best(plan, best, count: int) -> None:
     accuracies = confirm(plan, best, count, on_run)
     mean = statistics.fmean(accuracies)
     print(
-        f"confirmed: mean {mean:.4f} over {count} seeds (range {min(accuracies):.4f}..{max(accuracies):.4f}), "
+        f"confirmed: mean {mean:.4f} over {count} {seeds} (range {min(accuracies):.4f}..{max(accuracies):.4f}), "
         f"against {best.value:.4f} found by the search ({mean - best.value:+.4f})",
         flush=True,
     )

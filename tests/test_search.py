@@ -445,6 +445,15 @@ def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny
     again = search_here(capsys, tiny_data, out, *vary, "--trials", "3")
     assert "every combination of --vary has been trained" in again.stdout
     assert len(load_study(out, "mine").trials) == len(trials)
+    # --confirm trains the best settings on the next seed, and its record says it is a confirmation.
+    best = load_study(out, "mine").best_trial
+    confirmed = search_here(capsys, tiny_data, out, *vary, "--trials", "0", "--confirm", "1")
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert f"confirming trial {best.number} on 1 other seed\n" in confirmed.stdout
+    assert "note: the best" not in confirmed.stdout  # it says to confirm, which this run does
+    (record,) = [record for record in trial_records(out / "mine") if record.search.confirmation]
+    assert record.config.seed == 43 and record.config.learning_rate == best.params["learning_rate"]
+    assert f"confirmed: mean {record.validation.accuracy:.4f} over 1 seed (range" in confirmed.stdout
     # Other choices under the same study name would mix distributions Optuna refuses to mix.
     other = search_here(capsys, tiny_data, out, "--vary", "learning_rate=1e-3|3e-3", *vary[2:], "--trials", "1")
     assert_one_line_error(other, 2, "study mine was started with --vary learning_rate=0.001|0.01; give the same")

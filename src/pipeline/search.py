@@ -157,7 +157,8 @@ def check_same_base(study: optuna.Study, base: Config, space: tuple[Dimension, .
     ]
     if changed:
         raise UserError(
-            f"study {study.study_name} was started with other settings ({', '.join(changed)} differ); "
+            f"study {study.study_name} was started with other settings ({', '.join(changed)} "
+            f"{'differs' if len(changed) == 1 else 'differ'}); "
             "give the same flags to continue it, or --study NAME for a new one"
         )
 

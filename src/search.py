@@ -216,6 +216,7 @@ def trial_line(trial, names: list[str]) -> str:
 def show_results(plan, study, args: argparse.Namespace) -> None:
     """The table, best first; the figure; the best settings as a submit line, with the warning they call for."""
     from src.pipeline.search import best_config, best_trial, summaries
+    from src.runs.record import low_accuracy_line
     from src.runs.search_results import COMPLETE, FIGURE_NAME, PRUNED, draw_search, format_table, submit_line
 
     trials = summaries(study, plan.space)
@@ -238,6 +239,9 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
         return
     print(f"best: trial {best.number}, validation accuracy {best.value:.4f}; train it with:", flush=True)
     print(submit_line(args.preset, best_config(best), data_flags(args)), flush=True)
+    warning = low_accuracy_line(best.value, best_config(best), len(plan.datasets.train_labels))
+    if warning:
+        print(warning, flush=True)
     if n_complete > 1 and not args.confirm:
         print(
             f"note: the best of {n_complete} trials was picked on the rows it is scored on, so {best.value:.4f} "

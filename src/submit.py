@@ -103,10 +103,6 @@ def upload(path: Path, message: str, n_rows: int, timeout: float | None, force: 
     return 0
 
 
-LOW_ACCURACY = 0.5  # below it a run learned next to nothing (chance is 0.1)
-RAW_PIXELS_ROWS = 5000  # under it, unscaled 0..255 pixels rarely train in a few epochs
-
-
 def summarize(result, config) -> str:
     """The closing lines: the per-class table, the scores, and the record's total time."""
     # Imported here, as the pipeline is: scikit-learn takes seconds to load, which --help need not wait for.
@@ -142,18 +138,6 @@ def summarize(result, config) -> str:
     )
 
 
-def low_accuracy_line(result) -> str:
-    """A warning when the run's held-out accuracy ends below `LOW_ACCURACY`, with the likely cause where known."""
-    accuracy = result.record.validation.accuracy
-    if accuracy is None or accuracy >= LOW_ACCURACY:
-        return ""
-    config, rows = result.record.config, result.record.inputs.train.rows
-    cause = "check the data, --learning-rate and --epochs"
-    if config.scaling == "none" and rows < RAW_PIXELS_ROWS:
-        cause = f"raw pixels (--scaling none) on {rows} rows rarely train: add --scaling unit"
-    return f"warning: validation accuracy {accuracy:.4f} is below {LOW_ACCURACY}: the network barely learned; {cause}"
-
-
 def file_state(path: Path) -> tuple[int, int] | None:
     """What tells whether `path` was replaced: its size and modification time."""
     try:
@@ -172,7 +156,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_SUBMISSION)
     previous = file_state(out)
-    from src.runs.record import previous_submission, replaced_line
+    from src.runs.record import low_accuracy_line, previous_submission, replaced_line
 
     # Read before the run replaces it: the summary says what the new submission replaced.
     replaced = previous_submission(out)
@@ -210,7 +194,11 @@ def train_and_write(argv: Sequence[str] | None) -> int:
             )
         # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
         print(summarize(result, config), flush=True)
-        for line in (replaced_line(out, replaced, result.record.validation.accuracy), low_accuracy_line(result)):
+        record = result.record
+        for line in (
+            replaced_line(out, replaced, record.validation.accuracy),
+            low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows),
+        ):
             if line:
                 print(line, flush=True)
     except KeyboardInterrupt as interruption:

@@ -432,6 +432,13 @@ def test_a_study_on_other_data_is_not_continued(tiny_data, tmp_path, capsys):
     assert len(load_study(out, "mine").trials) == 1
 
 
+def test_a_search_whose_best_barely_learned_says_so(tiny_data, tmp_path, capsys):
+    vary = ["--vary", f"learning_rate={HOPELESS}|2e-9", "--trials", "1", "--epochs", "1"]
+    result = search_here(capsys, tiny_data, tmp_path / "out", *vary)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is below 0.5: the network barely learned; check the data, --learning-rate and --epochs" in result.stdout
+
+
 def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--epochs", "1"]

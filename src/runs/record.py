@@ -247,6 +247,21 @@ def previous_submission(submission: str | Path) -> tuple[float | None, str] | No
     return recorded_accuracy(values), Path(str(named or "unknown")).name
 
 
+LOW_ACCURACY = 0.5  # below it a run learned next to nothing (chance is 0.1)
+RAW_PIXELS_ROWS = 5000  # under it, unscaled 0..255 pixels rarely train in a few epochs
+
+
+def low_accuracy_line(accuracy: float | None, config: Config, rows: int) -> str:
+    """A warning when a held-out `accuracy` on `rows` labelled rows is below `LOW_ACCURACY`, with the likely
+    cause where known; else nothing."""
+    if accuracy is None or accuracy >= LOW_ACCURACY:
+        return ""
+    cause = "check the data, --learning-rate and --epochs"
+    if config.scaling == "none" and rows < RAW_PIXELS_ROWS:
+        cause = f"raw pixels (--scaling none) on {rows} rows rarely train: add --scaling unit"
+    return f"warning: validation accuracy {accuracy:.4f} is below {LOW_ACCURACY}: the network barely learned; {cause}"
+
+
 def replaced_line(submission: str | Path, previous: tuple[float | None, str] | None, accuracy: float | None) -> str:
     """E.g. `replaced submissions/submission.csv: was 0.9449 (run <name>), now 0.9602`; empty without a previous one."""
     if previous is None:

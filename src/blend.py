@@ -151,9 +151,11 @@ def gain_lines(record) -> str:
         )
     else:
         best = max(source.shared_rows_accuracy for source in record.sources)
+        gain = record.validation_accuracy - best
+        against = f"{abs(gain):.4f} {'above' if gain > 0 else 'below'}" if gain else "level with"
         lines.append(
             f"blend accuracy on the {record.validation_rows} shared held-out rows: "
-            f"{record.validation_accuracy:.4f} ({record.validation_accuracy - best:+.4f} over the best run there)"
+            f"{record.validation_accuracy:.4f} ({against} the best run there)"
         )
     return "\n".join(lines)
 

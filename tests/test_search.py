@@ -402,6 +402,9 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     compare = run_main(capsys, report_main, "--compare", out / name / "runs")
     assert compare.returncode == 0, compare.stderr
     assert all(Path(record.run_dir).name in compare.stdout for record in records)
+    # Named by time, they say which trial they were.
+    search_row = next(line for line in compare.stdout.splitlines() if line.startswith("search"))
+    assert all(f"{name} trial {record.search.trial}" in search_row for record in records)
     again = run_main(capsys, predict_main, record.run_dir, "--data", tiny_data, "--out", tmp_path / "again.csv")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.csv").read_bytes() == (Path(record.run_dir) / "submission.csv").read_bytes()

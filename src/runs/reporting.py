@@ -280,6 +280,8 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     records = [read_run_record(run_dir) for run_dir in run_dirs]
     configs = [record.config.to_dict() for record in records]
     rows = [["data", *[record.inputs.describe() for record in records]]]
+    if any(record.search for record in records):
+        rows.append(["search", *[_search_text(record.search) for record in records]])
     rows += _differing_rows(configs) or [["config", *["same" for _ in records]]]
     rows += _differing_rows([record.versions for record in records])
     rows += [
@@ -289,6 +291,14 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         ["total seconds", *[f"{record.timings.total:.1f}" for record in records]],
     ]
     return _text_table(["", *names], rows)
+
+
+def _search_text(search) -> str:
+    """Which study and trial a run was, or that it was none: a study's run folders are named by time alone."""
+    if search is None:
+        return "-"
+    confirmed = ", a confirmation" if search.confirmation else ""
+    return f"{search.study} trial {search.trial}{confirmed}"
 
 
 def _differing_rows(dictionaries: list[dict]) -> list[list[str]]:

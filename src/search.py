@@ -202,10 +202,9 @@ def trial_line(trial, names: list[str]) -> str:
     settings = " ".join(f"{name}={format_value(trial.params[name])}" for name in names if name in trial.params)
     took = "" if trial.seconds is None else f" in {trial.seconds:.1f} s"
     if trial.repeat_of is not None:
-        return (
-            f"trial {trial.number}: validation accuracy {trial.accuracy:.4f}, not trained again: "
-            f"the settings of trial {trial.repeat_of}  {settings}"
-        )
+        outcome = "pruned" if trial.state == PRUNED else f"validation accuracy {trial.accuracy:.4f}"
+        again = f"not trained again: the settings of trial {trial.repeat_of}"
+        return f"trial {trial.number}: {outcome}, {again}  {settings}"
     if trial.state == COMPLETE:
         return f"trial {trial.number}: validation accuracy {trial.accuracy:.4f}{took}  {settings}"
     if trial.state == PRUNED:
@@ -228,8 +227,9 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     plan.folder.mkdir(parents=True, exist_ok=True)
     figure = draw_search(trials, names, log_names, plan.folder / FIGURE_NAME)
     n_repeats = sum(trial.repeat_of is not None for trial in trials)
-    n_complete = sum(trial.state == COMPLETE for trial in trials) - n_repeats
-    n_pruned = sum(trial.state == PRUNED for trial in trials)
+    trained = [trial for trial in trials if trial.repeat_of is None]
+    n_complete = sum(trial.state == COMPLETE for trial in trained)
+    n_pruned = sum(trial.state == PRUNED for trial in trained)
     repeats = f", {n_repeats} repeating one (not trained again)" if n_repeats else ""
     print(f"{len(trials)} trials: {n_complete} complete, {n_pruned} pruned{repeats}; best first:", flush=True)
     print(format_table(trials, names), flush=True)

@@ -261,6 +261,23 @@ def test_trials_are_listed_best_first_and_the_best_becomes_a_submit_line():
     assert line == "python -m src.submit --preset wide --hidden-units 512,256 --learning-rate 0.002 --epochs 10"
 
 
+def test_a_study_of_an_older_version_is_checked_against_its_trials():
+    study = optuna.create_study(direction="maximize")
+    choice = optuna.distributions.CategoricalDistribution((0.001, 0.01))
+    attributes = {"data_sha256": ["train-sha", "test-sha"]}
+    study.add_trial(
+        optuna.trial.create_trial(value=0.9, params={"learning_rate": 0.01}, distributions={"learning_rate": choice})
+    )
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs=attributes))
+    with pytest.raises(UserError, match="study .* was started on other data"):
+        search_pipeline.check_same_data(study, ["other", "test-sha"])
+    search_pipeline.check_same_data(study, ["train-sha", "test-sha"])
+    assert study.user_attrs["data_sha256"] == ["train-sha", "test-sha"]
+    with pytest.raises(UserError, match=r"drew learning_rate from 0.001\|0.01, which --vary learning_rate=0.001..0.1"):
+        search_pipeline.check_same_space(study, parse_dimensions(["learning_rate=0.001..0.1"]))
+    search_pipeline.check_same_space(study, parse_dimensions(["learning_rate=0.001|0.01", "epochs=1..3"]))
+
+
 def test_a_repeat_is_found_only_on_the_same_data_and_the_settings_a_run_reads():
     study = optuna.create_study(direction="maximize")
     base = PRESETS["tutorial-scaled"].replace(learning_rate=0.01)
@@ -338,15 +355,16 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 @pytest.mark.slow
 def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
-    vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}", "--sampler-seed", "10"]
+    # A third choice, never drawn in these five trials, so that the two drawn do not use the space up.
+    vary = ["--vary", f"learning_rate={GOOD}|{HOPELESS}|0.01", "--sampler-seed", "25"]
     first = search_here(capsys, tiny_data, out, *vary, "--trials", "4")
     assert first.returncode == 0, first.stdout + first.stderr
     name = "tutorial-scaled-learning_rate"
     study = load_study(out, name)
     trials = study.trials
     assert [trial.number for trial in trials] == [0, 1, 2, 3]
-    # Every hopeless trial that started after a good one had finished is pruned; no good one is, and no
-    # trial that repeats a complete one's settings, as it takes that one's accuracy without training.
+    # Every hopeless trial that started after a good one had finished is pruned; no good one is. A trial that
+    # repeats another's settings ends as that one did, without training (below).
     for trial in (trial for trial in trials if "repeat_of" not in trial.user_attrs):
         after_good = any(
             other.number < trial.number and other.params["learning_rate"] == GOOD and other.state.name == "COMPLETE"
@@ -354,7 +372,7 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
         )
         hopeless = trial.params["learning_rate"] == HOPELESS
         assert trial.state.name == ("PRUNED" if hopeless and after_good else "COMPLETE"), trial
-    pruned = [trial for trial in trials if trial.state.name == "PRUNED"]
+    pruned = [trial for trial in trials if trial.state.name == "PRUNED" and "repeat_of" not in trial.user_attrs]
     assert pruned, "the seed must draw a hopeless trial after a good one: choose another --sampler-seed"
     assert all(len(trial.intermediate_values) == 1 for trial in pruned)
     assert "objective: validation accuracy on the last 0.2 of the rows;" in first.stdout
@@ -367,14 +385,20 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
     assert best.returncode == 0, best.stderr
     assert RunRecord.from_json(tmp_path / "best.json").validation.accuracy == pytest.approx(study.best_value)
 
-    # Settings drawn again are not trained again: the trial takes the earlier one's accuracy and run folder.
+    # Settings drawn again are not trained again: the trial takes the earlier one's accuracy and run folder,
+    # or is pruned as it was.
     repeats = [trial for trial in trials if "repeat_of" in trial.user_attrs]
-    assert repeats, "the seed must draw the good rate twice: choose another --sampler-seed"
+    assert {trial.state.name for trial in repeats} == {"COMPLETE", "PRUNED"}, "choose another --sampler-seed"
     for trial in repeats:
         earlier = trials[trial.user_attrs["repeat_of"]]
-        assert earlier.params == trial.params and earlier.value == trial.value
-        assert earlier.user_attrs["run_dir"] == trial.user_attrs["run_dir"]
-        assert f"trial {trial.number}: validation accuracy {trial.value:.4f}, not trained again" in first.stdout
+        assert earlier.params == trial.params and earlier.state == trial.state
+        assert earlier.user_attrs.get("run_dir") == trial.user_attrs.get("run_dir")
+        outcome = "pruned"
+        if trial.state.name == "COMPLETE":
+            assert earlier.value == trial.value
+            outcome = f"validation accuracy {trial.value:.4f}"
+        assert f"trial {trial.number}: {outcome}, not trained again" in first.stdout
+    assert not any(trial.intermediate_values for trial in repeats)
     assert f", {len(repeats)} repeating one (not trained again); best first:" in first.stdout
 
     # Only the finished trials left run folders and submissions, and each record names its study and trial.
@@ -425,6 +449,7 @@ def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path, 
     assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
 
 
+@pytest.mark.slow
 def test_a_study_on_other_data_is_not_continued(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--trials", "1", "--epochs", "1"]
@@ -435,6 +460,7 @@ def test_a_study_on_other_data_is_not_continued(tiny_data, tmp_path, capsys):
     assert len(load_study(out, "mine").trials) == 1
 
 
+@pytest.mark.slow
 def test_a_search_whose_best_barely_learned_says_so(tiny_data, tmp_path, capsys):
     vary = ["--vary", f"learning_rate={HOPELESS}|2e-9", "--trials", "1", "--epochs", "1"]
     result = search_here(capsys, tiny_data, tmp_path / "out", *vary)
@@ -442,6 +468,7 @@ def test_a_search_whose_best_barely_learned_says_so(tiny_data, tmp_path, capsys)
     assert "is below 0.5: the network barely learned; check the data, --learning-rate and --epochs" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--epochs", "1"]
@@ -464,9 +491,16 @@ def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny
     (record,) = [record for record in trial_records(out / "mine") if record.search.confirmation]
     assert record.config.seed == 43 and record.config.learning_rate == best.params["learning_rate"]
     assert f"confirmed: mean {record.validation.accuracy:.4f} over 1 seed (range" in confirmed.stdout
-    # Other choices under the same study name would mix distributions Optuna refuses to mix.
-    other = search_here(capsys, tiny_data, out, "--vary", "learning_rate=1e-3|3e-3", *vary[2:], "--trials", "1")
-    assert_one_line_error(other, 2, "study mine was started with --vary learning_rate=0.001|0.01; give the same")
+    # Other choices under the same study name would mix distributions Optuna refuses to mix; a range too.
+    for space in ("learning_rate=1e-3|3e-3", "learning_rate=1e-3..1e-2"):
+        other = search_here(capsys, tiny_data, out, "--vary", space, *vary[2:], "--trials", "1")
+        assert_one_line_error(other, 2, "study mine drew learning_rate from 0.001|0.01, which --vary learning_rate=")
+    # An integer range holds as many trials as integers.
+    patience = ["--vary", "early_stopping=0..1", "--study", "ints", "--no-prune", "--trials", "9"]
+    ints = search_here(capsys, tiny_data, out, *patience)
+    assert "every combination of --vary has been trained" in ints.stdout, ints.stdout + ints.stderr
+    trained = [trial for trial in load_study(out, "ints").trials if "repeat_of" not in trial.user_attrs]
+    assert sorted(trial.params["early_stopping"] for trial in trained) == [0, 1]
 
 
 @pytest.mark.slow

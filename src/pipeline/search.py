@@ -8,6 +8,7 @@ trials to it, and several processes given the same `--storage` and `--study` sha
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -18,10 +19,10 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from src.core.config import SEED_LIMIT, Config, read_differences, stored_settings
+from src.core.config import SEED_LIMIT, Config, format_default, read_differences, stored_settings
 from src.core.errors import UserError, error_reason
 from src.core.files import locked
-from src.core.space import Dimension, varied_values
+from src.core.space import CHOICE_SEPARATOR, LOG_SUFFIX, RANGE_SEPARATOR, Dimension, varied_values
 from src.data.loading import Datasets
 from src.pipeline.run import RunResult, run
 from src.runs.record import SearchTrial
@@ -36,8 +37,9 @@ CONFIG_ATTRIBUTE = "config"
 RUN_DIR_ATTRIBUTE = "run_dir"
 REPEAT_ATTRIBUTE = "repeat_of"
 DATA_ATTRIBUTE = "data_sha256"
-SPACE_ATTRIBUTE = "space"
 OBJECTIVE_METRIC = "validation_accuracy"
+# Past this many combinations a space is not checked for being used up: it would take long, and never is.
+MAX_COMBINATIONS = 10_000
 # SQLite lets one process write at a time: the others wait up to this long rather than fail.
 SQLITE_LOCK_SECONDS = 120
 STORAGE_ATTEMPTS = 5  # two workers creating the database's tables at once: one retries
@@ -168,32 +170,63 @@ def check_same_data(study: optuna.Study, data: list) -> None:
     compare (nor would its best trial's figure with a confirmation's)."""
     stored = study.user_attrs.get(DATA_ATTRIBUTE)
     if stored is None:
-        study.set_user_attr(DATA_ATTRIBUTE, data)
-    elif stored != data:
+        # A study begun before studies recorded their data: its trials may say.
+        trained_on = {tuple(trial.user_attrs[DATA_ATTRIBUTE]) for trial in trials_with(study, DATA_ATTRIBUTE)}
+        stored = list(trained_on.pop()) if len(trained_on) == 1 else data
+        study.set_user_attr(DATA_ATTRIBUTE, stored)
+    if stored != data:
         raise UserError(
             f"study {study.study_name} was started on other data (its train.csv and test.csv differ from these); "
             "give the same --data or --sample to continue it, or --study NAME for a new one"
         )
 
 
+def trials_with(study: optuna.Study, attribute: str) -> list[optuna.trial.FrozenTrial]:
+    return [trial for trial in study.get_trials(deepcopy=False) if attribute in trial.user_attrs]
+
+
 def check_same_space(study: optuna.Study, space: tuple[Dimension, ...]) -> None:
-    """Record the study's varied settings on first use; refuse others, which Optuna cannot mix with its trials'."""
-    described = [dimension.describe() for dimension in space]
-    stored = study.user_attrs.get(SPACE_ATTRIBUTE)
-    if stored is None:
-        study.set_user_attr(SPACE_ATTRIBUTE, described)
-    elif stored != described:
-        raise UserError(
-            f"study {study.study_name} was started with --vary {' '.join(stored)}; give the same to continue it, "
-            "or --study NAME for a new one"
-        )
+    """Refuse a `--vary` that Optuna cannot mix with the study's trials: another kind of value for a setting,
+    or other choices. A wider or narrower range it takes."""
+    wanted = {dimension.name: (dimension, distribution(dimension)) for dimension in space}
+    for trial in study.get_trials(deepcopy=False):
+        for name, drawn in trial.distributions.items():
+            if name not in wanted:
+                continue
+            dimension, asked = wanted[name]
+            try:
+                optuna.distributions.check_distribution_compatibility(drawn, asked)
+            except ValueError:
+                raise UserError(
+                    f"study {study.study_name} drew {name} from {described(drawn)}, which --vary "
+                    f"{dimension.describe()} cannot continue: give its space, or --study NAME for a new study"
+                ) from None
 
 
-def combinations(space: tuple[Dimension, ...]) -> int | None:
-    """How many different trials a space of choices holds; None where a range makes it endless."""
-    if not all(dimension.choices for dimension in space):
-        return None
-    return math.prod(len(dimension.choices) for dimension in space)
+def distribution(dimension: Dimension) -> optuna.distributions.BaseDistribution:
+    """The distribution `Dimension.suggest` draws from."""
+    if dimension.choices:
+        labels = [format_default(choice) for choice in dimension.choices] if dimension.kind is tuple else None
+        return optuna.distributions.CategoricalDistribution(labels or list(dimension.choices))
+    if dimension.kind is int:
+        return optuna.distributions.IntDistribution(int(dimension.low), int(dimension.high), log=dimension.log)
+    return optuna.distributions.FloatDistribution(dimension.low, dimension.high, log=dimension.log)
+
+
+def described(drawn: optuna.distributions.BaseDistribution) -> str:
+    """A distribution as `--vary` writes it."""
+    if isinstance(drawn, optuna.distributions.CategoricalDistribution):
+        return CHOICE_SEPARATOR.join(str(choice) for choice in drawn.choices)
+    return f"{drawn.low:g}{RANGE_SEPARATOR}{drawn.high:g}{LOG_SUFFIX if drawn.log else ''}"
+
+
+def finite_values(dimension: Dimension) -> list | None:
+    """Every value a trial can draw for `dimension`, as Optuna stores it; None for a range of floats."""
+    if dimension.choices:
+        return list(distribution(dimension).choices)
+    if dimension.kind is int:
+        return list(range(int(dimension.low), int(dimension.high) + 1))
+    return None
 
 
 def trial_config(search: Search, trial: optuna.Trial) -> Config:
@@ -204,8 +237,9 @@ def trial_config(search: Search, trial: optuna.Trial) -> Config:
 def run_trial(search: Search, trial: optuna.Trial) -> float:
     """One trial: an ordinary run at `folder/trial-<n>.csv`, its accuracy returned to Optuna.
 
-    Settings a complete trial already ran are not trained again: a run is repeatable to the byte, so
-    the trial takes that one's accuracy and run folder (Optuna's samplers draw a choice again readily).
+    Settings a complete or pruned trial already ran are not trained again: a run is repeatable to the
+    byte, so the trial takes that one's accuracy and run folder, or is pruned as it was (Optuna's
+    samplers draw a choice again readily).
     """
     config = trial_config(search, trial)
     data = data_identity(search.datasets)
@@ -214,6 +248,8 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
     earlier = trial_with_settings(trial.study, config, data)
     if earlier is not None:
         trial.set_user_attr(REPEAT_ATTRIBUTE, earlier.number)
+        if earlier.state == TrialState.PRUNED:
+            raise optuna.TrialPruned()
         trial.set_user_attr(RUN_DIR_ATTRIBUTE, earlier.user_attrs[RUN_DIR_ATTRIBUTE])
         return earlier.value
     callbacks = TrainingCallbacks(run=[PruningCallback(trial)]) if search.prune else None
@@ -236,8 +272,8 @@ def data_identity(datasets: Datasets) -> list:
 
 
 def trial_with_settings(study: optuna.Study, config: Config, data: list) -> optuna.trial.FrozenTrial | None:
-    """The first complete trial of `study` that trained `config` (all that it reads) on `data`, or None."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    """The first complete or pruned trial of `study` that trained `config` (all that it reads) on `data`, or None."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         # A trial of an older version does not say which data it trained on: it is never taken, as its
         # study may have been continued on other data before studies recorded theirs.
         if trial.user_attrs.get(DATA_ATTRIBUTE) == data and not read_differences(best_config(trial), config):
@@ -286,10 +322,18 @@ def optimize(search: Search, study: optuna.Study, trials: int | None, seconds: f
 
 
 def exhausted(study: optuna.Study, space: tuple[Dimension, ...]) -> bool:
-    """Whether the complete trials hold every combination of a space of choices."""
-    trained = {tuple(sorted(trial.params.items())) for trial in study.get_trials(states=(TrialState.COMPLETE,))}
-    total = combinations(space)
-    return total is not None and len(trained) >= total
+    """Whether every combination of a finite space has a complete or pruned trial: nothing new is left."""
+    values = [finite_values(dimension) for dimension in space]
+    if any(value is None for value in values) or math.prod(len(value) for value in values) > MAX_COMBINATIONS:
+        return False
+    tried = {
+        tuple(sorted(trial.params.items()))
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    }
+    names = [dimension.name for dimension in space]
+    return all(
+        tuple(sorted(zip(names, combination, strict=True))) in tried for combination in itertools.product(*values)
+    )
 
 
 def summarize(trial: optuna.trial.FrozenTrial, space: tuple[Dimension, ...]) -> TrialSummary:

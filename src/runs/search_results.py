@@ -53,10 +53,10 @@ def format_value(value) -> str:
 
 
 def state_text(trial: TrialSummary) -> str:
-    if trial.state == PRUNED:
-        return f"pruned at epoch {trial.epochs}"
     if trial.repeat_of is not None:
         return f"repeats {trial.repeat_of}"
+    if trial.state == PRUNED:
+        return f"pruned at epoch {trial.epochs}"
     return trial.state
 
 

@@ -183,7 +183,7 @@ def run_search(plan, args: argparse.Namespace, seconds: float | None) -> None:
     try:
         if args.trials != 0 and (args.trials is not None or seconds is not None):
             if optimize(plan, study, args.trials, seconds, on_trial):
-                print("every combination of --vary has been trained: nothing new is left to draw", flush=True)
+                print("every combination of --vary has been tried: nothing new is left to draw", flush=True)
     except KeyboardInterrupt as interruption:
         finished = [trial for trial in summaries(study, plan.space) if trial.state in ("complete", "pruned")]
         show_results(plan, study, args)

@@ -474,13 +474,13 @@ def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune", "--epochs", "1"]
     first = search_here(capsys, tiny_data, out, *vary, "--trials", "10")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "every combination of --vary has been trained: nothing new is left to draw" in first.stdout
+    assert "every combination of --vary has been tried: nothing new is left to draw" in first.stdout
     trials = load_study(out, "mine").trials
     trained = [trial.params["learning_rate"] for trial in trials if "repeat_of" not in trial.user_attrs]
     assert sorted(trained) == [1e-3, 1e-2] and len(trials) < 10
     # Continued, it draws nothing more.
     again = search_here(capsys, tiny_data, out, *vary, "--trials", "3")
-    assert "every combination of --vary has been trained" in again.stdout
+    assert "every combination of --vary has been tried" in again.stdout
     assert len(load_study(out, "mine").trials) == len(trials)
     # --confirm trains the best settings on the next seed, and its record says it is a confirmation.
     best = load_study(out, "mine").best_trial
@@ -498,7 +498,7 @@ def test_a_study_of_choices_stops_once_each_has_trained_and_keeps_its_space(tiny
     # An integer range holds as many trials as integers.
     patience = ["--vary", "early_stopping=0..1", "--study", "ints", "--no-prune", "--trials", "9"]
     ints = search_here(capsys, tiny_data, out, *patience)
-    assert "every combination of --vary has been trained" in ints.stdout, ints.stdout + ints.stderr
+    assert "every combination of --vary has been tried" in ints.stdout, ints.stdout + ints.stderr
     trained = [trial for trial in load_study(out, "ints").trials if "repeat_of" not in trial.user_attrs]
     assert sorted(trial.params["early_stopping"] for trial in trained) == [0, 1]
 

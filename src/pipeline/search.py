@@ -297,7 +297,7 @@ def run_once(search: Search, config: Config, name: str, callbacks, trial: Search
 
 def optimize(search: Search, study: optuna.Study, trials: int | None, seconds: float | None, on_trial) -> bool:
     """Run trials until `trials` more have ended, `seconds` have passed (no trial starts after that) or every
-    combination of a space of choices has been trained; returns whether the last stopped it.
+    combination of a finite space has been tried (see `exhausted`); returns whether the last stopped it.
 
     `on_trial(summary)` is called as each one ends. Ctrl-C ends the trial under way (Optuna records it
     as failed) and is raised again; every trial that ended before it stays in the study.

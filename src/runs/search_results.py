@@ -28,7 +28,7 @@ class TrialSummary:
         accuracy: A complete trial's validation accuracy; a pruned one's last reported epoch's.
         epochs: Epochs a pruned trial ran before it was stopped.
         params: The varied settings' values, as the trial drew them (a list setting's as its text).
-        repeat_of: The earlier trial whose settings it drew again, and whose run it took instead of training.
+        repeat_of: The earlier trial whose settings it drew again, and whose run or pruning it took without training.
     """
 
     number: int

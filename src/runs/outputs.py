@@ -241,8 +241,7 @@ def check_room(folder: Path, needed: int) -> None:
 def check_keeps_files(folder: Path) -> None:
     """A file can be made in `folder`: tried with an empty one, removed at once."""
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-            pass
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-").close()  # closed, it is removed
     except OSError as error:
         raise UserError(
             f"{folder}: cannot hold files (an empty test file could not be made there: {error.strerror}): "

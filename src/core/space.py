@@ -50,14 +50,17 @@ class Dimension:
     def kind(self) -> type:
         return SETTINGS_BY_NAME[self.name].kind
 
+    def stored_choices(self) -> list:
+        """The choices as Optuna stores them: only plain values, so a list setting's travels as its text."""
+        if self.kind is tuple:
+            return [format_default(choice) for choice in self.choices]
+        return list(self.choices)
+
     def suggest(self, trial):
         """This dimension's value for an Optuna `trial`, in the setting's type."""
-        if self.choices and self.kind is tuple:
-            # Optuna stores only plain values: a list setting's choice travels as its text.
-            labels = [format_default(choice) for choice in self.choices]
-            return self.choices[labels.index(trial.suggest_categorical(self.name, labels))]
         if self.choices:
-            return trial.suggest_categorical(self.name, list(self.choices))
+            stored = self.stored_choices()
+            return self.choices[stored.index(trial.suggest_categorical(self.name, stored))]
         if self.kind is int:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)

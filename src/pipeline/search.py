@@ -19,7 +19,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from src.core.config import SEED_LIMIT, Config, format_default, read_differences, stored_settings
+from src.core.config import SEED_LIMIT, Config, read_differences, stored_settings
 from src.core.errors import UserError, error_reason
 from src.core.files import locked
 from src.core.space import CHOICE_SEPARATOR, LOG_SUFFIX, RANGE_SEPARATOR, Dimension, varied_values
@@ -171,7 +171,8 @@ def check_same_data(study: optuna.Study, data: list) -> None:
     stored = study.user_attrs.get(DATA_ATTRIBUTE)
     if stored is None:
         # A study begun before studies recorded their data: its trials may say.
-        trained_on = {tuple(trial.user_attrs[DATA_ATTRIBUTE]) for trial in trials_with(study, DATA_ATTRIBUTE)}
+        trials = study.get_trials(deepcopy=False)
+        trained_on = {tuple(trial.user_attrs[DATA_ATTRIBUTE]) for trial in trials if DATA_ATTRIBUTE in trial.user_attrs}
         stored = list(trained_on.pop()) if len(trained_on) == 1 else data
         study.set_user_attr(DATA_ATTRIBUTE, stored)
     if stored != data:
@@ -179,10 +180,6 @@ def check_same_data(study: optuna.Study, data: list) -> None:
             f"study {study.study_name} was started on other data (its train.csv and test.csv differ from these); "
             "give the same --data or --sample to continue it, or --study NAME for a new one"
         )
-
-
-def trials_with(study: optuna.Study, attribute: str) -> list[optuna.trial.FrozenTrial]:
-    return [trial for trial in study.get_trials(deepcopy=False) if attribute in trial.user_attrs]
 
 
 def check_same_space(study: optuna.Study, space: tuple[Dimension, ...]) -> None:
@@ -206,8 +203,7 @@ def check_same_space(study: optuna.Study, space: tuple[Dimension, ...]) -> None:
 def distribution(dimension: Dimension) -> optuna.distributions.BaseDistribution:
     """The distribution `Dimension.suggest` draws from."""
     if dimension.choices:
-        labels = [format_default(choice) for choice in dimension.choices] if dimension.kind is tuple else None
-        return optuna.distributions.CategoricalDistribution(labels or list(dimension.choices))
+        return optuna.distributions.CategoricalDistribution(dimension.stored_choices())
     if dimension.kind is int:
         return optuna.distributions.IntDistribution(int(dimension.low), int(dimension.high), log=dimension.log)
     return optuna.distributions.FloatDistribution(dimension.low, dimension.high, log=dimension.log)
@@ -223,7 +219,7 @@ def described(drawn: optuna.distributions.BaseDistribution) -> str:
 def finite_values(dimension: Dimension) -> list | None:
     """Every value a trial can draw for `dimension`, as Optuna stores it; None for a range of floats."""
     if dimension.choices:
-        return list(distribution(dimension).choices)
+        return dimension.stored_choices()
     if dimension.kind is int:
         return list(range(int(dimension.low), int(dimension.high) + 1))
     return None

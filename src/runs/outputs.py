@@ -84,7 +84,8 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
     inputs = [Path(path) for path in inputs]
     # Each input's folder as named and as its links lead, and the default one.
     folders = [folder for path in inputs for folder in (path.parent, Path(os.path.realpath(path)).parent)]
-    beside = [folder / name for folder in dict.fromkeys([*folders, DEFAULT_DATA_DIR]) for name in COMPETITION_FILES]
+    data_folders = dict.fromkeys([*folders, DEFAULT_DATA_DIR])
+    beside = [folder / name for folder in data_folders for name in COMPETITION_FILES]
     input_files = {file_identity(path): (path, "one of the competition's files") for path in beside}
     input_files.update({file_identity(path): (path, "an input file") for path in inputs})
     input_files.pop(None, None)
@@ -93,11 +94,11 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
         check_file_target(
             target, what, input_files, folder=target.parent if target is plan.record else plan.submission.parent
         )
-    data_folders = {os.path.realpath(folder) for folder in [*folders, DEFAULT_DATA_DIR]}
     # Absent now, but the data folder's own name for it (in any case, for disks that ignore it): a later
     # download or check would take ours for Kaggle's.
     name = plan.submission.name.lower()
-    if name in COMPETITION_FILES and os.path.realpath(plan.submission.parent) in data_folders:
+    real_data_folders = {os.path.realpath(folder) for folder in data_folders}
+    if name in COMPETITION_FILES and os.path.realpath(plan.submission.parent) in real_data_folders:
         raise UserError(
             f"{out}: is where the competition's {name} belongs; the submission must never take a competition "
             "file's place: choose another --out"

@@ -10,6 +10,8 @@ in such a place: a callback sends it to this process inside `except BaseExceptio
 from __future__ import annotations
 
 import signal
+import time
+import weakref
 
 import pytest
 from tensorflow import keras
@@ -124,6 +126,52 @@ def test_a_second_signal_in_a_deferred_block_raises_the_first_at_once(capsys):
     assert run_command(command) == EXIT_TERMINATED
     assert steps == ["noted"]
     assert capsys.readouterr().err == "terminated: nothing was finished\n"
+
+
+class Collected:
+    """An object whose collection runs a weakref callback, as garbage collection may anywhere."""
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "verb"),
+    [(signal.SIGINT, EXIT_INTERRUPTED, "interrupted"), (signal.SIGTERM, EXIT_TERMINATED, "terminated")],
+)
+def test_a_signal_python_drops_in_a_weakref_callback_is_sent_again_without_a_traceback(number, status, verb, capsys):
+    steps = []
+
+    def command(argv):
+        doomed = Collected()
+        # Python prints "Exception ignored in: <function ...>" and a traceback for what a weakref callback raises.
+        watcher = weakref.ref(doomed, lambda _: signal.raise_signal(number))
+        del doomed
+        steps.append("collected" if watcher() is None else "alive")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+        steps.append("not reached")
+
+    started = time.monotonic()
+    assert run_command(command) == status
+    assert time.monotonic() - started < 5
+    assert steps == ["collected"]
+    assert capsys.readouterr().err == f"{verb}: nothing was finished\n"
+
+
+def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(capsys):
+    steps = []
+
+    def command(argv):
+        doomed = Collected()
+        watcher = weakref.ref(doomed, lambda _: signal.raise_signal(signal.SIGINT))
+        del doomed
+        with deferred_interrupts():
+            time.sleep(0.5)  # the signal is sent again meanwhile, and only noted
+            steps.append("went on" if watcher() is None else "alive")
+        steps.append("not reached")
+
+    assert run_command(command) == EXIT_INTERRUPTED
+    assert steps == ["went on"]
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

@@ -10,7 +10,7 @@ from src.core.errors import UserError
 from src.data.loading import read_train
 from src.data.splits import split_rows
 from src.pipeline.run import run
-from src.training.pseudo_labels import confident_rows
+from src.training.pseudo_labels import confident_rows, pseudo_label_line
 
 N_TRAIN, N_TEST = 80, 20  # the tiny data's rows
 # Ten classes: the highest of ten probabilities is at least 0.1, so every test image joins.
@@ -21,6 +21,17 @@ def test_confident_rows_are_those_at_or_above_the_threshold():
     probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     np.testing.assert_array_equal(confident_rows(probabilities, 0.8), [1, 2])
     np.testing.assert_array_equal(confident_rows(probabilities, 0.95), [])
+
+
+def test_the_line_says_how_near_the_most_confident_image_came_when_none_is_chosen():
+    probabilities = np.array([[0.91, 0.09], [0.3, 0.7]])
+    assert pseudo_label_line(probabilities, confident_rows(probabilities, 0.9), 0.9) == (
+        "pseudo-labels: 1 of 2 test images at probability >= 0.9 join the training rows; second run"
+    )
+    assert pseudo_label_line(probabilities, confident_rows(probabilities, 0.95), 0.95) == (
+        "pseudo-labels: 0 of 2 test images at probability >= 0.95 (the most confident reached 0.910; "
+        "lower --pseudo-label to add some); second run on the labelled rows alone"
+    )
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ is caught here as well.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import codecs
 import logging
@@ -32,7 +33,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
-from src.core.interrupts import forget_interruption, interrupt
+from src.core.interrupts import dropped, forget_interruption, interrupt, still_pending
 from src.core.safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
@@ -121,6 +122,34 @@ def _on_sigint(signum, frame):
     interrupt(KeyboardInterrupt())
 
 
+# How soon a dropped interruption is sent again: the collection that dropped it has run its course by then.
+SEND_AGAIN_SECONDS = 0.01
+
+
+def _unraisable_hook(previous: Callable):
+    """`sys.unraisablehook` that sends an interruption Python dropped again, where it printed a traceback."""
+
+    def hook(unraisable) -> None:
+        interruption = unraisable.exc_value
+        if not dropped(interruption):
+            previous(unraisable)
+            return
+        number = signal.SIGINT
+        if isinstance(interruption, Terminated):
+            number = signal.SIGTERM
+            # Its handler ignores SIGTERM once it has run; this is the same SIGTERM, not a second one.
+            signal.signal(number, _on_sigterm)
+
+        def send_again() -> None:
+            if still_pending(interruption):  # not once the command has ended
+                _thread.interrupt_main(number)
+
+        # From another thread: sent from here, it would be raised in this hook and dropped again.
+        threading.Timer(SEND_AGAIN_SECONDS, send_again).start()
+
+    return hook
+
+
 # The error handler stdout and stderr print with: a path's undecodable bytes as they came, the rest escaped.
 OUTPUT_ERRORS = "digit-recognizer-output"
 
@@ -155,6 +184,9 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         # Ctrl-C that whoever started the command ignores (a background job, nohup) stays ignored.
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_sigint)
+    previous_hook = sys.unraisablehook
+    if previous:
+        sys.unraisablehook = _unraisable_hook(previous_hook)
     forget_interruption()
     try:
         robust_output()
@@ -169,6 +201,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        sys.unraisablehook = previous_hook
         forget_interruption()
 
 

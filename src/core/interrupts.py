@@ -18,6 +18,11 @@ segmentation fault instead of exiting 130. The interruption is raised at the nex
 check instead (a batch's start, an epoch's end, a model built) or as the block ends,
 whichever way it ends. A second signal while one is pending raises the first at
 once, wherever the main thread is: a way out of a wait that has no check.
+
+A handler may also run inside a `__del__` or a weakref callback that garbage
+collection called; Python prints a traceback for an exception raised there and
+drops it. The command line sends such a signal again (`dropped`), to be raised in
+the code that was running.
 """
 
 from __future__ import annotations
@@ -28,16 +33,33 @@ from contextlib import contextmanager
 
 _pending: KeyboardInterrupt | None = None
 _deferring = 0  # how many `deferred_interrupts` blocks the main thread, where handlers run, is in
+_sent_again = False  # the next signal is the pending interruption sent again (`dropped`), not a second one
 
 
 def interrupt(interruption: KeyboardInterrupt) -> None:
     """Remember `interruption` (the first, if one is pending) and raise it, unless deferred and the first."""
-    global _pending
+    global _pending, _sent_again
     first = _pending is None
     if first:
         _pending = interruption
-    if not (first and _deferring):
+    again, _sent_again = _sent_again, False
+    if not ((first or again) and _deferring):
         raise _pending
+
+
+def dropped(exception: BaseException) -> bool:
+    """Whether `exception` is the pending interruption, which Python dropped: raised in a `__del__` or a weakref
+    callback, which garbage collection runs anywhere, it cannot reach the command. If so, the caller sends the
+    signal again; it then only raises the same interruption, as the first would have (noted while deferred)."""
+    global _sent_again
+    if _pending is None or exception is not _pending:
+        return False
+    _sent_again = True
+    return True
+
+
+def still_pending(interruption: KeyboardInterrupt) -> bool:
+    return _pending is interruption
 
 
 @contextmanager
@@ -61,5 +83,6 @@ def raise_if_interrupted() -> None:
 
 
 def forget_interruption() -> None:
-    global _pending
+    global _pending, _sent_again
     _pending = None
+    _sent_again = False

@@ -23,6 +23,18 @@ def confident_rows(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     return np.flatnonzero(probabilities.max(axis=1) >= threshold)
 
 
+def pseudo_label_line(probabilities: np.ndarray, chosen: np.ndarray, threshold: float) -> str:
+    """What the first run chose; with none chosen, how near the most confident image came."""
+    line = f"pseudo-labels: {len(chosen)} of {len(probabilities)} test images at probability >= {threshold:g}"
+    if len(chosen):
+        return f"{line} join the training rows; second run"
+    # Label smoothing caps what a network learns to say (about 0.92 at 0.1): a threshold above it takes none.
+    return (
+        f"{line} (the most confident reached {probabilities.max():.3f}; lower --pseudo-label to add some); "
+        "second run on the labelled rows alone"
+    )
+
+
 def train_with_pseudo_labels(
     config: Config,
     images: np.ndarray,
@@ -44,11 +56,7 @@ def train_with_pseudo_labels(
     probabilities = predict_probabilities(first.models, as_features(test_images, config), uses_tta(config))
     chosen = confident_rows(probabilities, config.pseudo_label)
     if verbose:
-        print(
-            f"pseudo-labels: {len(chosen)} of {len(test_images)} test images at probability "
-            f">= {config.pseudo_label:g} join the training rows; second run",
-            flush=True,
-        )
+        print(pseudo_label_line(probabilities, chosen, config.pseudo_label), flush=True)
     extra = (test_images[chosen], probabilities[chosen].argmax(axis=1))
     result = train(config, images, labels, verbose=verbose, callbacks=callbacks, extra=extra)
     result.pseudo_labels = len(chosen)

@@ -10,6 +10,7 @@ in such a place: a callback sends it to this process inside `except BaseExceptio
 from __future__ import annotations
 
 import signal
+import sys
 import time
 import weakref
 
@@ -19,7 +20,7 @@ from tensorflow import keras
 from src.core.cli import run_command
 from src.core.config import Config
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
-from src.core.interrupts import deferred_interrupts
+from src.core.interrupts import deferred_interrupts, raise_if_interrupted
 from src.training.hooks import TrainingCallbacks
 from src.training.trainer import train
 from tests.synthetic import make_arrays
@@ -132,45 +133,88 @@ class Collected:
     """An object whose collection runs a weakref callback, as garbage collection may anywhere."""
 
 
+def drop_signal(number: int = signal.SIGINT) -> None:
+    """A signal whose handler runs in a weakref callback: Python prints what it raises there, and drops it."""
+    doomed = Collected()
+    watcher = weakref.ref(doomed, lambda _: signal.raise_signal(number))
+    del doomed
+    assert watcher() is None
+
+
 @pytest.mark.parametrize(
     ("number", "status", "verb"),
     [(signal.SIGINT, EXIT_INTERRUPTED, "interrupted"), (signal.SIGTERM, EXIT_TERMINATED, "terminated")],
 )
-def test_a_signal_python_drops_in_a_weakref_callback_is_sent_again_without_a_traceback(number, status, verb, capsys):
+def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceback(number, status, verb, capsys):
     steps = []
 
     def command(argv):
-        doomed = Collected()
-        # Python prints "Exception ignored in: <function ...>" and a traceback for what a weakref callback raises.
-        watcher = weakref.ref(doomed, lambda _: signal.raise_signal(number))
-        del doomed
-        steps.append("collected" if watcher() is None else "alive")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            time.sleep(0.001)
+        drop_signal(number)
+        steps.append("dropped")
+        time.sleep(10)
         steps.append("not reached")
 
     started = time.monotonic()
     assert run_command(command) == status
     assert time.monotonic() - started < 5
-    assert steps == ["collected"]
+    assert steps == ["dropped"]
     assert capsys.readouterr().err == f"{verb}: nothing was finished\n"
+
+
+def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(capsys):
+    steps = []
+
+    def command(argv):
+        drop_signal()
+        try:
+            raise_if_interrupted()
+        finally:
+            time.sleep(0.2)  # the signal sent again arrives meanwhile
+            steps.append("cleaned up")
+
+    assert run_command(command) == EXIT_INTERRUPTED
+    assert steps == ["cleaned up"]
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+
+
+def test_nothing_is_raised_after_the_command_that_dropped_a_signal_ends(capsys):
+    # It finished its work: its status stands, and the signal owed to it does not reach its caller.
+    assert run_command(lambda argv: drop_signal() or 0) == 0
+    time.sleep(0.2)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(capsys):
     steps = []
 
     def command(argv):
-        doomed = Collected()
-        watcher = weakref.ref(doomed, lambda _: signal.raise_signal(signal.SIGINT))
-        del doomed
+        drop_signal()
         with deferred_interrupts():
-            time.sleep(0.5)  # the signal is sent again meanwhile, and only noted
-            steps.append("went on" if watcher() is None else "alive")
+            time.sleep(0.2)  # the signal sent again arrives meanwhile, and is only noted
+            steps.append("went on")
         steps.append("not reached")
 
     assert run_command(command) == EXIT_INTERRUPTED
     assert steps == ["went on"]
+    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+
+
+def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(capsys):
+    steps = []
+
+    def command(argv):
+        with deferred_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("noted")
+            drop_signal()  # the second, which forces its way out
+            steps.append("dropped")
+            time.sleep(10)
+            steps.append("not reached")
+
+    started = time.monotonic()
+    assert run_command(command) == EXIT_INTERRUPTED
+    assert time.monotonic() - started < 5
+    assert steps == ["noted", "dropped"]
     assert capsys.readouterr().err == "interrupted: nothing was finished\n"
 
 
@@ -185,6 +229,8 @@ def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():
 
 
 def test_the_handlers_are_given_back_when_the_command_ends():
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    assert run_command(lambda argv: 0) == 0
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    during = []
+    assert run_command(lambda argv: during.append(sys.unraisablehook) or 0) == 0
+    assert during != [before[2]]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.unraisablehook) == before

@@ -20,7 +20,6 @@ is caught here as well.
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import codecs
 import logging
@@ -33,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
-from src.core.interrupts import dropped, forget_interruption, interrupt, still_pending
+from src.core.interrupts import dropped, forget_interruption, interrupt, send_again, stop_sending_again
 from src.core.safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
@@ -122,30 +121,18 @@ def _on_sigint(signum, frame):
     interrupt(KeyboardInterrupt())
 
 
-# How soon a dropped interruption is sent again: the collection that dropped it has run its course by then.
-SEND_AGAIN_SECONDS = 0.01
-
-
 def _unraisable_hook(previous: Callable):
-    """`sys.unraisablehook` that sends an interruption Python dropped again, where it printed a traceback."""
+    """`sys.unraisablehook` that sends the pending interruption again where Python dropped it, untold."""
 
     def hook(unraisable) -> None:
-        interruption = unraisable.exc_value
-        if not dropped(interruption):
+        if not dropped(unraisable.exc_value):
             previous(unraisable)
             return
-        number = signal.SIGINT
-        if isinstance(interruption, Terminated):
-            number = signal.SIGTERM
-            # Its handler ignores SIGTERM once it has run; this is the same SIGTERM, not a second one.
-            signal.signal(number, _on_sigterm)
-
-        def send_again() -> None:
-            if still_pending(interruption):  # not once the command has ended
-                _thread.interrupt_main(number)
-
-        # From another thread: sent from here, it would be raised in this hook and dropped again.
-        threading.Timer(SEND_AGAIN_SECONDS, send_again).start()
+        for number, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm)):
+            if signal.getsignal(number) is handler:
+                send_again(number)
+                return
+        # No handler of ours is left to send it to (SIGINT ignored, SIGTERM come once): training's next check raises it.
 
     return hook
 
@@ -199,6 +186,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         print(interruption_message(interruption), file=sys.stderr)
         return getattr(interruption, "exit_code", EXIT_INTERRUPTED)
     finally:
+        stop_sending_again()  # before the handlers go: a signal sent late must find ours, which then do nothing
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.unraisablehook = previous_hook

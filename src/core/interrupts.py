@@ -21,45 +21,83 @@ once, wherever the main thread is: a way out of a wait that has no check.
 
 A handler may also run inside a `__del__` or a weakref callback that garbage
 collection called; Python prints a traceback for an exception raised there and
-drops it. The command line sends such a signal again (`dropped`), to be raised in
-the code that was running.
+drops it. The command line's hook for those hides the traceback and sends the
+signal again (`send_again`), to be raised in the code that was running, as it
+would have been there; once the interruption is raised by other means, or the
+command ends, the signal sent again does nothing.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# How soon a dropped interruption is sent again; dropped again (a long collection), it is sent once more.
+SEND_AGAIN_SECONDS = 0.01
+
 _pending: KeyboardInterrupt | None = None
 _deferring = 0  # how many `deferred_interrupts` blocks the main thread, where handlers run, is in
-_sent_again = False  # the next signal is the pending interruption sent again (`dropped`), not a second one
+_owed: str | None = None  # a dropped interruption not raised since: "forced" through a deferred block, or "first"
+_sent_again = False  # the next signal is the one `send_again` sends, not the user's
+_sender: threading.Timer | None = None
 
 
 def interrupt(interruption: KeyboardInterrupt) -> None:
-    """Remember `interruption` (the first, if one is pending) and raise it, unless deferred and the first."""
-    global _pending, _sent_again
+    """Remember `interruption` (the first, if one is pending) and raise it, unless deferred and the first.
+
+    The signal `send_again` sends raises the dropped interruption as it was raised before, and
+    nothing once it has been raised since (the command is already on its way out)."""
+    global _pending, _sent_again, _owed
+    if _sent_again:
+        _sent_again = False
+        owed, _owed = _owed, None
+        if owed == "forced" or (owed == "first" and not _deferring):
+            raise _pending
+        return
     first = _pending is None
     if first:
         _pending = interruption
-    again, _sent_again = _sent_again, False
-    if not ((first or again) and _deferring):
+    if not (first and _deferring):
+        _owed = None
         raise _pending
 
 
 def dropped(exception: BaseException) -> bool:
-    """Whether `exception` is the pending interruption, which Python dropped: raised in a `__del__` or a weakref
-    callback, which garbage collection runs anywhere, it cannot reach the command. If so, the caller sends the
-    signal again; it then only raises the same interruption, as the first would have (noted while deferred)."""
-    global _sent_again
-    if _pending is None or exception is not _pending:
-        return False
-    _sent_again = True
-    return True
+    """Whether `exception` is the pending interruption: Python drops what a `__del__` or a weakref callback raises."""
+    return _pending is not None and exception is _pending
 
 
-def still_pending(interruption: KeyboardInterrupt) -> bool:
-    return _pending is interruption
+def send_again(number: int) -> None:
+    """Send signal `number` to the main thread again, soon, for the pending interruption that Python dropped.
+
+    Garbage collection runs `__del__` methods and weakref callbacks anywhere, so a handler may run in one.
+    Sent from another thread: sent from here, it would be raised in the same place and dropped again.
+    """
+    global _owed, _sender
+
+    def send() -> None:
+        global _sent_again
+        if _owed is not None:
+            _sent_again = True
+            signal.pthread_kill(threading.main_thread().ident, number)  # wakes a sleep, as the user's signal does
+
+    stop_sending_again()
+    _owed = "forced" if _deferring else "first"
+    _sender = threading.Timer(SEND_AGAIN_SECONDS, send)
+    _sender.daemon = True
+    _sender.start()
+
+
+def stop_sending_again() -> None:
+    """From now on nothing is sent again, and a signal already sent raises nothing (a command's end)."""
+    global _owed, _sender
+    _owed = None
+    if _sender is not None:
+        _sender.cancel()
+        _sender.join()
+        _sender = None
 
 
 @contextmanager
@@ -78,11 +116,14 @@ def deferred_interrupts() -> Iterator[None]:
 
 def raise_if_interrupted() -> None:
     """Raise again the interruption remembered, if any: it was swallowed on its way out."""
+    global _owed
     if _pending is not None:
+        _owed = None
         raise _pending
 
 
 def forget_interruption() -> None:
     global _pending, _sent_again
+    stop_sending_again()
     _pending = None
     _sent_again = False

@@ -9,6 +9,8 @@ still measured on labelled rows only. The test file's true labels are never know
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from src.core.config import Config
@@ -28,9 +30,11 @@ def pseudo_label_line(probabilities: np.ndarray, chosen: np.ndarray, threshold: 
     line = f"pseudo-labels: {len(chosen)} of {len(probabilities)} test images at probability >= {threshold:g}"
     if len(chosen):
         return f"{line} join the training rows; second run"
-    # Label smoothing caps what a network learns to say (about 0.92 at 0.1): a threshold above it takes none.
+    # Label smoothing caps what a network learns to say (its target is 0.91 at 0.1): a threshold above it takes none.
+    # Rounded down, so that the figure shown is never at or above a threshold it missed.
+    highest = math.floor(probabilities.max() * 10_000) / 10_000
     return (
-        f"{line} (the most confident reached {probabilities.max():.3f}; lower --pseudo-label to add some); "
+        f"{line} (the most confident reached {highest:.4f}; lower --pseudo-label to add some); "
         "second run on the labelled rows alone"
     )
 

@@ -26,6 +26,15 @@ from src.training.trainer import train
 from tests.synthetic import make_arrays
 
 
+def assert_ends(command, capsys, status: int = EXIT_INTERRUPTED) -> None:
+    """`command`, run as a command line, ends with `status` and its one line, in seconds, not at its sleep's end."""
+    started = time.monotonic()
+    assert run_command(command) == status
+    assert time.monotonic() - started < 5
+    verb = "terminated" if status == EXIT_TERMINATED else "interrupted"
+    assert capsys.readouterr().err == f"{verb}: nothing was finished\n"
+
+
 class SwallowedCtrlC(keras.callbacks.Callback):
     """Ctrl-C at the end of epoch `at` (0-based), swallowed as Keras' `pythonify_logs` swallows it."""
 
@@ -93,9 +102,8 @@ def test_a_ctrl_c_in_a_deferred_block_is_raised_as_it_ends(capsys):
         steps.append("after the block")
         return 0
 
-    assert run_command(command) == EXIT_INTERRUPTED
+    assert_ends(command, capsys)
     assert steps == ["went on"]
-    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
     # Outside the block, the handler raises at once again.
     assert (
         run_command(lambda argv: signal.raise_signal(signal.SIGINT) or steps.append("not reached")) == EXIT_INTERRUPTED
@@ -110,8 +118,7 @@ def test_an_interruption_in_a_deferred_block_outlives_another_error_ending_it(ca
             signal.raise_signal(signal.SIGINT)
             raise UserError("a pruned trial, an out-of-memory error")
 
-    assert run_command(command) == EXIT_INTERRUPTED
-    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
+    assert_ends(command, capsys)
 
 
 def test_a_second_signal_in_a_deferred_block_raises_the_first_at_once(capsys):
@@ -124,9 +131,8 @@ def test_a_second_signal_in_a_deferred_block_raises_the_first_at_once(capsys):
             signal.raise_signal(signal.SIGINT)
             steps.append("not reached")
 
-    assert run_command(command) == EXIT_TERMINATED
+    assert_ends(command, capsys, EXIT_TERMINATED)
     assert steps == ["noted"]
-    assert capsys.readouterr().err == "terminated: nothing was finished\n"
 
 
 class Collected:
@@ -141,11 +147,8 @@ def drop_signal(number: int = signal.SIGINT) -> None:
     assert watcher() is None
 
 
-@pytest.mark.parametrize(
-    ("number", "status", "verb"),
-    [(signal.SIGINT, EXIT_INTERRUPTED, "interrupted"), (signal.SIGTERM, EXIT_TERMINATED, "terminated")],
-)
-def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceback(number, status, verb, capsys):
+@pytest.mark.parametrize(("number", "status"), [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)])
+def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceback(number, status, capsys):
     steps = []
 
     def command(argv):
@@ -154,11 +157,8 @@ def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceba
         time.sleep(10)
         steps.append("not reached")
 
-    started = time.monotonic()
-    assert run_command(command) == status
-    assert time.monotonic() - started < 5
+    assert_ends(command, capsys, status)
     assert steps == ["dropped"]
-    assert capsys.readouterr().err == f"{verb}: nothing was finished\n"
 
 
 def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(capsys):
@@ -172,9 +172,8 @@ def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cle
             time.sleep(0.2)  # the signal sent again arrives meanwhile
             steps.append("cleaned up")
 
-    assert run_command(command) == EXIT_INTERRUPTED
+    assert_ends(command, capsys)
     assert steps == ["cleaned up"]
-    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
 
 
 def test_nothing_is_raised_after_the_command_that_dropped_a_signal_ends(capsys):
@@ -194,9 +193,8 @@ def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(capsy
             steps.append("went on")
         steps.append("not reached")
 
-    assert run_command(command) == EXIT_INTERRUPTED
+    assert_ends(command, capsys)
     assert steps == ["went on"]
-    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
 
 
 def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(capsys):
@@ -211,11 +209,8 @@ def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(caps
             time.sleep(10)
             steps.append("not reached")
 
-    started = time.monotonic()
-    assert run_command(command) == EXIT_INTERRUPTED
-    assert time.monotonic() - started < 5
+    assert_ends(command, capsys)
     assert steps == ["noted", "dropped"]
-    assert capsys.readouterr().err == "interrupted: nothing was finished\n"
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

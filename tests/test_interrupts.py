@@ -139,16 +139,39 @@ class Collected:
     """An object whose collection runs a weakref callback, as garbage collection may anywhere."""
 
 
-def drop_signal(number: int = signal.SIGINT) -> None:
-    """A signal whose handler runs in a weakref callback: Python prints what it raises there, and drops it."""
+def collect_with(callback) -> None:
+    """Collect an object whose weakref callback is `callback`: Python drops what it raises."""
     doomed = Collected()
-    watcher = weakref.ref(doomed, lambda _: signal.raise_signal(number))
+    watcher = weakref.ref(doomed, lambda _: callback())
     del doomed
     assert watcher() is None
 
 
-@pytest.mark.parametrize(("number", "status"), [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)])
-def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceback(number, status, capsys):
+def drop_signal(number: int = signal.SIGINT) -> None:
+    """A signal whose handler runs in a weakref callback."""
+    collect_with(lambda: signal.raise_signal(number))
+
+
+@pytest.fixture
+def unraisable(monkeypatch) -> list:
+    """What reaches the hook a command found (Python's prints it; pytest's turns it into a warning)."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "ctrl_c"),
+    [
+        (signal.SIGINT, EXIT_INTERRUPTED, "handled"),
+        (signal.SIGTERM, EXIT_TERMINATED, "handled"),
+        (signal.SIGTERM, EXIT_TERMINATED, "ignored"),  # a background job's: SIGTERM is sent again on its own
+    ],
+    ids=["ctrl-c", "sigterm", "sigterm-with-ctrl-c-ignored"],
+)
+def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceback(
+    number, status, ctrl_c, unraisable, capsys
+):
     steps = []
 
     def command(argv):
@@ -157,11 +180,22 @@ def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceba
         time.sleep(10)
         steps.append("not reached")
 
-    assert_ends(command, capsys, status)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ctrl_c == "ignored" else None
+    try:
+        assert_ends(command, capsys, status)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     assert steps == ["dropped"]
+    assert unraisable == []
 
 
-def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(capsys):
+def test_what_else_python_drops_still_reaches_the_hook_before(unraisable):
+    assert run_command(lambda argv: collect_with(lambda: 1 / 0) or 0) == 0
+    assert [type(each.exc_value) for each in unraisable] == [ZeroDivisionError]
+
+
+def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(unraisable, capsys):
     steps = []
 
     def command(argv):
@@ -174,16 +208,33 @@ def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cle
 
     assert_ends(command, capsys)
     assert steps == ["cleaned up"]
+    assert unraisable == []
 
 
-def test_nothing_is_raised_after_the_command_that_dropped_a_signal_ends(capsys):
+def test_a_second_ctrl_c_before_the_dropped_one_is_sent_again_leaves_nothing_owed(unraisable, capsys):
+    steps = []
+
+    def command(argv):
+        drop_signal()
+        try:
+            signal.raise_signal(signal.SIGINT)  # the user's second, within the moment before it is sent again
+        finally:
+            time.sleep(0.2)
+            steps.append("cleaned up")
+
+    assert_ends(command, capsys)
+    assert steps == ["cleaned up"]
+
+
+def test_nothing_is_raised_after_the_command_that_dropped_a_signal_ends(unraisable, capsys):
     # It finished its work: its status stands, and the signal owed to it does not reach its caller.
     assert run_command(lambda argv: drop_signal() or 0) == 0
     time.sleep(0.2)
     assert capsys.readouterr().err == ""
+    assert unraisable == []
 
 
-def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(capsys):
+def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(unraisable, capsys):
     steps = []
 
     def command(argv):
@@ -197,7 +248,7 @@ def test_a_dropped_signal_sent_again_in_a_deferred_block_waits_for_its_end(capsy
     assert steps == ["went on"]
 
 
-def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(capsys):
+def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(unraisable, capsys):
     steps = []
 
     def command(argv):
@@ -211,6 +262,7 @@ def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(caps
 
     assert_ends(command, capsys)
     assert steps == ["noted", "dropped"]
+    assert unraisable == []
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

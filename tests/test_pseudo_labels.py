@@ -25,6 +25,10 @@ def test_confident_rows_are_those_at_or_above_the_threshold():
 
 def test_the_line_says_how_near_the_most_confident_image_came_when_none_is_chosen():
     probabilities = np.array([[0.91, 0.09], [0.3, 0.7]])
+    diverged = np.array([[np.nan, np.nan]])
+    assert pseudo_label_line(diverged, confident_rows(diverged, 0.9), 0.9) == (
+        "pseudo-labels: 0 of 1 test images at probability >= 0.9; second run on the labelled rows alone"
+    )
     nearly = np.array([[0.99996, 0.00004]])
     assert "reached 0.9999;" in pseudo_label_line(nearly, confident_rows(nearly, 0.99999), 0.99999)
     assert pseudo_label_line(probabilities, confident_rows(probabilities, 0.9), 0.9) == (

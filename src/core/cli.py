@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
-from src.core.interrupts import dropped, forget_interruption, interrupt, send_again, stop_sending_again
+from src.core.interrupts import forget_interruption, interrupt, is_pending, send_again, stop_sending_again
 from src.core.safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
@@ -122,19 +122,32 @@ def _on_sigint(signum, frame):
 
 
 def _unraisable_hook(previous: Callable):
-    """`sys.unraisablehook` that sends the pending interruption again where Python dropped it, untold."""
+    """`sys.unraisablehook` that sends the pending interruption again where Python dropped it, untold.
+
+    Python drops what a `__del__` or a weakref callback raises, and garbage collection runs those anywhere,
+    so a signal's handler may run in one. What else comes here, and an interruption that no handler of
+    ours is left to send again on, goes to `previous` (which prints it).
+    """
 
     def hook(unraisable) -> None:
-        if not dropped(unraisable.exc_value):
+        number = _signal_to_send_again(unraisable.exc_value) if is_pending(unraisable.exc_value) else None
+        if number is None:
             previous(unraisable)
-            return
-        for number, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm)):
-            if signal.getsignal(number) is handler:
-                send_again(number)
-                return
-        # No handler of ours is left to send it to (SIGINT ignored, SIGTERM come once): training's next check raises it.
+        else:
+            send_again(number)
 
     return hook
+
+
+def _signal_to_send_again(interruption: KeyboardInterrupt) -> int | None:
+    if signal.getsignal(signal.SIGINT) is _on_sigint:
+        return signal.SIGINT  # its handler raises the pending interruption, a SIGTERM's too
+    if isinstance(interruption, Terminated) and threading.current_thread() is threading.main_thread():
+        # Ctrl-C is ignored (a background job): SIGTERM's handler, which ignores SIGTERM once it has run,
+        # goes back for this one; it is the same SIGTERM, not a second one.
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        return signal.SIGTERM
+    return None
 
 
 # The error handler stdout and stderr print with: a path's undecodable bytes as they came, the rest escaped.

@@ -29,6 +29,7 @@ command ends, the signal sent again does nothing.
 
 from __future__ import annotations
 
+import _thread
 import signal
 import threading
 from collections.abc import Iterator
@@ -64,8 +65,8 @@ def interrupt(interruption: KeyboardInterrupt) -> None:
         raise _pending
 
 
-def dropped(exception: BaseException) -> bool:
-    """Whether `exception` is the pending interruption: Python drops what a `__del__` or a weakref callback raises."""
+def is_pending(exception: BaseException) -> bool:
+    """Whether `exception` is the pending interruption."""
     return _pending is not None and exception is _pending
 
 
@@ -81,7 +82,10 @@ def send_again(number: int) -> None:
         global _sent_again
         if _owed is not None:
             _sent_again = True
-            signal.pthread_kill(threading.main_thread().ident, number)  # wakes a sleep, as the user's signal does
+            if hasattr(signal, "pthread_kill"):
+                signal.pthread_kill(threading.main_thread().ident, number)  # wakes a sleep, as the user's signal does
+            else:  # Windows: the handler runs once the main thread runs Python again
+                _thread.interrupt_main(number)
 
     stop_sending_again()
     _owed = "forced" if _deferring else "first"
@@ -94,10 +98,11 @@ def stop_sending_again() -> None:
     """From now on nothing is sent again, and a signal already sent raises nothing (a command's end)."""
     global _owed, _sender
     _owed = None
-    if _sender is not None:
-        _sender.cancel()
-        _sender.join()
-        _sender = None
+    # Taken first: a collection during the join may drop another interruption and start a timer of its own.
+    sender, _sender = _sender, None
+    if sender is not None:
+        sender.cancel()
+        sender.join()
 
 
 @contextmanager

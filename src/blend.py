@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.core.errors import UserError
 
 MIN_RUNS = 2
@@ -161,4 +160,4 @@ def gain_lines(record) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

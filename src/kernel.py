@@ -8,11 +8,10 @@ The script carries the `src` package as an embedded zip (see `src.kaggle.kernel_
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.core.config import GPU_PRESETS
 from src.core.errors import UserError
 from src.core.files import atomic_write, write_json
@@ -85,4 +84,4 @@ def build_kernel(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -12,11 +12,10 @@ are runs whose validation promised more than the leaderboard gave.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.runs.ledger import (
     FIGURE_NAME,
     LEDGER_VARIABLE,
@@ -68,4 +67,4 @@ def show_ledger(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

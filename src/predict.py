@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 # Only light modules here: NumPy, pandas and TensorFlow load inside the boundary (`predict_again`).
-from src.core.cli import ArgumentParser, import_tensorflow, run_command
+from src.core.cli import ArgumentParser, exit_process, import_tensorflow, run_command
 from src.core.errors import UserError
 
 
@@ -118,4 +117,4 @@ def predict_again(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

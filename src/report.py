@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.runs.folders import find_run_dirs
 from src.runs.reporting import compare_runs, make_report
 
@@ -52,4 +52,4 @@ def redraw_or_compare(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

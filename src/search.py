@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, RawDescriptionHelpFormatter, import_tensorflow, run_command
+from src.core.cli import ArgumentParser, RawDescriptionHelpFormatter, exit_process, import_tensorflow, run_command
 from src.core.config import SETTINGS_BY_NAME, check_split
 from src.core.errors import UserError
 from src.core.files import made_folder
@@ -277,4 +276,4 @@ def confirm_best(plan, best, count: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

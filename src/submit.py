@@ -18,7 +18,7 @@ from pathlib import Path
 
 # Only light modules here: pandas, scikit-learn and TensorFlow load inside the
 # command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
-from src.core.cli import ArgumentParser, import_tensorflow, run_command
+from src.core.cli import ArgumentParser, exit_process, import_tensorflow, run_command
 from src.core.config import check_split, held_out_name
 from src.core.errors import UserError
 from src.core.flags import (
@@ -213,4 +213,4 @@ def train_and_write(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

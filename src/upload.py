@@ -11,12 +11,11 @@ another file's sha256.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 # The Kaggle client and pandas load inside the command-line boundary (`main`).
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.core.flags import add_wait_arguments, wait_timeout
 
 
@@ -65,4 +64,4 @@ def upload_file(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -23,6 +23,7 @@ from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
 from src.core.interrupts import deferred_interrupts, raise_if_interrupted
 from src.training.hooks import TrainingCallbacks
 from src.training.trainer import train
+from tests import helpers
 from tests.synthetic import make_arrays
 
 
@@ -263,6 +264,20 @@ def test_a_dropped_second_signal_in_a_deferred_block_still_stops_it_at_once(unra
     assert_ends(command, capsys)
     assert steps == ["noted", "dropped"]
     assert unraisable == []
+
+
+# A command ends, then the libraries' teardown runs; signals that come then (atexit stands in for it).
+AFTER_THE_COMMAND = """
+import atexit, os, signal
+from src.core.cli import exit_process, run_command
+atexit.register(lambda: [os.kill(os.getpid(), number) for number in (signal.SIGINT, signal.SIGTERM)])
+exit_process(run_command(lambda argv: 3))
+"""
+
+
+def test_ctrl_c_or_sigterm_during_the_teardown_after_a_command_leaves_its_status_alone():
+    ended = helpers.run_command("-c", AFTER_THE_COMMAND)
+    assert (ended.returncode, ended.stdout, ended.stderr) == (3, "", "")
 
 
 def test_ctrl_c_ignored_by_whoever_started_the_command_stays_ignored():

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
 from src.core.interrupts import forget_interruption, interrupt, is_pending, send_again, stop_sending_again
@@ -204,6 +205,18 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
             signal.signal(number, handler)
         sys.unraisablehook = previous_hook
         forget_interruption()
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with `status`, a command's: its work is done, and so are its signals.
+
+    The libraries' teardown after the last line (about a second, TensorFlow's) runs once Python has given
+    Ctrl-C and SIGTERM back to the system, which would end the process there without a line, and with
+    the signal's status instead of the command's.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def quiet_tensorflow_logs() -> None:

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cli import ArgumentParser, run_command
+from src.core.cli import ArgumentParser, exit_process, run_command
 from src.core.config import GPU_PRESETS
 from src.core.errors import UserError
 from src.core.files import signals_deferred
@@ -263,4 +263,4 @@ def run(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -11,6 +11,7 @@ import re
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -215,7 +216,16 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     """The table, best first; the figure; the best settings as a submit line, with the warning they call for."""
     from src.pipeline.search import best_config, best_trial, summaries
     from src.runs.record import low_accuracy_line
-    from src.runs.search_results import COMPLETE, FIGURE_NAME, PRUNED, draw_search, format_table, submit_line
+    from src.runs.search_results import (
+        COMPLETE,
+        FAILED,
+        FIGURE_NAME,
+        PRUNED,
+        RUNNING,
+        draw_search,
+        format_table,
+        submit_line,
+    )
 
     trials = summaries(study, plan.space)
     if not trials:
@@ -227,10 +237,15 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     figure = draw_search(trials, names, log_names, plan.folder / FIGURE_NAME)
     n_repeats = sum(trial.repeat_of is not None for trial in trials)
     trained = [trial for trial in trials if trial.repeat_of is None]
-    n_complete = sum(trial.state == COMPLETE for trial in trained)
-    n_pruned = sum(trial.state == PRUNED for trial in trained)
+    counts = Counter(trial.state for trial in trained)
+    n_complete = counts[COMPLETE]
+    # Failed (stopped by Ctrl-C, or an error) and running (a process that died) only when there are some.
+    others = "".join(f", {counts[state]} {state}" for state in (FAILED, RUNNING) if counts[state])
     repeats = f", {n_repeats} repeating one (not trained again)" if n_repeats else ""
-    print(f"{len(trials)} trials: {n_complete} complete, {n_pruned} pruned{repeats}; best first:", flush=True)
+    print(
+        f"{len(trials)} trials: {n_complete} complete, {counts[PRUNED]} pruned{others}{repeats}; best first:",
+        flush=True,
+    )
     print(format_table(trials, names), flush=True)
     print(f"figure: {figure}", flush=True)
     best = best_trial(study)

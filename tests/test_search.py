@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -580,6 +581,9 @@ def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
     assert "Traceback" not in stdout + stderr
     assert stderr.startswith("interrupted: ") and "finished trials kept in study stopped" in stderr
     assert stderr.count("\n") == 1
+    # The heading counts every trial the table shows, the one Ctrl-C stopped ("failed") too.
+    shown, counted = re.search(r"^(\d+) trials: (.*); best first:$", stdout, flags=re.MULTILINE).groups()
+    assert int(shown) == sum(int(count) for count in re.findall(r"(\d+) \w+", counted))
     complete = [trial for trial in load_study(out, "stopped").trials if trial.state.name == "COMPLETE"]
     assert complete
     records = trial_records(out / "stopped")

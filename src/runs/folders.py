@@ -272,7 +272,10 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a folder; expected a run folder such as submissions/runs/<name>")
     if (run_dir / INCOMPLETE_MARKER).exists():
-        raise UserError(f"{run_dir}: incomplete run folder: its save did not finish; delete it or run again")
+        raise UserError(
+            f"{run_dir}: incomplete run folder: its run stopped before its files and report were all written; "
+            "delete it or run again"
+        )
     if not (run_dir / RUN_RECORD_NAME).is_file():
         raise UserError(f"{run_dir}: no {RUN_RECORD_NAME}; expected a run folder such as submissions/runs/<name>")
     return RunRecord.from_json(run_dir / RUN_RECORD_NAME)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -255,7 +256,7 @@ def show_results(plan, study, args: argparse.Namespace) -> None:
     print(submit_line(args.preset, best_config(best), data_flags(args)), flush=True)
     warning = low_accuracy_line(best.value, best_config(best), len(plan.datasets.train_labels))
     if warning:
-        print(warning, flush=True)
+        print(warning, file=sys.stderr, flush=True)
     if n_complete > 1 and not args.confirm:
         print(
             f"note: the best of {n_complete} trials was picked on the rows it is scored on, so {best.value:.4f} "

@@ -195,12 +195,12 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
         print(summarize(result, config), flush=True)
         record = result.record
-        for line in (
-            replaced_line(out, replaced, record.validation.accuracy),
-            low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows),
-        ):
-            if line:
-                print(line, flush=True)
+        replaced_note = replaced_line(out, replaced, record.validation.accuracy)
+        if replaced_note:
+            print(replaced_note, flush=True)
+        warning = low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     except KeyboardInterrupt as interruption:
         # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
         if file_state(out) == previous:

@@ -189,8 +189,9 @@ def test_the_summary_says_what_was_replaced_and_warns_of_a_run_that_barely_learn
     assert "replaced" not in first.stdout
     # The first run trained on raw pixels (the default scaling) of 80 rows for one epoch.
     assert was < 0.5, was
-    assert f"warning: validation accuracy {was:.4f} is below 0.5" in first.stdout
-    assert "add --scaling unit" in first.stdout
+    assert f"warning: validation accuracy {was:.4f} is below 0.5" in first.stderr
+    assert "add --scaling unit" in first.stderr
+    assert "warning" not in first.stdout
 
 
 @pytest.mark.slow

@@ -336,7 +336,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
     epochs_run = []
     for learning_rate in (GOOD, HOPELESS):
         trial = study.ask()
-        callback = PruningCallback(trial)
+        callback = PruningCallback(trial, base.epochs)
         try:
             result = train(
                 base.replace(learning_rate=learning_rate), images, labels, 0, TrainingCallbacks(run=[callback])
@@ -348,6 +348,28 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
     states = [trial.state.name for trial in study.trials]
     assert states == ["COMPLETE", "PRUNED"]
     assert epochs_run == [3, 1]  # stopped after its first epoch, not after all three
+
+
+@pytest.mark.slow
+def test_a_trial_is_not_pruned_after_its_last_epoch():
+    """With one epoch, pruning would save no training and throw the trained run away."""
+    from src.training.hooks import TrainingCallbacks
+    from src.training.pruning import PruningCallback
+    from src.training.trainer import train
+    from tests.synthetic import make_arrays
+
+    images, labels, _ = make_arrays()
+    base = Config(scaling="unit", batch_size=8, epochs=1)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    would_prune = []
+    for learning_rate in (GOOD, HOPELESS):
+        trial = study.ask()
+        callbacks = TrainingCallbacks(run=[PruningCallback(trial, base.epochs)])
+        result = train(base.replace(learning_rate=learning_rate), images, labels, 0, callbacks)
+        would_prune.append(trial.should_prune())
+        study.tell(trial, result.validation_accuracy(labels))
+    assert would_prune == [False, True]  # the pruner did want the hopeless one stopped
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 # A whole study: it runs, prunes, resumes; its trials are run folders; TensorBoard reads them.
@@ -466,7 +488,8 @@ def test_a_search_whose_best_barely_learned_says_so(tiny_data, tmp_path, capsys)
     vary = ["--vary", f"learning_rate={HOPELESS}|2e-9", "--trials", "1", "--epochs", "1"]
     result = search_here(capsys, tiny_data, tmp_path / "out", *vary)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "is below 0.5: the network barely learned; check the data, --learning-rate and --epochs" in result.stdout
+    assert "is below 0.5: the network barely learned; check the data, --learning-rate and --epochs" in result.stderr
+    assert "warning" not in result.stdout
 
 
 @pytest.mark.slow

@@ -248,7 +248,7 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
             raise optuna.TrialPruned()
         trial.set_user_attr(RUN_DIR_ATTRIBUTE, earlier.user_attrs[RUN_DIR_ATTRIBUTE])
         return earlier.value
-    callbacks = TrainingCallbacks(run=[PruningCallback(trial)]) if search.prune else None
+    callbacks = TrainingCallbacks(run=[PruningCallback(trial, config.epochs)]) if search.prune else None
     record_says = SearchTrial(search.study_name, trial.number)
     result = run_once(search, config, f"trial-{trial.number}.csv", callbacks, record_says)
     accuracy = result.record.validation.accuracy

@@ -104,6 +104,11 @@ def test_fold_ensemble_run(tiny_data, tmp_path, capsys):
     assert sum(member["validation_rows"] for member in record["validation"]["members"]) == 80
 
 
+def not_our_lines(stderr: str) -> list[str]:
+    """Lines of stderr other than the warning a run on 80 rows of raw pixels earns (it barely learns)."""
+    return [line for line in stderr.splitlines() if not line.startswith("warning: validation accuracy")]
+
+
 @pytest.mark.slow
 def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, tmp_path):
     outs = [tmp_path / "a" / "a.csv", tmp_path / "b" / "b.csv"]
@@ -112,11 +117,11 @@ def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, t
     # neither on what else the machine is doing nor on what the process did before.
     process = start_submit("--data", tiny_data, "--out", outs[0], *flags)
     here = run_module("src.submit", "--data", tiny_data, "--out", outs[1], *flags)
-    assert here.returncode == 0 and here.stderr == "", here.stderr
+    assert here.returncode == 0 and not_our_lines(here.stderr) == [], here.stderr
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     # A successful run prints only the project's own lines: Keras' epoch lines, and nothing from the libraries.
-    assert stderr == ""
+    assert not_our_lines(stderr) == []
     assert "Epoch 3/3" in stdout
     assert not [noise for noise in LIBRARY_NOISE if noise in stdout], stdout
     assert outs[0].read_bytes() == outs[1].read_bytes()

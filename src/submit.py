@@ -55,7 +55,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         type=int,
         choices=(0, 1, 2),
         default=2,
-        help="0 quiet, 1 progress bars, 2 a line per epoch (default)",
+        help="training progress: 0 none, 1 progress bars, 2 a line per epoch (default); the summary always prints",
     )
     files.add_argument(
         "--no-report",

@@ -112,6 +112,7 @@ def test_the_fast_cnn_is_the_measured_network():
     # hand: the convolutions' weights 144 + 2,304 + 6,400 + 4,608 + 9,216 + 25,600 and their batch norms'
     # 3 x 16 x 4 + 3 x 32 x 4; the head 4 x 4 x 32 x 256 + 256 x 4; the output 256 x 10 + 10.
     config = PRESETS["cnn-fast"]
+    assert config.deskew and config.epochs == 8 and config.clean_epochs == 1
     assert cnn_parameters(config) == 48_272 + 576 + 131_072 + 1_024 + 2_570 == 183_514
     model = build_model(config)
     dropouts = [layer.name for layer in model.layers if type(layer).__name__ == "Dropout"]

@@ -194,6 +194,26 @@ def test_the_summary_says_what_was_replaced_and_warns_of_a_run_that_barely_learn
     assert "warning" not in first.stdout
 
 
+@pytest.mark.parametrize(
+    "preset, changes, rows, cause",
+    [
+        # The embedded sample: 1,500 rows in batches of 128 for 8 epochs.
+        ("cnn-fast", {}, 1500, "1500 rows made at most 96: train on more rows or --epochs, or add --no-batch-norm"),
+        ("cnn-fast", {"batch_norm": False}, 1500, "check the data, --learning-rate and --epochs"),
+        ("cnn-fast", {}, 42_000, "check the data, --learning-rate and --epochs"),
+        ("tutorial-scaled", {}, 1500, "check the data, --learning-rate and --epochs"),
+    ],
+)
+def test_a_cnn_that_barely_learned_in_few_steps_is_told_of_batch_norm(preset, changes, rows, cause):
+    from src.core.config import PRESETS
+    from src.runs.record import low_accuracy_line
+
+    line = low_accuracy_line(0.2733, PRESETS[preset].replace(**changes), rows)
+    assert line.startswith("warning: validation accuracy 0.2733 is below 0.5: the network barely learned; ")
+    assert line.endswith(cause)
+    assert low_accuracy_line(0.5, PRESETS[preset].replace(**changes), rows) == ""
+
+
 @pytest.mark.slow
 def test_predict_defaults_to_the_runs_test_file_and_an_out_beside_the_runs_folder(two_runs, capsys):
     run_dir = json.loads(two_runs["out"].with_suffix(".json").read_text())["run_dir"]

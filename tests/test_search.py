@@ -336,7 +336,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
     epochs_run = []
     for learning_rate in (GOOD, HOPELESS):
         trial = study.ask()
-        callback = PruningCallback(trial, base.epochs)
+        callback = PruningCallback(trial, base.replace(learning_rate=learning_rate))
         try:
             result = train(
                 base.replace(learning_rate=learning_rate), images, labels, 0, TrainingCallbacks(run=[callback])
@@ -351,7 +351,16 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(plain):
 
 
 @pytest.mark.slow
-def test_a_trial_is_not_pruned_after_its_last_epoch():
+@pytest.mark.parametrize(
+    "settings, last_state",
+    [
+        (dict(), "COMPLETE"),
+        (dict(folds=2), "COMPLETE"),  # the folds train together: their last epoch is the run's
+        (dict(folds=2, plain=True), "PRUNED"),  # one after another: pruning the first still saves the second
+    ],
+    ids=["single", "folds-together", "folds-one-after-another"],
+)
+def test_a_trial_is_not_pruned_after_the_last_epoch_of_its_run(settings, last_state):
     """With one epoch, pruning would save no training and throw the trained run away."""
     from src.training.hooks import TrainingCallbacks
     from src.training.pruning import PruningCallback
@@ -359,17 +368,21 @@ def test_a_trial_is_not_pruned_after_its_last_epoch():
     from tests.synthetic import make_arrays
 
     images, labels, _ = make_arrays()
-    base = Config(scaling="unit", batch_size=8, epochs=1)
+    base = Config(scaling="unit", batch_size=8, epochs=1, **settings)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
     would_prune = []
     for learning_rate in (GOOD, HOPELESS):
+        config = base.replace(learning_rate=learning_rate)
         trial = study.ask()
-        callbacks = TrainingCallbacks(run=[PruningCallback(trial, base.epochs)])
-        result = train(base.replace(learning_rate=learning_rate), images, labels, 0, callbacks)
-        would_prune.append(trial.should_prune())
-        study.tell(trial, result.validation_accuracy(labels))
-    assert would_prune == [False, True]  # the pruner did want the hopeless one stopped
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+        try:
+            result = train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(trial, config)]))
+            would_prune.append(trial.should_prune())
+            study.tell(trial, result.validation_accuracy(labels))
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", last_state]
+    if last_state == "COMPLETE":
+        assert would_prune == [False, True]  # the pruner did want the hopeless one stopped
 
 
 # A whole study: it runs, prunes, resumes; its trials are run folders; TensorBoard reads them.
@@ -467,9 +480,10 @@ def test_a_study_prunes_resumes_and_leaves_ordinary_run_folders(tiny_data, tmp_p
 def test_a_study_with_other_base_settings_is_not_continued(tiny_data, tmp_path, capsys):
     out = tmp_path / "search"
     vary = ["--vary", "learning_rate=1e-3|1e-2", "--study", "mine", "--no-prune"]
-    assert search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1").returncode == 0
+    assert search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0.001").returncode == 0
     result = search_here(capsys, tiny_data, out, *vary, "--trials", "1", "--epochs", "1", "--l2", "0")
-    assert_one_line_error(result, 2, "study mine was started with other settings", "l2")
+    # The flag that gives back the study's own setting, as when a preset changed between the two commands.
+    assert_one_line_error(result, 2, "study mine was started with other settings (l2 differs)", "add --l2 0.001 to")
 
 
 @pytest.mark.slow

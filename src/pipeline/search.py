@@ -19,7 +19,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from src.core.config import SEED_LIMIT, Config, read_differences, stored_settings
+from src.core.config import SEED_LIMIT, SETTINGS_BY_NAME, Config, flag_with_value, read_differences, stored_settings
 from src.core.errors import UserError, error_reason
 from src.core.files import locked
 from src.core.space import CHOICE_SEPARATOR, LOG_SUFFIX, RANGE_SEPARATOR, Dimension, varied_values
@@ -154,14 +154,15 @@ def check_same_base(study: optuna.Study, base: Config, space: tuple[Dimension, .
     # A varied setting's base value is never trained: a study begun with it also given as a flag (refused
     # since) continues without the flag.
     varied = varied_values(space)
-    changed = [
-        name for name in read_differences(Config.from_dict(stored_settings(stored)), base, varied) if name not in varied
-    ]
+    started = Config.from_dict(stored_settings(stored))
+    changed = [name for name in read_differences(started, base, varied) if name not in varied]
     if changed:
+        # A preset can change between two commands: the flags that give back its old settings say how to go on.
+        flags = " ".join(flag_with_value(SETTINGS_BY_NAME[name], getattr(started, name)) for name in changed)
         raise UserError(
             f"study {study.study_name} was started with other settings ({', '.join(changed)} "
             f"{'differs' if len(changed) == 1 else 'differ'}); "
-            "give the same flags to continue it, or --study NAME for a new one"
+            f"add {flags} to continue it, or give --study NAME for a new one"
         )
 
 
@@ -248,7 +249,7 @@ def run_trial(search: Search, trial: optuna.Trial) -> float:
             raise optuna.TrialPruned()
         trial.set_user_attr(RUN_DIR_ATTRIBUTE, earlier.user_attrs[RUN_DIR_ATTRIBUTE])
         return earlier.value
-    callbacks = TrainingCallbacks(run=[PruningCallback(trial, config.epochs)]) if search.prune else None
+    callbacks = TrainingCallbacks(run=[PruningCallback(trial, config)]) if search.prune else None
     record_says = SearchTrial(search.study_name, trial.number)
     result = run_once(search, config, f"trial-{trial.number}.csv", callbacks, record_says)
     accuracy = result.record.validation.accuracy

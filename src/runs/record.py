@@ -249,6 +249,9 @@ def previous_submission(submission: str | Path) -> tuple[float | None, str] | No
 
 LOW_ACCURACY = 0.5  # below it a run learned next to nothing (chance is 0.1)
 RAW_PIXELS_ROWS = 5000  # under it, unscaled 0..255 pixels rarely train in a few epochs
+# Batch norm predicts with running averages over about the last 100 steps (Keras' momentum 0.99): in
+# far fewer steps they keep much of their starting values (80 steps: 45%; `cnn-fast --sample` 0.27).
+BATCH_NORM_STEPS = 1000
 
 
 def low_accuracy_line(accuracy: float | None, config: Config, rows: int) -> str:
@@ -257,6 +260,13 @@ def low_accuracy_line(accuracy: float | None, config: Config, rows: int) -> str:
     if accuracy is None or accuracy >= LOW_ACCURACY:
         return ""
     cause = "check the data, --learning-rate and --epochs"
+    # Every row counted, held-out ones too: an upper bound, which is all the hint needs.
+    steps = math.ceil(rows / config.batch_size) * config.epochs
+    if config.family == "cnn" and config.batch_norm and steps < BATCH_NORM_STEPS:
+        cause = (
+            f"batch norm's running averages settle over hundreds of steps, and {rows} rows made at most {steps}: "
+            "train on more rows or --epochs, or add --no-batch-norm"
+        )
     if config.scaling == "none" and rows < RAW_PIXELS_ROWS:
         cause = f"raw pixels (--scaling none) on {rows} rows rarely train: add --scaling unit"
     return f"warning: validation accuracy {accuracy:.4f} is below {LOW_ACCURACY}: the network barely learned; {cause}"

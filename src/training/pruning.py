@@ -5,6 +5,8 @@ from __future__ import annotations
 import optuna
 from tensorflow import keras
 
+from src.core.config import Config, member_indices, trains_together
+
 # The accuracy the pruner compares trials by, as both trainers log it (a fold ensemble's: its folds' mean).
 PRUNING_METRIC = "val_accuracy"
 
@@ -12,20 +14,23 @@ PRUNING_METRIC = "val_accuracy"
 class PruningCallback(keras.callbacks.Callback):
     """Reports `val_accuracy` at each epoch's end (step = epoch, from 0) and stops the trial when Optuna says so.
 
-    Added as a run callback (see `src.training.hooks`), it sees one value per epoch for the whole run.
-    Raising `optuna.TrialPruned` ends training at once, so the pruned trial leaves no run folder. After
-    the last of `epochs` nothing is left to save, so the trial is not pruned then: it completes, with its run.
+    Added as a run callback (see `src.training.hooks`), it sees one value per epoch: the whole run's, or,
+    where members train one after another, the first member's. Raising `optuna.TrialPruned` ends training
+    at once, so the pruned trial leaves no run folder. After the run's last epoch stopping saves nothing,
+    so the trial is not pruned then: it completes, with its run.
     """
 
-    def __init__(self, trial: optuna.Trial, epochs: int):
+    def __init__(self, trial: optuna.Trial, config: Config):
         super().__init__()
         self.trial = trial
-        self.epochs = epochs
+        # After the first member's last epoch, pruning still saves the members that would follow it.
+        sees_the_end = trains_together(config) or len(member_indices(config)) == 1
+        self.last_epoch = config.epochs - 1 if sees_the_end else None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(PRUNING_METRIC)
         if value is None:
             return
         self.trial.report(float(value), step=epoch)
-        if epoch + 1 < self.epochs and self.trial.should_prune():
+        if epoch != self.last_epoch and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: validation accuracy {float(value):.4f}")

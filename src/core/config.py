@@ -751,10 +751,10 @@ FAST_CNN = Config(
     steps_per_execution=8,
     deskew=True,
 )
-# cnn-fast with its second block twice as wide, 7.5 M multiply-adds per image, trained 11 epochs: 0.9938 to 0.9955
-# over six seeds in 1.78 times the keras-io example's time. At twice the width in both blocks (15.3 M) and 8
-# epochs on raw images it scored the same in more time; a twelfth epoch moved 5-fold cross-validation on all
-# 42,000 rows by 0.0002 at most.
+# cnn-fast with its second block twice as wide, 7.5 M multiply-adds per image, trained 11 epochs: 0.9938 to
+# 0.9955 over six seeds in 1.72 times the keras-io example's time (nine runs). At twice the width in both
+# blocks (15.3 M) and 8 epochs on raw images it scored the same in more time; a twelfth epoch moved 5-fold
+# cross-validation on all 42,000 rows by 0.0002 at most.
 CNN = FAST_CNN.replace(filters=(16, 64), epochs=11)
 
 PRESETS = {

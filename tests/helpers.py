@@ -128,6 +128,14 @@ def _kaggle_reads_this_environment() -> None:
     api.args = ["--local"] if os.environ.get("KAGGLE_API_ENVIRONMENT") == "LOCALHOST" else []
 
 
+LOW_ACCURACY_WARNING = "warning: validation accuracy"
+
+
+def without_low_accuracy_warning(stderr: str) -> list[str]:
+    """stderr's lines but the warning a run on a few synthetic rows may earn (it barely learned)."""
+    return [line for line in stderr.splitlines() if not line.startswith(LOW_ACCURACY_WARNING)]
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> str:
     """The command failed with `exit_code` and one `error:` line naming every fragment; no traceback."""
     output = result.stdout + result.stderr

@@ -20,7 +20,14 @@ from src.core.cli import run_command as cli_run_command
 from src.core.errors import EXIT_USER, KaggleRefusedError, UserError
 from src.core.files import sha256
 from src.data.submission import validate_submission
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_main, run_module, start_command
+from tests.helpers import (
+    REPO_ROOT,
+    assert_one_line_error,
+    run_main,
+    run_module,
+    start_command,
+    without_low_accuracy_warning,
+)
 
 FAST = ["--epochs", "3", "--verbose", "0"]
 # What TensorFlow prints on its own when left to: none of it may reach a user.
@@ -104,11 +111,6 @@ def test_fold_ensemble_run(tiny_data, tmp_path, capsys):
     assert sum(member["validation_rows"] for member in record["validation"]["members"]) == 80
 
 
-def not_our_lines(stderr: str) -> list[str]:
-    """Lines of stderr other than the warning a run on 80 rows of raw pixels earns (it barely learns)."""
-    return [line for line in stderr.splitlines() if not line.startswith("warning: validation accuracy")]
-
-
 @pytest.mark.slow
 def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, tmp_path):
     outs = [tmp_path / "a" / "a.csv", tmp_path / "b" / "b.csv"]
@@ -117,11 +119,11 @@ def test_same_seed_gives_the_same_bytes_and_prints_no_library_noise(tiny_data, t
     # neither on what else the machine is doing nor on what the process did before.
     process = start_submit("--data", tiny_data, "--out", outs[0], *flags)
     here = run_module("src.submit", "--data", tiny_data, "--out", outs[1], *flags)
-    assert here.returncode == 0 and not_our_lines(here.stderr) == [], here.stderr
+    assert here.returncode == 0 and without_low_accuracy_warning(here.stderr) == [], here.stderr
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     # A successful run prints only the project's own lines: Keras' epoch lines, and nothing from the libraries.
-    assert not_our_lines(stderr) == []
+    assert without_low_accuracy_warning(stderr) == []
     assert "Epoch 3/3" in stdout
     assert not [noise for noise in LIBRARY_NOISE if noise in stdout], stdout
     assert outs[0].read_bytes() == outs[1].read_bytes()

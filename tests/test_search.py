@@ -35,7 +35,7 @@ from src.runs.record import RunRecord
 from src.runs.search_results import TrialSummary, best_first, format_table, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
-from tests.helpers import assert_one_line_error, run_main, run_module, start_command
+from tests.helpers import assert_one_line_error, run_main, run_module, start_command, without_low_accuracy_warning
 from tests.synthetic import write_dataset
 
 # A hopeless learning rate beside a good one: after one epoch the first cannot beat the second,
@@ -553,7 +553,7 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tiny_da
     there = subprocess.CompletedProcess(worker.args, worker.returncode, stdout, stderr)
     for result in (there, here):
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stderr == ""  # Optuna's own log lines are silenced
+        assert without_low_accuracy_warning(result.stderr) == []  # Optuna's own log lines are silenced
     trials = load_study(out, "shared").trials
     assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
     assert all(trial.state.name == "COMPLETE" for trial in trials)
@@ -616,8 +616,9 @@ def test_ctrl_c_keeps_the_finished_trials_and_exits_130(tiny_data, tmp_path):
     stdout, stderr = ((logs / name).read_text() for name in ("stdout", "stderr"))
     assert process.returncode == 130, stdout + stderr
     assert "Traceback" not in stdout + stderr
-    assert stderr.startswith("interrupted: ") and "finished trials kept in study stopped" in stderr
-    assert stderr.count("\n") == 1
+    # One line, beside the warning its best trial may earn if it barely learned.
+    (line,) = without_low_accuracy_warning(stderr)
+    assert line.startswith("interrupted: ") and "finished trials kept in study stopped" in line
     # The heading counts every trial the table shows, the one Ctrl-C stopped ("failed") too.
     shown, counted = re.search(r"^(\d+) trials: (.*); best first:$", stdout, flags=re.MULTILINE).groups()
     assert int(shown) == sum(int(count) for count in re.findall(r"(\d+) \w+", counted))

@@ -385,6 +385,38 @@ def test_a_trial_is_not_pruned_after_the_last_epoch_of_its_run(settings, last_st
         assert would_prune == [False, True]  # the pruner did want the hopeless one stopped
 
 
+class PrunesFrom(optuna.pruners.BasePruner):
+    """Wants a trial stopped once it has reported step `step`: a pruner that asks at a chosen epoch."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def prune(self, study, trial) -> bool:
+        return trial.last_step is not None and trial.last_step >= self.step
+
+
+@pytest.mark.slow
+def test_a_trial_is_not_pruned_at_the_epoch_early_stopping_ends_it():
+    from src.training.hooks import TrainingCallbacks
+    from src.training.pruning import PruningCallback
+    from src.training.trainer import train
+    from tests.synthetic import make_arrays
+
+    images, labels, _ = make_arrays()
+    # A rate this high leaves the validation loss no better after the first epoch: one epoch's patience ends it.
+    config = Config(scaling="unit", batch_size=8, epochs=5, early_stopping=1, learning_rate=50.0)
+    unpruned = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner()).ask()
+    ran = train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(unpruned, config)]))
+    last_epoch = len(ran.members[0].history["loss"]) - 1
+    assert last_epoch < config.epochs - 1  # stopped early, which this test is about
+
+    study = optuna.create_study(direction="maximize", pruner=PrunesFrom(last_epoch))
+    trial = study.ask()
+    train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(trial, config)]))  # not pruned
+    assert trial.should_prune()  # though the pruner asked for it
+    assert sorted(study.trials[0].intermediate_values) == list(range(last_epoch + 1))
+
+
 # A whole study: it runs, prunes, resumes; its trials are run folders; TensorBoard reads them.
 
 

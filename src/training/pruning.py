@@ -17,20 +17,26 @@ class PruningCallback(keras.callbacks.Callback):
     Added as a run callback (see `src.training.hooks`), it sees one value per epoch: the whole run's, or,
     where members train one after another, the first member's. Raising `optuna.TrialPruned` ends training
     at once, so the pruned trial leaves no run folder. After the run's last epoch stopping saves nothing,
-    so the trial is not pruned then: it completes, with its run.
+    so the trial is not pruned then: it completes, with its run. Its last epoch is `config.epochs`'s, or the
+    one early stopping ends it at; the trainer adds this callback after its `EarlyStopping` for that.
     """
 
     def __init__(self, trial: optuna.Trial, config: Config):
         super().__init__()
         self.trial = trial
         # After the first member's last epoch, pruning still saves the members that would follow it.
-        sees_the_end = trains_together(config) or len(member_indices(config)) == 1
-        self.last_epoch = config.epochs - 1 if sees_the_end else None
+        self.sees_the_end = trains_together(config) or len(member_indices(config)) == 1
+        self.last_epoch = config.epochs - 1
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(PRUNING_METRIC)
         if value is None:
             return
         self.trial.report(float(value), step=epoch)
-        if epoch != self.last_epoch and self.trial.should_prune():
+        if not self.ends_the_run(epoch) and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: validation accuracy {float(value):.4f}")
+
+    def ends_the_run(self, epoch: int) -> bool:
+        # Early stopping ends training by setting `stop_training` (the fused loop has none).
+        ends_training = epoch == self.last_epoch or getattr(self.model, "stop_training", False)
+        return self.sees_the_end and ends_training

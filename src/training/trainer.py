@@ -478,7 +478,7 @@ def prepare_fit(
     if ensemble_size(config) > 1:
         keras.utils.set_random_seed(seed)  # its training draws too, whatever the models before it drew
     validation = None
-    callbacks = [EpochTimer(), *hooks.for_fit(index)]
+    callbacks = [EpochTimer()]
     distortions = Distortions.of(config)
     # Only clean epochs need the switch; a pipeline without it can run in parallel.
     distorting = tf.Variable(True, trainable=False, name="distorting") if config.clean_epochs else None
@@ -490,6 +490,8 @@ def prepare_fit(
     stopping = best_epoch_callback(config) if len(validation_rows) else None
     if stopping is not None:
         callbacks.append(stopping)
+    # The caller's after early stopping, so that they see an epoch that ends training as the last.
+    callbacks.extend(hooks.for_fit(index))
     rows = (features[train_rows], targets[train_rows])
     training = batches(*rows, config.batch_size, seed, replicas, distortions, distorting)
     if strategy is None:

@@ -396,15 +396,23 @@ class PrunesFrom(optuna.pruners.BasePruner):
 
 
 @pytest.mark.slow
-def test_a_trial_is_not_pruned_at_the_epoch_early_stopping_ends_it():
+@pytest.mark.parametrize(
+    "settings, pruned",
+    [
+        (dict(), False),
+        (dict(folds=2), True),  # the first fold's stopping epoch is not the run's: pruning still saves the second
+    ],
+    ids=["single", "folds-one-after-another"],
+)
+def test_a_trial_is_not_pruned_at_the_epoch_early_stopping_ends_it(settings, pruned):
     from src.training.hooks import TrainingCallbacks
     from src.training.pruning import PruningCallback
     from src.training.trainer import train
     from tests.synthetic import make_arrays
 
     images, labels, _ = make_arrays()
-    # A rate this high leaves the validation loss no better after the first epoch: one epoch's patience ends it.
-    config = Config(scaling="unit", batch_size=8, epochs=5, early_stopping=1, learning_rate=50.0)
+    # At this rate the loss diverges, so one epoch's patience ends the run before its 5 epochs (asserted below).
+    config = Config(scaling="unit", batch_size=8, epochs=5, early_stopping=1, learning_rate=50.0, **settings)
     unpruned = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner()).ask()
     ran = train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(unpruned, config)]))
     last_epoch = len(ran.members[0].history["loss"]) - 1
@@ -412,8 +420,13 @@ def test_a_trial_is_not_pruned_at_the_epoch_early_stopping_ends_it():
 
     study = optuna.create_study(direction="maximize", pruner=PrunesFrom(last_epoch))
     trial = study.ask()
-    train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(trial, config)]))  # not pruned
-    assert trial.should_prune()  # though the pruner asked for it
+    try:
+        train(config, images, labels, 0, TrainingCallbacks(run=[PruningCallback(trial, config)]))
+        was_pruned = False
+    except optuna.TrialPruned:
+        was_pruned = True
+    assert was_pruned == pruned
+    assert trial.should_prune()  # the pruner asked for it either way
     assert sorted(study.trials[0].intermediate_values) == list(range(last_epoch + 1))
 
 

@@ -37,6 +37,6 @@ class PruningCallback(keras.callbacks.Callback):
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: validation accuracy {float(value):.4f}")
 
     def ends_the_run(self, epoch: int) -> bool:
-        # Early stopping ends training by setting `stop_training` (the fused loop has none).
+        # Early stopping ends training by setting `stop_training` (the fused loop refuses --early-stopping).
         ends_training = epoch == self.last_epoch or getattr(self.model, "stop_training", False)
         return self.sees_the_end and ends_training

@@ -97,6 +97,15 @@ def test_runs_without_shared_held_out_rows_say_the_gain_cannot_be_measured(runs,
     validate_submission(out, n_rows=20)
 
 
+def test_a_file_that_is_not_a_submission_is_never_replaced(runs, tmp_path, capsys):
+    out = tmp_path / "README.md"
+    out.write_text("# notes\n")
+    completed = blend(capsys, runs["single"], runs["folds"], "--out", out)
+    assert_one_line_error(completed, 2, f"{out}: is not a submission", "choose another --out")
+    assert out.read_text() == "# notes\n"
+    assert not out.with_suffix(".json").exists()
+
+
 def test_runs_on_different_test_files_are_refused(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
     completed = blend(capsys, runs["single"], runs["other test"], "--out", out)

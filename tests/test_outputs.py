@@ -161,6 +161,40 @@ def test_an_output_that_cannot_be_a_file_is_refused(tiny_data, tmp_path, previou
     assert snapshot_files(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("train.csv", "train.csv: is not a submission (its first line is not ImageId,Label)"),
+        ("notes.csv", "notes.csv: is not a submission"),
+        ("README.md", "README.md: is not a submission"),
+        ("settings.csv", "settings.json: is not a run record"),
+    ],
+    ids=["a-copy-of-train.csv", "notes", "no-csv-suffix", "its-record-is-not-a-run-record"],
+)
+def test_an_existing_file_that_is_not_a_submission_is_never_replaced(tiny_data, tmp_path, submit, name, fragment):
+    """Only the data folder's files are inputs; a copy elsewhere, or any other file, is the user's all the same."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    shutil.copyfile(tiny_data / "train.csv", folder / "train.csv")
+    (folder / "notes.csv").write_text("my notes\n")
+    (folder / "README.md").write_text("# A project\n")
+    (folder / "settings.json").write_text('{"learning_rate": 0.1}')
+    before = snapshot_files(tmp_path)
+    assert_refused_before_training(submit("--data", tiny_data, "--out", folder / name, *ONE_EPOCH), fragment)
+    assert snapshot_files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "content", ["", "ImageId,Label\n", "\ufeffImageId,Label\r\n1,3\r\n"], ids=["empty", "header", "bom-crlf"]
+)
+def test_an_empty_file_or_any_submission_may_be_replaced(tmp_path, content):
+    out = tmp_path / "submission.csv"
+    out.write_text(content, encoding="utf-8", newline="")
+    record = out.with_suffix(".json")
+    record.write_text("")
+    assert plan_outputs(out).submission == out
+
+
 def test_an_out_below_a_file_is_refused(tiny_data, tmp_path, submit):
     (tmp_path / "plain.txt").write_text("x")
     result = submit("--data", tiny_data, "--out", tmp_path / "plain.txt" / "s.csv", *ONE_EPOCH)

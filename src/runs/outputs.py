@@ -4,7 +4,8 @@ A run writes three things beside each other: the submission (`--out`), its
 record (the same name with `.json`) and a new run folder under `runs/`.
 `plan_outputs` checks them all before training starts and refuses, as a
 `UserError`, any that would replace an input file (by name, through a symbolic
-link or as a hard link: the same device and inode), land on a folder or a
+link or as a hard link: the same device and inode), replace a file that is not
+a submission (or a record that is not a run's record), land on a folder or a
 device, replace a read-only file, or go where nothing can be written or too
 little room is left. A `--out` that is a symbolic link is followed: the link is
 kept and the file it points to is replaced; the record and the run folder go
@@ -42,13 +43,15 @@ from src.core.errors import UserError
 from src.core.files import current_umask, sha256, signals_deferred
 from src.core.paths import DEFAULT_DATA_DIR, RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
 from src.core.readers import read_json
-from src.data.competition import COMPETITION_FILES
+from src.data.competition import COMPETITION_FILES, SUBMISSION_HEADER
+from src.data.csv_format import BYTE_ORDER_MARK
 
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
 # `ImageId,Label` plus a line end; each row holds the id, a comma, one digit and a line end.
 HEADER_BYTES = 14
 ROW_OVERHEAD_BYTES = 3
+SUBMISSION_HEADER_LINE = ",".join(SUBMISSION_HEADER).encode()
 # Tests only: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` stops the process (SIGSTOP) at that point of a run,
 # so a test can send it a signal exactly there; see `pause_point`.
 PAUSE_VARIABLE = "DIGIT_RECOGNIZER_PAUSE_AT"
@@ -104,6 +107,7 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
             "file's place: choose another --out"
         )
     check_record_is_its_own(plan)
+    check_replaces_only_its_own_kind(plan)
     check_folder_target(plan.runs)
     if test_rows is not None:
         check_room(plan.submission.parent, submission_bytes(test_rows) + RECORD_BYTES)
@@ -121,6 +125,40 @@ def check_record_is_its_own(plan: OutputPlan) -> None:
         raise UserError(
             f"{plan.record}: is the record of {owner}, which would lose it to {plan.submission}: choose another --out"
         )
+
+
+def check_replaces_only_its_own_kind(plan: OutputPlan) -> None:
+    """A run replaces a submission and a run record, never another file that happens to have their name."""
+    if not is_empty_or_submission(plan.submission):
+        raise UserError(
+            f"{plan.submission}: is not a submission (its first line is not {SUBMISSION_HEADER_LINE.decode()}), "
+            "and a run replaces only a submission: choose another --out, or move the file away"
+        )
+    if not is_empty_or_run_record(plan.record):
+        raise UserError(
+            f"{plan.record}: is not a run record, and the submission's record would replace it: choose another "
+            "--out, or move the file away"
+        )
+
+
+def is_empty_or_submission(path: Path) -> bool:
+    """Whether `path` is absent, empty, or starts with the submission's header (as Kaggle or this package wrote it)."""
+    try:
+        with path.open("rb") as stream:
+            first = stream.readline(len(BYTE_ORDER_MARK) + len(SUBMISSION_HEADER_LINE) + 2)
+    except OSError:
+        return True  # absent, or unreadable: the file checks before this one say what matters of it
+    return not first or first.removeprefix(BYTE_ORDER_MARK).rstrip(b"\r\n") == SUBMISSION_HEADER_LINE
+
+
+def is_empty_or_run_record(path: Path) -> bool:
+    """Whether `path` is absent, empty, or a JSON object naming a submission, as every record here does."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return True
+    try:
+        return "submission" in read_json(path, "run record")
+    except UserError:
+        return False
 
 
 def enclosing_run_folder(path: str | Path) -> Path | None:

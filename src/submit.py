@@ -18,7 +18,7 @@ from pathlib import Path
 
 # Only light modules here: pandas, scikit-learn and TensorFlow load inside the
 # command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
-from src.core.cli import ArgumentParser, exit_process, import_tensorflow, run_command
+from src.core.cli import ArgumentParser, exit_process, import_tensorflow, output_closed, run_command
 from src.core.config import check_split, held_out_name
 from src.core.errors import UserError
 from src.core.flags import (
@@ -201,8 +201,10 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         warning = low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-    except KeyboardInterrupt as interruption:
-        # Ctrl-C or SIGTERM: say whether the submission was replaced; the boundary prints it.
+    except (KeyboardInterrupt, BrokenPipeError) as interruption:
+        # Ctrl-C, SIGTERM or a closed output: say whether the submission was replaced; the boundary prints it.
+        if isinstance(interruption, BrokenPipeError) and not output_closed():
+            raise
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None

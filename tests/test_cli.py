@@ -25,8 +25,10 @@ from tests.helpers import (
     assert_one_line_error,
     run_main,
     run_module,
+    snapshot_files,
     start_command,
     without_low_accuracy_warning,
+    write_previous_pair,
 )
 
 FAST = ["--epochs", "3", "--verbose", "0"]
@@ -248,6 +250,20 @@ def test_ctrl_c_while_tensorflow_imports_is_a_clean_exit(tiny_data, tmp_path):
     assert stdout == "" and not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
+def test_a_closed_output_stops_the_run_with_one_line_and_keeps_the_previous_submission(tmp_path):
+    out = write_previous_pair(tmp_path / "out")
+    before = snapshot_files(tmp_path)
+    process = start_submit("--sample", "--scaling", "unit", "--out", out, "--no-report")
+    wait_for_output(process, "Epoch 1/")
+    process.stdout.close()  # as `| head -1` does once it has its line
+    stderr = process.stderr.read()
+    process.wait(timeout=120)
+    assert process.returncode == 141, stderr
+    assert stderr == f"stopped: the output was closed (its reader ended, as | head does); {out} was left as it was\n"
+    assert snapshot_files(tmp_path) == before
+
+
 def test_ctrl_c_while_the_summary_prints_says_the_submission_was_written(monkeypatch, tmp_path, capsys):
     # The pipeline and TensorFlow stand in as fakes: the run writes the submission, then Ctrl-C comes.
     out = tmp_path / "s.csv"
@@ -296,6 +312,8 @@ def boundary_of(failure: BaseException):
         (KaggleRefusedError("rules not accepted"), 4, "error: rules not accepted"),
         (IsADirectoryError(21, "Is a directory", "out/s.csv"), 2, "error: out/s.csv: Is a directory"),
         (KeyboardInterrupt(), 130, "interrupted: nothing was finished"),
+        # stdout is no closed pipe here: another pipe broke, which is the file system's or a library's error.
+        (BrokenPipeError(32, "Broken pipe"), 2, "error: [Errno 32] Broken pipe"),
         (Terminated("s.csv was left as it was"), 143, "terminated: s.csv was left as it was"),
         (UserError("x" * 5000), 2, "error: " + "x" * (MAX_MESSAGE_CHARS - len("error: ") - 3) + "..."),
     ],

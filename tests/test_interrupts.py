@@ -9,6 +9,7 @@ in such a place: a callback sends it to this process inside `except BaseExceptio
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import time
@@ -194,6 +195,23 @@ def test_a_signal_python_drops_is_sent_again_and_wakes_a_sleep_without_a_traceba
 def test_what_else_python_drops_still_reaches_the_hook_before(unraisable):
     assert run_command(lambda argv: collect_with(lambda: 1 / 0) or 0) == 0
     assert [type(each.exc_value) for each in unraisable] == [ZeroDivisionError]
+
+
+class HalfMade:
+    """An object whose making a Ctrl-C cut short: its `__del__` reads what `__init__` never set (a `ZipFile`'s)."""
+
+    def __init__(self):
+        signal.raise_signal(signal.SIGINT)
+        self.made = True
+
+    def __del__(self):
+        assert self.made
+
+
+def test_a_clean_up_that_fails_after_a_ctrl_c_prints_no_traceback(unraisable, capsys):
+    assert_ends(lambda argv: HalfMade(), capsys, EXIT_INTERRUPTED)
+    gc.collect()  # as at the process's exit
+    assert unraisable == []  # the AttributeError its __del__ raised never reached Python's printing hook
 
 
 def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(unraisable, capsys):

@@ -5,7 +5,8 @@ at most one line on stderr:
 
 - a `UserError`: `error: <message>`, exit `error.exit_code` (see `src.errors`);
 - an `OSError` (a folder given as a file, a full disk): `error: <file>: <reason>`, exit 2;
-- Ctrl-C: `interrupted: ...`, exit 130; SIGTERM: `terminated: ...`, exit 143.
+- Ctrl-C: `interrupted: ...`, exit 130; SIGTERM: `terminated: ...`, exit 143;
+- stdout closed by its reader (`| head`): `stopped: ...`, exit 141, as SIGPIPE ends a shell tool.
 
 Whatever the console's encoding (`LC_ALL=C`, a Windows code page), printing never
 fails: a character it cannot show is written as a Python escape (see `robust_output`).
@@ -25,6 +26,7 @@ import codecs
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import tempfile
@@ -32,8 +34,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from src.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER, UserError
-from src.core.interrupts import forget_interruption, interrupt, is_pending, send_again, stop_sending_again
+from src.core.errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_TERMINATED, EXIT_USER, UserError
+from src.core.interrupts import (
+    collect_what_it_cut_short,
+    forget_interruption,
+    interrupt,
+    interrupted,
+    is_pending,
+    send_again,
+    stop_sending_again,
+)
 from src.core.safe_text import environment_secrets, printable, redact
 
 MAX_MESSAGE_CHARS = 300
@@ -112,6 +122,12 @@ def interruption_message(interruption: KeyboardInterrupt) -> str:
     return shorten(f"{verb}: {detail}")
 
 
+def closed_output_message(error: BrokenPipeError) -> str:
+    """`stopped: the output was closed ...`, and what the command left where it said (its own has no errno)."""
+    detail = f"; {error}" if error.errno is None and str(error) else ""
+    return shorten(f"stopped: the output was closed (its reader ended, as | head does){detail}")
+
+
 def _on_sigterm(signum, frame):
     # Once: a second SIGTERM while the first one's cleanups run must not cut them short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -126,16 +142,20 @@ def _unraisable_hook(previous: Callable):
     """`sys.unraisablehook` that sends the pending interruption again where Python dropped it, untold.
 
     Python drops what a `__del__` or a weakref callback raises, and garbage collection runs those anywhere,
-    so a signal's handler may run in one. What else comes here, and an interruption that no handler of
-    ours is left to send again on, goes to `previous` (which prints it).
+    so a signal's handler may run in one. Once the command is interrupted, what else comes here is a
+    clean-up of an object the interruption cut short (a `ZipFile` half made, whose `__del__` fails; see
+    `collect_what_it_cut_short`) and is dropped without its traceback: the command's one line says what
+    happened. Before, what else comes here, and an interruption that no handler of ours is left to send
+    again on, goes to `previous` (which prints it).
     """
 
     def hook(unraisable) -> None:
-        number = _signal_to_send_again(unraisable.exc_value) if is_pending(unraisable.exc_value) else None
-        if number is None:
-            previous(unraisable)
-        else:
+        pending = is_pending(unraisable.exc_value)
+        number = _signal_to_send_again(unraisable.exc_value) if pending else None
+        if number is not None:
             send_again(number)
+        elif pending or not interrupted():
+            previous(unraisable)
 
     return hook
 
@@ -193,6 +213,13 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         robust_output()
         quiet_tensorflow_logs()
         return main(argv)
+    except BrokenPipeError as error:
+        if not output_closed():
+            print(user_error_message(error), file=sys.stderr)  # another pipe: a file system's or a library's
+            return EXIT_USER
+        discard_output()
+        print(closed_output_message(error), file=sys.stderr)
+        return EXIT_OUTPUT_CLOSED
     except USER_ERRORS as error:
         print(user_error_message(error), file=sys.stderr)
         return getattr(error, "exit_code", EXIT_USER)
@@ -203,8 +230,26 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         stop_sending_again()  # before the handlers go: a signal sent late must find ours, which then do nothing
         for number, handler in previous.items():
             signal.signal(number, handler)
+        collect_what_it_cut_short()
         sys.unraisablehook = previous_hook
         forget_interruption()
+
+
+def output_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone: writing to it fails (POLLERR), whatever is left to write."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout without a file descriptor
+        return False
+
+
+def discard_output() -> None:
+    """Point stdout at the null device, so that Python's flush of what is left at exit fails no more."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def exit_process(status: int) -> NoReturn:

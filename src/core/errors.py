@@ -2,7 +2,7 @@
 
 Every command line ends the same way (see `src.cli`): success exits 0; a
 `UserError` prints its one line and exits with its kind's code; Ctrl-C exits
-130 and SIGTERM 143. The exit-code table of docs/safety.md is this one.
+130, SIGTERM 143, and a closed output 141. The exit-code table of docs/safety.md is this one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ EXIT_KAGGLE_FAILED = 6  # Kaggle accepted the job, then it failed (a scoring or 
 EXIT_TIMED_OUT = 7  # waited for Kaggle longer than the time-out allows
 EXIT_NOT_RECORDED = 8  # Kaggle took the submission, then the ledger or a record could not be updated
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_OUTPUT_CLOSED = 141  # stdout's reader went away (`| head`): SIGPIPE's code, as a shell tool ends
 EXIT_TERMINATED = 143  # SIGTERM
 
 EXIT_CODES = {
@@ -30,6 +31,7 @@ EXIT_CODES = {
     EXIT_TIMED_OUT: "waited for Kaggle longer than the time-out",
     EXIT_NOT_RECORDED: "submitted, but recording it (ledger, run record) failed",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT)",
+    EXIT_OUTPUT_CLOSED: "stopped: its output was closed (piped into a command that ended, such as head)",
     EXIT_TERMINATED: "terminated (SIGTERM)",
 }
 

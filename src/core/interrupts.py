@@ -30,6 +30,7 @@ command ends, the signal sent again does nothing.
 from __future__ import annotations
 
 import _thread
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,11 @@ def interrupt(interruption: KeyboardInterrupt) -> None:
     if not (first and _deferring):
         _owed = None
         raise _pending
+
+
+def interrupted() -> bool:
+    """Whether the command has been interrupted (Ctrl-C or SIGTERM), raised or not yet."""
+    return _pending is not None
 
 
 def is_pending(exception: BaseException) -> bool:
@@ -125,6 +131,18 @@ def raise_if_interrupted() -> None:
     if _pending is not None:
         _owed = None
         raise _pending
+
+
+def collect_what_it_cut_short() -> None:
+    """Free, now, the objects whose making the interruption cut short, which its traceback keeps alive.
+
+    Their clean-ups may fail (a `ZipFile` half made: `__del__` reads what `__init__` never set); run
+    here, while the command's hook drops what they raise, rather than at the process's exit, where
+    Python would print it after the command's one line.
+    """
+    if _pending is not None:
+        _pending.__traceback__ = None
+        gc.collect()
 
 
 def forget_interruption() -> None:

@@ -3,7 +3,9 @@
 python -m src.predict submissions/runs/<name> --out submissions/again.csv
 python -m src.predict submissions/runs/<name> --data other/ --out other.csv
 
-The run folder's models (`members/*.keras`, checked against `members.json`)
+A run on the embedded sample (`--sample`) predicts the sample's test images again, made afresh
+from its recorded seed and checked against the recorded sha256. The run folder's models
+(`members/*.keras`, checked against `members.json`)
 predict `--data`'s `test.csv` with the run's own pixel scaling, their softmax
 outputs averaged (over the test-time shifts too, when the run used them).
 The submission is validated and written atomically, with a record beside it
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def recorded_test_file(run, run_dir: Path) -> Path:
-    """The test file the run predicted, as its record names it."""
+def recorded_test_file(run, run_dir: Path, sample_dir: str) -> Path:
+    """The test file the run predicted, as its record names it; the embedded sample's, made again in `sample_dir`."""
+    from src.data.loading import write_sample
+    from src.runs.record import SOURCE_SAMPLE
+
+    if run.inputs.source == SOURCE_SAMPLE and run.inputs.sample_seed is not None:
+        return write_sample(sample_dir, seed=run.inputs.sample_seed) / "test.csv"
     if not run.inputs.test.path:
         raise UserError(f"{run_dir}: its record names no test file (the run used {run.inputs.source}); give --data")
     return Path(run.inputs.test.path)
@@ -76,11 +84,23 @@ def predict_again(argv: Sequence[str] | None) -> int:
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
     paths = member_files(args.run_dir)
-    test_path = data_folder(args.data) / "test.csv" if args.data else recorded_test_file(run, args.run_dir)
-    out = args.out or default_out(args.run_dir)
-    plan = plan_outputs(out, [test_path, *run.inputs.paths(), *paths])
-    images, test_sha256 = read_test_file(test_path, "give --data the folder holding test.csv")
-    test_file = InputFile(len(images), test_sha256, str(test_path))
+    with tempfile.TemporaryDirectory(prefix="digit-sample-") as sample_dir:
+        if args.data:
+            test_path = data_folder(args.data) / "test.csv"
+        else:
+            test_path = recorded_test_file(run, args.run_dir, sample_dir)
+        out = args.out or default_out(args.run_dir)
+        plan = plan_outputs(out, [test_path, *run.inputs.paths(), *paths])
+        images, test_sha256 = read_test_file(test_path, "give --data the folder holding test.csv")
+    # The sample's folder is gone: the record names its test file by its sha256 alone, as the run's record does.
+    remade = not args.data and not run.inputs.test.path
+    test_file = InputFile(len(images), test_sha256, None if remade else str(test_path))
+    if remade and test_sha256 != run.inputs.test.sha256:
+        raise UserError(
+            f"{args.run_dir}: the embedded sample made again is not the one the run predicted (sha256 "
+            f"{test_sha256[:12]}..., the record says {str(run.inputs.test.sha256)[:12]}...): other scikit-learn "
+            "or SciPy versions than the run's; give --data to predict another test file"
+        )
 
     import_tensorflow()
     from src.training.prediction import check_input_width, load_models, predict_probabilities, uses_tta

@@ -74,7 +74,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     files.add_argument("--data", type=Path, help="folder with train.csv and test.csv (default: data/)")
     files.add_argument("--sample", action="store_true", help="use the small embedded dataset instead of --data")
     files.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=0, help="0 a line per trial (default), 2 also per epoch"
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=0,
+        help="0 a line per trial (default), 1 also progress bars, 2 also a line per epoch",
     )
     add_settings_arguments(parser, argv)
     return parser

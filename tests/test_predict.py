@@ -20,7 +20,8 @@ from src.models.schedules import learning_rate_schedule
 from src.pipeline.run import run
 from src.predict import main as predict_main
 from src.runs.folders import INCOMPLETE_MARKER, MEMBERS_MANIFEST, member_files, save_members
-from src.runs.record import DERIVED_PREDICT, DerivedRecord
+from src.runs.record import DERIVED_PREDICT, DerivedRecord, RunRecord
+from src.submit import main as submit_main
 from src.training.evaluation import accuracy, predicted_labels
 from src.training.prediction import held_out_probabilities, load_models, predict_probabilities, tta_validation_accuracy
 from tests.helpers import assert_one_line_error, run_command, run_main
@@ -126,6 +127,24 @@ def test_predict_writes_the_runs_own_submission_bytes_and_a_record(runs, tmp_pat
     assert [source.run_dir for source in record.sources] == [str(result.run_dir)]
     assert record.sources[0].validation_accuracy == result.record.validation.accuracy
     assert record.submission.rows == 20 and f"wrote {out}" in completed.stdout
+
+
+@pytest.mark.slow
+def test_a_sample_run_predicts_its_sample_again_without_data(tmp_path, capsys):
+    """The sample's folder is gone after its run: the same images are made again from the recorded seed."""
+    out = tmp_path / "sample.csv"
+    completed = run_main(capsys, submit_main, "--sample", "--scaling", "unit", "--epochs", "2", "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    completed = predict(capsys, run_dir, "--out", tmp_path / "again.csv")
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "again.csv").read_bytes() == out.read_bytes()
+    assert "of the run's own test file" in completed.stdout
+    record = DerivedRecord.from_json(tmp_path / "again.json")
+    assert (
+        record.test.path is None
+        and record.test.sha256 == RunRecord.from_json(out.with_suffix(".json")).inputs.test.sha256
+    )
 
 
 @pytest.mark.slow

@@ -194,6 +194,17 @@ def test_compare_puts_runs_side_by_side(runs):
     assert any(line.split()[-2:] == totals for line in lines if line.startswith("total seconds"))
 
 
+def test_compare_shows_a_setting_a_run_does_not_read_as_a_dash(small_runs):
+    dense, cnn = small_runs["single"], small_runs["cnn"]
+    lines = compare_runs([dense.run_dir, cnn.run_dir]).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows["family"] == ["dense", "cnn"]
+    assert rows["filters"] == ["-", "4"] and rows["hidden_units"] == ["20,15", "-"]
+    # The same value in both configs, read by the dense network alone.
+    assert dense.record.config.l2 == cnn.record.config.l2 and rows["l2"] == ["0.0001", "-"]
+    assert "seed" not in rows
+
+
 def test_compare_takes_the_folder_of_runs(runs, capsys):
     runs_folder = runs[0][1].run_dir.parent
     run_dirs = sorted(path for path in runs_folder.iterdir() if path.is_dir())

@@ -41,6 +41,7 @@ CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 MISTAKES_PNG = "confident_mistakes.png"
 GALLERY_PNG = "test_gallery.png"
 REPORT_HTML = "report.html"
+NOT_READ = "-"  # `--compare`'s value for a setting a run does not read
 GRID_COLUMNS = 6
 # A digit grid's white space, in the digits' own pixels: around each digit, and a line of its title.
 TILE_GAP = 6
@@ -278,7 +279,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     """A text table of runs side by side: their data, every setting that differs, accuracy and seconds."""
     names = [Path(run_dir).name for run_dir in run_dirs]
     records = [read_run_record(run_dir) for run_dir in run_dirs]
-    configs = [record.config.to_dict() for record in records]
+    configs = [read_settings(record.config) for record in records]
     rows = [["data", *[record.inputs.describe() for record in records]]]
     if any(record.search for record in records):
         rows.append(["search", *[_search_text(record.search) for record in records]])
@@ -291,6 +292,12 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         ["total seconds", *[f"{record.timings.total:.1f}" for record in records]],
     ]
     return _text_table(["", *names], rows)
+
+
+def read_settings(config) -> dict:
+    """Its settings, each it does not read as "-": a dense run's `filters` differ from no CNN's."""
+    unread = set(unread_settings(config))
+    return {name: NOT_READ if name in unread else value for name, value in config.to_dict().items()}
 
 
 def _search_text(search) -> str:

@@ -179,6 +179,14 @@ def test_a_damaged_zip_is_one_line(tmp_path):
     assert_one_line_error(result, EXIT_USER, str(path), "zip")
 
 
+def test_a_csv_of_another_name_as_data_is_refused_not_passed_over_for_its_folders_train_csv(tiny_data, tmp_path):
+    mine = tiny_data / "my_digits.csv"
+    mine.write_bytes((tiny_data / "train.csv").read_bytes())
+    result = run_module("src.submit", "--data", mine, "--out", tmp_path / "s.csv", "--epochs", "1")
+    assert_one_line_error(result, EXIT_USER, f"{mine}: --data takes the folder holding train.csv", "as train.csv")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_the_summary_says_what_was_replaced_and_warns_of_a_run_that_barely_learned(two_runs):
     first, second, record = two_runs["first"], two_runs["second"], two_runs["first_record"]
     assert second.returncode == 0, second.stderr

@@ -87,13 +87,19 @@ def _unpack(zip_path: Path, destination: Path) -> None:
 
 
 def data_folder(path: str | Path, cache_dir: Path | None = None) -> Path:
-    """The folder `--data` names: a folder as it is, a `train.csv`'s folder, or the competition's zip unpacked.
+    """The folder `--data` names: a folder as it is, a competition file's folder, or the competition's zip unpacked.
 
     The zip (`digit-recognizer.zip` as Kaggle hands it out) is checked as a download is,
     and unpacked once into the parsed-CSV cache folder, keyed by its sha256.
     """
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
+        # Another name's rows would not be read: the folder's train.csv would, unseen.
+        if path.name not in COMPETITION_FILES:
+            raise UserError(
+                f"{path}: --data takes the folder holding train.csv and test.csv, one of those files, or the "
+                "competition's zip; a CSV of another name is not read: put it in a folder as train.csv"
+            )
         return path.parent
     if not (path.is_file() and path.suffix.lower() == ".zip"):
         return path

@@ -32,7 +32,7 @@ from src.pipeline.search import open_storage
 from src.predict import main as predict_main
 from src.report import main as report_main
 from src.runs.record import RunRecord
-from src.runs.search_results import TrialSummary, best_first, format_table, submit_line
+from src.runs.search_results import TrialSummary, best_first, format_table, minor_log_label, submit_line
 from src.search import main as search_main
 from src.submit import main as submit_main
 from tests.helpers import assert_one_line_error, run_main, run_module, start_command, without_low_accuracy_warning
@@ -383,6 +383,14 @@ def test_a_trial_is_not_pruned_after_the_last_epoch_of_its_run(settings, last_st
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", last_state]
     if last_state == "COMPLETE":
         assert would_prune == [False, True]  # the pruner did want the hopeless one stopped
+
+
+def test_a_log_axis_labels_minor_ticks_at_2_and_5_only_and_none_past_two_decades():
+    narrow = (3e-4, 7e-3)  # under two decades: the decade 1e-3 alone would be the only label
+    assert [minor_log_label(value, narrow) for value in (2e-4, 3e-4, 5e-4, 2e-3, 4e-3, 5e-3)] == [
+        "0.0002", "", "0.0005", "0.002", "", "0.005",
+    ]  # fmt: skip
+    assert minor_log_label(2e-3, (1e-5, 0.3)) == ""
 
 
 class PrunesFrom(optuna.pruners.BasePruner):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from src.core.config import PRESETS, SETTINGS, Config, flag_as_given, format_default, unmet_condition
 from src.runs.reporting import save_figure
@@ -116,7 +117,20 @@ def draw_search(trials: list[TrialSummary], names: list[str], log_names: set[str
         ax.set(xlabel=name, title=f"accuracy against {name}")
         if name in log_names:
             ax.set_xscale("log")
+            # Matplotlib labels every minor tick of a range under a decade, and the labels run together.
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _, ax=ax: minor_log_label(value, ax.get_xlim())))
+            ax.tick_params(axis="x", which="both", labelrotation=45, labelsize=8)
     return save_figure(figure, Path(path))
+
+
+def minor_log_label(value: float, limits: tuple[float, float]) -> str:
+    """A log axis's minor tick, labelled at 2 and 5 times a power of ten where the axis spans two decades or
+    less; past that the decades' own labels say enough."""
+    if math.log10(max(limits) / min(limits)) > 2:
+        return ""
+    leading = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(leading) in (2, 5) and math.isclose(leading, round(leading)) else ""
 
 
 def axis_value(value):

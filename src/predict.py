@@ -98,8 +98,8 @@ def predict_again(argv: Sequence[str] | None) -> int:
     if remade and test_sha256 != run.inputs.test.sha256:
         raise UserError(
             f"{args.run_dir}: the embedded sample made again is not the one the run predicted (sha256 "
-            f"{test_sha256[:12]}..., the record says {str(run.inputs.test.sha256)[:12]}...): other scikit-learn "
-            "or SciPy versions than the run's; give --data to predict another test file"
+            f"{test_sha256[:12]}..., the record says {str(run.inputs.test.sha256)[:12]}...): other library "
+            "versions than the run's (its record lists them); give --data to predict another test file"
         )
 
     import_tensorflow()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 # Only light modules here: pandas, scikit-learn and TensorFlow load inside the
 # command-line boundary (`main`), so Ctrl-C while they load exits cleanly too.
-from src.core.cli import ArgumentParser, exit_process, import_tensorflow, output_closed, run_command
+from src.core.cli import ArgumentParser, exit_process, import_tensorflow, run_command
 from src.core.config import check_split, held_out_name
 from src.core.errors import UserError
 from src.core.flags import (
@@ -88,7 +88,7 @@ def check_submit_flags(args: argparse.Namespace) -> None:
 
 def upload(path: Path, message: str, n_rows: int, timeout: float | None, force: bool) -> int:
     """Send the submission just written, then wait for its score; a failed upload says the file is kept."""
-    from src.pipeline.upload import follow_and_print, kept_line, submitted_line, unknown_arrival, upload_submission
+    from src.pipeline.upload import follow_and_print, kept_line, unknown_arrival, upload_submission
 
     try:
         result = upload_submission(path, message, expected_rows=n_rows, force=force)
@@ -98,7 +98,6 @@ def upload(path: Path, message: str, n_rows: int, timeout: float | None, force: 
         raise
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(path)) from None
-    print(submitted_line(path, result), flush=True)
     follow_and_print(path, result, message, timeout)
     return 0
 
@@ -201,10 +200,8 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         warning = low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-    except (KeyboardInterrupt, BrokenPipeError) as interruption:
+    except KeyboardInterrupt as interruption:
         # Ctrl-C, SIGTERM or a closed output: say whether the submission was replaced; the boundary prints it.
-        if isinstance(interruption, BrokenPipeError) and not output_closed():
-            raise
         if file_state(out) == previous:
             raise type(interruption)(f"{out} was left as it was") from None
         raise type(interruption)(f"after writing {out} and its record") from None

@@ -45,7 +45,6 @@ def upload_file(argv: Sequence[str] | None) -> int:
     from src.pipeline.upload import (
         expected_row_count,
         follow_and_print,
-        submitted_line,
         unknown_arrival,
         upload_submission,
     )
@@ -58,7 +57,6 @@ def upload_file(argv: Sequence[str] | None) -> int:
         result = upload_submission(args.file, args.message, rows, force=args.force)
     except KeyboardInterrupt as interruption:
         raise type(interruption)(unknown_arrival(args.file)) from None
-    print(submitted_line(args.file, result), flush=True)
     follow_and_print(args.file, result, args.message, wait_timeout(args))
     return 0
 

@@ -260,7 +260,7 @@ def test_a_closed_output_stops_the_run_with_one_line_and_keeps_the_previous_subm
     stderr = process.stderr.read()
     process.wait(timeout=120)
     assert process.returncode == 141, stderr
-    assert stderr == f"stopped: the output was closed (its reader ended, as | head does); {out} was left as it was\n"
+    assert stderr == f"stopped (output closed): {out} was left as it was\n"
     assert snapshot_files(tmp_path) == before
 
 

@@ -296,6 +296,17 @@ def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
     assert not (tmp_path / "kernel").exists()
 
 
+def test_an_out_that_is_not_a_submission_is_refused_before_any_push(tmp_path):
+    notes = tmp_path / "out" / "submission.csv"
+    notes.parent.mkdir()
+    notes.write_text("my notes\n")
+    with FakeKaggle() as fake:
+        result = fan_out(fake, tmp_path)
+        assert_one_line_error(result, EXIT_USER, f"{notes}: is not a submission")
+        assert not fake.calls("SaveKernel")
+    assert notes.read_text() == "my notes\n"
+
+
 def test_a_gpu_plan_beyond_the_quota_left_is_refused_before_any_push(tmp_path):
     with FakeKaggle(gpu_quota=(29.5, 30.0)) as fake:
         result = run_with_fake(

@@ -9,6 +9,7 @@ in such a place: a callback sends it to this process inside `except BaseExceptio
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
@@ -212,6 +213,17 @@ def test_a_clean_up_that_fails_after_a_ctrl_c_prints_no_traceback(unraisable, ca
     assert_ends(lambda argv: HalfMade(), capsys, EXIT_INTERRUPTED)
     gc.collect()  # as at the process's exit
     assert unraisable == []  # the AttributeError its __del__ raised never reached Python's printing hook
+
+
+def test_a_clean_ups_own_failure_after_a_ctrl_c_still_reaches_the_hook(unraisable, capsys):
+    def command(argv):
+        with contextlib.suppress(KeyboardInterrupt):  # swallowed, as Keras' callback list may
+            signal.raise_signal(signal.SIGINT)
+        collect_with(lambda: 1 / 0)  # nothing the interruption cut short: a failure the user must see
+        raise_if_interrupted()
+
+    assert_ends(command, capsys, EXIT_INTERRUPTED)
+    assert [type(each.exc_value) for each in unraisable] == [ZeroDivisionError]
 
 
 def test_a_dropped_signal_raised_by_a_check_first_is_not_raised_again_in_the_cleanups(unraisable, capsys):

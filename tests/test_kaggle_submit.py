@@ -19,6 +19,7 @@ from src.core.errors import (
     EXIT_KAGGLE_FAILED,
     EXIT_KAGGLE_REFUSED,
     EXIT_KAGGLE_UNAVAILABLE,
+    EXIT_OUTPUT_CLOSED,
     EXIT_TIMED_OUT,
     EXIT_USER,
 )
@@ -129,6 +130,22 @@ def test_ctrl_c_while_waiting_says_the_file_is_on_kaggle(good_file, tiny_data, t
     assert stderr.splitlines()[-1].startswith(
         "interrupted: submission 4242 is on Kaggle; its score later: python -m src.ledger"
     )
+    assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
+
+
+@pytest.mark.slow
+def test_a_closed_output_after_the_upload_keeps_its_ledger_row_and_says_the_file_is_on_kaggle(
+    good_file, tiny_data, tmp_path
+):
+    with FakeKaggle(scoring=["PENDING"]) as fake:
+        env = kaggle_env(os.environ, fake.url, tmp_path / "home")
+        process = start_command("-m", "src.upload", good_file, "-m", "x", "--data", tiny_data, env=env)
+        process.stdout.close()  # `| head -0`: gone before the first line
+        stderr = process.stderr.read()
+        process.wait(timeout=120)
+    assert process.returncode == EXIT_OUTPUT_CLOSED, stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("stopped (output closed): submission 4242 is on Kaggle; its score later: python -m")
     assert [(row["kaggle_ref"], row["status"]) for row in ledger_rows(tmp_path)] == [("4242", "pending")]
 
 

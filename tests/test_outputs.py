@@ -185,7 +185,16 @@ def test_an_existing_file_that_is_not_a_submission_is_never_replaced(tiny_data, 
 
 
 @pytest.mark.parametrize(
-    "content", ["", "ImageId,Label\n", "\ufeffImageId,Label\r\n1,3\r\n"], ids=["empty", "header", "bom-crlf"]
+    "content",
+    [
+        "",
+        "ImageId,Label\n",
+        "\ufeffImageId,Label\r\n1,3\r\n",
+        '"ImageId","Label"\n"1","3"\n',  # R's write.csv, pandas' QUOTE_ALL
+        ",ImageId,Label\n0,1,3\n",  # pandas' to_csv with its index
+        "ImageId, Label \n",
+    ],
+    ids=["empty", "header", "bom-crlf", "quoted", "pandas-index", "spaced"],
 )
 def test_an_empty_file_or_any_submission_may_be_replaced(tmp_path, content):
     out = tmp_path / "submission.csv"
@@ -193,6 +202,20 @@ def test_an_empty_file_or_any_submission_may_be_replaced(tmp_path, content):
     record = out.with_suffix(".json")
     record.write_text("")
     assert plan_outputs(out).submission == out
+
+
+@pytest.mark.parametrize(
+    ("record", "fragment"),
+    [('{"submission": ', "not JSON: line 1"), ("[1, 2]", "expected an object")],
+    ids=["damaged", "a-list"],
+)
+def test_a_record_that_cannot_be_read_as_one_is_never_replaced(tmp_path, record, fragment):
+    out = tmp_path / "submission.csv"
+    out.write_text("ImageId,Label\n1,3\n")
+    out.with_suffix(".json").write_text(record)
+    with pytest.raises(UserError, match=fragment) as refused:
+        plan_outputs(out)
+    assert "the submission's record would replace it" in str(refused.value)
 
 
 def test_an_out_below_a_file_is_refused(tiny_data, tmp_path, submit):

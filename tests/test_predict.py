@@ -145,6 +145,15 @@ def test_a_sample_run_predicts_its_sample_again_without_data(tmp_path, capsys):
         record.test.path is None
         and record.test.sha256 == RunRecord.from_json(out.with_suffix(".json")).inputs.test.sha256
     )
+    # Made again with other library versions, the sample would differ: refused, not predicted.
+    copy = tmp_path / "copy" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    recorded = json.loads((copy / "record.json").read_text())
+    recorded["inputs"]["test"]["sha256"] = "0" * 64
+    (copy / "record.json").write_text(json.dumps(recorded))
+    refused = predict(capsys, copy, "--out", tmp_path / "refused.csv")
+    assert_one_line_error(refused, 2, "the embedded sample made again is not the one the run predicted")
+    assert not (tmp_path / "refused.csv").exists()
 
 
 @pytest.mark.slow

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -30,7 +33,7 @@ from src.runs.reporting import (
 )
 from src.submit import main as submit_main
 from src.training.evaluation import confusion_counts, predicted_labels
-from tests.helpers import assert_one_line_error, run_command, run_main
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_command, run_main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = (LEARNING_CURVES_PNG, CONFUSION_MATRIX_PNG, MISTAKES_PNG, GALLERY_PNG)
@@ -203,6 +206,24 @@ def test_compare_shows_a_setting_a_run_does_not_read_as_a_dash(small_runs):
     # The same value in both configs, read by the dense network alone.
     assert dense.record.config.l2 == cnn.record.config.l2 and rows["l2"] == ["0.0001", "-"]
     assert "seed" not in rows
+
+
+@pytest.mark.parametrize("stderr_too", [False, True], ids=["stdout-closed", "both-closed"])
+def test_compare_into_a_closed_output_ends_with_141_and_one_line(runs, stderr_too):
+    """Python buffers a pipe's output (no PYTHONUNBUFFERED): the table meets the closed pipe as the command ends."""
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.report", "--compare", runs[0][1].run_dir.parent],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE,
+    )
+    process.stdout.close()  # as `| head` does once it has had enough; here before the first line
+    stderr = b"" if stderr_too else process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    if not stderr_too:
+        assert stderr.decode() == "stopped (output closed): nothing was finished\n"
 
 
 def test_compare_takes_the_folder_of_runs(runs, capsys):

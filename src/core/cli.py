@@ -6,7 +6,9 @@ at most one line on stderr:
 - a `UserError`: `error: <message>`, exit `error.exit_code` (see `src.errors`);
 - an `OSError` (a folder given as a file, a full disk): `error: <file>: <reason>`, exit 2;
 - Ctrl-C: `interrupted: ...`, exit 130; SIGTERM: `terminated: ...`, exit 143;
-- stdout closed by its reader (`| head`): `stopped: ...`, exit 141, as SIGPIPE ends a shell tool.
+- stdout closed by its reader (`| head`): `OutputClosed`, a `KeyboardInterrupt` raised at the next
+  write, so that every cleanup runs and says what it left as for Ctrl-C: `stopped (output closed): ...`,
+  exit 141, as SIGPIPE ends a shell tool.
 
 Whatever the console's encoding (`LC_ALL=C`, a Windows code page), printing never
 fails: a character it cannot show is written as a Python escape (see `robust_output`).
@@ -26,7 +28,6 @@ import codecs
 import logging
 import os
 import re
-import select
 import signal
 import sys
 import tempfile
@@ -37,9 +38,9 @@ from typing import NoReturn
 from src.core.errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_TERMINATED, EXIT_USER, UserError
 from src.core.interrupts import (
     collect_what_it_cut_short,
+    collecting_what_it_cut_short,
     forget_interruption,
     interrupt,
-    interrupted,
     is_pending,
     send_again,
     stop_sending_again,
@@ -66,6 +67,39 @@ class Terminated(KeyboardInterrupt):
 
     exit_code = EXIT_TERMINATED
     verb = "terminated"
+
+
+class OutputClosed(KeyboardInterrupt):
+    """stdout's reader went away (`| head`): raised by the next write, so that cleanups run as for Ctrl-C.
+
+    Python's own `BrokenPipeError` is an `Exception`, which libraries catch and carry on; and no cleanup
+    that says what a Ctrl-C left would say it.
+    """
+
+    exit_code = EXIT_OUTPUT_CLOSED
+    verb = "stopped (output closed)"
+
+
+class GuardedOutput:
+    """stdout, whose writes to a pipe its reader has closed raise `OutputClosed`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise OutputClosed() from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 class OneWordUsage:
@@ -122,12 +156,6 @@ def interruption_message(interruption: KeyboardInterrupt) -> str:
     return shorten(f"{verb}: {detail}")
 
 
-def closed_output_message(error: BrokenPipeError) -> str:
-    """`stopped: the output was closed ...`, and what the command left where it said (its own has no errno)."""
-    detail = f"; {error}" if error.errno is None and str(error) else ""
-    return shorten(f"stopped: the output was closed (its reader ended, as | head does){detail}")
-
-
 def _on_sigterm(signum, frame):
     # Once: a second SIGTERM while the first one's cleanups run must not cut them short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -142,11 +170,10 @@ def _unraisable_hook(previous: Callable):
     """`sys.unraisablehook` that sends the pending interruption again where Python dropped it, untold.
 
     Python drops what a `__del__` or a weakref callback raises, and garbage collection runs those anywhere,
-    so a signal's handler may run in one. Once the command is interrupted, what else comes here is a
-    clean-up of an object the interruption cut short (a `ZipFile` half made, whose `__del__` fails; see
-    `collect_what_it_cut_short`) and is dropped without its traceback: the command's one line says what
-    happened. Before, what else comes here, and an interruption that no handler of ours is left to send
-    again on, goes to `previous` (which prints it).
+    so a signal's handler may run in one. A clean-up of an object the interruption cut short (a `ZipFile`
+    half made, whose `__del__` fails), run by `collect_what_it_cut_short` as the command ends, is dropped
+    without its traceback: the command's one line says what happened. What else comes here, and an
+    interruption that no handler of ours is left to send again on, goes to `previous` (which prints it).
     """
 
     def hook(unraisable) -> None:
@@ -154,7 +181,7 @@ def _unraisable_hook(previous: Callable):
         number = _signal_to_send_again(unraisable.exc_value) if pending else None
         if number is not None:
             send_again(number)
-        elif pending or not interrupted():
+        elif pending or not collecting_what_it_cut_short():
             previous(unraisable)
 
     return hook
@@ -209,46 +236,57 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     if previous:
         sys.unraisablehook = _unraisable_hook(previous_hook)
     forget_interruption()
+    stdout = sys.stdout
     try:
         robust_output()
+        sys.stdout = GuardedOutput(stdout)
         quiet_tensorflow_logs()
-        return main(argv)
-    except BrokenPipeError as error:
-        if not output_closed():
-            print(user_error_message(error), file=sys.stderr)  # another pipe: a file system's or a library's
-            return EXIT_USER
-        discard_output()
-        print(closed_output_message(error), file=sys.stderr)
-        return EXIT_OUTPUT_CLOSED
+        status = main(argv)
+        sys.stdout.flush()  # here, where a closed output is told as one; at the exit Python would print it
+        return status
     except USER_ERRORS as error:
-        print(user_error_message(error), file=sys.stderr)
+        tell(user_error_message(error))
         return getattr(error, "exit_code", EXIT_USER)
     except KeyboardInterrupt as interruption:
-        print(interruption_message(interruption), file=sys.stderr)
+        if isinstance(interruption, OutputClosed):
+            discard(stdout)
+        tell(interruption_message(interruption))
         return getattr(interruption, "exit_code", EXIT_INTERRUPTED)
+    except SystemExit:  # argparse's, after --help: what it printed may meet a closed output at Python's exit
+        try:
+            sys.stdout.flush()
+        except OutputClosed:
+            discard(stdout)
+        raise
     finally:
+        sys.stdout = stdout
         stop_sending_again()  # before the handlers go: a signal sent late must find ours, which then do nothing
+        # The command has ended and said so: a second Ctrl-C while it collects must not end it with a traceback.
+        for number in previous:
+            signal.signal(number, signal.SIG_IGN)
+        collect_what_it_cut_short()
         for number, handler in previous.items():
             signal.signal(number, handler)
-        collect_what_it_cut_short()
         sys.unraisablehook = previous_hook
         forget_interruption()
 
 
-def output_closed() -> bool:
-    """Whether stdout is a pipe whose reader has gone: writing to it fails (POLLERR), whatever is left to write."""
+def tell(line: str) -> None:
+    """The boundary's one line, on stderr; a stderr closed too (`2>&1 | head`) takes it and breaks nothing."""
     try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout without a file descriptor
-        return False
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        discard(sys.stderr)
 
 
-def discard_output() -> None:
-    """Point stdout at the null device, so that Python's flush of what is left at exit fails no more."""
+def discard(stream) -> None:
+    """Point a closed output's file descriptor at the null device, so that Python's flush at exit fails no more."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (a test's capture)
+        return
     null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, sys.stdout.fileno())
+    os.dup2(null, descriptor)
     os.close(null)
 
 

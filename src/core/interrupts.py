@@ -44,6 +44,7 @@ _deferring = 0  # how many `deferred_interrupts` blocks the main thread, where h
 _owed: str | None = None  # a dropped interruption not raised since: "forced" through a deferred block, or "first"
 _sent_again = False  # the next signal is the one `send_again` sends, not the user's
 _sender: threading.Timer | None = None
+_collecting = False  # `collect_what_it_cut_short` is running
 
 
 def interrupt(interruption: KeyboardInterrupt) -> None:
@@ -64,11 +65,6 @@ def interrupt(interruption: KeyboardInterrupt) -> None:
     if not (first and _deferring):
         _owed = None
         raise _pending
-
-
-def interrupted() -> bool:
-    """Whether the command has been interrupted (Ctrl-C or SIGTERM), raised or not yet."""
-    return _pending is not None
 
 
 def is_pending(exception: BaseException) -> bool:
@@ -137,12 +133,22 @@ def collect_what_it_cut_short() -> None:
     """Free, now, the objects whose making the interruption cut short, which its traceback keeps alive.
 
     Their clean-ups may fail (a `ZipFile` half made: `__del__` reads what `__init__` never set); run
-    here, while the command's hook drops what they raise, rather than at the process's exit, where
-    Python would print it after the command's one line.
+    here, while the command's hook drops what they raise (`collecting_what_it_cut_short`), rather than
+    at the process's exit, where Python would print it after the command's one line.
     """
-    if _pending is not None:
-        _pending.__traceback__ = None
+    global _collecting
+    if _pending is None:
+        return
+    _collecting = True
+    try:
+        _pending.__traceback__ = None  # frees at once what only the traceback held; the collection, cycles
         gc.collect()
+    finally:
+        _collecting = False
+
+
+def collecting_what_it_cut_short() -> bool:
+    return _collecting
 
 
 def forget_interruption() -> None:

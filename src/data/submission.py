@@ -10,11 +10,22 @@ import pandas as pd
 from src.core.config import N_CLASSES
 from src.core.errors import UserError
 from src.core.files import atomic_write
-from src.data.csv_format import read_integer_table
+from src.data.csv_format import BYTE_ORDER_MARK, read_integer_table
 
 HEADER = ["ImageId", "Label"]
 # Fewer test images than this may honestly all be one digit (tiny test files); a real test set never is.
 MIN_ROWS_FOR_ONE_CLASS_CHECK = 1000
+
+
+def starts_as_a_submission(first_line: bytes) -> bool:
+    """Whether a file's first line is a submission's header, as any tool writes it: with a byte order mark,
+    quotes, spaces, a line end of either kind, or the empty name of a pandas index before it.
+
+    Not whether the file is a valid submission (`validate_submission` says that): whether it is one.
+    """
+    text = first_line.removeprefix(BYTE_ORDER_MARK).decode("utf-8", errors="replace").rstrip("\r\n")
+    names = [name.strip().strip('"').strip() for name in text.split(",")]
+    return names in (HEADER, ["", *HEADER])
 
 
 def write_submission(labels: np.ndarray, path: str | Path) -> Path:

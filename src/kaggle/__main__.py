@@ -34,7 +34,7 @@ from src.kaggle import client
 from src.kaggle.credentials import kaggle_username, require_credentials
 from src.kaggle.kernel_build import DEFAULT_KERNEL_DIR, DEFAULT_TITLE
 from src.kaggle.kernel_run import DEFAULT_KERNEL_TIMEOUT, check_metadata, follow_kernel
-from src.pipeline.upload import expected_row_count, follow_and_print, submitted_line, upload_submission
+from src.pipeline.upload import expected_row_count, follow_and_print, upload_submission
 from src.runs.outputs import check_outside_run_folders
 
 
@@ -82,7 +82,6 @@ def wait_for_kernel(kernel_id: str, kernel_dir: Path, args: argparse.Namespace) 
         return 0
     path = folder / KERNEL_SUBMISSION_NAME
     result = upload_submission(path, args.message, expected_row_count(args.data), force=args.force)
-    print(submitted_line(path, result), flush=True)
     follow_and_print(path, result, args.message, wait_timeout(args))
     return 0
 
@@ -113,7 +112,6 @@ def fan_out(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     print("\n".join(fanning.summary_lines(record, out)), flush=True)
     if args.submit:
         result = upload_submission(out, args.message, expected_row_count(args.data))
-        print(submitted_line(out, result), flush=True)
         follow_and_print(out, result, args.message, wait_timeout(args))
     return 0
 

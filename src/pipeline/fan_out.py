@@ -520,6 +520,9 @@ def run(
         KaggleTimeoutError: Some part still ran after `timeout` seconds.
     """
     check_plan(config, n_parts)
+    # Before any kernel is pushed: a refusal after hours of waiting would come late. Checked again, with
+    # the parts' inputs, when the blend is written.
+    plan_outputs(out)
     fan_out = resume_or_start(kernel_dir, new_fan_out(config, n_parts, username, title, gpu))
     to_push = [part for part in fan_out.parts if part.state == PLANNED or (retry_failed and part.state == FAILED)]
     needs = needs_line(fan_out, to_push)

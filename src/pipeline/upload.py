@@ -1,7 +1,7 @@
 """The one way a submission reaches Kaggle, behind `python -m src.submit --submit` and `python -m src.upload`.
 
 The file is validated first, so an invalid file is never sent. Once Kaggle has
-it, `follow_submission` adds its ledger row and waits for the public score.
+it, `record_submission` adds its ledger row and `follow_submission` waits for the public score.
 """
 
 from __future__ import annotations
@@ -107,18 +107,12 @@ def expected_row_count(data_dir: str | Path) -> int:
     return count_rows(test_path) if test_path.is_file() else TEST_ROWS
 
 
-def follow_submission(
-    path: str | Path, result: client.SubmitResult, message: str, wait_timeout: float | None
-) -> client.Submission | None:
-    """After Kaggle took the file: a ledger row, then (unless `wait_timeout` is None) wait for its score.
+def record_submission(path: str | Path, result: client.SubmitResult, message: str) -> list[Path]:
+    """After Kaggle took the file: its ledger row and its runs' `kaggle` sections (status pending), first of all,
+    so that whatever stops the command then leaves a row that `python -m src.ledger` completes later.
 
-    The ledger row (status pending) is written first, so a time-out or Ctrl-C
-    still leaves a row that `python -m src.ledger` completes later. The outcome
-    goes into the ledger and into the run's records (`kaggle` section).
-
-    Raises:
-        KaggleJobFailedError: Kaggle could not score the file.
-        KaggleTimeoutError: Not scored within `wait_timeout` seconds.
+    Returns:
+        The run records the row's outcome goes into (see `follow_submission`).
     """
     records = ledger.records_of(path)
     with recording(result):
@@ -126,6 +120,19 @@ def follow_submission(
         pending = scores.kaggle_section(result.ref, message, "pending", None)
         for record in records:
             scores.add_to_record(record, pending)
+    return records
+
+
+def follow_submission(
+    result: client.SubmitResult, message: str, wait_timeout: float | None, records: list[Path]
+) -> client.Submission | None:
+    """Unless `wait_timeout` is None, wait for the score of a recorded upload; the outcome goes into the
+    ledger and into `records` (`kaggle` section).
+
+    Raises:
+        KaggleJobFailedError: Kaggle could not score the file.
+        KaggleTimeoutError: Not scored within `wait_timeout` seconds.
+    """
     if wait_timeout is None or result.ref is None:
         return None
     try:
@@ -159,17 +166,23 @@ def recording(result: client.SubmitResult) -> Iterator[None]:
 
 
 def follow_and_print(path: str | Path, result: client.SubmitResult, message: str, timeout: float | None) -> None:
-    """`follow_submission`, printing the score; Ctrl-C while waiting says the file is on Kaggle."""
+    """Once Kaggle took the file: record it, say so, then wait for the score and print it.
+
+    Stopped on the way (Ctrl-C, SIGTERM, an output closed by its reader), it says the file is on Kaggle;
+    the ledger row is written before the first line, which a closed output would stop at.
+    """
     try:
-        scored = follow_submission(path, result, message, timeout)
+        records = record_submission(path, result, message)
+        print(submitted_line(path, result), flush=True)
+        scored = follow_submission(result, message, timeout, records)
+        if scored is not None:
+            print(scores.score_line(scored), flush=True)
+        else:
+            print(f"not waiting for the score: {scores.LOOK_UP_LATER} fetches it later", flush=True)
     except KeyboardInterrupt as interruption:
         # The command-line boundary prints it as `interrupted: ...` and exits 130 (143 for SIGTERM).
         on_kaggle = f"submission {result.ref} is on Kaggle; its score later: {scores.LOOK_UP_LATER}"
         raise type(interruption)(on_kaggle) from None
-    if scored is not None:
-        print(scores.score_line(scored), flush=True)
-    else:
-        print(f"not waiting for the score: {scores.LOOK_UP_LATER} fetches it later", flush=True)
 
 
 def submitted_line(path: str | Path, result: client.SubmitResult) -> str:

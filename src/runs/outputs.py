@@ -44,14 +44,16 @@ from src.core.files import current_umask, sha256, signals_deferred
 from src.core.paths import DEFAULT_DATA_DIR, RECORD_SUFFIX, RUN_RECORD_NAME, RUNS_FOLDER, record_path_for
 from src.core.readers import read_json
 from src.data.competition import COMPETITION_FILES, SUBMISSION_HEADER
-from src.data.csv_format import BYTE_ORDER_MARK
+from src.data.submission import starts_as_a_submission
 
 # A record is a few kilobytes; this is room to spare.
 RECORD_BYTES = 64 * 1024
 # `ImageId,Label` plus a line end; each row holds the id, a comma, one digit and a line end.
 HEADER_BYTES = 14
 ROW_OVERHEAD_BYTES = 3
-SUBMISSION_HEADER_LINE = ",".join(SUBMISSION_HEADER).encode()
+SUBMISSION_HEADER_LINE = ",".join(SUBMISSION_HEADER)
+# A header line, however quoted or spaced, is far shorter; what is longer is no submission's.
+FIRST_LINE_BYTES = 256
 # Tests only: `DIGIT_RECOGNIZER_PAUSE_AT=<point>` stops the process (SIGSTOP) at that point of a run,
 # so a test can send it a signal exactly there; see `pause_point`.
 PAUSE_VARIABLE = "DIGIT_RECOGNIZER_PAUSE_AT"
@@ -129,36 +131,32 @@ def check_record_is_its_own(plan: OutputPlan) -> None:
 
 def check_replaces_only_its_own_kind(plan: OutputPlan) -> None:
     """A run replaces a submission and a run record, never another file that happens to have their name."""
-    if not is_empty_or_submission(plan.submission):
-        raise UserError(
-            f"{plan.submission}: is not a submission (its first line is not {SUBMISSION_HEADER_LINE.decode()}), "
-            "and a run replaces only a submission: choose another --out, or move the file away"
-        )
-    if not is_empty_or_run_record(plan.record):
-        raise UserError(
-            f"{plan.record}: is not a run record, and the submission's record would replace it: choose another "
-            "--out, or move the file away"
-        )
-
-
-def is_empty_or_submission(path: Path) -> bool:
-    """Whether `path` is absent, empty, or starts with the submission's header (as Kaggle or this package wrote it)."""
-    try:
-        with path.open("rb") as stream:
-            first = stream.readline(len(BYTE_ORDER_MARK) + len(SUBMISSION_HEADER_LINE) + 2)
-    except OSError:
-        return True  # absent, or unreadable: the file checks before this one say what matters of it
-    return not first or first.removeprefix(BYTE_ORDER_MARK).rstrip(b"\r\n") == SUBMISSION_HEADER_LINE
-
-
-def is_empty_or_run_record(path: Path) -> bool:
-    """Whether `path` is absent, empty, or a JSON object naming a submission, as every record here does."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return True
-    try:
-        return "submission" in read_json(path, "run record")
-    except UserError:
-        return False
+    if plan.submission.is_file() and plan.submission.stat().st_size:
+        try:
+            with plan.submission.open("rb") as stream:
+                first = stream.readline(FIRST_LINE_BYTES)
+        except OSError as error:
+            raise UserError(
+                f"{plan.submission}: cannot be read to check it is a submission ({error.strerror}); a run replaces "
+                "only a submission: choose another --out"
+            ) from None
+        if not starts_as_a_submission(first):
+            raise UserError(
+                f"{plan.submission}: is not a submission (its first line is not {SUBMISSION_HEADER_LINE}), "
+                "and a run replaces only a submission: choose another --out, or move the file away"
+            )
+    if plan.record.is_file() and plan.record.stat().st_size:
+        try:
+            is_record = "submission" in read_json(plan.record, "run record")
+        except UserError as error:
+            raise UserError(
+                f"{error}; the submission's record would replace it: choose another --out, or move the file away"
+            ) from None
+        if not is_record:
+            raise UserError(
+                f"{plan.record}: is not a run record (it names no submission), and the submission's record would "
+                "replace it: choose another --out, or move the file away"
+            )
 
 
 def enclosing_run_folder(path: str | Path) -> Path | None:

@@ -279,7 +279,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     """A text table of runs side by side: their data, every setting that differs, accuracy and seconds."""
     names = [Path(run_dir).name for run_dir in run_dirs]
     records = [read_run_record(run_dir) for run_dir in run_dirs]
-    configs = [read_settings(record.config) for record in records]
+    configs = [_compared_settings(record.config) for record in records]
     rows = [["data", *[record.inputs.describe() for record in records]]]
     if any(record.search for record in records):
         rows.append(["search", *[_search_text(record.search) for record in records]])
@@ -294,7 +294,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     return _text_table(["", *names], rows)
 
 
-def read_settings(config) -> dict:
+def _compared_settings(config) -> dict:
     """Its settings, each it does not read as "-": a dense run's `filters` differ from no CNN's."""
     unread = set(unread_settings(config))
     return {name: NOT_READ if name in unread else value for name, value in config.to_dict().items()}

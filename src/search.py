@@ -7,6 +7,7 @@ python -m src.search --preset wide --vary learning_rate=3e-4..3e-3:log --vary 'h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import sys
@@ -191,10 +192,11 @@ def run_search(plan, args: argparse.Namespace, seconds: float | None) -> None:
                 print("every combination of --vary has been tried: nothing new is left to draw", flush=True)
     except KeyboardInterrupt as interruption:
         finished = [trial for trial in summaries(study, plan.space) if trial.state in ("complete", "pruned")]
-        show_results(plan, study, args)
-        raise type(interruption)(
-            f"{len(finished)} finished trials kept in study {plan.study_name} ({plan.storage})"
-        ) from None
+        kept = type(interruption)(f"{len(finished)} finished trials kept in study {plan.study_name} ({plan.storage})")
+        # The table for Ctrl-C; a closed output takes no table, and its line must still say what was kept.
+        with contextlib.suppress(KeyboardInterrupt):
+            show_results(plan, study, args)
+        raise kept from None
     show_results(plan, study, args)
     best = best_trial(study)
     if args.confirm and best is not None:

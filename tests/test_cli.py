@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -322,6 +323,29 @@ def test_the_boundary_ends_each_failure_with_its_code_and_one_line(capsys, failu
     assert cli_run_command(boundary_of(failure)) == exit_code
     captured = capsys.readouterr()
     assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_a_command_started_without_stdout_or_stderr_runs_and_fails_quietly(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)  # as Python sets them under `>&- 2>&-`
+    monkeypatch.setattr(sys, "stderr", None)
+    assert cli_run_command(lambda argv: print("nowhere") or 0) == 0
+    assert cli_run_command(boundary_of(UserError("bad thing"))) == EXIT_USER
+
+
+def test_output_left_in_the_buffer_for_a_closed_pipe_says_the_command_finished(monkeypatch, capsys):
+    reading, writing = os.pipe()
+    os.close(reading)
+    pipe = open(writing, "w", buffering=1 << 16)  # a pipe is block-buffered: the line waits for the flush
+    monkeypatch.setattr(sys, "stdout", pipe)
+    try:
+        assert cli_run_command(lambda argv: print("a line nobody reads") or 0) == 141
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            pipe.close()
+    assert capsys.readouterr().err == (
+        "stopped (output closed): the command finished; the rest of its output was not read\n"
+    )
 
 
 def test_sigterm_inside_the_boundary_runs_cleanups_and_exits_143(capsys):

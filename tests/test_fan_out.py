@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from src.core.config import PRESETS, Config
-from src.core.errors import EXIT_KAGGLE_FAILED, EXIT_TIMED_OUT, EXIT_USER, UserError
+from src.core.errors import (
+    EXIT_KAGGLE_FAILED,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_TERMINATED,
+    EXIT_TIMED_OUT,
+    EXIT_USER,
+    UserError,
+)
 from src.pipeline.fan_out import (
     FETCHED,
     STATE_FILE,
@@ -37,8 +47,8 @@ from src.pipeline.fan_out import (
 )
 from src.runs.folders import load_run
 from src.submit import main as submit_main
-from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, run_with_fake
-from tests.helpers import assert_one_line_error, call_main, script_parts
+from tests.fake_kaggle import FAKE_USER, FakeKaggle, assert_no_secret_in_files, kaggle_env, run_with_fake
+from tests.helpers import assert_one_line_error, call_main, script_parts, start_command
 from tests.synthetic import write_dataset
 
 # A small dense network: its members train side by side in the compiled loop, in seconds. That a part of a
@@ -294,6 +304,33 @@ def test_fan_out_refuses_bad_flags_before_anything_is_sent(tmp_path):
         assert_one_line_error(result, EXIT_USER, "--parts must be in 1..4")
         assert not fake.requests
     assert not (tmp_path / "kernel").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stop", "status", "verb"),
+    [("sigterm", EXIT_TERMINATED, "terminated"), ("closed-output", EXIT_OUTPUT_CLOSED, "stopped (output closed)")],
+)
+def test_a_fan_out_stopped_while_its_parts_run_says_how_to_resume_with_its_own_exit_code(tmp_path, stop, status, verb):
+    with FakeKaggle(kernel_states=["RUNNING"]) as fake:
+        env = {**kaggle_env(os.environ, fake.url, tmp_path / "home"), "DIGIT_RECOGNIZER_POLL_SECONDS": "0.2"}
+        process = start_command(
+            *("-m", "src.kaggle", "fan-out", "--parts", "2", *FLAGS, "--kernel-dir", tmp_path / "kernel"),
+            *("--out", tmp_path / "out" / "submission.csv"),
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while len(fake.calls("GetKernelSessionStatus")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if stop == "sigterm":
+            process.send_signal(signal.SIGTERM)
+        else:
+            process.stdout.close()  # the next progress line meets the closed pipe
+        stderr = process.stderr.read()
+        process.wait(timeout=120)
+    assert process.returncode == status, stderr
+    assert stderr.startswith(f"{verb}: the parts keep running on Kaggle; resume with: python -m src.kaggle fan-out")
+    assert len(stderr.splitlines()) == 1, stderr
 
 
 def test_an_out_that_is_not_a_submission_is_refused_before_any_push(tmp_path):

@@ -41,6 +41,7 @@ from src.core.interrupts import (
     collecting_what_it_cut_short,
     forget_interruption,
     interrupt,
+    interruption_pending,
     is_pending,
     send_again,
     stop_sending_again,
@@ -81,7 +82,7 @@ class OutputClosed(KeyboardInterrupt):
 
 
 class GuardedOutput:
-    """stdout, whose writes to a pipe its reader has closed raise `OutputClosed`."""
+    """stdout or stderr, whose writes to a pipe its reader has closed raise `OutputClosed`."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -91,6 +92,10 @@ class GuardedOutput:
             return self._stream.write(text)
         except BrokenPipeError:
             raise OutputClosed() from None
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         try:
@@ -236,51 +241,69 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     if previous:
         sys.unraisablehook = _unraisable_hook(previous_hook)
     forget_interruption()
-    stdout = sys.stdout
+    streams = sys.stdout, sys.stderr
     try:
         robust_output()
-        sys.stdout = GuardedOutput(stdout)
+        # None where the process was started without them (`>&-`, a daemon): print writes nothing there.
+        sys.stdout, sys.stderr = (None if stream is None else GuardedOutput(stream) for stream in streams)
         quiet_tensorflow_logs()
         status = main(argv)
-        sys.stdout.flush()  # here, where a closed output is told as one; at the exit Python would print it
+        try:
+            flush_output()  # here, where a closed output is told as one; at the exit Python would print it
+        except OutputClosed:
+            raise OutputClosed("the command finished; the rest of its output was not read") from None
         return status
     except USER_ERRORS as error:
-        tell(user_error_message(error))
+        tell(user_error_message(error), streams)
         return getattr(error, "exit_code", EXIT_USER)
     except KeyboardInterrupt as interruption:
         if isinstance(interruption, OutputClosed):
-            discard(stdout)
-        tell(interruption_message(interruption))
+            discard(streams[0])
+        tell(interruption_message(interruption), streams)
         return getattr(interruption, "exit_code", EXIT_INTERRUPTED)
     except SystemExit:  # argparse's, after --help: what it printed may meet a closed output at Python's exit
         try:
-            sys.stdout.flush()
+            flush_output()
         except OutputClosed:
-            discard(stdout)
+            discard(streams[0])
         raise
     finally:
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = streams
         stop_sending_again()  # before the handlers go: a signal sent late must find ours, which then do nothing
         # The command has ended and said so: a second Ctrl-C while it collects must not end it with a traceback.
-        for number in previous:
+        ignoring = previous if interruption_pending() else {}
+        for number in ignoring:
             signal.signal(number, signal.SIG_IGN)
         collect_what_it_cut_short()
+        for number, handler in ignoring.items():
+            signal.signal(number, handler)
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.unraisablehook = previous_hook
         forget_interruption()
 
 
-def tell(line: str) -> None:
-    """The boundary's one line, on stderr; a stderr closed too (`2>&1 | head`) takes it and breaks nothing."""
+def flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
+def tell(line: str, streams) -> None:
+    """The boundary's one line, on the command's own stderr; a stderr closed too (`2>&1 | head`) breaks nothing."""
+    stderr = streams[1]
+    if stderr is None:
+        return
     try:
-        print(line, file=sys.stderr, flush=True)
+        print(line, file=stderr, flush=True)
     except OSError:
-        discard(sys.stderr)
+        discard(stderr)
 
 
 def discard(stream) -> None:
     """Point a closed output's file descriptor at the null device, so that Python's flush at exit fails no more."""
+    if stream is None:
+        return
     try:
         descriptor = stream.fileno()
     except (AttributeError, OSError, ValueError):  # a stream without a descriptor (a test's capture)

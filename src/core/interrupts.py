@@ -147,6 +147,11 @@ def collect_what_it_cut_short() -> None:
         _collecting = False
 
 
+def interruption_pending() -> bool:
+    """Whether the command was interrupted (Ctrl-C or SIGTERM), the interruption raised or not yet."""
+    return _pending is not None
+
+
 def collecting_what_it_cut_short() -> bool:
     return _collecting
 

@@ -288,8 +288,8 @@ def wait_for_parts(kernel_dir: Path, fan_out: FanOut, timeout: float, resume: st
                 f"Kaggle: run again to resume ({resume}); finished parts are kept and nothing is pushed again"
             ),
         )
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the parts keep running on Kaggle; resume with: {resume}") from None
+    except KeyboardInterrupt as interruption:  # its kind kept: SIGTERM, a closed output end with their own codes
+        raise type(interruption)(f"the parts keep running on Kaggle; resume with: {resume}") from None
     print(states_line(fan_out), flush=True)
 
 

@@ -180,7 +180,7 @@ def follow_and_print(path: str | Path, result: client.SubmitResult, message: str
         else:
             print(f"not waiting for the score: {scores.LOOK_UP_LATER} fetches it later", flush=True)
     except KeyboardInterrupt as interruption:
-        # The command-line boundary prints it as `interrupted: ...` and exits 130 (143 for SIGTERM).
+        # The boundary prints it as `interrupted: ...` (130), `terminated: ...` (143) or `stopped ...` (141).
         on_kaggle = f"submission {result.ref} is on Kaggle; its score later: {scores.LOOK_UP_LATER}"
         raise type(interruption)(on_kaggle) from None
 

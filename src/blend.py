@@ -80,7 +80,7 @@ def blend(argv: Sequence[str] | None) -> int:
     from src.data.submission import check_predictions
     from src.runs.blending import check_same_test_file, normalized_weights, shared_validation, weighted_mean
     from src.runs.folders import load_run
-    from src.runs.outputs import plan_outputs, write_pair
+    from src.runs.outputs import plan_outputs, telling_what_it_left, write_pair
     from src.runs.record import (
         DERIVED_BLEND,
         DerivedRecord,
@@ -127,8 +127,9 @@ def blend(argv: Sequence[str] | None) -> int:
             validation_rows=0 if shared is None else len(shared.rows),
         )
 
-    record = write_pair(plan, predicted_labels(probabilities), make_record)
-    print(gain_lines(record), f"wrote {plan.submission} (record: {plan.record})", sep="\n", flush=True)
+    with telling_what_it_left(plan.submission):
+        record = write_pair(plan, predicted_labels(probabilities), make_record)
+        print(gain_lines(record), f"wrote {plan.submission} (record: {plan.record})", sep="\n", flush=True)
     return 0
 
 

@@ -66,20 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def predict_again(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from src.data.competition import data_folder
-    from src.data.loading import as_features, read_test_file
-    from src.data.submission import check_predictions
+    from src.data.loading import read_test_file
     from src.runs.folders import member_files, read_run_record
-    from src.runs.outputs import plan_outputs, write_pair
-    from src.runs.record import (
-        DERIVED_PREDICT,
-        DerivedRecord,
-        InputFile,
-        SourceRun,
-        command_line,
-        created_now,
-        package_versions,
-    )
-    from src.training.evaluation import predicted_labels
+    from src.runs.outputs import plan_outputs, telling_what_it_left
+    from src.runs.record import InputFile
 
     # The run folder and its model files are checked before the test file is read and TensorFlow loads.
     run = read_run_record(args.run_dir)
@@ -102,7 +92,20 @@ def predict_again(argv: Sequence[str] | None) -> int:
             "versions than the run's (its record lists them); give --data to predict another test file"
         )
 
+    with telling_what_it_left(plan.submission):
+        write_prediction(args, run, paths, plan, images, test_file)
+    return 0
+
+
+def write_prediction(args, run, paths, plan, images, test_file) -> None:
+    """Predict `images` with the run's saved models and write the submission and its record as one unit."""
+    from src.runs.outputs import write_pair
+    from src.runs.record import DERIVED_PREDICT, DerivedRecord, SourceRun, command_line, created_now, package_versions
+    from src.training.evaluation import predicted_labels
+
     import_tensorflow()
+    from src.data.loading import as_features
+    from src.data.submission import check_predictions
     from src.training.prediction import check_input_width, load_models, predict_probabilities, uses_tta
 
     models = load_models(paths)
@@ -133,7 +136,6 @@ def predict_again(argv: Sequence[str] | None) -> int:
         f"wrote {plan.submission} (record: {plan.record})",
         flush=True,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -137,15 +137,6 @@ def summarize(result, config) -> str:
     )
 
 
-def file_state(path: Path) -> tuple[int, int] | None:
-    """What tells whether `path` was replaced: its size and modification time."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_size, status.st_mtime_ns
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return run_command(train_and_write, argv)
 
@@ -154,12 +145,12 @@ def train_and_write(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
     out = args.out or (SAMPLE_OUT if args.sample else DEFAULT_SUBMISSION)
-    previous = file_state(out)
+    from src.runs.outputs import telling_what_it_left
     from src.runs.record import low_accuracy_line, previous_submission, replaced_line
 
     # Read before the run replaces it: the summary says what the new submission replaced.
     replaced = previous_submission(out)
-    try:
+    with telling_what_it_left(out):
         config = config_from_args(args)
         if args.submit or args.message:
             check_submit_flags(args)
@@ -191,7 +182,7 @@ def train_and_write(argv: Sequence[str] | None) -> int:
                 sample=args.sample,
                 started=started,
             )
-        # Inside the `try`: Ctrl-C while the summary prints still says the submission was written.
+        # Inside: Ctrl-C while the summary prints still says the submission was written.
         print(summarize(result, config), flush=True)
         record = result.record
         replaced_note = replaced_line(out, replaced, record.validation.accuracy)
@@ -200,11 +191,6 @@ def train_and_write(argv: Sequence[str] | None) -> int:
         warning = low_accuracy_line(record.validation.accuracy, record.config, record.inputs.train.rows)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-    except KeyboardInterrupt as interruption:
-        # Ctrl-C, SIGTERM or a closed output: say whether the submission was replaced; the boundary prints it.
-        if file_state(out) == previous:
-            raise type(interruption)(f"{out} was left as it was") from None
-        raise type(interruption)(f"after writing {out} and its record") from None
     if args.submit:
         rows = len(result.test_probabilities)
         return upload(result.submission_path, args.message, rows, wait_timeout(args), args.force)

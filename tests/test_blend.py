@@ -106,6 +106,26 @@ def test_a_file_that_is_not_a_submission_is_never_replaced(runs, tmp_path, capsy
     assert not out.with_suffix(".json").exists()
 
 
+@pytest.mark.parametrize("moment", ["writing", "after-writing"])
+def test_ctrl_c_says_whether_the_blend_replaced_the_submission(runs, tmp_path, capsys, monkeypatch, moment):
+    import src.blend
+    import src.data.submission
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "blend.csv"
+    if moment == "writing":
+        monkeypatch.setattr(src.data.submission, "write_submission", interrupted)
+    else:
+        monkeypatch.setattr(src.blend, "gain_lines", interrupted)  # the line printed once the pair is in place
+    completed = blend(capsys, runs["single"], runs["folds"], "--out", out)
+    assert completed.returncode == 130
+    said = f"{out} was left as it was" if moment == "writing" else f"after writing {out} and its record"
+    assert completed.stderr == f"interrupted: {said}\n"
+    assert out.exists() == (moment == "after-writing")
+
+
 def test_runs_on_different_test_files_are_refused(runs, tmp_path, capsys):
     out = tmp_path / "blend.csv"
     completed = blend(capsys, runs["single"], runs["other test"], "--out", out)

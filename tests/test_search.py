@@ -32,7 +32,14 @@ from src.pipeline.search import open_storage
 from src.predict import main as predict_main
 from src.report import main as report_main
 from src.runs.record import RunRecord
-from src.runs.search_results import TrialSummary, best_first, format_table, minor_log_label, submit_line
+from src.runs.search_results import (
+    TrialSummary,
+    best_first,
+    draw_search,
+    format_table,
+    minor_log_label,
+    submit_line,
+)
 from src.search import main as search_main
 from src.submit import main as submit_main
 from tests.helpers import assert_one_line_error, run_main, run_module, start_command, without_low_accuracy_warning
@@ -391,6 +398,10 @@ def test_a_log_axis_labels_minor_ticks_at_2_and_5_only_and_none_past_two_decades
         "0.0002", "", "0.0005", "0.002", "", "0.005",
     ]  # fmt: skip
     assert minor_log_label(2e-3, (1e-5, 0.3)) == ""
+
+
+def test_the_figure_of_a_study_with_no_finished_trial_draws_its_log_axis_empty(tmp_path):
+    assert draw_search([], ["learning_rate"], {"learning_rate"}, tmp_path / "search.png").is_file()
 
 
 class PrunesFrom(optuna.pruners.BasePruner):

@@ -81,6 +81,23 @@ class OutputClosed(KeyboardInterrupt):
     verb = "stopped (output closed)"
 
 
+class NoOutput:
+    """Where a command started without stdout or stderr (`>&-`, a daemon) writes: nowhere, as `print` does
+    with none, but also for what writes to `sys.stdout` itself (Keras' progress bar)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 class GuardedOutput:
     """stdout or stderr, whose writes to a pipe its reader has closed raise `OutputClosed`."""
 
@@ -244,8 +261,8 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     streams = sys.stdout, sys.stderr
     try:
         robust_output()
-        # None where the process was started without them (`>&-`, a daemon): print writes nothing there.
-        sys.stdout, sys.stderr = (None if stream is None else GuardedOutput(stream) for stream in streams)
+        # None where the process was started without them (`>&-`, a daemon).
+        sys.stdout, sys.stderr = (NoOutput() if stream is None else GuardedOutput(stream) for stream in streams)
         quiet_tensorflow_logs()
         status = main(argv)
         try:
@@ -284,9 +301,8 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
 
 
 def flush_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            stream.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def tell(line: str, streams) -> None:

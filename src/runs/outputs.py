@@ -399,6 +399,28 @@ def pause_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
+def file_state(path: str | Path) -> tuple[int, int] | None:
+    """What tells whether `path` was replaced: its size and modification time."""
+    try:
+        status = Path(path).stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+@contextmanager
+def telling_what_it_left(out: str | Path) -> Iterator[None]:
+    """Ctrl-C, SIGTERM or a closed output inside says whether the submission `out` was replaced; the command
+    line's boundary prints it (`interrupted: submissions/submission.csv was left as it was`)."""
+    previous = file_state(out)
+    try:
+        yield
+    except KeyboardInterrupt as interruption:
+        if file_state(out) == previous:
+            raise type(interruption)(f"{out} was left as it was") from None
+        raise type(interruption)(f"after writing {out} and its record") from None
+
+
 def check_pair(submission: str | Path, record: str | Path | None = None) -> None:
     """Refuse a submission whose record (beside it, by default) names another file's sha256.
 

@@ -115,7 +115,8 @@ def draw_search(trials: list[TrialSummary], names: list[str], log_names: set[str
     axes[0].legend(loc="best", fontsize=8)
     for ax, name in zip(axes[1:], names, strict=True):
         ax.set(xlabel=name, title=f"accuracy against {name}")
-        if name in log_names:
+        # A log axis needs a point to place: none before a trial has finished.
+        if name in log_names and shown:
             ax.set_xscale("log")
             # Matplotlib labels every minor tick of a range under a decade, and the labels run together.
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

@@ -287,13 +287,11 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     finally:
         sys.stdout, sys.stderr = streams
         stop_sending_again()  # before the handlers go: a signal sent late must find ours, which then do nothing
-        # The command has ended and said so: a second Ctrl-C while it collects must not end it with a traceback.
-        ignoring = previous if interruption_pending() else {}
-        for number in ignoring:
-            signal.signal(number, signal.SIG_IGN)
-        collect_what_it_cut_short()
-        for number, handler in ignoring.items():
-            signal.signal(number, handler)
+        if interruption_pending():
+            # The command has ended and said so: a second Ctrl-C while it collects must not end it with a traceback.
+            for number in previous:
+                signal.signal(number, signal.SIG_IGN)
+            collect_what_it_cut_short()
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.unraisablehook = previous_hook

@@ -109,7 +109,7 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
             "file's place: choose another --out"
         )
     check_record_is_its_own(plan)
-    check_replaces_only_its_own_kind(plan)
+    check_replaces_only_a_submission(plan)
     check_folder_target(plan.runs)
     if test_rows is not None:
         check_room(plan.submission.parent, submission_bytes(test_rows) + RECORD_BYTES)
@@ -117,46 +117,48 @@ def plan_outputs(out: str | Path, inputs: Iterable[str | Path] = (), test_rows: 
 
 
 def check_record_is_its_own(plan: OutputPlan) -> None:
-    """`foo` and `foo.csv` share the record `foo.json`: a run must not take another submission's record."""
+    """An existing record may be replaced only if it is a run's record (a JSON object naming a submission),
+    and not another submission's: `foo` and `foo.csv` share the record `foo.json`."""
+    if not (plan.record.is_file() and plan.record.stat().st_size):
+        return
     try:
-        recorded = read_json(plan.record, "run record")["submission"]["path"]
-    except (OSError, UserError, KeyError, TypeError):
-        return  # no record there, or none that names its file: nothing of another submission to lose
-    owner = plan.record.parent / Path(str(recorded)).name
+        record = read_json(plan.record, "run record")
+    except UserError as error:
+        raise UserError(
+            f"{error}; the submission's record would replace it: choose another --out, or move the file away"
+        ) from None
+    if "submission" not in record:
+        raise UserError(
+            f"{plan.record}: is not a run record (it names no submission), and the submission's record would "
+            "replace it: choose another --out, or move the file away"
+        )
+    recorded = record["submission"]
+    if not (isinstance(recorded, dict) and "path" in recorded):
+        return  # an older record, which names no file: nothing of another submission to lose
+    owner = plan.record.parent / Path(str(recorded["path"])).name
     if owner.name != plan.submission.name and owner.is_file():
         raise UserError(
             f"{plan.record}: is the record of {owner}, which would lose it to {plan.submission}: choose another --out"
         )
 
 
-def check_replaces_only_its_own_kind(plan: OutputPlan) -> None:
-    """A run replaces a submission and a run record, never another file that happens to have their name."""
-    if plan.submission.is_file() and plan.submission.stat().st_size:
-        try:
-            with plan.submission.open("rb") as stream:
-                first = stream.readline(FIRST_LINE_BYTES)
-        except OSError as error:
-            raise UserError(
-                f"{plan.submission}: cannot be read to check it is a submission ({error.strerror}); a run replaces "
-                "only a submission: choose another --out"
-            ) from None
-        if not starts_as_a_submission(first):
-            raise UserError(
-                f"{plan.submission}: is not a submission (its first line is not {SUBMISSION_HEADER_LINE}), "
-                "and a run replaces only a submission: choose another --out, or move the file away"
-            )
-    if plan.record.is_file() and plan.record.stat().st_size:
-        try:
-            is_record = "submission" in read_json(plan.record, "run record")
-        except UserError as error:
-            raise UserError(
-                f"{error}; the submission's record would replace it: choose another --out, or move the file away"
-            ) from None
-        if not is_record:
-            raise UserError(
-                f"{plan.record}: is not a run record (it names no submission), and the submission's record would "
-                "replace it: choose another --out, or move the file away"
-            )
+def check_replaces_only_a_submission(plan: OutputPlan) -> None:
+    """A run replaces a submission, never another file that happens to have its name."""
+    if not (plan.submission.is_file() and plan.submission.stat().st_size):
+        return
+    try:
+        with plan.submission.open("rb") as stream:
+            first = stream.readline(FIRST_LINE_BYTES)
+    except OSError as error:
+        raise UserError(
+            f"{plan.submission}: cannot be read to check it is a submission ({error.strerror}); a run replaces "
+            "only a submission: choose another --out"
+        ) from None
+    if not starts_as_a_submission(first):
+        raise UserError(
+            f"{plan.submission}: is not a submission (its first line is not {SUBMISSION_HEADER_LINE}), "
+            "and a run replaces only a submission: choose another --out, or move the file away"
+        )
 
 
 def enclosing_run_folder(path: str | Path) -> Path | None:
